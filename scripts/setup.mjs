@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// One-shot set-up run before `npm test` and `npm run demo`: installs npm packages when missing
+// or stale, and Debian's pebble/redis-server when missing (with apt-get, as root), otherwise
+// stops with the exact command to run. Plain JS on purpose: it runs on whatever `node` is on
+// PATH before node_modules/.bin (and so the pinned Node 24) exists.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const purpose = process.argv[2] ?? 'test';
+
+function say(msg) {
+  process.stderr.write(`[setup] ${msg}\n`);
+}
+
+function npmPackagesStale() {
+  const marker = join(root, 'node_modules', '.package-lock.json');
+  const lock = join(root, 'package-lock.json');
+  if (!existsSync(marker) || !existsSync(join(root, 'node_modules', '.bin', 'node'))) return true;
+  return existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs + 1000;
+}
+
+if (npmPackagesStale()) {
+  say('installing npm packages (npm ci)');
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    say('npm ci failed; run `npm ci` in the project root and retry');
+    process.exit(1);
+  }
+}
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+// Debian packages each purpose needs, keyed by the binary that proves the package is there.
+const needed = { pebble: 'pebble', 'pebble-challtestsrv': 'pebble', openssl: 'openssl', curl: 'curl' };
+if (purpose === 'test') needed['redis-server'] = 'redis-server';
+const missing = [...new Set(Object.entries(needed).filter(([bin]) => !have(bin)).map(([, pkg]) => pkg))];
+
+if (missing.length > 0) {
+  const cmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot) {
+    say(`missing Debian packages: ${missing.join(', ')}. Run:\n  sudo sh -c '${cmd}'`);
+    process.exit(1);
+  }
+  say(`installing Debian packages: ${missing.join(', ')}`);
+  try {
+    execFileSync('sh', ['-c', cmd], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  } catch {
+    say(`apt-get failed; run this and retry:\n  ${cmd}`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,68 @@
+// The storage interface every backend implements (file now, Redis next). Keys are
+// '/'-separated paths such as `certificates/<ca>/<domain>/cert.pem`; backends map them to
+// their own layout but must keep them readable by a human.
+
+export interface PutOptions {
+  /** Secret material (private keys, account keys): file mode 0600 or equivalent. */
+  private?: boolean;
+}
+
+export interface LockOptions {
+  /** A lock not refreshed within this time is considered abandoned and may be taken over. */
+  ttlMs: number;
+  /** How long lock() waits for a held lock before failing. Default: ttlMs * 2. */
+  waitMs?: number;
+  /** Poll interval while waiting. Default 100 ms. */
+  pollMs?: number;
+}
+
+export interface Lock {
+  readonly name: string;
+  /** Extends the expiry by ttlMs from now; fails if the lock was lost (taken over). */
+  refresh(): Promise<void>;
+  /** Releases the lock if this holder still owns it. Safe to call twice. */
+  release(): Promise<void>;
+}
+
+export interface Storage {
+  /** A human-readable description, e.g. `file:/var/lib/certgate`. */
+  readonly description: string;
+  get(key: string): Promise<Buffer | null>;
+  /** Atomic: readers see the old value or the new one, never a partial write. */
+  put(key: string, value: Buffer | string, opts?: PutOptions): Promise<void>;
+  /** Deleting a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every key below `prefix` (recursively), sorted. `prefix` is a key path, e.g. `certificates/`. */
+  list(prefix: string): Promise<string[]>;
+  /** Waits until the named lock is acquired (or throws after waitMs). Works across processes. */
+  lock(name: string, opts: LockOptions): Promise<Lock>;
+  /** Acquires the lock now or returns null. */
+  tryLock(name: string, opts: LockOptions): Promise<Lock | null>;
+  close(): Promise<void>;
+}
+
+export class StorageError extends Error {
+  constructor(
+    message: string,
+    readonly key: string,
+    readonly step: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+/** Rejects keys that could escape the storage root or are not plain relative paths. */
+export function assertValidKey(key: string): void {
+  if (
+    key.length === 0 ||
+    key.length > 1024 ||
+    key.startsWith('/') ||
+    key.includes('\\') ||
+    key.includes('\0') ||
+    key.split('/').some((part) => part === '' || part === '.' || part === '..')
+  ) {
+    throw new StorageError(`invalid storage key ${JSON.stringify(key)}`, key, 'validate-key');
+  }
+}
