@@ -11,7 +11,7 @@ export interface LogOptions {
 /** One JSON line per event. Every issuance step logs domain, step, ca and elapsed ms. */
 export function createLogger(opts: LogOptions = {}): Logger {
   const options: LoggerOptions = {
-    level: opts.level ?? process.env.CERTGATE_LOG_LEVEL ?? 'info',
+    level: process.env.CERTGATE_LOG_LEVEL || opts.level || 'info',
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },

@@ -1,0 +1,202 @@
+// Keys, CSRs and small certificates: certificate keys (ECDSA P-256 / RSA 2048) on WebCrypto,
+// PKCS#10 requests and self-signed certificates with @peculiar/x509, parsing with node:crypto.
+import './reflect-shim.ts';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  webcrypto,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
+import { isIP } from 'node:net';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// @peculiar/x509's typings use the DOM's Crypto; node's webcrypto is the same API.
+const crypto = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1];
+const subtle = webcrypto.subtle;
+
+export type KeyType = 'ecdsa-p256' | 'rsa-2048';
+export type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+/** OID of the id-pe-acmeIdentifier extension (RFC 8737 §3). */
+export const ACME_IDENTIFIER_OID = '1.3.6.1.5.5.7.1.31';
+
+const ALGORITHMS = {
+  'ecdsa-p256': {
+    generate: { name: 'ECDSA', namedCurve: 'P-256' },
+    import: { name: 'ECDSA', namedCurve: 'P-256' },
+    sign: { name: 'ECDSA', hash: 'SHA-256' },
+  },
+  'rsa-2048': {
+    generate: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+    import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+    sign: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+  },
+} as const;
+
+function toPem(der: ArrayBuffer | Uint8Array, label: string): string {
+  const b64 = Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString('base64');
+  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
+}
+
+function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive, no leading zero byte
+  return bytes.toString('hex');
+}
+
+/** A new certificate key pair (extractable), with its private key as PKCS#8 PEM. */
+export async function generateKeyPair(type: KeyType): Promise<{ privateKeyPem: string; keyPair: CryptoKeyPair }> {
+  const alg = ALGORITHMS[type];
+  if (!alg) throw new Error(`unsupported key type ${String(type)}`);
+  const keyPair = (await subtle.generateKey(alg.generate, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const privateKeyPem = toPem(await subtle.exportKey('pkcs8', keyPair.privateKey), 'PRIVATE KEY');
+  return { privateKeyPem, keyPair };
+}
+
+/** The KeyType of a private key (PEM or KeyObject), or null if it is neither ECDSA P-256 nor RSA. */
+export function keyTypeOf(key: string | KeyObject): KeyType | null {
+  const k = typeof key === 'string' ? createPrivateKey(key) : key;
+  if (k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ecdsa-p256';
+  if (k.asymmetricKeyType === 'rsa') return 'rsa-2048';
+  return null;
+}
+
+/** A WebCrypto key pair from a private key PEM (PKCS#8, SEC1 or PKCS#1). */
+export async function importKeyPair(privateKeyPem: string): Promise<CryptoKeyPair> {
+  const key = createPrivateKey(privateKeyPem);
+  const type = keyTypeOf(key);
+  if (!type) throw new Error(`unsupported private key (${String(key.asymmetricKeyType)})`);
+  const alg = ALGORITHMS[type].import;
+  const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  return {
+    privateKey: await subtle.importKey('pkcs8', pkcs8, alg, true, ['sign']),
+    publicKey: await subtle.importKey('spki', spki, alg, true, ['verify']),
+  };
+}
+
+function generalName(name: string): x509.JsonGeneralName {
+  return isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name };
+}
+
+/** A DER PKCS#10 CSR: SAN entry for every domain (dNSName, or iPAddress), CN = first domain when ≤ 64 chars. */
+export async function createCsr(domains: string[], keyPair: CryptoKeyPair, type: KeyType): Promise<Uint8Array> {
+  const first = domains[0];
+  if (first === undefined) throw new Error('createCsr: no domains');
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create(
+    {
+      ...(first.length <= 64 ? { name: [{ CN: [first] }] } : {}),
+      keys: keyPair,
+      signingAlgorithm: ALGORITHMS[type].sign,
+      extensions: [new x509.SubjectAlternativeNameExtension(domains.map(generalName))],
+    },
+    crypto,
+  );
+  return new Uint8Array(csr.rawData);
+}
+
+async function selfSigned(
+  commonName: string,
+  sanNames: string[],
+  days: number,
+  extra: x509.Extension[],
+): Promise<{ certPem: string; keyPem: string }> {
+  const { privateKeyPem, keyPair } = await generateKeyPair('ecdsa-p256');
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: randomSerial(),
+      name: [{ CN: [commonName] }],
+      notBefore: new Date(now - 3600_000),
+      notAfter: new Date(now + days * 86_400_000),
+      keys: keyPair,
+      signingAlgorithm: ALGORITHMS['ecdsa-p256'].sign,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+        ...(sanNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(sanNames.map(generalName))] : []),
+        ...extra,
+      ],
+    },
+    crypto,
+  );
+  return { certPem: cert.toString('pem') + '\n', keyPem: privateKeyPem };
+}
+
+/**
+ * The tls-alpn-01 validation certificate (RFC 8737 §3): self-signed, SAN = domain, critical
+ * acmeIdentifier extension holding an ASN.1 OCTET STRING of SHA-256(keyAuthorization).
+ */
+export async function createTlsAlpnCertificate(
+  domain: string,
+  keyAuthorization: string,
+): Promise<{ certPem: string; keyPem: string }> {
+  const digest = createHash('sha256').update(keyAuthorization).digest();
+  const value = Buffer.concat([Buffer.from([0x04, digest.length]), digest]); // DER OCTET STRING (32 bytes)
+  return selfSigned(domain, [domain], 7, [new x509.Extension(ACME_IDENTIFIER_OID, true, value)]);
+}
+
+/** A self-signed ECDSA P-256 server certificate (the gateway's fallback certificate). Default 365 days. */
+export async function createSelfSignedCertificate(
+  commonName: string,
+  opts: { days?: number } = {},
+): Promise<{ certPem: string; keyPem: string }> {
+  const looksLikeName = isIP(commonName) !== 0 || /^[A-Za-z0-9*_.-]+$/.test(commonName);
+  return selfSigned(commonName, looksLikeName ? [commonName] : [], opts.days ?? 365, []);
+}
+
+/** The PEM blocks of a chain, in order. */
+export function splitPemChain(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => `${b}\n`) ?? [];
+}
+
+export interface ParsedCertificate {
+  notBefore: Date;
+  notAfter: Date;
+  /** SAN dNSName and iPAddress entries (falls back to the CN when there is no SAN). */
+  names: string[];
+  /** Lower-case hex, as Pebble's /cert-status-by-serial and `openssl x509 -serial` (lower-cased) spell it. */
+  serialNumber: string;
+  /** SHA-256 fingerprint, colon-separated upper-case hex (node:crypto's X509Certificate.fingerprint256). */
+  fingerprint256: string;
+}
+
+function sanNames(subjectAltName: string | undefined): string[] {
+  if (!subjectAltName) return [];
+  const names: string[] = [];
+  for (const part of subjectAltName.split(/,\s*/)) {
+    const m = /^(DNS|IP Address):(.*)$/.exec(part.trim());
+    if (m?.[2]) names.push(m[2].replace(/^"(.*)"$/, '$1'));
+  }
+  return names;
+}
+
+/** Facts about the leaf (first) certificate of a PEM chain. */
+export function parseCertificate(pem: string): ParsedCertificate {
+  const leaf = splitPemChain(pem)[0];
+  if (!leaf) throw new Error('parseCertificate: no PEM certificate');
+  const cert = new X509Certificate(leaf);
+  let names = sanNames(cert.subjectAltName);
+  if (names.length === 0) {
+    const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+    if (cn) names = [cn];
+  }
+  return {
+    notBefore: cert.validFromDate,
+    notAfter: cert.validToDate,
+    names,
+    serialNumber: cert.serialNumber.toLowerCase(),
+    fingerprint256: cert.fingerprint256,
+  };
+}
+
+/** A new ECDSA P-256 ACME account key. Store it with `key.export({ type: 'pkcs8', format: 'pem' })`. */
+export function generateAccountKey(): KeyObject {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+}

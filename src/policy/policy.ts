@@ -1,0 +1,81 @@
+// Who may get a certificate. A name is approved when it matches `onDemand.allow` or the `ask`
+// endpoint answers 2xx; with neither configured nothing is approved (a gateway must never turn
+// arbitrary SNI into CA orders). Decisions are cached, both ways, in a bounded cache, and
+// concurrent questions about one name share a single ask request.
+import { request } from 'undici';
+import type { Logger } from '../log.ts';
+import { LruCache } from '../util/lru.ts';
+import { HostPatternSet } from './patterns.ts';
+
+export type PolicyDecision = { allowed: true; source: 'allow' | 'ask' } | { allowed: false; reason: string };
+
+export interface PolicyOptions {
+  allow: string[];
+  ask?: string;
+  askTimeoutMs: number;
+  allowTtlMs: number;
+  denyTtlMs: number;
+  maxCacheEntries?: number;
+  logger: Logger;
+}
+
+export class OnDemandPolicy {
+  private readonly allow: HostPatternSet;
+  private readonly decisions: LruCache<string, PolicyDecision>;
+  private readonly pending = new Map<string, Promise<PolicyDecision>>();
+
+  constructor(private readonly opts: PolicyOptions) {
+    this.allow = new HostPatternSet(opts.allow);
+    this.decisions = new LruCache(opts.maxCacheEntries ?? 100_000);
+  }
+
+  /** `name` must be normalised (see tls/names.ts). Never throws: errors deny. */
+  async decide(name: string): Promise<PolicyDecision> {
+    if (this.allow.matches(name)) return { allowed: true, source: 'allow' };
+    if (!this.opts.ask) {
+      return { allowed: false, reason: this.allow.size ? 'not in onDemand.allow' : 'no on-demand policy configured' };
+    }
+    const cached = this.decisions.get(name);
+    if (cached) return cached;
+    let inflight = this.pending.get(name);
+    if (!inflight) {
+      inflight = this.ask(name).finally(() => this.pending.delete(name));
+      this.pending.set(name, inflight);
+    }
+    return inflight;
+  }
+
+  /** Forget cached decisions (all, or one name), e.g. after the platform changed a binding. */
+  forget(name?: string): void {
+    if (name === undefined) this.decisions.clear();
+    else this.decisions.delete(name);
+  }
+
+  private async ask(name: string): Promise<PolicyDecision> {
+    const url = new URL(this.opts.ask!);
+    url.searchParams.set('domain', name);
+    const started = performance.now();
+    let decision: PolicyDecision;
+    try {
+      // undici's request() never follows redirects: a 3xx is an answer, and it is not 2xx.
+      const res = await request(url, {
+        method: 'GET',
+        signal: AbortSignal.timeout(this.opts.askTimeoutMs),
+        headers: { 'user-agent': 'certgate-ask/0.1' },
+      });
+      await res.body.dump();
+      decision =
+        res.statusCode >= 200 && res.statusCode < 300
+          ? { allowed: true, source: 'ask' }
+          : { allowed: false, reason: `ask endpoint answered ${res.statusCode}` };
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const reason = e.name === 'TimeoutError' || e.name === 'AbortError' ? `ask endpoint timed out after ${this.opts.askTimeoutMs} ms` : `ask endpoint failed: ${e.code ?? e.message}`;
+      decision = { allowed: false, reason };
+    }
+    const ms = Math.round(performance.now() - started);
+    this.opts.logger.info({ domain: name, step: 'policy-ask', allowed: decision.allowed, ...(decision.allowed ? {} : { reason: decision.reason }), ms }, 'on-demand policy asked');
+    this.decisions.set(name, decision, decision.allowed ? this.opts.allowTtlMs : this.opts.denyTtlMs);
+    return decision;
+  }
+}

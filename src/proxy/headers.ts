@@ -1,0 +1,129 @@
+// Header rewriting for the forward (client → upstream) and return (upstream → client) paths.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus Proxy-Connection and the proxy auth pair. */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+];
+
+/**
+ * Request fields never copied verbatim: hop-by-hop ones, fields the proxy sets itself (host,
+ * content-length, x-forwarded-*), and Expect (Node already answered 100-continue; undici
+ * refuses the field).
+ */
+const SKIP_REQUEST = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'content-length',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+const SKIP_RESPONSE = new Set(HOP_BY_HOP);
+
+/** Lower-cased tokens of a Connection field other than the usual close/keep-alive/upgrade. */
+function connectionOptions(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  let found: Set<string> | null = null;
+  for (const part of text.split(',')) {
+    const token = part.trim().toLowerCase();
+    if (token === '' || token === 'close' || token === 'keep-alive' || token === 'upgrade') continue;
+    (found ??= new Set()).add(token);
+  }
+  return found;
+}
+
+/** The client's address, with IPv4-mapped IPv6 addresses shown as plain IPv4. */
+export function clientAddress(req: IncomingMessage): string | undefined {
+  const address = req.socket.remoteAddress;
+  if (address !== undefined && address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  return address;
+}
+
+export function isEncrypted(req: IncomingMessage): boolean {
+  return (req.socket as { encrypted?: boolean }).encrypted === true;
+}
+
+/**
+ * Headers to send upstream, as a flat [name, value, ...] list keeping the client's spelling and
+ * repeated fields. The original Host is kept; X-Forwarded-For gets the client address appended,
+ * X-Forwarded-Proto and X-Forwarded-Host are replaced. With `upgrade`, Connection: Upgrade and
+ * the Upgrade field are kept (for the raw tunnel path).
+ */
+export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean): string[] {
+  const raw = req.rawHeaders;
+  const headers = req.headers;
+  const extra = connectionOptions(headers.connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (SKIP_REQUEST.has(lower)) continue;
+    if (extra !== null && extra.has(lower)) continue;
+    if (lower.charCodeAt(0) === 58 /* ':' HTTP/2 pseudo-header */) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  const host = headers.host;
+  if (host !== undefined) out.push('host', host);
+  if (upgrade) {
+    out.push('connection', 'Upgrade');
+    const upgradeTo = headers.upgrade;
+    if (upgradeTo !== undefined) out.push('upgrade', Array.isArray(upgradeTo) ? upgradeTo.join(', ') : upgradeTo);
+  } else {
+    const length = headers['content-length'];
+    if (length !== undefined && headers['transfer-encoding'] === undefined) out.push('content-length', length);
+  }
+  const ip = clientAddress(req);
+  const priorField = headers['x-forwarded-for']; // Node joins repeated fields with ', '
+  const prior = Array.isArray(priorField) ? priorField.join(', ') : priorField;
+  if (ip !== undefined) out.push('x-forwarded-for', prior ? `${prior}, ${ip}` : ip);
+  else if (prior) out.push('x-forwarded-for', prior);
+  out.push('x-forwarded-proto', isEncrypted(req) ? 'https' : 'http');
+  if (host !== undefined) out.push('x-forwarded-host', host);
+  return out;
+}
+
+/**
+ * Response headers to pass to the client, as a flat list for res.writeHead(). `raw` is undici's
+ * raw header list (Buffers or strings, names in the upstream's spelling, repeated Set-Cookie kept);
+ * `parsed` is the parsed form, used for the Connection field and as a fallback.
+ */
+export function returnResponseHeaders(
+  raw: readonly (Buffer | string)[] | IncomingHttpHeaders | null | undefined,
+  parsed: IncomingHttpHeaders,
+): string[] {
+  const extra = connectionOptions(parsed.connection);
+  const out: string[] = [];
+  if (Array.isArray(raw)) {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!;
+      const nameText = typeof name === 'string' ? name : name.toString('latin1');
+      const lower = nameText.toLowerCase();
+      if (SKIP_RESPONSE.has(lower)) continue;
+      if (extra !== null && extra.has(lower)) continue;
+      const value = raw[i + 1]!;
+      // latin1 keeps the upstream's bytes as they were; Node writes headers back as latin1.
+      out.push(nameText, typeof value === 'string' ? value : value.toString('latin1'));
+    }
+    return out;
+  }
+  for (const [name, value] of Object.entries(parsed)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || SKIP_RESPONSE.has(lower)) continue;
+    if (extra !== null && extra.has(lower)) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  return out;
+}

@@ -1,0 +1,351 @@
+// Reverse proxy: routes each request by Host to an upstream origin and streams it through a
+// keep-alive undici Pool per origin. Upgrade requests (WebSocket) go through a raw tunnel
+// (see tunnel.ts).
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ConnectionOptions } from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
+import type { Logger } from '../log.ts';
+import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
+import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
+import { RouteTable, normalizeHost, type ProxyRoute, type UpstreamTarget } from './routes.ts';
+import { openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
+
+export type { ProxyRoute, UpstreamTarget } from './routes.ts';
+export { RouteTable, normalizeHost, parseUpstream } from './routes.ts';
+
+/** TLS settings for https upstreams (both the pools and WebSocket tunnels). */
+export type UpstreamTlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
+
+export interface ProxyOptions {
+  /** Used when no route matches; without it such requests get a 502 'no upstream' answer. */
+  defaultUpstream?: string;
+  routes?: ProxyRoute[];
+  /** Time from sending the request to the upstream's response headers; default 60 s → 504. */
+  upstreamTimeoutMs?: number;
+  /** Default 10 s → 504. */
+  connectTimeoutMs?: number;
+  /**
+   * Longest pause between two chunks of an upstream response body before the response is cut
+   * off. 0 (the default) disables it, so long-polling and server-sent events work; time spent
+   * waiting on a slow client (back-pressure) never counts.
+   */
+  upstreamBodyTimeoutMs?: number;
+  logger: Logger;
+  /** One JSON line per proxied request: host, method, path, status, upstream, ms, bytes. Default true. */
+  accessLog?: boolean;
+  /** Keep-alive pool size per upstream origin; default 128. */
+  maxConnectionsPerUpstream?: number;
+  /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
+  upstreamTls?: UpstreamTlsOptions;
+}
+
+const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONNECTIONS = 128;
+
+export class ReverseProxy {
+  #table: RouteTable;
+  readonly #pools = new Map<string, Pool>();
+  readonly #log: Logger;
+  readonly #accessLog: boolean;
+  readonly #upstreamTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #bodyTimeoutMs: number;
+  readonly #maxConnections: number;
+  readonly #tls: UpstreamTlsOptions;
+  readonly #tunnel: TunnelContext;
+  readonly #exchange: ExchangeContext;
+  #closed = false;
+
+  constructor(opts: ProxyOptions) {
+    this.#log = opts.logger.child({ component: 'proxy' });
+    this.#accessLog = opts.accessLog ?? true;
+    this.#upstreamTimeoutMs = positive(opts.upstreamTimeoutMs, DEFAULT_UPSTREAM_TIMEOUT_MS, 'upstreamTimeoutMs');
+    this.#connectTimeoutMs = positive(opts.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs');
+    this.#bodyTimeoutMs = opts.upstreamBodyTimeoutMs ?? 0;
+    if (!Number.isFinite(this.#bodyTimeoutMs) || this.#bodyTimeoutMs < 0) {
+      throw new Error('upstreamBodyTimeoutMs must be a non-negative number');
+    }
+    this.#maxConnections = positive(opts.maxConnectionsPerUpstream, DEFAULT_MAX_CONNECTIONS, 'maxConnectionsPerUpstream');
+    this.#tls = { ...opts.upstreamTls };
+    this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
+    this.#tunnel = {
+      log: this.#log,
+      accessLog: this.#accessLog,
+      connectTimeoutMs: this.#connectTimeoutMs,
+      upstreamTimeoutMs: this.#upstreamTimeoutMs,
+      tls: this.#tls,
+      open: new Set(),
+    };
+    this.#exchange = {
+      log: this.#log,
+      accessLog: this.#accessLog,
+      failure: { connectTimeoutMs: this.#connectTimeoutMs, upstreamTimeoutMs: this.#upstreamTimeoutMs },
+    };
+  }
+
+  /** Attach as the 'request' listener of an http/https server. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const start = performance.now();
+    const rawHost = req.headers.host;
+    const host = rawHost === undefined ? '' : normalizeHost(rawHost);
+    const target = this.#table.lookup(host);
+    const exchange = new Exchange(this.#exchange, req, res, host, target, start);
+    res.on('close', exchange.onClientClose);
+
+    if (this.#closed) {
+      exchange.sendError(503, '503 Service Unavailable: proxy is shutting down\n');
+      return;
+    }
+    if (target === undefined) {
+      this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url) }, 'no upstream for host');
+      exchange.sendError(502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
+      return;
+    }
+    const path = requestTarget(req.url);
+    if (path === undefined) {
+      exchange.sendError(400, '400 Bad Request: invalid request target\n');
+      return;
+    }
+    const headers = req.headers;
+    const hasBody = headers['transfer-encoding'] !== undefined ||
+      (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+    const options: Dispatcher.DispatchOptions & { servername?: string } = {
+      path,
+      method: req.method ?? 'GET',
+      headers: forwardRequestHeaders(req, false),
+      body: hasBody ? req : null,
+      // A constant per pool: undici would otherwise derive the TLS server name from each request's
+      // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
+      servername: target.hostname,
+    };
+    this.#pool(target).dispatch(options, exchange);
+  }
+
+  /** Attach as the 'upgrade' listener (WebSocket and any other Upgrade). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const rawHost = req.headers.host;
+    const host = rawHost === undefined ? '' : normalizeHost(rawHost);
+    if (this.#closed) {
+      rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
+      return;
+    }
+    const target = this.#table.lookup(host);
+    if (target === undefined) {
+      this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade }, 'no upstream for host');
+      rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
+      return;
+    }
+    openTunnel(this.#tunnel, req, socket, head, host, target);
+  }
+
+  /**
+   * Replace the routing table. Takes effect for the next request; requests in flight finish on
+   * the upstream they started with. Pools of upstreams no longer referenced are closed gracefully.
+   * Throws (leaving the old table in place) when a route is invalid.
+   */
+  setRoutes(routes: ProxyRoute[], defaultUpstream?: string): void {
+    const table = new RouteTable(routes, defaultUpstream);
+    this.#table = table;
+    for (const [origin, pool] of this.#pools) {
+      if (!table.targets.has(origin)) {
+        this.#pools.delete(origin);
+        pool.close().catch((err: unknown) => this.#log.debug({ upstream: origin, err }, 'closing unused pool failed'));
+      }
+    }
+  }
+
+  /** The upstream origin a Host header value is routed to (normalised, e.g. 'http://10.0.0.2:8080'). */
+  resolveUpstream(host: string): string | undefined {
+    return this.#table.lookup(normalizeHost(host))?.origin;
+  }
+
+  /**
+   * Stop accepting work: new requests get 503, open WebSocket tunnels are destroyed, and the
+   * upstream pools close after the requests in flight have finished.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const socket of this.#tunnel.open) socket.destroy();
+    this.#tunnel.open.clear();
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((pool) => pool.close()));
+  }
+
+  #pool(target: UpstreamTarget): Pool {
+    let pool = this.#pools.get(target.origin);
+    if (pool !== undefined) return pool;
+    const options: Pool.Options = {
+      connections: this.#maxConnections,
+      headersTimeout: this.#upstreamTimeoutMs,
+      bodyTimeout: this.#bodyTimeoutMs,
+      connectTimeout: this.#connectTimeoutMs,
+      allowH2: false,
+    };
+    if (target.secure) {
+      // undici would send the client's Host as SNI (and check the certificate against it); use
+      // the upstream's own host name instead, and no SNI for IP literals.
+      const connector = buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false });
+      const servername = target.servername;
+      options.connect = (opts, callback) => connector({ ...opts, servername }, callback);
+    }
+    pool = new Pool(target.origin, options);
+    this.#pools.set(target.origin, pool);
+    return pool;
+  }
+}
+
+interface ExchangeContext {
+  log: Logger;
+  accessLog: boolean;
+  failure: FailureContext;
+}
+
+/** One proxied request: undici dispatch handler + bookkeeping for the client side. */
+class Exchange implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | null = null;
+  #clientGone = false;
+  #waitingDrain = false;
+  #bytes = 0;
+  #errorCode: string | undefined;
+
+  constructor(
+    private readonly ctx: ExchangeContext,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly host: string,
+    private readonly target: UpstreamTarget | undefined,
+    private readonly start: number,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#clientGone) controller.abort(new ClientGoneError());
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    if (statusCode < 200) return; // 1xx informational; the final response follows
+    if (this.#clientGone || this.res.destroyed) {
+      controller.abort(new ClientGoneError());
+      return;
+    }
+    const out = returnResponseHeaders(controller.rawHeaders, headers);
+    // Throws on values Node refuses to send; undici turns that into onResponseError → 502.
+    if (statusMessage) this.res.writeHead(statusCode, statusMessage, out);
+    else this.res.writeHead(statusCode, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (!this.res.write(chunk) && !this.#waitingDrain) {
+      this.#waitingDrain = true;
+      controller.pause();
+      this.res.once('drain', this.#onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    // A client that disconnects mid-upload shows up here first, as an error of the request body.
+    if (this.#clientGone || this.req.socket.destroyed) {
+      this.#clientGone = true;
+      this.ctx.log.debug({ host: this.host, upstream: this.target?.origin, code: errorCode(err) }, 'client went away');
+      return;
+    }
+    const failure = classifyUpstreamError(err, this.ctx.failure);
+    this.#errorCode = failure.code;
+    const upstream = this.target?.origin;
+    if (this.res.headersSent) {
+      this.ctx.log.warn({ host: this.host, upstream, code: failure.code, err: err.message, path: pathOf(this.req.url) }, 'upstream response aborted');
+      this.res.destroy();
+      return;
+    }
+    this.ctx.log.warn({ host: this.host, upstream, code: failure.code, err: err.message, status: failure.status, path: pathOf(this.req.url) }, `upstream ${failure.reason}`);
+    this.sendError(failure.status, `${failure.status} ${STATUS_CODES[failure.status]}: upstream ${upstream} ${failure.reason}\n`);
+  }
+
+  sendError(status: number, body: string): void {
+    const res = this.res;
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(body);
+  }
+
+  readonly #onDrain = (): void => {
+    this.#waitingDrain = false;
+    this.#controller?.resume();
+  };
+
+  /** res 'close': after a complete response, or when the client went away first. */
+  readonly onClientClose = (): void => {
+    const res = this.res;
+    if (!res.writableFinished) {
+      this.#clientGone = true;
+      this.#controller?.abort(new ClientGoneError());
+    }
+    if (!this.ctx.accessLog) return;
+    const entry: Record<string, unknown> = {
+      host: this.host || null,
+      method: this.req.method,
+      path: pathOf(this.req.url),
+      status: res.statusCode,
+      upstream: this.target?.origin ?? null,
+      ms: Math.round((performance.now() - this.start) * 10) / 10,
+      bytes: this.#bytes,
+    };
+    if (this.#errorCode !== undefined) entry.error = this.#errorCode;
+    if (this.#clientGone) entry.aborted = true;
+    this.ctx.log.info(entry, 'access');
+  };
+}
+
+class ClientGoneError extends Error {
+  readonly code = 'CLIENT_GONE';
+  constructor() {
+    super('client closed the connection');
+  }
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+/** The path to request upstream: origin-form as is, absolute-form reduced to path + query. */
+function requestTarget(url: string | undefined): string | undefined {
+  if (url === undefined || url === '') return undefined;
+  if (url.charCodeAt(0) === 47 /* '/' */) return url;
+  if (url.startsWith('http://') || url.startsWith('https://')) {
+    try {
+      const parsed = new URL(url);
+      return parsed.pathname + parsed.search;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Path without the query string (queries often carry tokens; keep them out of logs). */
+function pathOf(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}

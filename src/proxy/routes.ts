@@ -1,0 +1,183 @@
+// Host → upstream routing table. Built once per setRoutes() and swapped atomically; lookups are
+// one Map probe for the exact name plus one probe per label for '*.suffix' patterns, so the cost
+// does not depend on the number of routes.
+import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
+
+export interface ProxyRoute {
+  /** Exact host names ('app.example.org') or wildcard patterns ('*.example.org'). */
+  hosts: string[];
+  /** 'http://host:port' or 'https://host:port'; no path, query or credentials. */
+  upstream: string;
+}
+
+/** A parsed upstream origin; one shared instance per origin in a table. */
+export interface UpstreamTarget {
+  /** Normalised origin, e.g. 'http://127.0.0.1:8080' (the default port is dropped). */
+  readonly origin: string;
+  readonly secure: boolean;
+  /** Host name or IP to connect to, IPv6 without brackets. */
+  readonly hostname: string;
+  readonly port: number;
+  /** TLS server name (SNI) for https upstreams: the host name, or undefined for IP literals. */
+  readonly servername: string | undefined;
+}
+
+/** Parse and validate an upstream URL. Throws a descriptive Error when it is not usable. */
+export function parseUpstream(upstream: string): UpstreamTarget {
+  let url: URL;
+  try {
+    url = new URL(upstream);
+  } catch {
+    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: scheme must be http or https`);
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: credentials are not supported`);
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
+    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: must be an origin without path or query`);
+  }
+  if (url.hostname === '') {
+    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: missing host`);
+  }
+  const secure = url.protocol === 'https:';
+  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
+  return {
+    origin: url.origin,
+    secure,
+    hostname,
+    port,
+    servername: isIP(hostname) === 0 ? hostname : undefined,
+  };
+}
+
+/**
+ * Normalise a Host header value (or a configured host name) for lookups: lower-case, port
+ * removed, one trailing dot removed. IPv6 literals come back in canonical bracketed form
+ * ('[::1]'), whether given as '[::1]:8443', '[0:0::1]' or bare '::1'. Returns '' for an empty
+ * or malformed value.
+ */
+export function normalizeHost(host: string): string {
+  if (host.length === 0) return '';
+  if (host.charCodeAt(0) === 91 /* '[' */) {
+    const end = host.indexOf(']');
+    if (end === -1) return '';
+    return canonicalIPv6(host.slice(1, end));
+  }
+  const colon = host.indexOf(':');
+  if (colon !== -1) {
+    // A second colon means a bare IPv6 literal (not valid in a Host header, but cheap to accept).
+    if (host.indexOf(':', colon + 1) !== -1) return canonicalIPv6(host);
+    host = host.slice(0, colon);
+  }
+  let end = host.length;
+  if (end > 0 && host.charCodeAt(end - 1) === 46 /* '.' */) end--;
+  if (end !== host.length) host = host.slice(0, end);
+  return host.toLowerCase();
+}
+
+function canonicalIPv6(literal: string): string {
+  if (isIP(literal) !== 6) return '';
+  try {
+    return new URL(`http://[${literal}]/`).hostname.toLowerCase();
+  } catch {
+    return '';
+  }
+}
+
+/** Normalise a configured exact name; IDNs become punycode, as clients send them. */
+function normalizeConfiguredName(name: string): string {
+  const host = normalizeHost(name.trim());
+  if (host === '') return '';
+  if (host.startsWith('[')) return host;
+  if (host.includes('*')) return '';
+  return isPlainAsciiName(host) ? host : domainToASCII(host);
+}
+
+/** Lower-case letters, digits, '-', '_' and non-empty dot-separated labels: no IDN conversion needed. */
+function isPlainAsciiName(name: string): boolean {
+  let labelLength = 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 46 /* '.' */) {
+      if (labelLength === 0) return false;
+      labelLength = 0;
+    } else if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 95) {
+      labelLength++;
+    } else {
+      return false;
+    }
+  }
+  return labelLength > 0 && !name.startsWith('xn--') && !name.includes('.xn--');
+}
+
+export class RouteTable {
+  readonly #exact = new Map<string, UpstreamTarget>();
+  /** Key: suffix without the '*.' ('example.org' for '*.example.org'). */
+  readonly #wildcard = new Map<string, UpstreamTarget>();
+  readonly #default: UpstreamTarget | undefined;
+  /** Every origin this table can route to, keyed by origin. */
+  readonly targets = new Map<string, UpstreamTarget>();
+
+  /** Throws (without side effects) when a route or the default upstream is invalid. */
+  constructor(routes: readonly ProxyRoute[], defaultUpstream?: string) {
+    const byText = new Map<string, UpstreamTarget>();
+    const intern = (upstream: string): UpstreamTarget => {
+      const seen = byText.get(upstream);
+      if (seen !== undefined) return seen;
+      const parsed = parseUpstream(upstream);
+      const target = this.targets.get(parsed.origin) ?? parsed;
+      this.targets.set(parsed.origin, target);
+      byText.set(upstream, target);
+      return target;
+    };
+    for (const route of routes) {
+      const target = intern(route.upstream);
+      for (const pattern of route.hosts) {
+        if (pattern.startsWith('*.')) {
+          const suffix = normalizeConfiguredName(pattern.slice(2));
+          if (suffix === '' || suffix.startsWith('[')) {
+            throw new Error(`invalid host pattern ${JSON.stringify(pattern)}`);
+          }
+          // Routes are matched in order: the first route naming a pattern wins.
+          if (!this.#wildcard.has(suffix)) this.#wildcard.set(suffix, target);
+        } else {
+          const name = normalizeConfiguredName(pattern);
+          if (name === '') throw new Error(`invalid host name ${JSON.stringify(pattern)}`);
+          if (!this.#exact.has(name)) this.#exact.set(name, target);
+        }
+      }
+    }
+    this.#default = defaultUpstream === undefined ? undefined : intern(defaultUpstream);
+  }
+
+  get size(): number {
+    return this.#exact.size + this.#wildcard.size;
+  }
+
+  get defaultTarget(): UpstreamTarget | undefined {
+    return this.#default;
+  }
+
+  /** `host` must already be normalised (see normalizeHost). */
+  lookup(host: string): UpstreamTarget | undefined {
+    if (host !== '') {
+      const exact = this.#exact.get(host);
+      if (exact !== undefined) return exact;
+      if (this.#wildcard.size > 0) {
+        // Most specific first: 'a.b.example.org' tries 'b.example.org', then 'example.org', 'org'.
+        let dot = host.indexOf('.');
+        while (dot !== -1) {
+          const hit = this.#wildcard.get(host.slice(dot + 1));
+          if (hit !== undefined) return hit;
+          dot = host.indexOf('.', dot + 1);
+        }
+      }
+    }
+    return this.#default;
+  }
+}

@@ -1,0 +1,98 @@
+// Certificate bundles in storage: the full chain, its private key (0600) and metadata.
+// The key is written first and the chain last, so a reader that finds cert.pem finds a key
+// that belongs to it; meta.json is informational.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { keys } from './layout.ts';
+import type { Storage } from './storage.ts';
+
+export interface CertificateMeta {
+  domain: string;
+  names: string[];
+  ca: string;
+  directory: string;
+  notBefore: string;
+  notAfter: string;
+  serialNumber: string;
+  fingerprint256: string;
+  keyType: string;
+  challenge?: string;
+  orderUrl?: string;
+  obtainedAt: string;
+}
+
+export interface CertificateBundle {
+  domain: string;
+  ca: string;
+  certPem: string;
+  keyPem: string;
+  notBefore: Date;
+  notAfter: Date;
+  fingerprint256: string;
+}
+
+export function describeLeaf(certPem: string): { notBefore: Date; notAfter: Date; names: string[]; serialNumber: string; fingerprint256: string } {
+  const leaf = new X509Certificate(certPem);
+  const names = (leaf.subjectAltName ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4));
+  return {
+    notBefore: new Date(leaf.validFrom),
+    notAfter: new Date(leaf.validTo),
+    names,
+    serialNumber: leaf.serialNumber,
+    fingerprint256: leaf.fingerprint256,
+  };
+}
+
+/**
+ * Loads the bundle for `domain` from the first CA (in order) that has one; null when none.
+ * A replacement being written may be seen half-way (new key, old chain): the pair is checked
+ * and read again, briefly, until it matches.
+ */
+export async function loadCertificate(storage: Storage, cas: string[], domain: string): Promise<CertificateBundle | null> {
+  for (const ca of cas) {
+    for (let attempt = 0; ; attempt++) {
+      const cert = await storage.get(keys.certificate(ca, domain));
+      if (!cert) break;
+      const key = await storage.get(keys.certificateKey(ca, domain));
+      if (!key) break;
+      const certPem = cert.toString('utf8');
+      const keyPem = key.toString('utf8');
+      if (new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) {
+        const leaf = describeLeaf(certPem);
+        return { domain, ca, certPem, keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
+      }
+      if (attempt >= 5) throw new Error(`certificate for ${domain} in ${storage.description} does not match its key (step: load)`);
+      await sleep(50 * (attempt + 1));
+    }
+  }
+  return null;
+}
+
+export async function saveCertificate(
+  storage: Storage,
+  bundle: { domain: string; ca: string; directory: string; certPem: string; keyPem: string; keyType: string; challenge?: string; orderUrl?: string },
+): Promise<CertificateBundle> {
+  const leaf = describeLeaf(bundle.certPem);
+  const meta: CertificateMeta = {
+    domain: bundle.domain,
+    names: leaf.names,
+    ca: bundle.ca,
+    directory: bundle.directory,
+    notBefore: leaf.notBefore.toISOString(),
+    notAfter: leaf.notAfter.toISOString(),
+    serialNumber: leaf.serialNumber,
+    fingerprint256: leaf.fingerprint256,
+    keyType: bundle.keyType,
+    ...(bundle.challenge ? { challenge: bundle.challenge } : {}),
+    ...(bundle.orderUrl ? { orderUrl: bundle.orderUrl } : {}),
+    obtainedAt: new Date().toISOString(),
+  };
+  await storage.put(keys.certificateKey(bundle.ca, bundle.domain), bundle.keyPem, { private: true });
+  await storage.put(keys.certificateMeta(bundle.ca, bundle.domain), JSON.stringify(meta, null, 2) + '\n');
+  await storage.put(keys.certificate(bundle.ca, bundle.domain), bundle.certPem);
+  return { domain: bundle.domain, ca: bundle.ca, certPem: bundle.certPem, keyPem: bundle.keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
+}

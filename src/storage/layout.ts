@@ -1,0 +1,32 @@
+// Where things live in storage. One place, so a human reading the tree and the code agree:
+//   certificates/<ca>/<domain>/{cert.pem,key.pem,meta.json}
+//   accounts/<ca>/<email or "default">/{key.pem,account.json}
+//   challenges/http-01/<token>, challenges/tls-alpn-01/<domain>/{cert.pem,key.pem}
+//   fallback/{cert.pem,key.pem}
+//   locks/... (file storage only)
+
+/** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
+export function caIdFromDirectory(directoryUrl: string): string {
+  const u = new URL(directoryUrl);
+  const parts = [u.hostname.replace(/[^a-zA-Z0-9.-]/g, '_')];
+  if (u.port) parts.push(u.port);
+  for (const seg of u.pathname.split('/')) if (seg) parts.push(seg.replace(/[^a-zA-Z0-9._-]/g, '_'));
+  return parts.join('-').toLowerCase();
+}
+
+export const keys = {
+  certificateDir: (ca: string, domain: string) => `certificates/${ca}/${domain}`,
+  certificate: (ca: string, domain: string) => `certificates/${ca}/${domain}/cert.pem`,
+  certificateKey: (ca: string, domain: string) => `certificates/${ca}/${domain}/key.pem`,
+  certificateMeta: (ca: string, domain: string) => `certificates/${ca}/${domain}/meta.json`,
+  accountKey: (ca: string, email: string | undefined) => `accounts/${ca}/${email ?? 'default'}/key.pem`,
+  account: (ca: string, email: string | undefined) => `accounts/${ca}/${email ?? 'default'}/account.json`,
+  http01Token: (token: string) => `challenges/http-01/${token}`,
+  tlsAlpnCert: (domain: string) => `challenges/tls-alpn-01/${domain}/cert.pem`,
+  tlsAlpnKey: (domain: string) => `challenges/tls-alpn-01/${domain}/key.pem`,
+  fallbackCert: 'fallback/cert.pem',
+  fallbackKey: 'fallback/key.pem',
+  issueLock: (domain: string) => `issue/${domain}`,
+  accountLock: (ca: string) => `account/${ca}`,
+  fallbackLock: 'fallback',
+} as const;

@@ -1,0 +1,138 @@
+// The TLS handshake path, top to bottom.
+//
+//   ALPNCallback  runs first (pinned by test/tls/handshake.test.ts): if the client offers
+//                 `acme-tls/1` this is a CA validating a tls-alpn-01 challenge; mark the socket.
+//   SNICallback   then picks the certificate:
+//     1. normalise the name; empty/invalid/IP → fallback, no policy call, no CA call
+//     2. marked acme-tls/1 → the challenge certificate (memory, else shared storage)
+//     3. memory cache hit → serve it at once (no storage, no network)
+//     4. otherwise the CertificateManager loads it from storage or issues it (policy first);
+//        the handshake waits at most `handshakeWait`, then gets the fallback while the
+//        issuance goes on in the background.
+import type { SecureContext, TLSSocket } from 'node:tls';
+import type { TlsAlpn01Solver } from '../acme/solvers.ts';
+import type { Logger } from '../log.ts';
+import type { CertificateCache } from './cache.ts';
+import type { CertificateManager } from './certificates.ts';
+import { normalizeServerName } from './names.ts';
+
+export const ACME_TLS_ALPN = 'acme-tls/1';
+const offersAcmeTls = Symbol('certgate.offersAcmeTls');
+
+type MarkedSocket = TLSSocket & { [offersAcmeTls]?: boolean };
+type SniDone = (err: Error | null, ctx?: SecureContext) => void;
+
+export type HandshakeOutcome = 'cache-hit' | 'storage' | 'issued' | 'fallback' | 'challenge' | 'error';
+
+export interface HandshakeOptions {
+  cache: CertificateCache;
+  manager: CertificateManager;
+  tlsAlpn: TlsAlpn01Solver | null;
+  fallback: SecureContext;
+  handshakeWaitMs: number;
+  logger: Logger;
+  /** Application protocols we speak, in preference order. */
+  protocols?: string[];
+  /** Observes every SNI decision (metrics, tests). */
+  onOutcome?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
+}
+
+export interface HandshakeCallbacks {
+  ALPNCallback: (this: TLSSocket, arg: { servername: string; protocols: string[] }) => string | undefined;
+  SNICallback: (this: TLSSocket, servername: string, cb: SniDone) => void;
+}
+
+export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallbacks {
+  const { cache, manager, tlsAlpn, fallback, handshakeWaitMs, logger } = opts;
+  const protocols = opts.protocols ?? ['http/1.1'];
+  const outcome = opts.onOutcome ?? (() => {});
+
+  function ALPNCallback(this: TLSSocket, { protocols: offered }: { servername: string; protocols: string[] }): string | undefined {
+    if (tlsAlpn && offered.includes(ACME_TLS_ALPN)) {
+      (this as MarkedSocket)[offersAcmeTls] = true;
+      return ACME_TLS_ALPN;
+    }
+    // Returning undefined rejects the handshake: the client speaks nothing we do.
+    return protocols.find((p) => offered.includes(p));
+  }
+
+  function SNICallback(this: TLSSocket, servername: string, cb: SniDone): void {
+    const domain = normalizeServerName(servername);
+    if (domain === undefined) {
+      logger.debug({ sni: servername.slice(0, 300), step: 'sni' }, 'invalid server name: fallback certificate');
+      outcome('fallback', undefined);
+      cb(null, fallback);
+      return;
+    }
+
+    if ((this as MarkedSocket)[offersAcmeTls]) {
+      challengeContext(domain).then(
+        (ctx) => done(cb, null, ctx),
+        (err: Error) => done(cb, err),
+      );
+      return;
+    }
+
+    const hit = cache.get(domain);
+    if (hit) {
+      outcome('cache-hit', domain);
+      cb(null, hit.context);
+      return;
+    }
+
+    certificateFor(domain).then(
+      (ctx) => done(cb, null, ctx),
+      (err: Error) => {
+        // Unexpected: CertificateManager.obtain never rejects. Serve the fallback, never hang.
+        logger.error({ domain, step: 'handshake', err }, 'handshake certificate lookup failed');
+        outcome('error', domain);
+        done(cb, null, fallback);
+      },
+    );
+  }
+
+  async function challengeContext(domain: string): Promise<SecureContext> {
+    const ctx = await tlsAlpn!.contextFor(domain);
+    if (!ctx) {
+      logger.warn({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 request with no pending challenge');
+      throw new Error(`${domain}: no pending tls-alpn-01 challenge (step: tls-alpn-01-validation)`);
+    }
+    logger.info({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 challenge handshake');
+    outcome('challenge', domain);
+    return ctx;
+  }
+
+  async function certificateFor(domain: string): Promise<SecureContext> {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(resolve, handshakeWaitMs, 'timeout');
+    });
+    try {
+      const result = await Promise.race([manager.obtain(domain), waited]);
+      if (result === 'timeout') {
+        logger.warn({ domain, step: 'handshake-wait', waitedMs: handshakeWaitMs }, 'issuance still running: fallback certificate for this handshake');
+        outcome('fallback', domain);
+        return fallback;
+      }
+      if (result.kind === 'ready') {
+        outcome(result.source, domain);
+        return result.certificate.context;
+      }
+      outcome('fallback', domain);
+      return fallback;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return { ALPNCallback, SNICallback };
+}
+
+/** Node's SNI callback must be answered exactly once and never throw back into the TLS stack. */
+function done(cb: SniDone, err: Error | null, ctx?: SecureContext): void {
+  try {
+    cb(err, ctx);
+  } catch {
+    // The socket went away while we waited; nothing left to answer.
+  }
+}

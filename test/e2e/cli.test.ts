@@ -1,0 +1,96 @@
+// Issue 2 acceptance: a bad config file fails `certgate validate` and `certgate run` with a
+// message naming the key; a good one validates; --help works on each command.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CERTGATE_BIN, runToEnd } from '../support/process.ts';
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'certgate-cli-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+async function configFile(name: string, text: string): Promise<string> {
+  const file = join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+const bad: Array<[string, string, RegExp]> = [
+  ['a listen address that is not host:port', 'listen:\n  https: "localhost"\n', /listen\.https: "localhost" is not a listen address/],
+  ['an unknown key', 'onDemand:\n  alow: ["a.example.com"]\n', /onDemand\.alow: unknown key/],
+  ['a challenge type we do not have', 'acme:\n  challenges: ["dns-01"]\n', /acme\.challenges\[0\]: each challenge must be one of http-01, tls-alpn-01/],
+  ['an invalid allow pattern', 'onDemand:\n  allow: ["*.ok.example", "not a name"]\n', /onDemand\.allow\[1\]: not a valid host pattern/],
+  ['a route upstream that is not a URL', 'proxy:\n  routes:\n    - hosts: ["a.example.com"]\n      upstream: "127.0.0.1:9090"\n', /proxy\.routes\[0\]\.upstream: must be an http\(s\) URL/],
+  ['a bad duration', 'onDemand:\n  handshakeWait: "soon"\n', /onDemand\.handshakeWait: "soon" is not a duration/],
+  ['YAML that does not parse', 'listen: [\n', /is not valid YAML/],
+];
+
+describe('certgate validate / run with a bad config', () => {
+  for (const [what, text, message] of bad) {
+    test(what, async () => {
+      const file = await configFile(`bad-${what.replace(/\W+/g, '-')}.yaml`, text);
+      for (const command of ['validate', 'run']) {
+        const { code, output } = await runToEnd([CERTGATE_BIN, command, '--config', file]);
+        assert.equal(code, 2, `${command} exits 2\n${output}`);
+        assert.match(output, message, `${command} names the key`);
+      }
+    });
+  }
+
+  test('a missing file is named', async () => {
+    const { code, output } = await runToEnd([CERTGATE_BIN, 'validate', '--config', join(dir, 'nope.yaml')]);
+    assert.equal(code, 2);
+    assert.match(output, /cannot read config file .*nope\.yaml: no such file/);
+  });
+});
+
+describe('certgate validate with a good config', () => {
+  test('prints the effective config; CERTGATE_CONFIG works too', async () => {
+    const file = await configFile(
+      'good.yaml',
+      [
+        'listen: { https: "127.0.0.1:5001", http: "127.0.0.1:5002" }',
+        'storage: { file: { path: ./data } }',
+        'acme:',
+        '  directory: "https://127.0.0.1:14000/dir"',
+        '  email: "ops@example.com"',
+        '  trustedRoots: ["./pebble.minica.pem"]',
+        '  challenges: ["http-01", "tls-alpn-01"]',
+        'onDemand:',
+        '  allow: ["*.customers.test", "shop.example.com"]',
+        '  ask: "http://127.0.0.1:9000/allow"',
+        'proxy:',
+        '  upstream: "http://127.0.0.1:8080"',
+        '  routes:',
+        '    - hosts: ["shop.example.com", "*.example.org"]',
+        '      upstream: "http://127.0.0.1:9090"',
+      ].join('\n'),
+    );
+    const { code, output } = await runToEnd([CERTGATE_BIN, 'validate', '--config', file]);
+    assert.equal(code, 0, output);
+    assert.match(output, /: valid/);
+    const effective = JSON.parse(output.slice(output.indexOf('{')));
+    assert.equal(effective.storage.file.path, join(dir, 'data'), 'relative paths resolve against the config file');
+    assert.deepEqual(effective.listen.https, { host: '127.0.0.1', port: 5001 });
+    assert.equal(effective.onDemand.handshakeWait, 20_000);
+    assert.equal(effective.tls.cacheSize, 10_000);
+
+    const viaEnv = await runToEnd([CERTGATE_BIN, 'validate'], { env: { CERTGATE_CONFIG: file } });
+    assert.equal(viaEnv.code, 0, viaEnv.output);
+  });
+
+  test('--help on each command', async () => {
+    for (const args of [['--help'], ['run', '--help'], ['validate', '--help']]) {
+      const { code, output } = await runToEnd([CERTGATE_BIN, ...args]);
+      assert.equal(code, 0);
+      assert.match(output, /Usage: certgate/);
+    }
+    const { output } = await runToEnd([CERTGATE_BIN, 'run', '--help']);
+    assert.match(output, /--config <file>/);
+    assert.match(output, /CERTGATE_CONFIG/);
+  });
+});

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { silentLogger } from '../../src/log.ts';
+import { HostPatternSet } from '../../src/policy/patterns.ts';
+import { OnDemandPolicy } from '../../src/policy/policy.ts';
+
+test('host patterns: exact and *.suffix', () => {
+  const set = new HostPatternSet(['shop.example.com', '*.customers.test']);
+  assert.ok(set.matches('shop.example.com'));
+  assert.ok(set.matches('a.customers.test'));
+  assert.ok(set.matches('a.b.customers.test'));
+  assert.ok(!set.matches('customers.test'));
+  assert.ok(!set.matches('www.shop.example.com'));
+  assert.ok(!set.matches('xcustomers.test'));
+});
+
+describe('ask endpoint', () => {
+  let server: Server;
+  let url: string;
+  const hits: string[] = [];
+  before(async () => {
+    server = createServer((req, res) => {
+      const domain = new URL(req.url!, 'http://x').searchParams.get('domain')!;
+      hits.push(domain);
+      if (domain.startsWith('yes.')) res.writeHead(204).end();
+      else if (domain.startsWith('slow.')) setTimeout(() => res.writeHead(200).end(), 1000);
+      else res.writeHead(403).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/allow?token=abc`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  const policy = () => new OnDemandPolicy({ allow: [], ask: url, askTimeoutMs: 200, allowTtlMs: 60_000, denyTtlMs: 60_000, logger: silentLogger() });
+
+  test('2xx allows, 403 denies, a time-out denies; existing query kept', async () => {
+    const p = policy();
+    assert.deepEqual(await p.decide('yes.example.com'), { allowed: true, source: 'ask' });
+    assert.equal((await p.decide('no.example.com')).allowed, false);
+    const slow = await p.decide('slow.example.com');
+    assert.equal(slow.allowed, false);
+    assert.match((slow as { reason: string }).reason, /timed out/);
+  });
+
+  test('decisions are cached both ways, concurrent asks are shared', async () => {
+    const p = policy();
+    hits.length = 0;
+    await Promise.all([p.decide('yes.cache.com'), p.decide('yes.cache.com'), p.decide('yes.cache.com')]);
+    await p.decide('yes.cache.com');
+    await p.decide('no.cache.com');
+    await p.decide('no.cache.com');
+    assert.deepEqual(hits, ['yes.cache.com', 'no.cache.com']);
+  });
+
+  test('no policy at all denies everything', async () => {
+    const p = new OnDemandPolicy({ allow: [], askTimeoutMs: 100, allowTtlMs: 1, denyTtlMs: 1, logger: silentLogger() });
+    assert.equal((await p.decide('any.example.com')).allowed, false);
+  });
+});

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RouteTable, normalizeHost, parseUpstream } from '../../src/proxy/routes.ts';
+
+describe('normalizeHost', () => {
+  it('lower-cases, strips the port and one trailing dot, canonicalises IPv6', () => {
+    assert.equal(normalizeHost('App.Example.ORG'), 'app.example.org');
+    assert.equal(normalizeHost('app.example.org:8443'), 'app.example.org');
+    assert.equal(normalizeHost('app.example.org.'), 'app.example.org');
+    assert.equal(normalizeHost('app.example.org.:443'), 'app.example.org');
+    assert.equal(normalizeHost('10.0.0.1:80'), '10.0.0.1');
+    assert.equal(normalizeHost('[::1]:8080'), '[::1]');
+    assert.equal(normalizeHost('[0:0:0:0::1]'), '[::1]');
+    assert.equal(normalizeHost('[2001:DB8::1]:443'), '[2001:db8::1]');
+    assert.equal(normalizeHost('::1'), '[::1]');
+    assert.equal(normalizeHost('[nonsense]'), '');
+    assert.equal(normalizeHost('[::1'), '');
+    assert.equal(normalizeHost(''), '');
+  });
+});
+
+describe('parseUpstream', () => {
+  it('accepts http/https origins and normalises them', () => {
+    assert.deepEqual(parseUpstream('http://127.0.0.1:8080'), {
+      origin: 'http://127.0.0.1:8080',
+      secure: false,
+      hostname: '127.0.0.1',
+      port: 8080,
+      servername: undefined,
+    });
+    const tls = parseUpstream('https://App.Internal/');
+    assert.equal(tls.origin, 'https://app.internal');
+    assert.equal(tls.port, 443);
+    assert.equal(tls.servername, 'app.internal');
+    const v6 = parseUpstream('http://[::1]:9000');
+    assert.equal(v6.hostname, '::1');
+    assert.equal(v6.origin, 'http://[::1]:9000');
+  });
+
+  it('rejects what it cannot proxy to', () => {
+    assert.throws(() => parseUpstream('127.0.0.1:8080'), /scheme|not a URL/);
+    assert.throws(() => parseUpstream('ws://127.0.0.1:8080'), /scheme/);
+    assert.throws(() => parseUpstream('http://u:p@127.0.0.1:8080'), /credentials/);
+    assert.throws(() => parseUpstream('http://127.0.0.1:8080/api'), /without path/);
+    assert.throws(() => parseUpstream('http://127.0.0.1:8080/?a=1'), /without path/);
+  });
+});
+
+describe('RouteTable', () => {
+  const A = 'http://127.0.0.1:1001';
+  const B = 'http://127.0.0.1:1002';
+  const C = 'http://127.0.0.1:1003';
+
+  it('prefers exact names, then the most specific wildcard, then the default', () => {
+    const table = new RouteTable(
+      [
+        { hosts: ['example.org', 'special.a.example.org'], upstream: A },
+        { hosts: ['*.example.org'], upstream: B },
+        { hosts: ['*.a.example.org'], upstream: C },
+      ],
+      'http://127.0.0.1:1009',
+    );
+    const at = (h: string): string | undefined => table.lookup(normalizeHost(h))?.origin;
+    assert.equal(at('example.org'), A);
+    assert.equal(at('special.a.example.org'), A);
+    assert.equal(at('x.example.org'), B);
+    assert.equal(at('a.example.org'), B, '*.a.example.org does not match a.example.org itself');
+    assert.equal(at('x.a.example.org'), C);
+    assert.equal(at('y.x.a.example.org'), C);
+    assert.equal(at('example.com'), 'http://127.0.0.1:1009');
+    assert.equal(at(''), 'http://127.0.0.1:1009');
+    assert.equal(new RouteTable([{ hosts: ['*.example.org'], upstream: B }]).lookup('example.org'), undefined);
+  });
+
+  it('shares one target per origin and lists them', () => {
+    const table = new RouteTable([
+      { hosts: ['a.test'], upstream: A },
+      { hosts: ['b.test'], upstream: 'http://127.0.0.1:1001/' },
+    ]);
+    assert.equal(table.lookup('a.test'), table.lookup('b.test'));
+    assert.deepEqual([...table.targets.keys()], [A]);
+  });
+
+  it('rejects malformed patterns', () => {
+    for (const bad of ['*', '*.', '*.*.example.org', 'a.*.example.org', 'foo*.example.org', '', '[zz]']) {
+      assert.throws(() => new RouteTable([{ hosts: [bad], upstream: A }]), /invalid host/, bad);
+    }
+  });
+
+  it('handles 100k routes with constant-time lookups', () => {
+    const routes = [];
+    for (let i = 0; i < 50_000; i++) {
+      routes.push({ hosts: [`site${i}.example.com`, `*.tenant${i}.example.net`], upstream: i % 2 ? A : B });
+    }
+    const built = performance.now();
+    const table = new RouteTable(routes);
+    const buildMs = performance.now() - built;
+    assert.equal(table.size, 100_000);
+    assert.equal(table.lookup('site49999.example.com')?.origin, A);
+    assert.equal(table.lookup('www.tenant12.example.net')?.origin, B);
+    assert.equal(table.lookup('tenant12.example.net'), undefined);
+
+    const start = performance.now();
+    let hits = 0;
+    for (let i = 0; i < 200_000; i++) {
+      if (table.lookup(`a.b.tenant${i % 50_000}.example.net`) !== undefined) hits++;
+    }
+    const lookupMs = performance.now() - start;
+    assert.equal(hits, 200_000);
+    // A linear scan would be ~10^10 comparisons; maps make this a few milliseconds.
+    assert.ok(lookupMs < 2000, `200k lookups took ${lookupMs.toFixed(0)} ms`);
+    assert.ok(buildMs < 5000, `building took ${buildMs.toFixed(0)} ms`);
+  });
+});

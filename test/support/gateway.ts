@@ -1,0 +1,128 @@
+// Runs a certgate gateway in-process for end-to-end tests, against a real Pebble, with its
+// storage wrapped so tests can count reads, and a trivial upstream to proxy to.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.ts';
+import { silentLogger, type Logger } from '../../src/log.ts';
+import { startGateway, type Gateway } from '../../src/server.ts';
+import { FileStorage } from '../../src/storage/file.ts';
+import type { Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
+import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
+import type { PebbleHandle } from './pebble.ts';
+
+/** Delegates to a real storage and counts every call, by method. */
+export class CountingStorage implements Storage {
+  readonly counts = { get: 0, put: 0, delete: 0, list: 0, lock: 0 };
+  constructor(readonly inner: Storage) {}
+  get description() {
+    return this.inner.description;
+  }
+  get(key: string) {
+    this.counts.get++;
+    return this.inner.get(key);
+  }
+  put(key: string, value: Buffer | string, opts?: PutOptions) {
+    this.counts.put++;
+    return this.inner.put(key, value, opts);
+  }
+  delete(key: string) {
+    this.counts.delete++;
+    return this.inner.delete(key);
+  }
+  list(prefix: string) {
+    this.counts.list++;
+    return this.inner.list(prefix);
+  }
+  lock(name: string, opts: LockOptions): Promise<Lock> {
+    this.counts.lock++;
+    return this.inner.lock(name, opts);
+  }
+  tryLock(name: string, opts: LockOptions) {
+    this.counts.lock++;
+    return this.inner.tryLock(name, opts);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+export interface TestGateway {
+  gateway: Gateway;
+  storage: CountingStorage;
+  dataDir: string;
+  outcomes: Array<{ outcome: HandshakeOutcome; domain: string | undefined }>;
+  close(opts?: { keepData?: boolean }): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  pebble: PebbleHandle;
+  /** Ports Pebble validates against; the gateway must listen on them to pass challenges. */
+  httpsPort: number;
+  httpPort: number;
+  /** Raw config merged over the defaults below (listen/acme are filled in). */
+  config?: Record<string, unknown>;
+  dataDir?: string;
+  logger?: Logger;
+}
+
+export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'certgate-e2e-')));
+  const extra = opts.config ?? {};
+  const raw = {
+    ...extra,
+    listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}` },
+    storage: { file: { path: dataDir } },
+    acme: { directory: opts.pebble.directoryUrl, trustedRoots: [opts.pebble.listenerCaPath], ...((extra.acme as object) ?? {}) },
+    log: { level: 'silent' },
+  };
+  const config = parseConfig(raw, { baseDir: dataDir });
+  const storage = new CountingStorage(await FileStorage.open(dataDir));
+  const outcomes: TestGateway['outcomes'] = [];
+  const gateway = await startGateway(config, {
+    storage,
+    logger: opts.logger ?? (process.env.CERTGATE_TEST_LOG ? undefined : silentLogger()),
+    onHandshake: (outcome, domain) => outcomes.push({ outcome, domain }),
+  });
+  return {
+    gateway,
+    storage,
+    dataDir,
+    outcomes,
+    async close({ keepData = false } = {}) {
+      await gateway.close();
+      if (!keepData && !opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A plain HTTP upstream that answers `upstream:<label> host=<host> path=<path>` and echoes forwarded headers. */
+export async function startUpstream(label: string): Promise<{ server: Server; url: string; port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(
+      JSON.stringify({
+        upstream: label,
+        host: req.headers.host,
+        path: req.url,
+        xff: req.headers['x-forwarded-for'],
+        proto: req.headers['x-forwarded-proto'],
+        xfhost: req.headers['x-forwarded-host'],
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

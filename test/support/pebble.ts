@@ -1,0 +1,372 @@
+// Starts a real Pebble (Debian's /usr/bin/pebble 2.4) plus pebble-challtestsrv for one test.
+// See /work/shared/pebble-notes.md for the traps this works around.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { webcrypto } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import '../../src/acme/reflect-shim.ts';
+import * as x509 from '@peculiar/x509';
+import { Agent, request } from 'undici';
+import { freePort } from './ports.ts';
+
+export interface PebbleOptions {
+  /** Port Pebble's validator connects to for http-01 (the gateway's http listener). */
+  httpPort: number;
+  /** Port Pebble's validator connects to for tls-alpn-01 (the gateway's https listener). */
+  tlsPort: number;
+  /** Extra environment for Pebble, e.g. PEBBLE_WFE_NONCEREJECT; overrides the defaults. */
+  env?: Record<string, string>;
+  /** Lifetime of issued certificates, in seconds. */
+  certificateValidityPeriod?: number;
+  externalAccountBindingRequired?: boolean;
+  /** kid -> base64url HMAC key. */
+  externalAccountMACKeys?: Record<string, string>;
+}
+
+export interface PebbleHandle {
+  /** https://127.0.0.1:<port>/dir */
+  directoryUrl: string;
+  /** PEM of the throwaway CA that signed Pebble's own listener certificate. */
+  listenerCaPem: string;
+  /** The same, written to a file in the temp dir. */
+  listenerCaPath: string;
+  /** Issuing root from the management API (/roots/0), fetched once and cached. */
+  rootPem(): Promise<string>;
+  /** '127.0.0.1:<port>' of pebble-challtestsrv's DNS server. */
+  dnsAddress: string;
+  /** 'http://127.0.0.1:<port>', pebble-challtestsrv's management API. */
+  challtestsrvUrl: string;
+  /** New orders Pebble accepted, counted from its log. */
+  ordersPlaced(): number;
+  /** Certificates Pebble issued, counted from its log. */
+  certificatesIssued(): number;
+  /** Accounts Pebble created (a newAccount for an existing key does not count), from its log. */
+  accountsCreated(): number;
+  /** Everything Pebble and challtestsrv printed. */
+  output(): string;
+  /** Kills both processes (by PID) and removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+const PEBBLE_BIN = '/usr/bin/pebble';
+const CHALLTESTSRV_BIN = '/usr/bin/pebble-challtestsrv';
+const SETPRIV_BIN = '/usr/bin/setpriv';
+const HAVE_SETPRIV = existsSync(SETPRIV_BIN);
+const START_TIMEOUT_MS = 10_000;
+
+// Pebble 2.4 prints exactly one of each of these per event (found by experiment):
+//   Added order "<order id>" to the db
+//   Issued certificate serial <hex serial> for order <order id>
+//   There are now <n> accounts in memory        (only when an account is created)
+const ORDER_LINE = /Added order "[^"]+" to the db/;
+const ISSUED_LINE = /Issued certificate serial [0-9a-f]+ for order \S+/;
+const ACCOUNT_LINE = /There are now \d+ accounts in memory/;
+
+// Children still running, killed when this process exits or is told to stop.
+const live = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
+let hooksInstalled = false;
+
+function killLive(): void {
+  for (const child of live) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  live.clear();
+  for (const dir of liveDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  }
+  liveDirs.clear();
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', killLive);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killLive();
+      // Keep the default behaviour (die of the signal) unless someone else handles it.
+      if (process.listenerCount(sig) === 1) {
+        process.removeListener(sig, onSignal);
+        process.kill(process.pid, sig);
+      }
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+async function distinctFreePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+function toPem(der: ArrayBuffer, label: string): string {
+  const b64 = Buffer.from(der).toString('base64');
+  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
+}
+
+/** A throwaway CA and a localhost/127.0.0.1 certificate it signed, for Pebble's own listener. */
+async function makeListenerCertificates(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+  const crypto = webcrypto;
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const caKeys = (await crypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const notBefore = new Date(now - 60_000);
+  const notAfter = new Date(now + 2 * 24 * 3600_000);
+  const caName = `CN=certgate test listener CA ${Math.random().toString(16).slice(2, 8)}`;
+  const ca = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: '01' + Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex'),
+      name: caName,
+      notBefore,
+      notAfter,
+      keys: caKeys,
+      signingAlgorithm: alg,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  const leafKeys = (await crypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const leaf = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: '02' + Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex'),
+      subject: 'CN=localhost',
+      issuer: ca.subject,
+      notBefore,
+      notAfter,
+      publicKey: leafKeys.publicKey,
+      signingKey: caKeys.privateKey,
+      signingAlgorithm: alg,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+        new x509.SubjectAlternativeNameExtension([
+          { type: 'dns', value: 'localhost' },
+          { type: 'ip', value: '127.0.0.1' },
+        ]),
+        await x509.AuthorityKeyIdentifierExtension.create(ca, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  const keyPem = toPem(await crypto.subtle.exportKey('pkcs8', leafKeys.privateKey), 'PRIVATE KEY');
+  return { caPem: ca.toString('pem') + '\n', certPem: leaf.toString('pem') + '\n', keyPem };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
+  installExitHooks();
+  // The free ports are only free at the time they were picked; if another process took one
+  // in between, start again with new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/i.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'certgate-pebble-'));
+  liveDirs.add(dir);
+  const children: ChildProcess[] = [];
+  let out = '';
+  let pebbleOut = '';
+  let stopped = false;
+  let agent: Agent | undefined;
+
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(
+      children.map(async (child) => {
+        live.delete(child);
+        if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          return;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 3000)))]);
+        clearTimeout(timer);
+      }),
+    );
+    await agent?.close().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
+  };
+
+  const listenerCaPath = join(dir, 'listener-ca.pem');
+
+  try {
+    const { caPem, certPem, keyPem } = await makeListenerCertificates();
+    agent = new Agent({ connect: { ca: caPem }, connections: 4 });
+    const dispatcher = agent;
+    const [acmePort, mgmtPort, dnsPort, ctMgmtPort] = (await distinctFreePorts(4)) as [number, number, number, number];
+    const certPath = join(dir, 'listener-cert.pem');
+    const keyPath = join(dir, 'listener-key.pem');
+    await writeFile(listenerCaPath, caPem);
+    await writeFile(certPath, certPem);
+    await writeFile(keyPath, keyPem, { mode: 0o600 });
+
+    const pebbleConfig: Record<string, unknown> = {
+      listenAddress: `127.0.0.1:${acmePort}`,
+      managementListenAddress: `127.0.0.1:${mgmtPort}`,
+      certificate: certPath,
+      privateKey: keyPath,
+      httpPort: opts.httpPort,
+      tlsPort: opts.tlsPort,
+      ocspResponderURL: '',
+      externalAccountBindingRequired: opts.externalAccountBindingRequired ?? false,
+    };
+    if (opts.externalAccountMACKeys) pebbleConfig.externalAccountMACKeys = opts.externalAccountMACKeys;
+    if (opts.certificateValidityPeriod !== undefined) {
+      pebbleConfig.certificateValidityPeriod = opts.certificateValidityPeriod;
+    }
+    const configPath = join(dir, 'pebble-config.json');
+    await writeFile(configPath, JSON.stringify({ pebble: pebbleConfig }, null, 2));
+
+    const launch = (bin: string, args: string[], env: NodeJS.ProcessEnv, tag: string): ChildProcess => {
+      // setpriv execs the program (same PID) with PR_SET_PDEATHSIG, so it dies with this
+      // process even when this process is SIGKILLed and no exit hook runs.
+      const child = HAVE_SETPRIV
+        ? spawn(SETPRIV_BIN, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn(bin, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      live.add(child);
+      const onData = (chunk: Buffer): void => {
+        const text = chunk.toString('utf8');
+        out += text;
+        if (tag === 'pebble') pebbleOut += text;
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.on('error', (err) => {
+        out += `[${tag}] spawn error: ${err.message}\n`;
+      });
+      child.on('exit', (code, signal) => {
+        live.delete(child);
+        if (!stopped) out += `[${tag}] exited with ${signal ?? code}\n`;
+      });
+      return child;
+    };
+
+    const ct = launch(
+      CHALLTESTSRV_BIN,
+      [
+        '-defaultIPv4', '127.0.0.1',
+        '-defaultIPv6', '',
+        '-http01', '',
+        '-https01', '',
+        '-tlsalpn01', '',
+        '-dns01', `127.0.0.1:${dnsPort}`,
+        '-management', `127.0.0.1:${ctMgmtPort}`,
+      ],
+      { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      'challtestsrv',
+    );
+    const pebble = launch(
+      PEBBLE_BIN,
+      ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`],
+      {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PEBBLE_VA_NOSLEEP: '1',
+        PEBBLE_WFE_NONCEREJECT: '0',
+        PEBBLE_AUTHZREUSE: '0',
+        ...opts.env,
+      },
+      'pebble',
+    );
+
+    const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
+    const challtestsrvUrl = `http://127.0.0.1:${ctMgmtPort}`;
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    const answers = async (url: string, wantOk: boolean): Promise<boolean> => {
+      try {
+        const res = await request(url, { method: 'GET', dispatcher, headersTimeout: 1000, bodyTimeout: 1000 });
+        await res.body.dump();
+        return wantOk ? res.statusCode === 200 : true;
+      } catch {
+        return false;
+      }
+    };
+    let pebbleUp = false;
+    let ctUp = false;
+    while (Date.now() < deadline) {
+      for (const child of [pebble, ct]) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`startPebble: a process exited during start-up\n${out}`);
+        }
+      }
+      if (!pebbleUp) pebbleUp = await answers(directoryUrl, true);
+      // Any HTTP answer (404 on /) means the management API listens.
+      if (!ctUp) ctUp = await answers(`${challtestsrvUrl}/`, false);
+      if (pebbleUp && ctUp) break;
+      await sleep(50);
+    }
+    if (!pebbleUp || !ctUp) {
+      throw new Error(
+        `startPebble: ${pebbleUp ? 'challtestsrv' : 'Pebble'} did not answer within ${START_TIMEOUT_MS} ms\n${out}`,
+      );
+    }
+
+    let rootCache: Promise<string> | undefined;
+    const count = (re: RegExp): number => {
+      let n = 0;
+      for (const line of pebbleOut.split('\n')) if (re.test(line)) n++;
+      return n;
+    };
+
+    return {
+      directoryUrl,
+      listenerCaPem: caPem,
+      listenerCaPath,
+      rootPem(): Promise<string> {
+        rootCache ??= (async () => {
+          const res = await request(`https://127.0.0.1:${mgmtPort}/roots/0`, { dispatcher });
+          const text = await res.body.text();
+          if (res.statusCode !== 200) throw new Error(`GET /roots/0: HTTP ${res.statusCode}: ${text}`);
+          return text;
+        })();
+        rootCache.catch(() => {
+          rootCache = undefined;
+        });
+        return rootCache;
+      },
+      dnsAddress: `127.0.0.1:${dnsPort}`,
+      challtestsrvUrl,
+      ordersPlaced: () => count(ORDER_LINE),
+      certificatesIssued: () => count(ISSUED_LINE),
+      accountsCreated: () => count(ACCOUNT_LINE),
+      output: () => out,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
