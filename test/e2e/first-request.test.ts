@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keys } from '../../src/storage/layout.ts';
 import { curlGet, httpsGet } from '../support/clients.ts';
-import { startTestGateway, startUpstream } from '../support/gateway.ts';
+import { startTestGateway } from '../support/gateway.ts';
+import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
@@ -17,14 +18,14 @@ interface Env {
   httpsPort: number;
   httpPort: number;
   root: string;
-  upstream: Awaited<ReturnType<typeof startUpstream>>;
+  upstream: FakeUpstream;
 }
 
 async function setUp(): Promise<Env> {
   const httpsPort = await freePort();
   const httpPort = await freePort();
   const pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-  return { pebble, httpsPort, httpPort, root: await pebble.rootPem(), upstream: await startUpstream('app') };
+  return { pebble, httpsPort, httpPort, root: await pebble.rootPem(), upstream: await startUpstream(echoHandler('app')) };
 }
 
 async function tearDown(env: Env | undefined): Promise<void> {
@@ -50,7 +51,7 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
       pebble,
       httpsPort: env.httpsPort,
       httpPort: env.httpPort,
-      config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.url } },
+      config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.origin } },
     });
     let closed = false;
     try {
@@ -60,8 +61,8 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
       const first = await httpsGet(domain, env.httpsPort, root);
       assert.equal(first.status, 200);
       const body = JSON.parse(first.body);
-      assert.equal(body.upstream, 'app');
-      assert.equal(body.host, domain);
+      assert.equal(body.name, 'app');
+      assert.equal(body.headers.host, domain);
       assert.equal(pebble.ordersPlaced(), orders0 + 1, 'one order for the first request');
       assert.equal(pebble.certificatesIssued(), 1);
       assert.deepEqual(gw.outcomes.map((o) => o.outcome), ['issued']);
@@ -80,7 +81,7 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
       await writeFile(rootFile, root);
       const viaCurl = await curlGet(domain, env.httpsPort, rootFile);
       assert.equal(viaCurl.status, 200);
-      assert.equal(JSON.parse(viaCurl.body).upstream, 'app');
+      assert.equal(JSON.parse(viaCurl.body).name, 'app');
 
       // Storage layout and key protection.
       const { caIdFromDirectory } = await import('../../src/storage/layout.ts');
@@ -98,7 +99,7 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
         httpsPort: env.httpsPort,
         httpPort: env.httpPort,
         dataDir: gw.dataDir,
-        config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.url } },
+        config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.origin } },
       });
       try {
         const afterRestart = await httpsGet(domain, env.httpsPort, root);
@@ -127,7 +128,7 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
       pebble,
       httpsPort: env.httpsPort,
       httpPort: env.httpPort,
-      config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.url } },
+      config: { onDemand: { allow: ['*.customers.test'] }, proxy: { upstream: upstream.origin } },
     });
     try {
       const issued0 = pebble.certificatesIssued();
@@ -159,12 +160,12 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
         pebble,
         httpsPort: env.httpsPort,
         httpPort: env.httpPort,
-        config: { acme: { challenges: [challenge] }, onDemand: { allow: ['only.example.com'] }, proxy: { upstream: upstream.url } },
+        config: { acme: { challenges: [challenge] }, onDemand: { allow: ['only.example.com'] }, proxy: { upstream: upstream.origin } },
       });
       try {
         const res = await httpsGet('only.example.com', env.httpsPort, root);
         assert.equal(res.status, 200);
-        assert.equal(JSON.parse(res.body).upstream, 'app');
+        assert.equal(JSON.parse(res.body).name, 'app');
         const meta = await storedMeta(gw.dataDir, pebble, 'only.example.com');
         assert.equal(meta.challenge, challenge);
         assert.equal(meta.fingerprint256, res.fingerprint256);

@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { stringify } from 'yaml';
 import { httpsGet } from '../support/clients.ts';
-import { startUpstream } from '../support/gateway.ts';
+import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { CERTGATE_BIN, runProcess, type RunningProcess } from '../support/process.ts';
 
 let pebble: PebbleHandle;
 let dir: string;
-let upstream: Awaited<ReturnType<typeof startUpstream>>;
+let upstream: FakeUpstream;
 const procs: RunningProcess[] = [];
 const ports: Array<{ https: number; http: number }> = [];
 
@@ -24,7 +24,7 @@ before(async () => {
   for (let i = 0; i < 2; i++) ports.push({ https: await freePort(), http: await freePort() });
   // Pebble validates against process A's ports only; B must never be the one asked.
   pebble = await startPebble({ httpPort: ports[0]!.http, tlsPort: ports[0]!.https });
-  upstream = await startUpstream('app');
+  upstream = await startUpstream(echoHandler('app'));
   for (const [i, p] of ports.entries()) {
     const file = join(dir, `gateway-${i}.yaml`);
     await writeFile(
@@ -34,7 +34,7 @@ before(async () => {
         storage: { file: { path: join(dir, 'data') } },
         acme: { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPath] },
         onDemand: { allow: ['*.shared.test'] },
-        proxy: { upstream: upstream.url },
+        proxy: { upstream: upstream.origin },
       }),
     );
     const proc = runProcess([CERTGATE_BIN, 'run', '--config', file]);

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keys } from '../../src/storage/layout.ts';
 import { httpsGet, opensslFingerprint, peerCertificate } from '../support/clients.ts';
-import { startTestGateway, startUpstream, type TestGateway } from '../support/gateway.ts';
+import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
@@ -18,7 +19,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
   let pebble: PebbleHandle;
   let gw: TestGateway;
   let ask: Server;
-  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let upstream: FakeUpstream;
   let fallbackFingerprint: string;
   let httpsPort: number;
   const asked: string[] = [];
@@ -27,7 +28,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
     httpsPort = await freePort();
     const httpPort = await freePort();
     pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-    upstream = await startUpstream('app');
+    upstream = await startUpstream(echoHandler('app'));
     // The platform's ask endpoint: allows ask-ok.*, says 403 to ask-no.*, never answers ask-hang.*
     ask = createServer((req, res) => {
       const domain = new URL(req.url ?? '/', 'http://x').searchParams.get('domain') ?? '';
@@ -44,7 +45,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
       httpPort,
       config: {
         onDemand: { allow: ['allowed.example.com'], ask: `http://127.0.0.1:${(ask.address() as AddressInfo).port}/check`, askTimeout: '500ms' },
-        proxy: { upstream: upstream.url },
+        proxy: { upstream: upstream.origin },
       },
     });
     const fallbackPem = await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8');
@@ -66,7 +67,8 @@ describe('policy: denied and invalid names never reach the CA', () => {
     ['a name with bad characters', 'bad_name!.example.com'],
     ['a name with a space', 'two words.example.com'],
     ['a single-label name', 'localhost'],
-    ['a name over 253 characters', `${'a'.repeat(60)}.`.repeat(5) + 'com'],
+    // 254 characters: over the DNS limit, under what openssl will send.
+    ['a name over 253 characters', `${'a'.repeat(63)}.`.repeat(3) + `${'a'.repeat(58)}.com`],
     ['no SNI at all', null],
     ['ask answers a redirect (not followed, denied)', 'ask-redirect.example.net'],
     ['ask times out', 'ask-hang.example.net'],

@@ -1,8 +1,6 @@
 // Runs a certgate gateway in-process for end-to-end tests, against a real Pebble, with its
 // storage wrapped so tests can count reads, and a trivial upstream to proxy to.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
@@ -95,34 +93,5 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       await gateway.close();
       if (!keepData && !opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
-  };
-}
-
-/** A plain HTTP upstream that answers `upstream:<label> host=<host> path=<path>` and echoes forwarded headers. */
-export async function startUpstream(label: string): Promise<{ server: Server; url: string; port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    res.setHeader('content-type', 'application/json');
-    res.end(
-      JSON.stringify({
-        upstream: label,
-        host: req.headers.host,
-        path: req.url,
-        xff: req.headers['x-forwarded-for'],
-        proto: req.headers['x-forwarded-proto'],
-        xfhost: req.headers['x-forwarded-host'],
-      }),
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    server,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
   };
 }
