@@ -3,6 +3,7 @@
 // that belongs to it; meta.json is informational.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseCertificate } from '../acme/certs.ts';
 import { keys } from './layout.ts';
 import type { Storage } from './storage.ts';
 
@@ -31,22 +32,6 @@ export interface CertificateBundle {
   fingerprint256: string;
 }
 
-export function describeLeaf(certPem: string): { notBefore: Date; notAfter: Date; names: string[]; serialNumber: string; fingerprint256: string } {
-  const leaf = new X509Certificate(certPem);
-  const names = (leaf.subjectAltName ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('DNS:'))
-    .map((s) => s.slice(4));
-  return {
-    notBefore: new Date(leaf.validFrom),
-    notAfter: new Date(leaf.validTo),
-    names,
-    serialNumber: leaf.serialNumber,
-    fingerprint256: leaf.fingerprint256,
-  };
-}
-
 /**
  * Loads the bundle for `domain` from the first CA (in order) that has one; null when none.
  * A replacement being written may be seen half-way (new key, old chain): the pair is checked
@@ -62,7 +47,7 @@ export async function loadCertificate(storage: Storage, cas: string[], domain: s
       const certPem = cert.toString('utf8');
       const keyPem = key.toString('utf8');
       if (new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) {
-        const leaf = describeLeaf(certPem);
+        const leaf = parseCertificate(certPem);
         return { domain, ca, certPem, keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
       }
       if (attempt >= 5) throw new Error(`certificate for ${domain} in ${storage.description} does not match its key (step: load)`);
@@ -76,7 +61,7 @@ export async function saveCertificate(
   storage: Storage,
   bundle: { domain: string; ca: string; directory: string; certPem: string; keyPem: string; keyType: string; challenge?: string; orderUrl?: string },
 ): Promise<CertificateBundle> {
-  const leaf = describeLeaf(bundle.certPem);
+  const leaf = parseCertificate(bundle.certPem);
   const meta: CertificateMeta = {
     domain: bundle.domain,
     names: leaf.names,

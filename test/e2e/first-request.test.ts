@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keys } from '../../src/storage/layout.ts';
-import { curlGet, httpsGet } from '../support/clients.ts';
+import { curlGet, httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway } from '../support/gateway.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';
@@ -154,13 +154,15 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
     });
     after(() => tearDown(env));
 
-    test(`a certificate is obtained with ${challenge} alone`, async () => {
+    // http-01 also covers acme.keyType rsa-2048; tls-alpn-01 the ECDSA P-256 default.
+    const keyType = challenge === 'http-01' ? 'rsa-2048' : 'ecdsa-p256';
+    test(`a certificate is obtained with ${challenge} alone (${keyType} key)`, async () => {
       const { pebble, root, upstream } = env;
       const gw = await startTestGateway({
         pebble,
         httpsPort: env.httpsPort,
         httpPort: env.httpPort,
-        config: { acme: { challenges: [challenge] }, onDemand: { allow: ['only.example.com'] }, proxy: { upstream: upstream.origin } },
+        config: { acme: { challenges: [challenge], ...(keyType === 'rsa-2048' ? { keyType } : {}) }, onDemand: { allow: ['only.example.com'] }, proxy: { upstream: upstream.origin } },
       });
       try {
         const res = await httpsGet('only.example.com', env.httpsPort, root);
@@ -169,6 +171,9 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
         const meta = await storedMeta(gw.dataDir, pebble, 'only.example.com');
         assert.equal(meta.challenge, challenge);
         assert.equal(meta.fingerprint256, res.fingerprint256);
+        const served = await peerCertificate(env.httpsPort, 'only.example.com');
+        if (keyType === 'rsa-2048') assert.equal(served.bits, 2048, 'an RSA 2048 key');
+        else assert.equal(served.asn1Curve, 'prime256v1', 'an ECDSA P-256 key');
         // The validation really went to the listener of this challenge type.
         const validations = gw.outcomes.filter((o) => o.outcome === 'challenge').length;
         if (challenge === 'tls-alpn-01') assert.ok(validations >= 1, 'Pebble validated over tls-alpn-01');
