@@ -3,6 +3,7 @@
 // does not depend on the number of routes.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { HostPatternMap } from '../policy/patterns.ts';
 
 export interface ProxyRoute {
   /** Exact host names ('app.example.org') or wildcard patterns ('*.example.org'). */
@@ -116,9 +117,7 @@ function isPlainAsciiName(name: string): boolean {
 }
 
 export class RouteTable {
-  readonly #exact = new Map<string, UpstreamTarget>();
-  /** Key: suffix without the '*.' ('example.org' for '*.example.org'). */
-  readonly #wildcard = new Map<string, UpstreamTarget>();
+  readonly #hosts = new HostPatternMap<UpstreamTarget>();
   readonly #default: UpstreamTarget | undefined;
   /** Every origin this table can route to, keyed by origin. */
   readonly targets = new Map<string, UpstreamTarget>();
@@ -144,11 +143,11 @@ export class RouteTable {
             throw new Error(`invalid host pattern ${JSON.stringify(pattern)}`);
           }
           // Routes are matched in order: the first route naming a pattern wins.
-          if (!this.#wildcard.has(suffix)) this.#wildcard.set(suffix, target);
+          this.#hosts.add(suffix, true, target);
         } else {
           const name = normalizeConfiguredName(pattern);
           if (name === '') throw new Error(`invalid host name ${JSON.stringify(pattern)}`);
-          if (!this.#exact.has(name)) this.#exact.set(name, target);
+          this.#hosts.add(name, false, target);
         }
       }
     }
@@ -156,7 +155,7 @@ export class RouteTable {
   }
 
   get size(): number {
-    return this.#exact.size + this.#wildcard.size;
+    return this.#hosts.size;
   }
 
   get defaultTarget(): UpstreamTarget | undefined {
@@ -165,19 +164,6 @@ export class RouteTable {
 
   /** `host` must already be normalised (see normalizeHost). */
   lookup(host: string): UpstreamTarget | undefined {
-    if (host !== '') {
-      const exact = this.#exact.get(host);
-      if (exact !== undefined) return exact;
-      if (this.#wildcard.size > 0) {
-        // Most specific first: 'a.b.example.org' tries 'b.example.org', then 'example.org', 'org'.
-        let dot = host.indexOf('.');
-        while (dot !== -1) {
-          const hit = this.#wildcard.get(host.slice(dot + 1));
-          if (hit !== undefined) return hit;
-          dot = host.indexOf('.', dot + 1);
-        }
-      }
-    }
-    return this.#default;
+    return (host !== '' ? this.#hosts.lookup(host) : undefined) ?? this.#default;
   }
 }
