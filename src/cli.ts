@@ -1,6 +1,8 @@
 // certgate command line: `certgate run` and `certgate validate`, config from --config or
 // CERTGATE_CONFIG.
+import cluster from 'node:cluster';
 import { Command, Option } from 'commander';
+import { announceWorkerReady, IpcBus, runPrimary, workerCount } from './cluster/workers.ts';
 import { ConfigError, loadConfigFile, type LoadedConfig } from './config/load.ts';
 import { createLogger } from './log.ts';
 import { startGateway } from './server.ts';
@@ -37,30 +39,49 @@ program
   .action(async (opts: { config?: string }) => {
     const config = loadOrExit(opts.config, 'run');
     const logger = createLogger({ level: config.log.level });
-    let gateway;
+    const workers = workerCount(config);
+    if (workers > 1 && cluster.isPrimary) {
+      const primary = await runPrimary(workers, logger);
+      onStop(logger, () => primary.stop());
+      return;
+    }
+    const inWorker = cluster.isWorker;
+    let gateway: Awaited<ReturnType<typeof startGateway>>;
     try {
-      gateway = await startGateway(config, { logger });
+      gateway = await startGateway(config, {
+        logger,
+        ...(inWorker ? { reusePort: true } : {}),
+        // File storage has no pub/sub of its own: workers tell each other through the primary.
+        ...(inWorker && config.storage.file ? { bus: new IpcBus() } : {}),
+      });
     } catch (err) {
       logger.fatal({ step: 'start', err }, 'certgate failed to start');
       process.stderr.write(`certgate run: ${(err as Error).message}\n`);
       logger.flush();
       process.exit(1);
     }
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ step: 'stop', signal }, 'certgate stopping');
-      const force = setTimeout(() => process.exit(0), 10_000);
-      force.unref();
-      gateway.close().finally(() => {
-        logger.flush();
-        process.exit(0);
-      });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    if (inWorker) announceWorkerReady(gateway.httpsPort, gateway.httpPort);
+    else logger.info({ step: 'listen', https: gateway.httpsPort, http: gateway.httpPort }, 'certgate listening');
+    onStop(logger, () => gateway.close());
   });
+
+/** Graceful stop on SIGTERM/SIGINT, forced after 10 s. */
+function onStop(logger: ReturnType<typeof createLogger>, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ step: 'stop', signal }, 'certgate stopping');
+    const force = setTimeout(() => process.exit(0), 10_000);
+    force.unref();
+    close().finally(() => {
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
 
 program
   .command('validate')

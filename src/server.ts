@@ -11,17 +11,23 @@ import type { LoadedConfig } from './config/load.ts';
 import { createLogger, type Logger } from './log.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
-import { FileStorage } from './storage/file.ts';
+import { LocalBus, type ClusterBus } from './storage/bus.ts';
+import { openStorage } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { CertificateCache } from './tls/cache.ts';
 import { CertificateManager } from './tls/certificates.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
+import { loadTicketSecret, rotateTicketKeys } from './tls/tickets.ts';
 
 export interface GatewayOptions {
   logger?: Logger;
   /** Use this storage instead of the configured one (tests wrap storage to count reads). */
   storage?: Storage;
+  /** Cache-coherence bus; default: the storage's own (Redis pub/sub) or an in-process one. */
+  bus?: ClusterBus;
+  /** Bind with SO_REUSEPORT so several worker processes share the ports. */
+  reusePort?: boolean;
   onHandshake?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
 }
 
@@ -37,7 +43,9 @@ export interface Gateway {
 
 export async function startGateway(config: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger({ level: config.log.level });
-  const storage = options.storage ?? (await FileStorage.open(config.storage.file.path));
+  const opened = options.storage ? { storage: options.storage } : await openStorage(config.storage, logger);
+  const storage = opened.storage;
+  const bus = options.bus ?? opened.bus ?? new LocalBus();
   const trustedRoots = await Promise.all(
     config.acme.trustedRoots.map((file) =>
       readFile(file, 'utf8').catch((err: Error) => {
@@ -80,6 +88,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     deniedTtlMs: config.onDemand.askDenyCacheTtl,
     issueLockWaitMs: config.acme.timeout * 2,
   });
+  await manager.attachBus(bus);
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
     cache,
@@ -125,9 +134,13 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     redirectToHttps(req.headers.host, req.url ?? '/', httpsPublicPort, res);
   });
 
-  await listen(https, config.listen.https.host, config.listen.https.port);
+  // Session tickets every worker and instance on this storage can decrypt.
+  const stopTicketRotation = rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger);
+
+  const reusePort = options.reusePort ?? false;
+  await listen(https, config.listen.https.host, config.listen.https.port, reusePort);
   try {
-    await listen(http, config.listen.http.host, config.listen.http.port);
+    await listen(http, config.listen.http.host, config.listen.http.port, reusePort);
   } catch (err) {
     https.close();
     throw err;
@@ -136,7 +149,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const httpPort = (http.address() as AddressInfo).port;
   logger.info(
     { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca },
-    'certgate listening',
+    'gateway listening',
   );
 
   return {
@@ -147,8 +160,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     manager,
     logger,
     async close() {
+      stopTicketRotation();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();
+      await manager.close();
       if (!options.storage) await storage.close();
     },
   };
@@ -164,11 +179,12 @@ function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort
   res.writeHead(308, { location: `https://${host}${port}${path.startsWith('/') ? path : '/'}`, 'content-type': 'text/plain' }).end('Redirecting to HTTPS\n');
 }
 
-function listen(server: HttpServer | HttpsServer, host: string, port: number): Promise<void> {
+function listen(server: HttpServer | HttpsServer, host: string, port: number, reusePort: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
     server.once('error', onError);
-    server.listen({ host, port }, () => {
+    // In a cluster worker `exclusive` binds here rather than through the primary.
+    server.listen({ host, port, ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
       server.off('error', onError);
       resolve();
     });

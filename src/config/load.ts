@@ -52,7 +52,7 @@ export function parseConfig(raw: unknown, where: { file?: string; baseDir: strin
   }
   const config = result.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(where.baseDir, p));
-  config.storage.file.path = abs(config.storage.file.path);
+  if (config.storage.file) config.storage.file.path = abs(config.storage.file.path);
   config.acme.trustedRoots = config.acme.trustedRoots.map(abs);
   if (config.tls.fallback) config.tls.fallback = { cert: abs(config.tls.fallback.cert), key: abs(config.tls.fallback.key) };
   return { ...config, baseDir: where.baseDir, ...(where.file ? { file: where.file } : {}) };

@@ -71,9 +71,36 @@ const configSchema = z.strictObject({
     .prefault({}),
   storage: z
     .strictObject({
-      file: z.strictObject({ path: z.string().min(1).default('./data') }).prefault({}),
+      file: z.strictObject({ path: z.string().min(1).default('./data') }).optional(),
+      redis: z
+        .strictObject({
+          url: z
+            .string()
+            .refine((v) => /^rediss?:\/\//.test(v), { message: 'must be a redis:// or rediss:// URL like "redis://127.0.0.1:6379"' })
+            .optional(),
+          prefix: z.string().min(1).default('certgate:'),
+          sentinel: z
+            .strictObject({
+              name: z.string().min(1),
+              sentinels: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1),
+              password: z.string().optional(),
+            })
+            .optional(),
+          cluster: z.strictObject({ rootNodes: z.array(z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL')).min(1) }).optional(),
+        })
+        .refine((r) => [r.url, r.sentinel, r.cluster].filter(Boolean).length === 1, {
+          message: 'set exactly one of url, sentinel or cluster',
+        })
+        .optional(),
     })
+    .refine((s) => !(s.file && s.redis), { message: 'choose one storage: file or redis, not both' })
+    .transform((s): { redis: NonNullable<typeof s.redis>; file?: never } | { file: { path: string }; redis?: never } =>
+      s.redis ? { redis: s.redis } : { file: s.file ?? { path: './data' } },
+    )
     .prefault({}),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(256)], { message: 'must be "auto" (one per CPU) or a number of processes' })
+    .default('auto'),
   acme: z
     .strictObject({
       directory: httpUrl('https://acme-v02.api.letsencrypt.org/directory').default(LETS_ENCRYPT_PRODUCTION),
@@ -102,6 +129,7 @@ const configSchema = z.strictObject({
   tls: z
     .strictObject({
       cacheSize: z.number().int().min(1).default(10_000),
+      ticketKeyRotation: duration('12h').prefault('12h'),
       fallback: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
     })
     .prefault({}),

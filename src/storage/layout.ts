@@ -3,6 +3,7 @@
 //   accounts/<ca>/<email or "default">/{key.pem,account.json}
 //   challenges/http-01/<token>, challenges/tls-alpn-01/<domain>/{cert.pem,key.pem}
 //   fallback/{cert.pem,key.pem}
+//   tls/ticket-secret (shared TLS session ticket key material)
 //   locks/... (file storage only)
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
@@ -29,4 +30,6 @@ export const keys = {
   issueLock: (domain: string) => `issue/${domain}`,
   accountLock: (ca: string) => `account/${ca}`,
   fallbackLock: 'fallback',
+  ticketSecret: 'tls/ticket-secret',
+  ticketSecretLock: 'tls-ticket-secret',
 } as const;

@@ -45,6 +45,11 @@ export class CertificateCache {
     return entry;
   }
 
+  /** The cached entry, expired or not, without touching recency. */
+  peek(domain: string): CachedCertificate | undefined {
+    return this.lru.peek(domain);
+  }
+
   delete(domain: string): void {
     this.lru.delete(domain);
   }

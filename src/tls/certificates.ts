@@ -1,15 +1,21 @@
 // Finds or obtains the certificate for a name that is not in the memory cache:
 // storage → policy → one issuance per name (in this process: a shared promise; across
-// processes: a storage lock) under a global cap on concurrent CA orders.
+// processes and instances: a storage lock) under a global cap on concurrent CA orders.
+// Every change is announced on the cluster bus so other processes' caches drop the old one.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AcmeIssuer } from '../acme/issuer.ts';
 import type { Logger } from '../log.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
+import type { ClusterBus } from '../storage/bus.ts';
 import { loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import type { Lock, Storage } from '../storage/storage.ts';
+import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
 import { LruCache } from '../util/lru.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import type { CachedCertificate, CertificateCache } from './cache.ts';
+
+export const CERTIFICATE_EVENTS = 'certificates';
 
 export interface CertificateManagerOptions {
   storage: Storage;
@@ -27,6 +33,8 @@ export interface CertificateManagerOptions {
   issueLockTtlMs?: number;
   /** How long to wait for another process's issuance lock. */
   issueLockWaitMs?: number;
+  /** How long storage errors (e.g. Redis down) are retried, with backoff, before giving up. */
+  storageRetryMs?: number;
 }
 
 export type ObtainOutcome =
@@ -40,15 +48,24 @@ interface FailureState {
   reason: string;
 }
 
+interface CertificateEvent {
+  domain: string;
+  event: 'updated' | 'deleted';
+  fingerprint256?: string;
+  origin: string;
+}
+
 export class CertificateManager {
   private readonly inflight = new Map<string, Promise<ObtainOutcome>>();
-  private readonly denied: LruCache<string, string>;
+  private readonly denied = new LruCache<string, string>(100_000);
   private readonly failures = new LruCache<string, FailureState>(100_000);
   private readonly issuances: Semaphore;
+  private readonly origin = randomUUID();
+  private bus: ClusterBus | undefined;
+  private unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(private readonly opts: CertificateManagerOptions) {
     this.issuances = new Semaphore(opts.maxConcurrentIssuances);
-    this.denied = new LruCache(100_000);
   }
 
   /** Issuances running or queued for a CA slot, in this process. */
@@ -56,14 +73,41 @@ export class CertificateManager {
     return this.inflight.size;
   }
 
+  /** Listen for certificate changes made by other processes and announce ours. */
+  async attachBus(bus: ClusterBus): Promise<void> {
+    this.bus = bus;
+    this.unsubscribe = await bus.subscribe(CERTIFICATE_EVENTS, (raw) => this.onRemoteChange(raw));
+  }
+
+  async close(): Promise<void> {
+    await this.unsubscribe?.();
+  }
+
   /**
    * Resolves to a ready certificate, or why there is none. Never rejects. Concurrent calls for
    * one name share one attempt; the attempt goes on even if every caller stops waiting.
    */
   obtain(domain: string): Promise<ObtainOutcome> {
+    return this.once(domain, () => this.attempt(domain));
+  }
+
+  /** Replaces the certificate now, whatever storage holds (renewal, admin action). */
+  renew(domain: string): Promise<ObtainOutcome> {
+    return this.once(domain, async () => {
+      try {
+        const current = this.opts.cache.peek(domain) ?? (await this.fromStorage(domain));
+        return await this.issueUnderLock(domain, 'renewal', { replacing: current?.fingerprint256 ?? 'none' });
+      } catch (err) {
+        this.opts.logger.error({ domain, step: stepOf(err, 'renew'), ca: this.opts.issuer.ca, err }, 'could not renew certificate');
+        return { kind: 'failed', reason: (err as Error).message };
+      }
+    });
+  }
+
+  private once(domain: string, work: () => Promise<ObtainOutcome>): Promise<ObtainOutcome> {
     let attempt = this.inflight.get(domain);
     if (!attempt) {
-      attempt = this.attempt(domain).finally(() => this.inflight.delete(domain));
+      attempt = work().finally(() => this.inflight.delete(domain));
       this.inflight.set(domain, attempt);
     }
     return attempt;
@@ -92,35 +136,34 @@ export class CertificateManager {
       return await this.issueUnderLock(domain, decision.source);
     } catch (err) {
       const reason = (err as Error).message;
-      this.recordFailure(domain, reason);
-      logger.error({ domain, step: (err as { step?: string }).step ?? 'obtain', ca: issuer.ca, err }, 'could not obtain certificate');
+      // A storage outage is not the name's fault: no CA backoff, the next handshake tries again.
+      if (!(err instanceof StorageError)) this.recordFailure(domain, reason);
+      logger.error({ domain, step: stepOf(err, 'obtain'), ca: issuer.ca, err }, 'could not obtain certificate');
       return { kind: 'failed', reason };
     }
   }
 
   private async fromStorage(domain: string): Promise<CachedCertificate | null> {
     const started = performance.now();
-    const bundle = await loadCertificate(this.opts.storage, [this.opts.issuer.ca], domain);
-    if (!bundle || !this.usable(bundle)) return null;
+    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, [this.opts.issuer.ca], domain));
+    if (!bundle || !usable(bundle)) return null;
     const entry = this.opts.cache.add(bundle);
     this.opts.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
     return entry;
   }
 
-  private usable(bundle: CertificateBundle): boolean {
-    return bundle.notAfter.getTime() > Date.now();
-  }
-
-  private async issueUnderLock(domain: string, approvedBy: string): Promise<ObtainOutcome> {
+  /**
+   * Issues under the per-name storage lock. Without `replacing`, a certificate found in storage
+   * once the lock is held wins (another process just issued it). With `replacing` (a renewal),
+   * only a stored certificate other than the one being replaced does.
+   */
+  private async issueUnderLock(domain: string, approvedBy: string, { replacing }: { replacing?: string } = {}): Promise<ObtainOutcome> {
     const { storage, issuer, logger } = this.opts;
     const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
     const started = performance.now();
-    let lock: Lock;
-    try {
-      lock = await storage.lock(keys.issueLock(domain), { ttlMs, waitMs: this.opts.issueLockWaitMs ?? 180_000 });
-    } catch (err) {
-      throw Object.assign(new Error(`${domain}: could not take the issuance lock: ${(err as Error).message}`, { cause: err }), { step: 'lock' });
-    }
+    const lock: Lock = await this.retryStorage(domain, 'lock', () =>
+      storage.lock(keys.issueLock(domain), { ttlMs, waitMs: this.opts.issueLockWaitMs ?? 180_000 }),
+    );
     const keepAlive = setInterval(() => {
       lock.refresh().catch((err: unknown) => logger.warn({ domain, step: 'lock-refresh', err }, 'issuance lock refresh failed'));
     }, ttlMs / 3);
@@ -128,26 +171,75 @@ export class CertificateManager {
     try {
       // Another process may have finished while we waited for the lock.
       const stored = await this.fromStorage(domain);
-      if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+      if (stored && (replacing === undefined || stored.fingerprint256 !== replacing)) {
+        return { kind: 'ready', certificate: stored, source: 'storage' };
+      }
 
       const release = await this.issuances.acquire();
+      let bundle: CertificateBundle;
+      let challenge: string;
       try {
         logger.info({ domain, step: 'issue-start', ca: issuer.ca, approvedBy, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
         const issued = await issuer.issue(domain);
-        const bundle = await saveCertificate(storage, { domain, ca: issuer.ca, directory: issuer.directory, ...issued });
-        const entry = this.opts.cache.add(bundle);
-        this.failures.delete(domain);
-        logger.info(
-          { domain, step: 'issued', ca: issuer.ca, challenge: issued.challenge, notAfter: bundle.notAfter.toISOString(), ms: Math.round(performance.now() - started) },
-          'certificate issued and stored',
-        );
-        return { kind: 'ready', certificate: entry, source: 'issued' };
+        challenge = issued.challenge;
+        bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: issuer.ca, directory: issuer.directory, ...issued }), 300_000);
       } finally {
         release();
       }
+      const entry = this.opts.cache.add(bundle);
+      this.failures.delete(domain);
+      this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
+      logger.info(
+        { domain, step: 'issued', ca: issuer.ca, challenge, notAfter: bundle.notAfter.toISOString(), ms: Math.round(performance.now() - started) },
+        'certificate issued and stored',
+      );
+      return { kind: 'ready', certificate: entry, source: 'issued' };
     } finally {
       clearInterval(keepAlive);
       await lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
+    }
+  }
+
+  /** Runs a storage operation, retrying storage errors with backoff (250 ms doubling to 5 s). */
+  private async retryStorage<T>(domain: string, step: string, op: () => Promise<T>, budgetMs = this.opts.storageRetryMs ?? 60_000): Promise<T> {
+    const deadline = Date.now() + budgetMs;
+    let delay = 250;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        if (!(err instanceof StorageError) || Date.now() + delay > deadline) throw err;
+        if (attempt === 1) this.opts.logger.warn({ domain, step, err: err.message, retryInMs: delay }, 'storage unavailable; retrying with backoff');
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private announce(event: Omit<CertificateEvent, 'origin'>): void {
+    this.bus?.publish(CERTIFICATE_EVENTS, JSON.stringify({ ...event, origin: this.origin })).catch((err: unknown) => {
+      this.opts.logger.warn({ domain: event.domain, step: 'announce', err }, 'could not announce certificate change');
+    });
+  }
+
+  /** Another process changed a certificate: stop serving our copy, and load theirs. */
+  private onRemoteChange(raw: string): void {
+    let event: CertificateEvent;
+    try {
+      event = JSON.parse(raw) as CertificateEvent;
+    } catch {
+      return;
+    }
+    if (event.origin === this.origin || typeof event.domain !== 'string') return;
+    const { cache, logger } = this.opts;
+    this.denied.delete(event.domain);
+    this.failures.delete(event.domain);
+    const cached = cache.peek(event.domain);
+    if (!cached || (event.event === 'updated' && cached.fingerprint256 === event.fingerprint256)) return;
+    cache.delete(event.domain);
+    logger.info({ domain: event.domain, step: 'cache-coherence', event: event.event }, 'certificate changed elsewhere; cache entry replaced');
+    if (event.event === 'updated') {
+      this.fromStorage(event.domain).catch((err: unknown) => logger.warn({ domain: event.domain, step: 'cache-coherence', err }, 'reload after remote change failed'));
     }
   }
 
@@ -158,4 +250,12 @@ export class CertificateManager {
     const delay = Math.min(max, base * 2 ** (failures - 1));
     this.failures.set(domain, { failures, retryAt: Date.now() + delay, reason });
   }
+}
+
+function usable(bundle: CertificateBundle): boolean {
+  return bundle.notAfter.getTime() > Date.now();
+}
+
+function stepOf(err: unknown, fallback: string): string {
+  return (err as { step?: string }).step ?? fallback;
 }

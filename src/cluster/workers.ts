@@ -1,0 +1,132 @@
+// `workers: N`: a primary process forks N workers with node:cluster. Each worker binds the
+// listening ports itself with SO_REUSEPORT (`exclusive` + `reusePort`), so the kernel spreads
+// connections and the primary never touches traffic; the primary only restarts workers that
+// die and relays bus messages between them (cache coherence on file storage).
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { LoadedConfig } from '../config/load.ts';
+import type { Logger } from '../log.ts';
+import type { ClusterBus } from '../storage/bus.ts';
+
+export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
+  return config.workers === 'auto' ? availableParallelism() : config.workers;
+}
+
+interface BusMessage {
+  certgate: 'bus';
+  channel: string;
+  message: string;
+}
+interface ReadyMessage {
+  certgate: 'ready';
+  httpsPort: number;
+  httpPort: number;
+}
+type WorkerMessage = BusMessage | ReadyMessage;
+
+function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && 'certgate' in m;
+}
+
+export interface PrimaryHandle {
+  stop(): Promise<void>;
+}
+
+/** Runs in the primary: forks, relays, restarts. Resolves once every worker is listening. */
+export async function runPrimary(count: number, logger: Logger): Promise<PrimaryHandle> {
+  let stopping = false;
+  let restartDelayMs = 1000;
+  const ready = new Set<number>();
+  let announceReady: (() => void) | undefined;
+  const allReady = new Promise<void>((resolve) => (announceReady = resolve));
+
+  const fork = (index: number): Worker => {
+    const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
+    worker.on('message', (msg: unknown) => {
+      if (!isWorkerMessage(msg)) return;
+      if (msg.certgate === 'bus') {
+        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
+      } else if (msg.certgate === 'ready') {
+        ready.add(index);
+        restartDelayMs = 1000;
+        if (ready.size === count) {
+          logger.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
+          announceReady?.();
+        }
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      ready.delete(index);
+      if (stopping) return;
+      logger.error({ step: 'worker-exit', worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs }, 'worker died; restarting');
+      const t = setTimeout(() => fork(index), restartDelayMs);
+      t.unref();
+      restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+    });
+    return worker;
+  };
+
+  for (let i = 0; i < count; i++) fork(i);
+  await allReady;
+
+  return {
+    async stop() {
+      stopping = true;
+      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              if (w.isDead()) return resolve();
+              const kill = setTimeout(() => w.process.kill('SIGKILL'), 8000);
+              w.once('exit', () => {
+                clearTimeout(kill);
+                resolve();
+              });
+              w.process.kill('SIGTERM');
+            }),
+        ),
+      );
+    },
+  };
+}
+
+/** Tells the primary this worker is listening. */
+export function announceWorkerReady(httpsPort: number, httpPort: number): void {
+  process.send?.({ certgate: 'ready', httpsPort, httpPort } satisfies ReadyMessage);
+}
+
+/** A bus between the workers of one primary (file storage: one machine, shared directory). */
+export class IpcBus implements ClusterBus {
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+
+  constructor() {
+    process.on('message', (msg: unknown) => {
+      if (isWorkerMessage(msg) && msg.certgate === 'bus') this.deliver(msg.channel, msg.message);
+    });
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    process.send?.({ certgate: 'bus', channel, message } satisfies BusMessage);
+    this.deliver(channel, message);
+  }
+
+  async subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    if (!set) this.handlers.set(channel, (set = new Set()));
+    set.add(handler);
+    return async () => {
+      set.delete(handler);
+    };
+  }
+
+  private deliver(channel: string, message: string): void {
+    for (const handler of this.handlers.get(channel) ?? []) {
+      try {
+        handler(message);
+      } catch {
+        // A handler's failure is its own; the bus keeps delivering.
+      }
+    }
+  }
+}
