@@ -86,6 +86,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
     maxConcurrentIssuances: config.onDemand.maxConcurrentIssuances,
     deniedTtlMs: config.onDemand.askDenyCacheTtl,
+    issueLockTtlMs: config.acme.lockTtl,
     issueLockWaitMs: config.acme.timeout * 2,
   });
   await manager.attachBus(bus);

@@ -40,7 +40,8 @@ export class Http01Solver implements ChallengeSolver {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown challenge\n');
       return true;
     }
-    const host = req.headers.host ?? '';
+    // The validator's Host may carry the port; logs name the bare domain.
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
     const answer = (keyAuthorization: string | null) => {
       this.logger.info({ domain: host, step: 'http-01-validation', token, found: keyAuthorization !== null, ua: req.headers['user-agent'] }, 'http-01 challenge request');
       if (keyAuthorization === null) res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown challenge\n');

@@ -113,6 +113,7 @@ const configSchema = z.strictObject({
       keyType: z.enum(['ecdsa-p256', 'rsa-2048'], { message: 'must be "ecdsa-p256" or "rsa-2048"' }).default('ecdsa-p256'),
       eab: z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) }).optional(),
       timeout: duration('90s').prefault('90s'),
+      lockTtl: duration('60s').prefault('60s'),
     })
     .prefault({}),
   onDemand: z

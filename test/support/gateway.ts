@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { startGateway, type Gateway } from '../../src/server.ts';
 import { FileStorage } from '../../src/storage/file.ts';
+import { RedisStorage } from '../../src/storage/redis.ts';
 import type { Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
 import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
 import type { PebbleHandle } from './pebble.ts';
@@ -64,6 +65,8 @@ export interface TestGatewayOptions {
   config?: Record<string, unknown>;
   dataDir?: string;
   logger?: Logger;
+  /** Use Redis storage (and its pub/sub bus) instead of file storage in dataDir. */
+  redis?: { url: string; prefix: string };
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
@@ -72,15 +75,19 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const raw = {
     ...extra,
     listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}` },
-    storage: { file: { path: dataDir } },
+    storage: opts.redis ? { redis: opts.redis } : { file: { path: dataDir } },
     acme: { directory: opts.pebble.directoryUrl, trustedRoots: [opts.pebble.listenerCaPath], ...((extra.acme as object) ?? {}) },
     log: { level: 'silent' },
   };
   const config = parseConfig(raw, { baseDir: dataDir });
-  const storage = new CountingStorage(await FileStorage.open(dataDir));
+  const inner = opts.redis
+    ? await RedisStorage.connect({ ...opts.redis, logger: silentLogger() })
+    : await FileStorage.open(dataDir);
+  const storage = new CountingStorage(inner);
   const outcomes: TestGateway['outcomes'] = [];
   const gateway = await startGateway(config, {
     storage,
+    ...(inner instanceof RedisStorage ? { bus: inner } : {}),
     logger: opts.logger ?? (process.env.CERTGATE_TEST_LOG ? undefined : silentLogger()),
     onHandshake: (outcome, domain) => outcomes.push({ outcome, domain }),
   });
@@ -91,6 +98,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     outcomes,
     async close({ keepData = false } = {}) {
       await gateway.close();
+      await inner.close();
       if (!keepData && !opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
