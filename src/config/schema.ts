@@ -99,7 +99,9 @@ const configSchema = z.strictObject({
     )
     .prefault({}),
   workers: z
-    .union([z.literal('auto'), z.number().int().min(1).max(256)], { message: 'must be "auto" (one per CPU) or a number of processes' })
+    .union([z.literal('auto'), z.number().int().min(1, 'must be "auto" (one per CPU) or a number of processes from 1 to 256').max(256)], {
+      message: 'must be "auto" (one per CPU) or a number of processes from 1 to 256',
+    })
     .default('auto'),
   acme: z
     .strictObject({
