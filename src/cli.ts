@@ -5,7 +5,6 @@ import { Command, Option } from 'commander';
 import { announceWorkerReady, IpcBus, runPrimary, workerCount } from './cluster/workers.ts';
 import { ConfigError, loadConfigFile, type LoadedConfig } from './config/load.ts';
 import { createLogger } from './log.ts';
-import { startGateway } from './server.ts';
 
 function configOption(): Option {
   return new Option('-c, --config <file>', 'config file (YAML or JSON)').env('CERTGATE_CONFIG');
@@ -46,6 +45,8 @@ program
       return;
     }
     const inWorker = cluster.isWorker;
+    // Loaded here, not at the top: a primary that only forks workers never needs it.
+    const { startGateway } = await import('./server.ts');
     let gateway: Awaited<ReturnType<typeof startGateway>>;
     try {
       gateway = await startGateway(config, {

@@ -1,6 +1,5 @@
 // Keys, CSRs and small certificates: certificate keys (ECDSA P-256 / RSA 2048) on WebCrypto,
 // PKCS#10 requests and self-signed certificates with @peculiar/x509, parsing with node:crypto.
-import './reflect-shim.ts';
 import {
   createHash,
   createPrivateKey,
@@ -12,11 +11,25 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 // @peculiar/x509's typings use the DOM's Crypto; node's webcrypto is the same API.
-const crypto = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1];
+const crypto = webcrypto as unknown as Parameters<typeof X509.X509CertificateGenerator.createSelfSigned>[1];
+
+let x509Loaded: Promise<typeof X509> | undefined;
+/**
+ * @peculiar/x509 (with its Reflect polyfill) takes a few hundred ms to load: only issuance and
+ * fallback generation need it, so serving stored certificates never pays for it at start-up.
+ */
+function loadX509(): Promise<typeof X509> {
+  x509Loaded ??= (async () => {
+    await import('./reflect-shim.ts');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(crypto);
+    return x509;
+  })();
+  return x509Loaded;
+}
 const subtle = webcrypto.subtle;
 
 export type KeyType = 'ecdsa-p256' | 'rsa-2048';
@@ -80,7 +93,7 @@ export async function importKeyPair(privateKeyPem: string): Promise<CryptoKeyPai
   };
 }
 
-function generalName(name: string): x509.JsonGeneralName {
+function generalName(name: string): X509.JsonGeneralName {
   return isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name };
 }
 
@@ -88,6 +101,7 @@ function generalName(name: string): x509.JsonGeneralName {
 export async function createCsr(domains: string[], keyPair: CryptoKeyPair, type: KeyType): Promise<Uint8Array> {
   const first = domains[0];
   if (first === undefined) throw new Error('createCsr: no domains');
+  const x509 = await loadX509();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {
       ...(first.length <= 64 ? { name: [{ CN: [first] }] } : {}),
@@ -104,8 +118,9 @@ async function selfSigned(
   commonName: string,
   sanNames: string[],
   days: number,
-  extra: x509.Extension[],
+  extra: X509.Extension[],
 ): Promise<{ certPem: string; keyPem: string }> {
+  const x509 = await loadX509();
   const { privateKeyPem, keyPair } = await generateKeyPair('ecdsa-p256');
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
@@ -139,6 +154,7 @@ export async function createTlsAlpnCertificate(
 ): Promise<{ certPem: string; keyPem: string }> {
   const digest = createHash('sha256').update(keyAuthorization).digest();
   const value = Buffer.concat([Buffer.from([0x04, digest.length]), digest]); // DER OCTET STRING (32 bytes)
+  const x509 = await loadX509();
   return selfSigned(domain, [domain], 7, [new x509.Extension(ACME_IDENTIFIER_OID, true, value)]);
 }
 
