@@ -13,6 +13,12 @@ export interface ClusterBus {
   publish(channel: string, message: string): Promise<void>;
   /** Returns an unsubscribe function. Handlers never throw into the bus. */
   subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Called each time the bus is back after a disconnection, during which messages may have been
+   * missed (delivery is at most once). Returns a function that removes the listener. Buses that
+   * cannot lose messages (in-process) need not implement it.
+   */
+  onReconnect?(listener: () => void): () => void;
 }
 
 /**

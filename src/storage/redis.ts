@@ -58,6 +58,11 @@
 // connection drops and one info line when it is back. node-redis re-subscribes every channel on
 // reconnect; messages published while an instance was disconnected are lost for it.
 //
+// Operating Redis for this: the data is the only copy of certificates and account keys, so run
+// Redis with persistence (AOF) and `maxmemory-policy noeviction` or a volatile-* one (allkeys-*
+// could evict values or the index; only lock keys have an expiry). A value written without
+// this class (e.g. by hand with redis-cli) is not in the index and is not listed.
+//
 // Connections: standalone uses two (commands, and a duplicate for subscriptions); Sentinel
 // (node-redis `createSentinel`) and Cluster (`createCluster`) manage their own, including a
 // dedicated pub/sub connection.
@@ -190,7 +195,7 @@ interface Driver {
   destroy(): void;
 }
 
-interface ResolvedOptions {
+export interface ResolvedOptions {
   mode: 'standalone' | 'sentinel' | 'cluster';
   description: string;
   prefix: string;
@@ -350,6 +355,7 @@ class ConnectionHealth {
   constructor(
     private readonly logger: Logger,
     private readonly redis: string,
+    private readonly onDown: () => void,
     private readonly onRestored: () => void,
     /** For drivers without reliable "ready" events (Sentinel): resolves once Redis answers. */
     private readonly probe?: () => Promise<unknown>,
@@ -384,6 +390,7 @@ class ConnectionHealth {
       { redis: this.redis, connection: source, err: reason },
       'Redis connection lost; reconnecting in the background, storage operations fail until it is back',
     );
+    this.onDown();
     if (this.probe) this.scheduleProbe();
   }
 
@@ -595,6 +602,7 @@ export class RedisStorage implements Storage, ClusterBus {
 
   readonly #driver: Driver;
   readonly #health: ConnectionHealth;
+  readonly #reconnectListeners = new Set<() => void>();
   readonly #logger: Logger;
   readonly #commandTimeoutMs: number;
   readonly #indexKey: string;
@@ -605,8 +613,12 @@ export class RedisStorage implements Storage, ClusterBus {
   #orphans: Array<{ channel: string; listener: PubSubListener }> = [];
   #closed = false;
   #closing: Promise<void> | undefined;
-  /** Sentinel: refuse commands while the master is known to be down (see sentinelDriver). */
+  /**
+   * Sentinel: refuse commands while the master is known to be down, and fail the ones in flight
+   * when it goes down (node-redis would retry them until the time limit; see sentinelDriver).
+   */
   readonly #gateWhileDown: boolean;
+  readonly #inFlight = new Set<(err: Error) => void>();
 
   private constructor(opts: RedisStorageOptions, resolved: ResolvedOptions) {
     this.description = resolved.description;
@@ -620,7 +632,16 @@ export class RedisStorage implements Storage, ClusterBus {
       resolved.mode === 'sentinel'
         ? () => withTimeout(this.#driver.send(['PING'], undefined, false), this.#commandTimeoutMs, () => new CommandTimeout(this.#commandTimeoutMs))
         : undefined;
-    this.#health = new ConnectionHealth(opts.logger, this.description, () => this.retryOrphans(), probe);
+    this.#health = new ConnectionHealth(
+      opts.logger,
+      this.description,
+      () => this.abortInFlight(),
+      () => {
+        this.retryOrphans();
+        for (const listener of [...this.#reconnectListeners]) deliverSafely(listener, '', 'reconnect', this.#logger);
+      },
+      probe,
+    );
     if (resolved.mode === 'cluster') {
       this.#driver = clusterDriver(opts.cluster?.rootNodes ?? [], resolved, this.#health);
     } else if (resolved.mode === 'sentinel' && opts.sentinel !== undefined) {
@@ -628,6 +649,11 @@ export class RedisStorage implements Storage, ClusterBus {
     } else {
       this.#driver = standaloneDriver(opts.url ?? DEFAULT_URL, resolved, this.#health);
     }
+  }
+
+  onReconnect(listener: () => void): () => void {
+    this.#reconnectListeners.add(listener);
+    return () => this.#reconnectListeners.delete(listener);
   }
 
   /**
@@ -823,11 +849,20 @@ export class RedisStorage implements Storage, ClusterBus {
     if (this.#closed) {
       throw new StorageError(`redis storage: ${step} of ${JSON.stringify(key)} failed: the storage is closed`, key, step);
     }
+    let abort: ((err: Error) => void) | undefined;
     try {
       if (this.#gateWhileDown && this.#health.isDown) throw new ClientOfflineError();
-      return await withTimeout(fn(), this.#commandTimeoutMs, () => new CommandTimeout(this.#commandTimeoutMs));
+      const work = withTimeout(fn(), this.#commandTimeoutMs, () => new CommandTimeout(this.#commandTimeoutMs));
+      if (!this.#gateWhileDown) return await work;
+      const aborted = new Promise<never>((_, reject) => {
+        abort = reject;
+        this.#inFlight.add(reject);
+      });
+      return await Promise.race([work, aborted]);
     } catch (err) {
       throw this.fail(err, key, step);
+    } finally {
+      if (abort) this.#inFlight.delete(abort);
     }
   }
 
@@ -997,6 +1032,12 @@ export class RedisStorage implements Storage, ClusterBus {
       this.#logger.debug({ channel, err: errorMessage(err) }, 'redis: unsubscribe failed; retrying after reconnect');
       this.#orphans.push({ channel, listener });
     }
+  }
+
+  private abortInFlight(): void {
+    if (!this.#gateWhileDown) return;
+    for (const abort of this.#inFlight) abort(new ClientOfflineError());
+    this.#inFlight.clear();
   }
 
   private retryOrphans(): void {

@@ -50,6 +50,11 @@ export class CertificateCache {
     return this.lru.peek(domain);
   }
 
+  /** Cached names, least recently used first. */
+  domains(): string[] {
+    return [...this.lru.keys()];
+  }
+
   delete(domain: string): void {
     this.lru.delete(domain);
   }

@@ -63,6 +63,7 @@ export class CertificateManager {
   private readonly origin = randomUUID();
   private bus: ClusterBus | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
+  private stopReconnectListener: (() => void) | undefined;
 
   constructor(private readonly opts: CertificateManagerOptions) {
     this.issuances = new Semaphore(opts.maxConcurrentIssuances);
@@ -77,10 +78,42 @@ export class CertificateManager {
   async attachBus(bus: ClusterBus): Promise<void> {
     this.bus = bus;
     this.unsubscribe = await bus.subscribe(CERTIFICATE_EVENTS, (raw) => this.onRemoteChange(raw));
+    // Messages published while we were cut off are lost: re-check what we serve.
+    this.stopReconnectListener = bus.onReconnect?.(() => void this.revalidateCache());
   }
 
   async close(): Promise<void> {
+    this.stopReconnectListener?.();
     await this.unsubscribe?.();
+  }
+
+  /**
+   * Compares every cached certificate with storage and replaces (or drops) those changed
+   * elsewhere, a few at a time, in the background. Handshakes keep being served meanwhile.
+   */
+  async revalidateCache(): Promise<{ checked: number; replaced: number }> {
+    const { cache, storage, issuer, logger } = this.opts;
+    const domains = cache.domains();
+    let replaced = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < domains.length) {
+        const domain = domains[next++]!;
+        try {
+          const stored = await loadCertificate(storage, [issuer.ca], domain);
+          const cached = cache.peek(domain);
+          if (!cached || stored?.fingerprint256 === cached.fingerprint256) continue;
+          replaced++;
+          if (stored && usable(stored)) cache.add(stored);
+          else cache.delete(domain);
+        } catch (err) {
+          logger.warn({ domain, step: 'cache-revalidate', err }, 'could not re-check cached certificate');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    logger.info({ step: 'cache-revalidate', checked: domains.length, replaced }, 'cached certificates re-checked after reconnect');
+    return { checked: domains.length, replaced };
   }
 
   /**

@@ -1,9 +1,11 @@
 // Starts throwaway redis-server processes (Debian's /usr/bin/redis-server 7.0) on loopback for
 // tests: a standalone server, a Sentinel watching one, or a small Redis Cluster.
 //
-// Persistence: the AOF is on (`--appendonly yes --appendfsync everysec`). Redis writes the AOF
-// to the kernel before it answers a client, so what a test wrote survives stop(), kill() (SIGKILL)
-// and restart() (same port, same data directory). RDB snapshots are off (`--save ""`).
+// Persistence: the AOF is on with `--appendfsync no`: Redis then always write()s the AOF to the
+// kernel before it answers a client, so what a test wrote survives stop(), kill() (SIGKILL) and
+// restart() (same port, same data directory). (With `everysec`, Redis postpones that write while
+// a background fsync is running, and a SIGKILL loses acknowledged writes now and then.) RDB
+// snapshots are off (`--save ""`).
 //
 // Every process is started through `setpriv --pdeathsig KILL` when available (it execs, so the
 // PID is redis-server's own), so servers die with the test process even when that is SIGKILLed;
@@ -181,7 +183,7 @@ function serverArgs(port: number, dir: string, extra: string[] = []): string[] {
     '--bind', '127.0.0.1',
     '--save', '',
     '--appendonly', 'yes',
-    '--appendfsync', 'everysec',
+    '--appendfsync', 'no',
     '--dir', dir,
     '--logfile', '',
     '--daemonize', 'no',
@@ -346,32 +348,44 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
 
 // -------------------------------------------------------------------------------------------------
 // Child-process entry for the cross-process lock test (test/storage/redis.test.ts):
-//   node --import tsx test/support/redis.ts counter <url> <prefix> <iterations> <lock|nolock>
-// prints "ready", waits for "go" on stdin, then loops: [lock →] read counter → sleep 3 ms →
-// write counter+1 [→ unlock]; prints "done" and exits.
+//   node --import tsx test/support/redis.ts counter <url> <iterations> <prefix>:<lock|nolock>...
+// Connects one RedisStorage per phase (one phase per argument: its key prefix and whether it
+// takes the lock), prints "ready", then for each phase waits for "go" on stdin, loops
+// [lock →] read counter → sleep 3 ms → write counter+1 [→ unlock], and prints "done".
 
 async function runChild(args: string[]): Promise<void> {
-  const [mode, url, prefix, iterationsArg, lockArg] = args;
-  if (mode !== 'counter' || url === undefined || prefix === undefined || iterationsArg === undefined || lockArg === undefined) {
-    throw new Error('usage: redis.ts counter <url> <prefix> <iterations> <lock|nolock>');
+  const [mode, url, iterationsArg, ...phaseArgs] = args;
+  if (mode !== 'counter' || url === undefined || iterationsArg === undefined || phaseArgs.length === 0) {
+    throw new Error('usage: redis.ts counter <url> <iterations> <prefix>:<lock|nolock>...');
   }
   const { RedisStorage } = await import('../../src/storage/redis.ts');
   const { silentLogger } = await import('../../src/log.ts');
   const { createInterface } = await import('node:readline');
-  const storage = await RedisStorage.connect({ url, prefix, logger: silentLogger() });
+  const phases = await Promise.all(
+    phaseArgs.map(async (arg) => {
+      const colon = arg.lastIndexOf(':');
+      const prefix = arg.slice(0, colon);
+      const storage = await RedisStorage.connect({ url, prefix, logger: silentLogger() });
+      return { storage, useLock: arg.slice(colon + 1) === 'lock' };
+    }),
+  );
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
   process.stdout.write('ready\n');
-  const rl = createInterface({ input: process.stdin });
-  for await (const line of rl) if (line.trim() === 'go') break;
-  rl.close();
-  for (let i = 0; i < Number(iterationsArg); i++) {
-    const lock = lockArg === 'lock' ? await storage.lock('counter', { ttlMs: 5_000, waitMs: 20_000 }) : null;
-    const value = Number((await storage.get('counter'))?.toString() ?? '0');
-    await sleep(3);
-    await storage.put('counter', String(value + 1));
-    await lock?.release();
+  for (const { storage, useLock } of phases) {
+    for (let line = await lines.next(); !line.done && line.value.trim() !== 'go'; line = await lines.next()) {
+      // wait for "go"
+    }
+    for (let i = 0; i < Number(iterationsArg); i++) {
+      const lock = useLock ? await storage.lock('counter', { ttlMs: 5_000, waitMs: 20_000 }) : null;
+      const value = Number((await storage.get('counter'))?.toString() ?? '0');
+      await sleep(3);
+      await storage.put('counter', String(value + 1));
+      await lock?.release();
+    }
+    process.stdout.write('done\n');
   }
-  await storage.close();
-  process.stdout.write('done\n');
+  await Promise.all(phases.map((p) => p.storage.close()));
+  process.exit(0);
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
