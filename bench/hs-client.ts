@@ -1,0 +1,112 @@
+// Handshake load generator, run as its own process (node --import tsx bench/hs-client.ts '<json>').
+// Closed loop: `concurrency` connections at a time, each a full TLS 1.3 handshake (X25519, the
+// server's ECDSA P-256 certificate, no session resumption: no session is ever offered), then the
+// socket is closed (FIN, not a reset); no HTTP request. SNI walks the seeded names from..from+count-1:
+//   once  each name exactly once, in order (the gateway's cache is cold for every one of them)
+//   loop  round-robin over the names until the time is up (cache warm when the set fits it)
+// Every `checkEvery`-th handshake checks the served certificate names the SNI.
+// Prints one JSON line with the results and exits.
+import { connect, createSecureContext } from 'node:tls';
+import { seededName } from './util.ts';
+
+interface Options {
+  port: number;
+  from: number;
+  count: number;
+  mode: 'once' | 'loop';
+  concurrency: number;
+  durationMs: number;
+  checkEvery?: number;
+  /** Explicit names instead of seeded ones (e.g. one name). */
+  names?: string[];
+}
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
+const names = opts.names ?? Array.from({ length: opts.count }, (_, i) => seededName(opts.from + i));
+const checkEvery = opts.checkEvery ?? 8;
+// One client context for every connection (a new one per connection would cost the client more
+// than the handshake itself). It holds no session cache entries: nothing is ever resumed.
+const secureContext = createSecureContext({ minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+const latencies: number[] = [];
+let next = 0;
+let done = 0;
+let errors = 0;
+let wrong = 0;
+let resumed = 0;
+let tls13 = 0;
+let started = 0;
+const errorSamples = new Set<string>();
+const t0 = performance.now();
+const deadline = t0 + opts.durationMs;
+
+function pick(): string | undefined {
+  if (performance.now() >= deadline) return undefined;
+  if (opts.mode === 'once') return next < names.length ? names[next++] : undefined;
+  return names[next++ % names.length];
+}
+
+function one(name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const t = performance.now();
+    const check = started++ % checkEvery === 0;
+    const socket = connect({
+      host: '127.0.0.1',
+      port: opts.port,
+      servername: name,
+      rejectUnauthorized: false,
+      secureContext,
+      ALPNProtocols: ['http/1.1'],
+    });
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => socket.destroy(new Error('handshake timeout (10 s)')), 10_000);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      latencies.push(performance.now() - t);
+      done++;
+      if (socket.isSessionReused()) resumed++;
+      if (socket.getProtocol() === 'TLSv1.3') tls13++;
+      if (check) {
+        const san = socket.getPeerX509Certificate()?.subjectAltName ?? '';
+        if (!san.split(', ').includes(`DNS:${name}`)) wrong++;
+      }
+      // Close as a browser does (FIN after reading what the server sent, e.g. its session
+      // tickets), not with a reset; the next handshake starts at once.
+      socket.on('error', () => {});
+      socket.end();
+      setTimeout(() => socket.destroy(), 2000).unref();
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      errors++;
+      if (errorSamples.size < 5) errorSamples.add(`${name}: ${err.message}`);
+      socket.destroy();
+      resolve();
+    });
+  });
+}
+
+async function worker(): Promise<void> {
+  for (let name = pick(); name !== undefined; name = pick()) await one(name);
+}
+
+await Promise.all(Array.from({ length: opts.concurrency }, worker));
+const elapsedMs = performance.now() - t0;
+latencies.sort((a, b) => a - b);
+const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? Number.NaN;
+process.stdout.write(
+  JSON.stringify({
+    handshakes: done,
+    errors,
+    wrongCertificate: wrong,
+    resumed,
+    tls13,
+    checked: Math.ceil(started / checkEvery),
+    elapsedMs,
+    perSecond: (done / elapsedMs) * 1000,
+    latencyMs: { p50: q(50), p90: q(90), p99: q(99) },
+    clientCpuMs: (process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1000,
+    complete: opts.mode === 'once' ? next >= names.length && done + errors === names.length : true,
+    errorSamples: [...errorSamples],
+  }) + '\n',
+);

@@ -1,0 +1,91 @@
+// Runs the bench's load generators as child processes with hard time limits: the handshake
+// client (hs-client.ts) and wrk.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { NODE, PROJECT_ROOT } from './services.ts';
+import { run } from './util.ts';
+
+export interface HandshakeRun {
+  handshakes: number;
+  errors: number;
+  wrongCertificate: number;
+  resumed: number;
+  tls13: number;
+  checked: number;
+  elapsedMs: number;
+  perSecond: number;
+  latencyMs: { p50: number; p90: number; p99: number };
+  clientCpuMs: number;
+  complete: boolean;
+  errorSamples: string[];
+}
+
+export interface HandshakeLoad {
+  port: number;
+  from?: number;
+  count?: number;
+  names?: string[];
+  mode: 'once' | 'loop';
+  concurrency: number;
+  durationMs: number;
+  checkEvery?: number;
+}
+
+export function handshakeLoad(load: HandshakeLoad): Promise<HandshakeRun> {
+  const script = fileURLToPath(new URL('./hs-client.ts', import.meta.url));
+  const opts = { from: 0, count: load.names?.length ?? 1, ...load };
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, ['--import', 'tsx', script, JSON.stringify(opts)], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    // The client stops by itself at durationMs (plus at most one 10 s handshake timeout).
+    const timer = setTimeout(() => child.kill('SIGKILL'), load.durationMs + 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(line) as HandshakeRun);
+      } catch {
+        reject(new Error(`handshake client failed (exit ${code}): ${err.slice(-2000)}`));
+      }
+    });
+  });
+}
+
+export interface WrkRun {
+  requestsPerSecond: number;
+  requests: number;
+  durationS: number;
+  latencyAvgMs: number;
+  errors: string;
+  non2xx: number;
+  raw: string;
+}
+
+function toMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
+}
+
+/** wrk -t threads -c connections -d seconds; keep-alive HTTP/1.1 GETs of `url`. */
+export async function wrk(url: string, opts: { threads: number; connections: number; seconds: number }): Promise<WrkRun> {
+  const r = await run('wrk', ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${opts.seconds}s`, '--latency', url], { timeoutMs: (opts.seconds + 30) * 1000 });
+  const raw = r.stdout + r.stderr;
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(raw);
+  if (!rps) throw new Error(`wrk failed: ${raw || r.error}`);
+  const total = /(\d+) requests in ([\d.]+)(\w+)/.exec(raw);
+  const lat = /Latency\s+([\d.]+)(us|ms|s|m)/.exec(raw);
+  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(raw);
+  const errs = /Socket errors:.*$/m.exec(raw);
+  return {
+    requestsPerSecond: Number(rps[1]),
+    requests: total ? Number(total[1]) : 0,
+    durationS: total ? toMs(total[2]!, total[3]!) / 1000 : opts.seconds,
+    latencyAvgMs: lat ? toMs(lat[1]!, lat[2]!) : Number.NaN,
+    errors: errs?.[0] ?? '',
+    non2xx: non2xx ? Number(non2xx[1]) : 0,
+    raw,
+  };
+}

@@ -1,0 +1,173 @@
+// `npm run bench`: certgate against Caddy (when Debian's caddy is installed), each with its own
+// fresh Pebble, taking turns at the same loads. Prints a table and writes
+// bench/results/<ISO timestamp>.json. See bench/README.md.
+//
+//   npm run bench                       full run (< 10 min)
+//   npm run bench -- --quick            smaller counts and shorter loads (< 2 min)
+//   npm run bench -- --only first,proxy sections: first, burst, handshakes, memory, proxy
+//   npm run bench -- --no-caddy         certgate alone
+//   npm run bench -- --profile          certgate under node --cpu-prof; top frames printed and saved
+//   npm run bench -- --keep             keep the temp dir (configs, storage, gateway logs)
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPebble } from '../test/support/pebble.ts';
+import { freePort } from '../test/support/ports.ts';
+import { startAcmeProxy } from './acme-proxy.ts';
+import { buildCertgate } from './build.ts';
+import { FULL, QUICK, type Ctx, type Rig, type Row } from './context.ts';
+import { caddyAvailable, type GatewayKind } from './gateways.ts';
+import { formatTable } from './report.ts';
+import { prepareTrees } from './seed.ts';
+import { burst, firstRequest, handshakes, proxyThroughput } from './sections.ts';
+import { PROJECT_ROOT, startAskServer, startUpstreamProcess } from './services.ts';
+import { BENCH_TMP, haveCommand, log, machineInfo, now, run, tempDir } from './util.ts';
+
+const SECTIONS = ['first', 'burst', 'handshakes', 'proxy'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function usage(msg?: string): never {
+  if (msg) process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write('usage: npm run bench -- [--quick] [--only first,burst,handshakes,memory,proxy] [--no-caddy] [--profile] [--keep]\n');
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): { quick: boolean; only: Section[]; noCaddy: boolean; profile: boolean; keep: boolean } {
+  let quick = false;
+  let keep = false;
+  let noCaddy = false;
+  let profile = false;
+  let only: Section[] = [...SECTIONS];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') quick = true;
+    else if (a === '--no-caddy') noCaddy = true;
+    else if (a === '--profile') profile = true;
+    else if (a === '--keep') keep = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (!v) usage('--only needs a section list');
+      const wanted = v.split(',').map((x) => (x.trim() === 'memory' ? 'handshakes' : x.trim()));
+      for (const w of wanted) if (!(SECTIONS as readonly string[]).includes(w)) usage(`unknown section ${w}`);
+      only = SECTIONS.filter((s) => wanted.includes(s));
+    } else if (a === '--help' || a === '-h') usage();
+    else usage(`unknown option ${a}`);
+  }
+  return { quick, only, noCaddy, profile, keep };
+}
+
+async function versions(): Promise<Record<string, string>> {
+  const v = async (cmd: string, args: string[]): Promise<string> => {
+    if (!haveCommand(cmd)) return 'not installed';
+    const r = await run(cmd, args, { timeoutMs: 10_000 });
+    return (r.stdout + r.stderr).split('\n').find((l) => l.trim())?.trim() ?? 'unknown';
+  };
+  const git = await run('git', ['-C', PROJECT_ROOT, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 10_000 });
+  const dirty = await run('git', ['-C', PROJECT_ROOT, 'status', '--porcelain', '--', 'src'], { timeoutMs: 10_000 });
+  return {
+    node: process.version,
+    caddy: await v('caddy', ['version']),
+    pebble: await v('dpkg-query', ['-W', '-f=${Version}', 'pebble']),
+    wrk: await v('wrk', ['--version']),
+    h2load: await v('h2load', ['--version']),
+    openssl: await v('openssl', ['version']),
+    certgateCommit: git.stdout.trim() + (dirty.stdout.trim() ? ' (src/ has uncommitted changes)' : ''),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const settings = args.quick ? QUICK : FULL;
+  const started = now();
+  const startedAt = new Date();
+  const withCaddy = !args.noCaddy && caddyAvailable();
+  const kinds: GatewayKind[] = withCaddy ? ['certgate', 'caddy'] : ['certgate'];
+  const caddyNote = args.noCaddy ? 'Caddy skipped (--no-caddy)' : withCaddy ? undefined : 'Caddy is not installed (Debian package `caddy`): certgate alone, no ratios';
+  if (caddyNote) log(caddyNote);
+  for (const tool of ['wrk', 'h2load']) if (!haveCommand(tool)) log(`${tool} is not installed: the sections that need it will fail (npm run bench installs it as root)`);
+
+  const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+  await mkdir(resultsDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  const workRoot = await tempDir(BENCH_TMP, 'certgate-bench-run-');
+  const profileRoot = args.profile ? join(resultsDir, `profile-${stamp}`) : undefined;
+
+  const info = { machine: machineInfo(), versions: await versions() };
+  log(`${info.machine.cpuModel}, ${info.machine.cpus} CPUs; node ${info.versions.node}; caddy ${info.versions.caddy}`);
+
+  const certgate = await buildCertgate();
+  if (args.only.includes('handshakes')) await prepareTrees(kinds, settings.tiers); // once; cached across runs
+
+  const ask = await startAskServer();
+  const upstream = await startUpstreamProcess();
+  const rigs = new Map<GatewayKind, Rig>();
+  const ctx: Ctx = { settings, kinds, rigs, ask, upstream, workRoot, certgate, ...(profileRoot ? { profileRoot } : {}), raw: {}, rows: [], profiles: {} };
+  const sectionTimes: Record<string, number> = {};
+  let failure: unknown;
+  try {
+    // Each gateway gets its own fresh Pebble validating against that gateway's ports, and an
+    // ACME logging proxy in front of it (the gateway's ACME directory).
+    for (const kind of kinds) {
+      const httpsPort = await freePort();
+      let httpPort = await freePort();
+      while (httpPort === httpsPort) httpPort = await freePort();
+      const pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+      const acme = await startAcmeProxy(pebble.directoryUrl, pebble.listenerCaPath);
+      rigs.set(kind, { kind, httpsPort, httpPort, pebble, acme });
+    }
+    const run: Record<Section, (c: Ctx) => Promise<void>> = { first: firstRequest, burst, handshakes, proxy: proxyThroughput };
+    for (const section of args.only) {
+      const t0 = now();
+      log(`--- ${section}`);
+      try {
+        await run[section](ctx);
+      } catch (err) {
+        // Keep going: the other sections' figures are still worth having.
+        failure ??= err;
+        log(`section ${section} failed: ${(err as Error).stack ?? String(err)}`);
+        ctx.rows.push({ section, metric: `${section}: FAILED (${(err as Error).message.split('\n')[0]})`, unit: '' });
+      }
+      sectionTimes[section] = Math.round(now() - t0);
+    }
+  } finally {
+    for (const rig of rigs.values()) {
+      await rig.acme.close().catch(() => undefined);
+      await rig.pebble.stop().catch(() => undefined);
+    }
+    await upstream.close();
+    await ask.close();
+    if (args.keep) log(`kept configs, storage and gateway logs in ${workRoot}`);
+    else await rm(workRoot, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  const durationS = Math.round((now() - started) / 100) / 10;
+  const header = [
+    `certgate bench${settings.quick ? ' (--quick)' : ''} — ${startedAt.toISOString()} — ${durationS} s`,
+    `${info.machine.cpuModel}, ${info.machine.cpus} CPUs, ${info.machine.memTotalMiB} MiB; node ${info.versions.node}; caddy ${info.versions.caddy}; certgate ${info.versions.certgateCommit} (${certgate.kind})`,
+    ...(caddyNote ? [caddyNote] : []),
+  ];
+  const table = formatTable(ctx.rows, kinds);
+  process.stdout.write(`\n${header.join('\n')}\n\n${table}\n`);
+  const file = join(resultsDir, `${stamp}.json`);
+  const result = {
+    startedAt: startedAt.toISOString(),
+    durationS,
+    argv: process.argv.slice(2),
+    settings,
+    gateways: kinds,
+    caddyNote: caddyNote ?? null,
+    ...info,
+    certgateBuild: certgate,
+    sectionTimesMs: sectionTimes,
+    rows: ctx.rows.map((r: Row) => ({ ...r })),
+    profiles: ctx.profiles,
+    raw: ctx.raw,
+  };
+  await writeFile(file, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(`\nresults: ${file}${profileRoot ? `\nprofiles: ${profileRoot}` : ''}\n`);
+  if (failure) process.exitCode = 1;
+}
+
+await main();
+// Pebble's exit hooks and the gateways' parent-death signal clean up if anything is left.
+process.exit();

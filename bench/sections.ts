@@ -1,0 +1,493 @@
+// The measurements. Each section starts its gateways (fresh storage), lets them take turns at
+// the same load, stops them, and records raw data plus table rows.
+import { httpsGet, type RequestResult } from './clients.ts';
+import { row, settle, startSet, turn, type Ctx, type GatewaySet } from './context.ts';
+import type { GatewayKind } from './gateways.ts';
+import { handshakeLoad, wrk, type HandshakeRun, type WrkRun } from './loadgen.ts';
+import { localhostCertificate, seedCaddyLocalhost, seedStorage, type Seeded } from './seed.ts';
+import { TSX_ENTRY } from './build.ts';
+import { log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
+
+const RUN_TAG = Date.now().toString(36).slice(-4);
+
+// -------------------------------------------------------------------------------------------------
+// 1. First request to a new domain
+
+export async function firstRequest(ctx: Ctx): Promise<void> {
+  const s = ctx.settings;
+  // `ask` only (no allow list) for certgate too, so both make the same policy call per new name.
+  const set = await startSet(ctx, { label: 'first', spec: () => ({ askOnly: true }) });
+  const raw: Record<string, unknown> = {};
+  try {
+    const warmups = new Map<GatewayKind, RequestResult[]>();
+    for (const kind of ctx.kinds) {
+      // Untimed: creates the ACME account and warms both processes up.
+      const list: RequestResult[] = [];
+      for (let w = 0; w < s.firstWarmups; w++) list.push(await httpsGet(ctx.rigs.get(kind)!.httpsPort, `w${w}-${RUN_TAG}.first.bench.test`, 60_000));
+      warmups.set(kind, list);
+    }
+    const results = new Map<GatewayKind, RequestResult[]>(ctx.kinds.map((k) => [k, []]));
+    const lastStart = new Map<GatewayKind, number>();
+    for (let i = 0; i < s.firstCount; i++) {
+      for (const kind of turn(ctx.kinds, i)) {
+        // Caddy 2.6 (certmagic 0.17) lets at most 10 orders start per 10 s per CA and account;
+        // pacing every gateway at >= 1.1 s per new name keeps that limiter out of the figure.
+        const wait = (lastStart.get(kind) ?? -Infinity) + s.paceMs - now();
+        if (wait > 0) await sleep(wait);
+        lastStart.set(kind, now());
+        results.get(kind)!.push(await httpsGet(ctx.rigs.get(kind)!.httpsPort, `f${i}-${RUN_TAG}.first.bench.test`, 60_000));
+      }
+    }
+    const summary: Record<string, Record<string, number>> = {};
+    for (const kind of ctx.kinds) {
+      const list = results.get(kind)!;
+      const timings = ctx.rigs.get(kind)!.acme.timings();
+      const ok = list.filter((r) => r.ok);
+      const windows: number[] = [];
+      const busy: number[] = [];
+      const overhead: number[] = [];
+      for (const r of ok) {
+        const t = timings.get(r.name);
+        if (!t) continue;
+        windows.push(t.windowMs);
+        busy.push(t.busyMs);
+        overhead.push(r.ms - t.windowMs);
+      }
+      const ms = ok.map((r) => r.ms);
+      summary[kind] = {
+        count: list.length,
+        ok: ok.length,
+        medianMs: median(ms),
+        p90Ms: percentile(ms, 90),
+        handshakeMedianMs: median(ok.map((r) => r.handshakeMs)),
+        caWindowMedianMs: median(windows),
+        caWindowP90Ms: percentile(windows, 90),
+        pebbleBusyMedianMs: median(busy),
+        overheadMedianMs: median(overhead),
+        overheadP90Ms: percentile(overhead, 90),
+      };
+      raw[kind] = { warmups: warmups.get(kind), results: list, ca: list.map((r) => timings.get(r.name) ?? null) };
+    }
+    raw.summary = summary;
+    const v = (kind: GatewayKind, k: string): number | undefined => summary[kind]?.[k];
+    const fr = { section: 'first request', unit: 'ms', better: 'lower' as const };
+    const median1 = { ...fr, metric: `First request, median (${s.firstCount} new names)`, certgate: v('certgate', 'medianMs'), caddy: v('caddy', 'medianMs'), target: '≤ 0.8× Caddy' };
+    row(ctx, median1);
+    const r1 = ctx.rows[ctx.rows.length - 1]!;
+    if (r1.ratio !== undefined) r1.pass = r1.ratio <= 0.8;
+    row(ctx, { ...fr, metric: 'First request, p90', certgate: v('certgate', 'p90Ms'), caddy: v('caddy', 'p90Ms') });
+    row(ctx, { ...fr, metric: 'CA share: Pebble newOrder→cert download, median', certgate: v('certgate', 'caWindowMedianMs'), caddy: v('caddy', 'caWindowMedianMs'), note: 'includes the client poll waits' });
+    row(ctx, { ...fr, metric: 'CA share: Pebble answer time per order, median', certgate: v('certgate', 'pebbleBusyMedianMs'), caddy: v('caddy', 'pebbleBusyMedianMs'), note: 'sum of Pebble response times' });
+    row(ctx, { ...fr, metric: 'Gateway overhead (first request − CA window), median', certgate: v('certgate', 'overheadMedianMs'), caddy: v('caddy', 'overheadMedianMs') });
+    const failed = ctx.kinds.filter((k) => (summary[k]?.ok ?? 0) < s.firstCount);
+    if (failed.length) row(ctx, { section: 'first request', metric: 'First request failures', unit: 'count', certgate: s.firstCount - (summary.certgate?.ok ?? s.firstCount), caddy: s.firstCount - (summary.caddy?.ok ?? s.firstCount) });
+  } finally {
+    await set.stop();
+    ctx.raw.first = raw;
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// 2. Burst of new names
+
+export async function burst(ctx: Ctx): Promise<void> {
+  const s = ctx.settings;
+  const raw: Record<string, unknown> = {};
+  const summary: Record<string, Record<string, number | boolean>> = {};
+  // One gateway at a time: a burst saturates the machine, so the other must not run alongside.
+  for (const kind of ctx.kinds) {
+    const rig = ctx.rigs.get(kind)!;
+    const set = await startSet(ctx, { label: 'burst', kinds: [kind], spec: () => ({ askOnly: true }) });
+    try {
+      const warm = await httpsGet(rig.httpsPort, `w-${RUN_TAG}.burst.bench.test`, 60_000);
+      await sleep(500);
+      const orders0 = rig.acme.orders();
+      const issued0 = rig.pebble.certificatesIssued();
+      const names = Array.from({ length: s.burstNames }, (_, i) => `b${i}-${RUN_TAG}.burst.bench.test`);
+      const results: RequestResult[] = [];
+      let next = 0;
+      const t0 = now();
+      let bounded = false;
+      const worker = async (): Promise<void> => {
+        for (;;) {
+          if (now() - t0 > s.burstBoundMs) {
+            if (next < names.length) bounded = true;
+            return;
+          }
+          const name = names[next++];
+          if (name === undefined) return;
+          const timeout = Math.min(s.burstRequestTimeoutMs, Math.max(1000, s.burstBoundMs + s.burstTailMs - (now() - t0)));
+          results.push(await httpsGet(rig.httpsPort, name, timeout));
+        }
+      };
+      await Promise.all(Array.from({ length: s.burstConcurrency }, worker));
+      const wallMs = now() - t0;
+      await sleep(1000); // Pebble's log lines for the last orders
+      const ok = results.filter((r) => r.ok).length;
+      const fallback = results.filter((r) => r.status === 200 && !r.rightCertificate).length;
+      summary[kind] = {
+        attempted: results.length,
+        ok,
+        fallbackServed: fallback,
+        errors: results.filter((r) => !r.ok && !(r.status === 200 && !r.rightCertificate) && !/no response within/.test(r.error ?? '')).length,
+        unfinished: results.filter((r) => /no response within/.test(r.error ?? '')).length,
+        wallMs,
+        bounded,
+        orders: rig.acme.orders() - orders0,
+        certificatesIssued: rig.pebble.certificatesIssued() - issued0,
+        perSecond: (ok / wallMs) * 1000,
+        medianMs: median(results.filter((r) => r.ok).map((r) => r.ms)),
+        p90Ms: percentile(
+          results.filter((r) => r.ok).map((r) => r.ms),
+          90,
+        ),
+      };
+      raw[kind] = { warmup: warm, results: results.map((r) => ({ name: r.name, ok: r.ok, ms: round(r.ms), status: r.status, rightCertificate: r.rightCertificate, error: r.error })) };
+      log(`burst ${kind}: ${ok}/${results.length} ok in ${Math.round(wallMs)} ms${bounded ? ' (time bound hit)' : ''}`);
+    } finally {
+      await set.stop();
+    }
+  }
+  raw.summary = summary;
+  ctx.raw.burst = raw;
+  const v = (kind: GatewayKind, k: string): number | undefined => {
+    const x = summary[kind]?.[k];
+    return typeof x === 'number' ? x : undefined;
+  };
+  const boundNote = ctx.kinds
+    .filter((k) => summary[k]?.bounded)
+    .map((k) => `${k} hit the bound (no new request after ${s.burstBoundMs / 1000} s, ${summary[k]?.unfinished ?? 0} in flight abandoned ${s.burstTailMs / 1000} s later)`)
+    .join('; ');
+  const errorNote = ctx.kinds
+    .filter((k) => Number(summary[k]?.errors ?? 0) > 0)
+    .map((k) => `${k}: ${summary[k]?.errors} requests failed${k === 'caddy' ? ' (TLS alert at once; Caddy 2.6 "on-demand rate limit exceeded" race, see README)' : ''}`)
+    .join('; ');
+  const b = { section: 'burst' };
+  row(ctx, { ...b, metric: `Burst ${s.burstNames} names, ${s.burstConcurrency} at a time: wall time`, unit: 's', certgate: sec(v('certgate', 'wallMs')), caddy: sec(v('caddy', 'wallMs')), better: 'lower', ...(boundNote ? { note: boundNote } : {}) });
+  row(ctx, { ...b, metric: 'Burst: successes (right certificate + 200)', unit: `of ${s.burstNames}`, certgate: v('certgate', 'ok'), caddy: v('caddy', 'ok'), better: 'higher', ...(errorNote ? { note: errorNote } : {}) });
+  row(ctx, { ...b, metric: 'Burst: orders placed at the CA', unit: 'orders', certgate: v('certgate', 'orders'), caddy: v('caddy', 'orders'), note: 'one per success is ideal' });
+  row(ctx, { ...b, metric: 'Burst: certificates served per second', unit: '/s', certgate: v('certgate', 'perSecond'), caddy: v('caddy', 'perSecond'), better: 'higher' });
+  row(ctx, { ...b, metric: 'Burst: time to response, p90', unit: 'ms', certgate: v('certgate', 'p90Ms'), caddy: v('caddy', 'p90Ms'), better: 'lower' });
+}
+
+function sec(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : ms / 1000;
+}
+
+// -------------------------------------------------------------------------------------------------
+// 3 + 5. Handshakes/s and memory with 1, 10k, 100k certificates in storage
+
+function addRuns(a: HandshakeRun[]): { handshakes: number; elapsedMs: number; perSecond: number; errors: number; wrong: number; resumed: number; nonTls13: number } {
+  const handshakes = a.reduce((s, r) => s + r.handshakes, 0);
+  const elapsedMs = a.reduce((s, r) => s + r.elapsedMs, 0);
+  return {
+    handshakes,
+    elapsedMs,
+    perSecond: elapsedMs > 0 ? (handshakes / elapsedMs) * 1000 : 0,
+    errors: a.reduce((s, r) => s + r.errors, 0),
+    wrong: a.reduce((s, r) => s + r.wrongCertificate, 0),
+    resumed: a.reduce((s, r) => s + r.resumed, 0),
+    nonTls13: a.reduce((s, r) => s + (r.handshakes - r.tls13), 0),
+  };
+}
+
+export async function handshakes(ctx: Ctx): Promise<void> {
+  const s = ctx.settings;
+  const raw: Record<string, unknown> = {};
+  ctx.raw.handshakes = raw;
+  for (const tier of s.tiers) {
+    const label = tier === 1 ? '1 cert' : `${tier / 1000}k stored`;
+    const t: Record<string, unknown> = {};
+    raw[String(tier)] = t;
+    const seeded = new Map<GatewayKind, Seeded>();
+    const releaseAll = async (): Promise<void> => {
+      for (const sd of seeded.values()) await sd.release();
+    };
+    let set: GatewaySet;
+    try {
+      set = await startSet(ctx, {
+        label: `hs-${tier}`,
+        prepare: async (kind, storageDir, acmeDirectory) => {
+          seeded.set(kind, await seedStorage(kind, storageDir, acmeDirectory, tier));
+        },
+        readyName: seededName(0),
+      });
+    } catch (err) {
+      await releaseAll();
+      throw err;
+    }
+    const seedMs = new Map([...seeded].map(([k, sd]) => [k, sd.ms]));
+    try {
+      t.seedMs = Object.fromEntries(seedMs);
+      t.coldStartMs = Object.fromEntries(set.startMs);
+      t.settleMs = await settle(set, s.settleMaxMs);
+      const caddyGw = set.gateways.get('caddy');
+      if (caddyGw) t.caddyStorageClean = caddyCleanSeconds(caddyGw.output());
+      t.memoryIdle = memories(set.gateways);
+      const port = (kind: GatewayKind): number => ctx.rigs.get(kind)!.httpsPort;
+      const cpu = new Map<GatewayKind, number>();
+
+      if (tier === 1) {
+        const runs = new Map<GatewayKind, HandshakeRun[]>(ctx.kinds.map((k) => [k, []]));
+        for (const kind of ctx.kinds) await handshakeLoad({ port: port(kind), names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 }); // warm-up
+        for (let r = 0; r < s.rounds; r++) {
+          for (const kind of turn(ctx.kinds, r)) {
+            const c0 = set.gateways.get(kind)!.cpuMs();
+            runs.get(kind)!.push(await handshakeLoad({ port: port(kind), names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs }));
+            cpu.set(kind, (cpu.get(kind) ?? 0) + set.gateways.get(kind)!.cpuMs() - c0);
+          }
+        }
+        const warm = Object.fromEntries(ctx.kinds.map((k) => [k, { ...addRuns(runs.get(k)!), gatewayCpuMs: cpu.get(k), runs: runs.get(k) }]));
+        t.warm = warm;
+        row(ctx, rateRow(ctx, `Handshakes/s, ${label} (same name, warm)`, warm));
+        if (s.h2loadConnections > 0) {
+          const h2: Record<string, unknown> = {};
+          for (const kind of ctx.kinds) h2[kind] = await h2load(port(kind), seededName(0), s.h2loadConnections);
+          t.h2load = h2;
+          const val = (k: GatewayKind): number | undefined => (h2[k] as { perSecond?: number } | undefined)?.perSecond;
+          row(ctx, { section: 'handshakes', metric: `h2load cross-check, ${label}: new TLS connections/s (+1 proxied request each)`, unit: '/s', certgate: val('certgate'), caddy: val('caddy'), better: 'higher', note: `${s.h2loadConnections} connections, offered 2000/s` });
+        }
+        t.memoryAfter = memories(set.gateways);
+      } else {
+        // Cold: every name once (name 0 was served at start-up), the gateways taking turns per slice.
+        const cold = new Map<GatewayKind, HandshakeRun[]>(ctx.kinds.map((k) => [k, []]));
+        const used = new Map<GatewayKind, number>();
+        const lastName = Math.min(tier, s.coldMaxNames);
+        for (let from = 1, r = 0; from < lastName; from += s.coldSlice, r++) {
+          let any = false;
+          for (const kind of turn(ctx.kinds, r)) {
+            const left = s.coldBoundMs - (used.get(kind) ?? 0);
+            if (left <= 0) continue;
+            any = true;
+            const c0 = set.gateways.get(kind)!.cpuMs();
+            const res = await handshakeLoad({ port: port(kind), from, count: Math.min(s.coldSlice, lastName - from), mode: 'once', concurrency: s.hsConcurrency, durationMs: left });
+            cpu.set(kind, (cpu.get(kind) ?? 0) + set.gateways.get(kind)!.cpuMs() - c0);
+            cold.get(kind)!.push(res);
+            used.set(kind, (used.get(kind) ?? 0) + res.elapsedMs);
+          }
+          if (!any) break;
+        }
+        const coldSum = Object.fromEntries(
+          ctx.kinds.map((k) => {
+            const a = addRuns(cold.get(k)!);
+            return [k, { ...a, touched: a.handshakes + 1, gatewayCpuMs: cpu.get(k), gatewayCpuMsPerHandshake: (cpu.get(k) ?? 0) / Math.max(1, a.handshakes), complete: a.handshakes + a.errors + 1 >= tier, runs: cold.get(k) }];
+          }),
+        );
+        t.cold = coldSum;
+        t.memoryAfterCold = memories(set.gateways);
+        const touched = (k: GatewayKind): number => (coldSum[k] as { touched: number } | undefined)?.touched ?? 0;
+        const partial = ctx.kinds.some((k) => touched(k) < tier);
+        row(ctx, rateRow(ctx, `Handshakes/s, ${label}, cache cold (first handshake per name)`, coldSum, partial ? `bounded walk (at most ${lastName} names, ${s.coldBoundMs / 1000} s per gateway): ${ctx.kinds.map((k) => `${k} touched ${touched(k)}`).join(', ')}` : undefined));
+
+        // Warm: a set of names that fits every cache, handshaken a few times first (certgate's
+        // workers each have their own cache and the kernel picks the worker per connection).
+        const warmFrom = 1;
+        for (let p = 0; p < s.warmPrepasses; p++) {
+          for (const kind of ctx.kinds) await handshakeLoad({ port: port(kind), from: warmFrom, count: s.warmSet, mode: 'once', concurrency: s.hsConcurrency, durationMs: 60_000 });
+        }
+        const warm = new Map<GatewayKind, HandshakeRun[]>(ctx.kinds.map((k) => [k, []]));
+        const wcpu = new Map<GatewayKind, number>();
+        for (let r = 0; r < s.rounds; r++) {
+          for (const kind of turn(ctx.kinds, r)) {
+            const c0 = set.gateways.get(kind)!.cpuMs();
+            warm.get(kind)!.push(await handshakeLoad({ port: port(kind), from: warmFrom, count: s.warmSet, mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs }));
+            wcpu.set(kind, (wcpu.get(kind) ?? 0) + set.gateways.get(kind)!.cpuMs() - c0);
+          }
+        }
+        const warmSum = Object.fromEntries(ctx.kinds.map((k) => [k, { ...addRuns(warm.get(k)!), gatewayCpuMs: wcpu.get(k), runs: warm.get(k) }]));
+        t.warm = warmSum;
+        row(ctx, rateRow(ctx, `Handshakes/s, ${label}, cache warm (${s.warmSet} names round-robin)`, warmSum));
+        t.memoryAfterWarm = memories(set.gateways);
+        memoryRows(ctx, tier, t, touched);
+      }
+      coldStartRow(ctx, tier, set.startMs);
+      if (tier === Math.max(...s.tiers) && ctx.kinds.includes('certgate')) {
+        await set.stop();
+        // Informational: certgate as one process (`workers: 1`) instead of one per CPU, and
+        // through bin/certgate.js without a build (tsx), on the same storage.
+        const single = await startSet(ctx, { label: `hs-${tier}-w1`, kinds: ['certgate'], reuseStorageOf: set, readyName: seededName(0), spec: () => ({ certgateExtra: { workers: 1 } }) });
+        await settle(single, 5000);
+        t.workers1 = { coldStartMs: single.startMs.get('certgate'), memoryIdle: single.gateways.get('certgate')!.memory() };
+        await single.stop();
+        const w1 = t.workers1 as { coldStartMs: number; memoryIdle: { rssMiB: number } };
+        row(ctx, { section: 'memory / start', metric: `Cold start, ${label}: certgate with workers: 1 (one process)`, unit: 'ms', certgate: w1.coldStartMs, better: 'lower', note: 'informational' });
+        row(ctx, { section: 'memory / start', metric: `RSS idle, ${label}: certgate with workers: 1`, unit: 'MiB', certgate: w1.memoryIdle.rssMiB, better: 'lower', note: 'informational' });
+        if (ctx.certgate.kind === 'compiled') {
+          const tsx = await startSet(ctx, { label: `hs-${tier}-tsx`, kinds: ['certgate'], entry: TSX_ENTRY, reuseStorageOf: set, readyName: seededName(0) });
+          t.coldStartTsxMs = tsx.startMs.get('certgate');
+          await tsx.stop();
+          row(ctx, { section: 'memory / start', metric: `Cold start, ${label}: certgate via bin/certgate.js without a build (tsx)`, unit: 'ms', certgate: t.coldStartTsxMs as number, better: 'lower', note: 'informational' });
+        }
+      }
+    } finally {
+      await set.stop();
+      await releaseAll();
+    }
+  }
+  // The combined target: certgate at the largest tier (warm) against Caddy with one certificate.
+  const top = Math.max(...s.tiers);
+  const cg = ((raw[String(top)] as Record<string, unknown> | undefined)?.warm as Record<string, { perSecond: number }> | undefined)?.certgate?.perSecond;
+  const cd = ((raw['1'] as Record<string, unknown> | undefined)?.warm as Record<string, { perSecond: number }> | undefined)?.caddy?.perSecond;
+  if (cg !== undefined && cd !== undefined) {
+    row(ctx, {
+      section: 'handshakes',
+      metric: `TARGET handshakes/s: certgate ${top / 1000}k stored (warm) vs Caddy 1 cert`,
+      unit: '/s',
+      certgate: cg,
+      caddy: cd,
+      better: 'higher',
+      target: '≥ 1.0×',
+      pass: cg / cd >= 1.0,
+    });
+  }
+}
+
+function rateRow(ctx: Ctx, metric: string, sums: Record<string, { perSecond: number; errors: number; wrong: number; resumed: number; nonTls13: number }>, extraNote?: string): Parameters<typeof row>[1] {
+  const notes: string[] = [];
+  for (const k of ctx.kinds) {
+    const x = sums[k];
+    if (!x) continue;
+    if (x.errors) notes.push(`${k}: ${x.errors} errors`);
+    if (x.wrong) notes.push(`${k}: ${x.wrong} wrong certificates`);
+    if (x.resumed) notes.push(`${k}: ${x.resumed} resumed!`);
+    if (x.nonTls13) notes.push(`${k}: ${x.nonTls13} not TLS 1.3!`);
+  }
+  if (extraNote) notes.push(extraNote);
+  return { section: 'handshakes', metric, unit: '/s', certgate: sums.certgate?.perSecond, caddy: sums.caddy?.perSecond, better: 'higher', ...(notes.length ? { note: notes.join('; ') } : {}) };
+}
+
+function memories(gws: Map<GatewayKind, { memory(): { rssMiB: number; pssMiB: number | null; processes: number } }>): Record<string, unknown> {
+  return Object.fromEntries([...gws].map(([k, g]) => [k, g.memory()]));
+}
+
+function memoryRows(ctx: Ctx, tier: number, t: Record<string, unknown>, touched: (k: GatewayKind) => number): void {
+  const label = `${tier / 1000}k stored`;
+  const rss = (key: string, k: GatewayKind): number | undefined => ((t[key] as Record<string, { rssMiB: number }> | undefined)?.[k])?.rssMiB;
+  const pss = (key: string, k: GatewayKind): number | undefined => ((t[key] as Record<string, { pssMiB: number | null }> | undefined)?.[k])?.pssMiB ?? undefined;
+  const m = { section: 'memory / start', unit: 'MiB', better: 'lower' as const };
+  row(ctx, { ...m, metric: `RSS idle after start, ${label}`, certgate: rss('memoryIdle', 'certgate'), caddy: rss('memoryIdle', 'caddy') });
+  const isTop = tier === Math.max(...ctx.settings.tiers);
+  const n = ctx.kinds.map((k) => `${k} ${touched(k)}`).join(', ');
+  const r = {
+    ...m,
+    metric: `RSS after cold pass, ${label} (names touched: ${n})`,
+    certgate: rss('memoryAfterCold', 'certgate'),
+    caddy: rss('memoryAfterCold', 'caddy'),
+    ...(isTop ? { target: '≤ 0.5× Caddy' } : {}),
+    note: 'sum over the process tree',
+  };
+  row(ctx, r);
+  const last = ctx.rows[ctx.rows.length - 1]!;
+  if (isTop && last.ratio !== undefined) last.pass = last.ratio <= 0.5;
+  row(ctx, { ...m, metric: `PSS after cold pass, ${label} (shared pages split)`, certgate: pss('memoryAfterCold', 'certgate'), caddy: pss('memoryAfterCold', 'caddy') });
+}
+
+function coldStartRow(ctx: Ctx, tier: number, startMs: Map<GatewayKind, number>): void {
+  const label = tier === 1 ? '1 cert' : `${tier / 1000}k stored`;
+  const isTop = tier === Math.max(...ctx.settings.tiers);
+  const cg = startMs.get('certgate');
+  row(ctx, {
+    section: 'memory / start',
+    metric: `Cold start (spawn → first handshake serving a stored name), ${label}`,
+    unit: 'ms',
+    certgate: cg,
+    caddy: startMs.get('caddy'),
+    better: 'lower',
+    ...(isTop ? { target: '< 1000 ms', ...(cg !== undefined ? { pass: cg < 1000 } : {}) } : {}),
+  });
+}
+
+/** Seconds Caddy spent on its start-up storage clean (it reads every stored certificate), from its log. */
+function caddyCleanSeconds(output: string): number | null {
+  const start = /"ts":([\d.]+),"logger":"tls","msg":"cleaning storage unit"/.exec(output);
+  const end = /"ts":([\d.]+),"logger":"tls","msg":"finished cleaning storage units"/.exec(output);
+  return start && end ? Number(end[1]) - Number(start[1]) : null;
+}
+
+async function h2load(port: number, name: string, connections: number): Promise<Record<string, unknown>> {
+  // Open loop: 100 new connections every 50 ms (2000/s offered), each one TLS 1.3 handshake and
+  // one HTTP/1.1 request; the figure is connections completed per second of the run.
+  const args = ['-n', String(connections), '-c', String(connections), '-r', '100', '--rate-period=50ms', '-t', '1', '--h1', `--connect-to=127.0.0.1:${port}`, `https://${name}/`];
+  const r = await run('h2load', args, { timeoutMs: 120_000 });
+  const out = r.stdout + r.stderr;
+  const fin = /finished in ([\d.]+)(ms|s), ([\d.]+) req\/s/.exec(out);
+  const ok = /(\d+) succeeded/.exec(out);
+  const proto = /TLS Protocol: (\S+)/.exec(out)?.[1];
+  const secs = fin ? (fin[2] === 'ms' ? Number(fin[1]) / 1000 : Number(fin[1])) : Number.NaN;
+  return { perSecond: ok && fin ? Number(ok[1]) / secs : undefined, succeeded: ok ? Number(ok[1]) : 0, seconds: secs, protocol: proto, args, output: out.slice(-1500) };
+}
+
+// -------------------------------------------------------------------------------------------------
+// 4. Keep-alive proxy throughput
+
+export async function proxyThroughput(ctx: Ctx): Promise<void> {
+  const s = ctx.settings;
+  const lh = await localhostCertificate();
+  // SNI `localhost` (wrk sends the URL host as SNI; no /etc/hosts changes): certgate refuses
+  // single-label names and serves its fallback, configured to be the same bench-CA certificate
+  // for `localhost` that Caddy loads from storage. Both serve one ECDSA P-256 certificate.
+  const set = await startSet(ctx, {
+    label: 'proxy',
+    spec: (kind) => (kind === 'certgate' ? { fallback: { cert: lh.cert, key: lh.key } } : {}),
+    prepare: async (kind, dir, acme) => {
+      if (kind === 'caddy') await seedCaddyLocalhost(dir, acme);
+    },
+  });
+  const raw: Record<string, unknown> = {};
+  ctx.raw.proxy = raw;
+  const targets: { key: string; url: string }[] = [
+    { key: 'upstream', url: `http://127.0.0.1:${ctx.upstream.port}/` },
+    ...ctx.kinds.map((k) => ({ key: k, url: `https://localhost:${ctx.rigs.get(k)!.httpsPort}/` })),
+  ];
+  const runs = new Map<string, WrkRun[]>(targets.map((t) => [t.key, []]));
+  const cpu = new Map<string, number>();
+  try {
+    await settle(set, 5000);
+    for (const t of targets) await wrk(t.url, { threads: 2, connections: 50, seconds: 1 }); // warm-up
+    for (let r = 0; r < s.wrkRounds; r++) {
+      for (const t of turn(targets, r)) {
+        const gw = set.gateways.get(t.key as GatewayKind);
+        const c0 = gw?.cpuMs() ?? 0;
+        runs.get(t.key)!.push(await wrk(t.url, { threads: 2, connections: 50, seconds: s.wrkSeconds }));
+        if (gw) cpu.set(t.key, (cpu.get(t.key) ?? 0) + gw.cpuMs() - c0);
+      }
+    }
+    const rps = (key: string): number | undefined => {
+      const list = runs.get(key);
+      if (!list?.length) return undefined;
+      return list.reduce((a, w) => a + w.requests, 0) / list.reduce((a, w) => a + w.durationS, 0);
+    };
+    for (const t of targets) {
+      raw[t.key] = { requestsPerSecond: rps(t.key), gatewayCpuMs: cpu.get(t.key), processes: set.gateways.get(t.key as GatewayKind)?.memory().processes, runs: runs.get(t.key)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(0, 1500) })) };
+    }
+    const errs = ctx.kinds.map((k) => runs.get(k)!.map((w) => [w.errors, w.non2xx ? `${w.non2xx} non-2xx` : ''].filter(Boolean).join(' ')).filter(Boolean).map((e) => `${k}: ${e}`)).flat();
+    row(ctx, {
+      section: 'proxy',
+      metric: `Keep-alive proxy req/s (wrk -t2 -c50, ${s.wrkRounds}×${s.wrkSeconds} s, access log off)`,
+      unit: 'req/s',
+      certgate: rps('certgate'),
+      caddy: rps('caddy'),
+      better: 'higher',
+      target: '≥ 1.0× Caddy',
+      ...(errs.length ? { note: errs.join('; ') } : {}),
+    });
+    const last = ctx.rows[ctx.rows.length - 1]!;
+    if (last.ratio !== undefined) last.pass = last.ratio >= 1.0;
+    row(ctx, { section: 'proxy', metric: 'Upstream alone, plain HTTP (ceiling)', unit: 'req/s', certgate: rps('upstream'), caddy: rps('upstream'), note: 'same figure in both columns: no gateway' });
+  } finally {
+    await set.stop();
+  }
+  if (s.accessLogRow && ctx.kinds.includes('certgate')) {
+    // Informational: certgate's default (proxy.accessLog: true, one JSON line per request).
+    const withLog = await startSet(ctx, { label: 'proxy-accesslog', kinds: ['certgate'], spec: () => ({ fallback: { cert: lh.cert, key: lh.key }, accessLog: true }) });
+    try {
+      const url = `https://localhost:${ctx.rigs.get('certgate')!.httpsPort}/`;
+      await wrk(url, { threads: 2, connections: 50, seconds: 1 });
+      const w = await wrk(url, { threads: 2, connections: 50, seconds: s.wrkSeconds });
+      raw.certgateAccessLog = { requestsPerSecond: w.requestsPerSecond, raw: w.raw.slice(0, 1500) };
+      row(ctx, { section: 'proxy', metric: 'Keep-alive proxy req/s, certgate with its default access log on', unit: 'req/s', certgate: w.requestsPerSecond, better: 'higher', note: 'informational; Caddy logs no access by default' });
+    } finally {
+      await withLog.stop();
+    }
+  }
+}
