@@ -62,6 +62,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
+  HeldLock,
   assertValidKey,
   StorageError,
   type Lock,
@@ -116,7 +117,7 @@ interface LockPaths {
   breaker: string;
 }
 
-type AcquireResult = { lock: FileLock; holder?: undefined } | { lock?: undefined; holder: LockFileState | null };
+type AcquireResult = { lock: HeldLock; holder?: undefined } | { lock?: undefined; holder: LockFileState | null };
 
 function errno(err: unknown): string | undefined {
   if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
@@ -505,8 +506,8 @@ export class FileStorage implements Storage {
     return true;
   }
 
-  private newLock(paths: LockPaths, token: string, ttlMs: number): FileLock {
-    return new FileLock(
+  private newLock(paths: LockPaths, token: string, ttlMs: number): HeldLock {
+    return new HeldLock(
       paths.name,
       () => this.refreshLock(paths, token, ttlMs),
       () => this.releaseLock(paths, token),
@@ -655,35 +656,3 @@ export class FileStorage implements Storage {
   }
 }
 
-class FileLock implements Lock {
-  #released = false;
-  #releasing: Promise<void> | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly doRefresh: () => Promise<void>,
-    private readonly doRelease: () => Promise<void>,
-  ) {}
-
-  async refresh(): Promise<void> {
-    if (this.#released || this.#releasing !== undefined) {
-      throw new StorageError(`lock ${JSON.stringify(this.name)} was released`, this.name, 'refresh');
-    }
-    await this.doRefresh();
-  }
-
-  /** Removes the lock file if this holder still owns it; safe to call twice (or concurrently). */
-  release(): Promise<void> {
-    if (this.#released) return Promise.resolve();
-    this.#releasing ??= this.doRelease().then(
-      () => {
-        this.#released = true;
-      },
-      (err: unknown) => {
-        this.#releasing = undefined;
-        throw err;
-      },
-    );
-    return this.#releasing;
-  }
-}

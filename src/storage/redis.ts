@@ -88,7 +88,7 @@ import {
 
 import type { Logger } from '../log.ts';
 import { assertValidChannel, deliverSafely, type ClusterBus } from './bus.ts';
-import { assertValidKey, StorageError, type Lock, type LockOptions, type PutOptions, type Storage } from './storage.ts';
+import { assertValidKey, HeldLock, StorageError, type Lock, type LockOptions, type PutOptions, type Storage } from './storage.ts';
 
 export interface RedisStorageOptions {
   /** redis://[user:pass@]host:port[/db], rediss:// for TLS. Default redis://127.0.0.1:6379. */
@@ -929,7 +929,7 @@ export class RedisStorage implements Storage, ClusterBus {
     return found;
   }
 
-  private async acquire(target: LockTarget, ttlMs: number): Promise<RedisLock | null> {
+  private async acquire(target: LockTarget, ttlMs: number): Promise<HeldLock | null> {
     const value = JSON.stringify({
       token: randomBytes(16).toString('hex'),
       pid: process.pid,
@@ -941,7 +941,7 @@ export class RedisStorage implements Storage, ClusterBus {
       this.#driver.send(['SET', target.key, value, 'NX', 'PX', String(ttlMs)], target.key, false),
     );
     if (reply !== 'OK') return null;
-    return new RedisLock(
+    return new HeldLock(
       target.name,
       () => this.refreshLock(target, value, ttlMs),
       () => this.releaseLock(target, value),
@@ -1047,35 +1047,3 @@ export class RedisStorage implements Storage, ClusterBus {
   }
 }
 
-class RedisLock implements Lock {
-  #released = false;
-  #releasing: Promise<void> | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly doRefresh: () => Promise<void>,
-    private readonly doRelease: () => Promise<void>,
-  ) {}
-
-  async refresh(): Promise<void> {
-    if (this.#released || this.#releasing !== undefined) {
-      throw new StorageError(`lock ${JSON.stringify(this.name)} was released`, this.name, 'refresh');
-    }
-    await this.doRefresh();
-  }
-
-  /** Deletes the lock key if this holder still owns it; safe to call twice (or concurrently). */
-  release(): Promise<void> {
-    if (this.#released) return Promise.resolve();
-    this.#releasing ??= this.doRelease().then(
-      () => {
-        this.#released = true;
-      },
-      (err: unknown) => {
-        this.#releasing = undefined;
-        throw err;
-      },
-    );
-    return this.#releasing;
-  }
-}

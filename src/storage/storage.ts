@@ -66,3 +66,40 @@ export function assertValidKey(key: string): void {
     throw new StorageError(`invalid storage key ${JSON.stringify(key)}`, key, 'validate-key');
   }
 }
+
+/**
+ * A held lock for any backend: the backend supplies refresh and release (which check that
+ * this holder still owns the lock); this keeps release idempotent and refresh-after-release an error.
+ */
+export class HeldLock implements Lock {
+  #released = false;
+  #releasing: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly doRefresh: () => Promise<void>,
+    private readonly doRelease: () => Promise<void>,
+  ) {}
+
+  async refresh(): Promise<void> {
+    if (this.#released || this.#releasing !== undefined) {
+      throw new StorageError(`lock ${JSON.stringify(this.name)} was released`, this.name, 'refresh');
+    }
+    await this.doRefresh();
+  }
+
+  /** Safe to call twice (or concurrently). */
+  release(): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    this.#releasing ??= this.doRelease().then(
+      () => {
+        this.#released = true;
+      },
+      (err: unknown) => {
+        this.#releasing = undefined;
+        throw err;
+      },
+    );
+    return this.#releasing;
+  }
+}
