@@ -2,13 +2,14 @@
 // See /work/shared/pebble-notes.md for the traps this works around.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import '../../src/acme/reflect-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { Agent, request } from 'undici';
+import { trackChild, trackDir, untrackDir } from './cleanup.ts';
 import { freePort } from './ports.ts';
 
 export interface PebbleOptions {
@@ -64,48 +65,6 @@ const ORDER_LINE = /Added order "[^"]+" to the db/;
 const ISSUED_LINE = /Issued certificate serial [0-9a-f]+ for order \S+/;
 const ACCOUNT_LINE = /There are now \d+ accounts in memory/;
 
-// Children still running, killed when this process exits or is told to stop.
-const live = new Set<ChildProcess>();
-const liveDirs = new Set<string>();
-let hooksInstalled = false;
-
-function killLive(): void {
-  for (const child of live) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  live.clear();
-  for (const dir of liveDirs) {
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // best effort
-    }
-  }
-  liveDirs.clear();
-}
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', killLive);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      killLive();
-      // Keep the default behaviour (die of the signal) unless someone else handles it.
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, onSignal);
-  }
-}
 
 async function distinctFreePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();
@@ -176,7 +135,6 @@ function sleep(ms: number): Promise<void> {
 }
 
 export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
-  installExitHooks();
   // The free ports are only free at the time they were picked; if another process took one
   // in between, start again with new ports.
   for (let attempt = 1; ; attempt++) {
@@ -190,7 +148,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
 
 async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'certgate-pebble-'));
-  liveDirs.add(dir);
+  trackDir(dir);
   const children: ChildProcess[] = [];
   let out = '';
   let pebbleOut = '';
@@ -202,7 +160,6 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
     stopped = true;
     await Promise.all(
       children.map(async (child) => {
-        live.delete(child);
         if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
         try {
@@ -217,7 +174,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
     );
     await agent?.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
-    liveDirs.delete(dir);
+    untrackDir(dir);
   };
 
   const listenerCaPath = join(dir, 'listener-ca.pem');
@@ -257,7 +214,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
         ? spawn(SETPRIV_BIN, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
         : spawn(bin, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
-      live.add(child);
+      trackChild(child);
       const onData = (chunk: Buffer): void => {
         const text = chunk.toString('utf8');
         out += text;
@@ -269,7 +226,6 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
         out += `[${tag}] spawn error: ${err.message}\n`;
       });
       child.on('exit', (code, signal) => {
-        live.delete(child);
         if (!stopped) out += `[${tag}] exited with ${signal ?? code}\n`;
       });
       return child;

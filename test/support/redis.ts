@@ -11,7 +11,7 @@
 // PID is redis-server's own), so servers die with the test process even when that is SIGKILLed;
 // otherwise an exit hook kills them. stop()/kill() only ever signal the PIDs started here.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
+import { trackChild, trackDir, untrackDir } from './cleanup.ts';
 import { freePort } from './ports.ts';
 
 export interface RedisHandle {
@@ -60,51 +61,15 @@ const HAVE_SETPRIV = existsSync(SETPRIV_BIN);
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-const live = new Set<ChildProcess>();
-const liveDirs = new Set<string>();
-let hooksInstalled = false;
-
-function killLive(): void {
-  for (const child of live) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  live.clear();
-  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
-  liveDirs.clear();
-}
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', killLive);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      killLive();
-      // Keep the default behaviour (die of the signal) unless someone else handles it.
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, onSignal);
-  }
-}
 
 async function tempDir(prefix: string): Promise<string> {
-  installExitHooks();
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  liveDirs.add(dir);
+  trackDir(dir);
   return dir;
 }
 
 async function removeDir(dir: string): Promise<void> {
-  liveDirs.delete(dir);
+  untrackDir(dir);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -150,8 +115,7 @@ async function launch(args: string[], port: number, cwd: string): Promise<Server
   const child = HAVE_SETPRIV
     ? spawn(SETPRIV_BIN, ['--pdeathsig', 'KILL', '--', REDIS_BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(REDIS_BIN, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  trackChild(child);
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
