@@ -2,6 +2,7 @@
 // config file. Output is kept for assertions and for debugging a failed test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { trackChild } from './cleanup.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = process.execPath;
@@ -16,14 +17,9 @@ export interface RunningProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
 export function runProcess(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): RunningProcess {
   const child = spawn(NODE, args, { cwd: opts.cwd ?? PROJECT_ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
+  trackChild(child);
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer) => {
@@ -33,7 +29,6 @@ export function runProcess(args: string[], opts: { env?: Record<string, string>;
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => {
-    live.delete(child);
     for (const l of listeners) l();
     resolve();
   }));
