@@ -1,6 +1,6 @@
 // What every section gets: settings, the per-gateway rigs (ports + own Pebble + ACME logging
 // proxy), shared services, and helpers to start a set of gateways and take turns between them.
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PebbleHandle } from '../test/support/pebble.ts';
 import type { AcmeProxy } from './acme-proxy.ts';
@@ -130,6 +130,8 @@ export interface Ctx {
   certgate: CertgateBuild;
   /** Set with --profile: certgate runs with --cpu-prof, profiles go below this directory. */
   profileRoot?: string;
+  /** Gateway logs (and, for anomalies, Pebble's output and the ACME exchanges) are copied here. */
+  logsRoot: string;
   raw: Record<string, unknown>;
   rows: Row[];
   profiles: Record<string, ProfileSummary>;
@@ -187,6 +189,9 @@ export async function startSet(ctx: Ctx, opts: SetOptions): Promise<GatewaySet> 
     if (stopped) return;
     stopped = true;
     await Promise.all([...gateways.values()].map((gw) => gw.stop()));
+    for (const kind of gateways.keys()) {
+      await copyFile(join(dirs.get(kind)!, `${kind}.log`), join(ctx.logsRoot, `${opts.label}-${kind}.log`)).catch(() => undefined);
+    }
     for (const [kind, dir] of profileDirs) {
       const summary = summariseProfiles(dir);
       if (summary) {
@@ -233,6 +238,15 @@ export async function startSet(ctx: Ctx, opts: SetOptions): Promise<GatewaySet> 
     throw err;
   }
   return { gateways, startMs, storage: new Map([...dirs].map(([k, d]) => [k, join(d, 'storage')])), dirs, stop };
+}
+
+/** Saves Pebble's output and the ACME exchanges of one gateway's rig next to the logs (for anomalies). */
+export async function saveAcmeEvidence(ctx: Ctx, kind: GatewayKind, label: string): Promise<string> {
+  const rig = ctx.rigs.get(kind)!;
+  const base = join(ctx.logsRoot, `${label}-${kind}`);
+  await writeFile(`${base}-pebble.log`, rig.pebble.output());
+  await writeFile(`${base}-acme-exchanges.jsonl`, rig.acme.exchanges.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  return base;
 }
 
 /** Waits until no gateway of the set uses more than ~5% of a core (background start-up work). */

@@ -8,7 +8,7 @@
 //   npm run bench -- --no-caddy         certgate alone
 //   npm run bench -- --profile          certgate under node --cpu-prof; top frames printed and saved
 //   npm run bench -- --keep             keep the temp dir (configs, storage, gateway logs)
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPebble } from '../test/support/pebble.ts';
@@ -91,6 +91,11 @@ async function main(): Promise<void> {
   const stamp = startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
   const workRoot = await tempDir(BENCH_TMP, 'certgate-bench-run-');
   const profileRoot = args.profile ? join(resultsDir, `profile-${stamp}`) : undefined;
+  // Gateway logs of every section, kept for the five latest runs (outside the checkout).
+  const logsParent = join(BENCH_TMP, 'certgate-bench-logs');
+  const logsRoot = join(logsParent, stamp);
+  await mkdir(logsRoot, { recursive: true });
+  for (const old of (await readdir(logsParent)).sort().reverse().slice(5)) await rm(join(logsParent, old), { recursive: true, force: true });
 
   const info = { machine: machineInfo(), versions: await versions() };
   log(`${info.machine.cpuModel}, ${info.machine.cpus} CPUs; node ${info.versions.node}; caddy ${info.versions.caddy}`);
@@ -101,7 +106,7 @@ async function main(): Promise<void> {
   const ask = await startAskServer();
   const upstream = await startUpstreamProcess();
   const rigs = new Map<GatewayKind, Rig>();
-  const ctx: Ctx = { settings, kinds, rigs, ask, upstream, workRoot, certgate, ...(profileRoot ? { profileRoot } : {}), raw: {}, rows: [], profiles: {} };
+  const ctx: Ctx = { settings, kinds, rigs, ask, upstream, workRoot, logsRoot, certgate, ...(profileRoot ? { profileRoot } : {}), raw: {}, rows: [], profiles: {} };
   const sectionTimes: Record<string, number> = {};
   let failure: unknown;
   try {
@@ -158,13 +163,14 @@ async function main(): Promise<void> {
     caddyNote: caddyNote ?? null,
     ...info,
     certgateBuild: certgate,
+    logs: logsRoot,
     sectionTimesMs: sectionTimes,
     rows: ctx.rows.map((r: Row) => ({ ...r })),
     profiles: ctx.profiles,
     raw: ctx.raw,
   };
   await writeFile(file, JSON.stringify(result, null, 2) + '\n');
-  process.stdout.write(`\nresults: ${file}${profileRoot ? `\nprofiles: ${profileRoot}` : ''}\n`);
+  process.stdout.write(`\nresults: ${file}\ngateway logs: ${logsRoot}${profileRoot ? `\nprofiles: ${profileRoot}` : ''}\n`);
   if (failure) process.exitCode = 1;
 }
 
