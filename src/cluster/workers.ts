@@ -6,7 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import type { ClusterBus } from '../storage/bus.ts';
+import { LocalBus, type ClusterBus } from '../storage/bus.ts';
 
 export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -98,35 +98,20 @@ export function announceWorkerReady(httpsPort: number, httpPort: number): void {
 
 /** A bus between the workers of one primary (file storage: one machine, shared directory). */
 export class IpcBus implements ClusterBus {
-  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  private readonly local = new LocalBus();
 
   constructor() {
     process.on('message', (msg: unknown) => {
-      if (isWorkerMessage(msg) && msg.certgate === 'bus') this.deliver(msg.channel, msg.message);
+      if (isWorkerMessage(msg) && msg.certgate === 'bus') void this.local.publish(msg.channel, msg.message);
     });
   }
 
   async publish(channel: string, message: string): Promise<void> {
     process.send?.({ certgate: 'bus', channel, message } satisfies BusMessage);
-    this.deliver(channel, message);
+    await this.local.publish(channel, message);
   }
 
-  async subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>> {
-    let set = this.handlers.get(channel);
-    if (!set) this.handlers.set(channel, (set = new Set()));
-    set.add(handler);
-    return async () => {
-      set.delete(handler);
-    };
-  }
-
-  private deliver(channel: string, message: string): void {
-    for (const handler of this.handlers.get(channel) ?? []) {
-      try {
-        handler(message);
-      } catch {
-        // A handler's failure is its own; the bus keeps delivering.
-      }
-    }
+  subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>> {
+    return this.local.subscribe(channel, handler);
   }
 }

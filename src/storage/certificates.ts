@@ -40,15 +40,13 @@ export interface CertificateBundle {
 export async function loadCertificate(storage: Storage, cas: string[], domain: string): Promise<CertificateBundle | null> {
   for (const ca of cas) {
     for (let attempt = 0; ; attempt++) {
-      const cert = await storage.get(keys.certificate(ca, domain));
-      if (!cert) break;
-      const key = await storage.get(keys.certificateKey(ca, domain));
-      if (!key) break;
+      const [cert, key] = await Promise.all([storage.get(keys.certificate(ca, domain)), storage.get(keys.certificateKey(ca, domain))]);
+      if (!cert || !key) break;
       const certPem = cert.toString('utf8');
       const keyPem = key.toString('utf8');
-      if (new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) {
-        const leaf = parseCertificate(certPem);
-        return { domain, ca, certPem, keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
+      const leaf = new X509Certificate(certPem); // the first certificate of the chain
+      if (leaf.checkPrivateKey(createPrivateKey(keyPem))) {
+        return { domain, ca, certPem, keyPem, notBefore: leaf.validFromDate, notAfter: leaf.validToDate, fingerprint256: leaf.fingerprint256 };
       }
       if (attempt >= 5) throw new Error(`certificate for ${domain} in ${storage.description} does not match its key (step: load)`);
       await sleep(50 * (attempt + 1));

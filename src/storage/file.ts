@@ -63,6 +63,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
   HeldLock,
+  resolveLockOptions,
   assertValidKey,
   StorageError,
   type Lock,
@@ -70,6 +71,9 @@ import {
   type PutOptions,
   type Storage,
 } from './storage.ts';
+
+/** How often a waiter re-checks a held lock file. */
+const DEFAULT_LOCK_POLL_MS = 100;
 
 const DIR_MODE = 0o700;
 const PRIVATE_FILE_MODE = 0o600;
@@ -179,19 +183,6 @@ function describeHolder(state: LockFileState | null): string {
   return `held by pid ${r.pid} on ${r.hostname} (token ${r.token.slice(0, 8)}…, ${expiry})`;
 }
 
-function checkLockOptions(name: string, opts: LockOptions): { ttlMs: number; waitMs: number; pollMs: number } {
-  const { ttlMs } = opts;
-  const waitMs = opts.waitMs ?? ttlMs * 2;
-  const pollMs = opts.pollMs ?? 100;
-  if (!(Number.isFinite(ttlMs) && ttlMs > 0) || !(Number.isFinite(waitMs) && waitMs >= 0) || !(Number.isFinite(pollMs) && pollMs > 0)) {
-    throw new StorageError(
-      `invalid lock options for ${JSON.stringify(name)}: ttlMs must be > 0, waitMs >= 0, pollMs > 0`,
-      name,
-      'lock',
-    );
-  }
-  return { ttlMs, waitMs, pollMs };
-}
 
 export class FileStorage implements Storage {
   readonly root: string;
@@ -262,7 +253,7 @@ export class FileStorage implements Storage {
   }
 
   async lock(name: string, opts: LockOptions): Promise<Lock> {
-    const { ttlMs, waitMs, pollMs } = checkLockOptions(name, opts);
+    const { ttlMs, waitMs, pollMs } = resolveLockOptions(name, opts, DEFAULT_LOCK_POLL_MS);
     const paths = this.lockPaths(name);
     const deadline = Date.now() + waitMs;
     for (;;) {
@@ -281,7 +272,7 @@ export class FileStorage implements Storage {
   }
 
   async tryLock(name: string, opts: LockOptions): Promise<Lock | null> {
-    const { ttlMs } = checkLockOptions(name, opts);
+    const { ttlMs } = resolveLockOptions(name, opts, DEFAULT_LOCK_POLL_MS);
     const result = await this.acquire(this.lockPaths(name), ttlMs);
     return result.lock ?? null;
   }

@@ -88,7 +88,7 @@ import {
 
 import type { Logger } from '../log.ts';
 import { assertValidChannel, deliverSafely, type ClusterBus } from './bus.ts';
-import { assertValidKey, HeldLock, StorageError, type Lock, type LockOptions, type PutOptions, type Storage } from './storage.ts';
+import { assertValidKey, HeldLock, resolveLockOptions, StorageError, type Lock, type LockOptions, type PutOptions, type Storage } from './storage.ts';
 
 export interface RedisStorageOptions {
   /** redis://[user:pass@]host:port[/db], rediss:// for TLS. Default redis://127.0.0.1:6379. */
@@ -327,19 +327,6 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => 
   }
 }
 
-function checkLockOptions(name: string, opts: LockOptions): { ttlMs: number; waitMs: number; pollMs: number } {
-  const ttlMs = Math.ceil(opts.ttlMs);
-  const waitMs = opts.waitMs ?? ttlMs * 2;
-  const pollMs = opts.pollMs ?? DEFAULT_LOCK_POLL_MS;
-  if (!(Number.isFinite(ttlMs) && ttlMs > 0) || !(Number.isFinite(waitMs) && waitMs >= 0) || !(Number.isFinite(pollMs) && pollMs > 0)) {
-    throw new StorageError(
-      `invalid lock options for ${JSON.stringify(name)}: ttlMs must be > 0, waitMs >= 0, pollMs > 0`,
-      name,
-      'lock',
-    );
-  }
-  return { ttlMs, waitMs, pollMs };
-}
 
 /**
  * Tracks which connections are down, to log one warn line when the first drops and one info
@@ -723,12 +710,12 @@ export class RedisStorage implements Storage, ClusterBus {
   // Locks
 
   async tryLock(name: string, opts: LockOptions): Promise<Lock | null> {
-    const { ttlMs } = checkLockOptions(name, opts);
+    const { ttlMs } = resolveLockOptions(name, opts, DEFAULT_LOCK_POLL_MS);
     return this.acquire(this.lockTarget(name), ttlMs);
   }
 
   async lock(name: string, opts: LockOptions): Promise<Lock> {
-    const { ttlMs, waitMs, pollMs } = checkLockOptions(name, opts);
+    const { ttlMs, waitMs, pollMs } = resolveLockOptions(name, opts, DEFAULT_LOCK_POLL_MS);
     const target = this.lockTarget(name);
     const deadline = Date.now() + waitMs;
     const first = await this.acquire(target, ttlMs);

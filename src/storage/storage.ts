@@ -68,6 +68,20 @@ export function assertValidKey(key: string): void {
 }
 
 /**
+ * Fills in LockOptions defaults (waitMs = 2 × ttl, pollMs = the backend's default) and rejects
+ * values no backend can honour. ttlMs is rounded up to whole milliseconds.
+ */
+export function resolveLockOptions(name: string, opts: LockOptions, defaultPollMs: number): { ttlMs: number; waitMs: number; pollMs: number } {
+  const ttlMs = Math.ceil(opts.ttlMs);
+  const waitMs = opts.waitMs ?? ttlMs * 2;
+  const pollMs = opts.pollMs ?? defaultPollMs;
+  if (!(Number.isFinite(ttlMs) && ttlMs > 0) || !(Number.isFinite(waitMs) && waitMs >= 0) || !(Number.isFinite(pollMs) && pollMs > 0)) {
+    throw new StorageError(`invalid lock options for ${JSON.stringify(name)}: ttlMs must be > 0, waitMs >= 0, pollMs > 0`, name, 'lock');
+  }
+  return { ttlMs, waitMs, pollMs };
+}
+
+/**
  * A held lock for any backend: the backend supplies refresh and release (which check that
  * this holder still owns the lock); this keeps release idempotent and refresh-after-release an error.
  */
