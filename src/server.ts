@@ -8,6 +8,7 @@ import { AcmeIssuer } from './acme/issuer.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
 import type { LoadedConfig } from './config/load.ts';
+import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
@@ -37,6 +38,10 @@ export interface Gateway {
   readonly storage: Storage;
   readonly cache: CertificateCache;
   readonly manager: CertificateManager;
+  readonly issuer: AcmeIssuer;
+  readonly policy: OnDemandPolicy;
+  readonly proxy: ReverseProxy;
+  readonly events: CertificateEvents;
   readonly logger: Logger;
   close(): Promise<void>;
 }
@@ -159,6 +164,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     storage,
     cache,
     manager,
+    issuer,
+    policy,
+    proxy,
+    events: manager.events,
     logger,
     async close() {
       stopTicketRotation();

@@ -21,6 +21,13 @@ export interface AcmeIssuerOptions {
   logger: Logger;
 }
 
+export interface IssueOptions {
+  /** ACME profile (e.g. "tlsserver", "shortlived") for the new order. */
+  profile?: string;
+  /** ARI: the certificate ID (RFC 9773) this order replaces. */
+  replaces?: string;
+}
+
 export interface IssuedCertificate {
   certPem: string;
   keyPem: string;
@@ -46,7 +53,7 @@ export class AcmeIssuer {
     this.ca = caIdFromDirectory(opts.directory);
   }
 
-  async issue(domain: string): Promise<IssuedCertificate> {
+  async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
     const client = await this.client();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.opts.keyType);
@@ -57,6 +64,8 @@ export class AcmeIssuer {
       solvers: this.opts.solvers,
       logger: this.opts.logger,
       timeoutMs: this.opts.timeoutMs,
+      ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+      ...(opts.replaces !== undefined ? { replaces: opts.replaces } : {}),
     });
     this.opts.logger.info(
       { domain, step: 'certificate-obtained', ca: this.ca, challenge: result.challengeTypes.join(','), ms: Math.round(performance.now() - started) },

@@ -79,3 +79,10 @@ export async function saveCertificate(
   await storage.put(keys.certificate(bundle.ca, bundle.domain), bundle.certPem);
   return { domain: bundle.domain, ca: bundle.ca, certPem: bundle.certPem, keyPem: bundle.keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
 }
+
+/** Removes the bundle (chain first, so no reader finds a chain without its key). */
+export async function deleteCertificate(storage: Storage, ca: string, domain: string): Promise<void> {
+  await storage.delete(keys.certificate(ca, domain));
+  await storage.delete(keys.certificateKey(ca, domain));
+  await storage.delete(keys.certificateMeta(ca, domain));
+}

@@ -4,11 +4,12 @@
 // Every change is announced on the cluster bus so other processes' caches drop the old one.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AcmeIssuer } from '../acme/issuer.ts';
+import type { AcmeIssuer, IssueOptions } from '../acme/issuer.ts';
+import { CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { ClusterBus } from '../storage/bus.ts';
-import { loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
+import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
 import { LruCache } from '../util/lru.ts';
@@ -35,6 +36,13 @@ export interface CertificateManagerOptions {
   issueLockWaitMs?: number;
   /** How long storage errors (e.g. Redis down) are retried, with backoff, before giving up. */
   storageRetryMs?: number;
+  /** Lifecycle events (issuance started/succeeded/failed, renewed, deleted). */
+  events?: CertificateEvents;
+}
+
+export interface RenewOptions extends IssueOptions {
+  /** Why: 'renewal' (scheduler) or 'admin' (API call). */
+  reason?: 'renewal' | 'admin';
 }
 
 export type ObtainOutcome =
@@ -64,9 +72,11 @@ export class CertificateManager {
   private bus: ClusterBus | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
   private stopReconnectListener: (() => void) | undefined;
+  readonly events: CertificateEvents;
 
   constructor(private readonly opts: CertificateManagerOptions) {
     this.issuances = new Semaphore(opts.maxConcurrentIssuances);
+    this.events = opts.events ?? new CertificateEvents(opts.logger);
   }
 
   /** Issuances running or queued for a CA slot, in this process. */
@@ -125,16 +135,34 @@ export class CertificateManager {
   }
 
   /** Replaces the certificate now, whatever storage holds (renewal, admin action). */
-  renew(domain: string): Promise<ObtainOutcome> {
+  renew(domain: string, opts: RenewOptions = {}): Promise<ObtainOutcome> {
     return this.once(domain, async () => {
+      const reason = opts.reason ?? 'renewal';
       try {
         const current = this.opts.cache.peek(domain) ?? (await this.fromStorage(domain));
-        return await this.issueUnderLock(domain, 'renewal', { replacing: current?.fingerprint256 ?? 'none' });
+        const { reason: _reason, ...issueOptions } = opts;
+        return await this.issueUnderLock(domain, reason, { replacing: current?.fingerprint256 ?? 'none', issueOptions });
       } catch (err) {
         this.opts.logger.error({ domain, step: stepOf(err, 'renew'), ca: this.opts.issuer.ca, err }, 'could not renew certificate');
+        this.events.emit({ type: 'issuance-failed', domain, ca: this.opts.issuer.ca, step: stepOf(err, 'renew'), error: (err as Error).message, renewal: true });
         return { kind: 'failed', reason: (err as Error).message };
       }
     });
+  }
+
+  /**
+   * Stops serving and forgets the certificate for `domain` everywhere: storage, this cache,
+   * and (through the bus) every other process's cache.
+   */
+  async delete(domain: string, reason: string): Promise<void> {
+    const { storage, cache, issuer } = this.opts;
+    await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, issuer.ca, domain));
+    cache.delete(domain);
+    this.denied.delete(domain);
+    this.failures.delete(domain);
+    this.announce({ domain, event: 'deleted' });
+    this.events.emit({ type: 'deleted', domain, reason });
+    this.opts.logger.info({ domain, step: 'delete', reason }, 'certificate deleted');
   }
 
   private once(domain: string, work: () => Promise<ObtainOutcome>): Promise<ObtainOutcome> {
@@ -172,6 +200,7 @@ export class CertificateManager {
       // A storage outage is not the name's fault: no CA backoff, the next handshake tries again.
       if (!(err instanceof StorageError)) this.recordFailure(domain, reason);
       logger.error({ domain, step: stepOf(err, 'obtain'), ca: issuer.ca, err }, 'could not obtain certificate');
+      this.events.emit({ type: 'issuance-failed', domain, ca: issuer.ca, step: stepOf(err, 'obtain'), error: reason, renewal: false });
       return { kind: 'failed', reason };
     }
   }
@@ -190,7 +219,11 @@ export class CertificateManager {
    * once the lock is held wins (another process just issued it). With `replacing` (a renewal),
    * only a stored certificate other than the one being replaced does.
    */
-  private async issueUnderLock(domain: string, approvedBy: string, { replacing }: { replacing?: string } = {}): Promise<ObtainOutcome> {
+  private async issueUnderLock(
+    domain: string,
+    approvedBy: string,
+    { replacing, issueOptions = {} }: { replacing?: string; issueOptions?: IssueOptions } = {},
+  ): Promise<ObtainOutcome> {
     const { storage, issuer, logger } = this.opts;
     const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
     const started = performance.now();
@@ -213,7 +246,9 @@ export class CertificateManager {
       let challenge: string;
       try {
         logger.info({ domain, step: 'issue-start', ca: issuer.ca, approvedBy, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
-        const issued = await issuer.issue(domain);
+        const reason = replacing === undefined ? 'on-demand' : approvedBy === 'admin' ? 'admin' : 'renewal';
+        this.events.emit({ type: 'issuance-started', domain, ca: issuer.ca, reason });
+        const issued = await issuer.issue(domain, issueOptions);
         challenge = issued.challenge;
         bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: issuer.ca, directory: issuer.directory, ...issued }), 300_000);
       } finally {
@@ -222,10 +257,9 @@ export class CertificateManager {
       const entry = this.opts.cache.add(bundle);
       this.failures.delete(domain);
       this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
-      logger.info(
-        { domain, step: 'issued', ca: issuer.ca, challenge, notAfter: bundle.notAfter.toISOString(), ms: Math.round(performance.now() - started) },
-        'certificate issued and stored',
-      );
+      const ms = Math.round(performance.now() - started);
+      logger.info({ domain, step: 'issued', ca: issuer.ca, challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
+      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issuer.ca, notAfter: bundle.notAfter.toISOString(), ms });
       return { kind: 'ready', certificate: entry, source: 'issued' };
     } finally {
       clearInterval(keepAlive);
