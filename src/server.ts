@@ -10,6 +10,7 @@ import type { ChallengeSolver } from './acme/client.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
+import { DnsOwnershipCheck } from './policy/dns.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
@@ -74,12 +75,28 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     storage,
     logger,
   });
+  const dnsConfig = config.onDemand.dns;
+  const dns = dnsConfig
+    ? new DnsOwnershipCheck({
+        targets: dnsConfig.targets,
+        resolvers: dnsConfig.resolvers,
+        match: dnsConfig.match,
+        positiveTtlMs: dnsConfig.cacheTtl,
+        negativeTtlMs: dnsConfig.negativeCacheTtl,
+        staleMs: dnsConfig.staleFor,
+        timeoutMs: dnsConfig.timeout,
+        maxCacheEntries: config.onDemand.limits.unknownNameCache,
+        logger,
+      })
+    : undefined;
   const policy = new OnDemandPolicy({
     allow: config.onDemand.allow,
     ...(config.onDemand.ask ? { ask: config.onDemand.ask } : {}),
     askTimeoutMs: config.onDemand.askTimeout,
     allowTtlMs: config.onDemand.askCacheTtl,
     denyTtlMs: config.onDemand.askDenyCacheTtl,
+    maxCacheEntries: config.onDemand.limits.unknownNameCache,
+    ...(dns ? { dns } : {}),
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize);
