@@ -66,8 +66,8 @@ const dnsTarget = z.string().refine((v) => isIP(v) !== 0 || normalizeServerName(
   message: 'each target must be an IP address like "203.0.113.10" or a host name like "edge.platform.example"',
 });
 
-/** "host:port", "host" (port 53), or "[v6]:port": a DNS server node:dns can use. */
-const dnsServer = z.string().refine((v) => isIP(v) !== 0 || (parseListenAddress(v) !== undefined && !v.startsWith(':')), {
+/** "ip:port", "ip" (port 53), or "[v6]:port": a DNS server node:dns can use (no names: who would resolve them?). */
+const dnsServer = z.string().refine((v) => isIP(v) !== 0 || isIP(parseListenAddress(v)?.host ?? '') !== 0, {
   message: 'each resolver must be an IP address with an optional port, like "127.0.0.1:8053" or "[2001:db8::1]:53"',
 });
 
