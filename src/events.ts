@@ -4,8 +4,8 @@ import type { Logger } from './log.ts';
 
 export type CertificateEvent =
   | { type: 'issuance-started'; domain: string; ca: string; reason: 'on-demand' | 'renewal' | 'admin'; at: string }
-  | { type: 'issuance-succeeded'; domain: string; ca: string; notAfter: string; ms: number; at: string }
-  | { type: 'renewed'; domain: string; ca: string; notAfter: string; ms: number; at: string }
+  | { type: 'issuance-succeeded'; domain: string; ca: string; notAfter: string; ms: number; challenge?: string; at: string }
+  | { type: 'renewed'; domain: string; ca: string; notAfter: string; ms: number; challenge?: string; at: string }
   | { type: 'issuance-failed'; domain: string; ca: string; step: string; error: string; renewal: boolean; at: string }
   | { type: 'deleted'; domain: string; reason: string; at: string };
 

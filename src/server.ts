@@ -7,9 +7,12 @@ import type { TLSSocket } from 'node:tls';
 import { AcmeIssuer } from './acme/issuer.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
+import { GatewayMetrics, wireMetrics } from './admin/metrics.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
+import { DnsOwnershipCheck } from './policy/dns.ts';
+import { IssuanceLimits } from './policy/limits.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
@@ -43,6 +46,10 @@ export interface Gateway {
   readonly proxy: ReverseProxy;
   readonly events: CertificateEvents;
   readonly logger: Logger;
+  /** Prometheus metrics: `render()` and `contentType` for GET /metrics. */
+  readonly metrics: GatewayMetrics;
+  /** Abuse limits on handshakes that would start an issuance (onDemand.limits). */
+  readonly limits: IssuanceLimits;
   close(): Promise<void>;
 }
 
@@ -74,15 +81,39 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     storage,
     logger,
   });
+  const dnsConfig = config.onDemand.dns;
+  const dns = dnsConfig
+    ? new DnsOwnershipCheck({
+        targets: dnsConfig.targets,
+        resolvers: dnsConfig.resolvers,
+        match: dnsConfig.match,
+        positiveTtlMs: dnsConfig.cacheTtl,
+        negativeTtlMs: dnsConfig.negativeCacheTtl,
+        staleMs: dnsConfig.staleFor,
+        timeoutMs: dnsConfig.timeout,
+        maxCacheEntries: config.onDemand.limits.unknownNameCache,
+        logger,
+      })
+    : undefined;
   const policy = new OnDemandPolicy({
     allow: config.onDemand.allow,
     ...(config.onDemand.ask ? { ask: config.onDemand.ask } : {}),
     askTimeoutMs: config.onDemand.askTimeout,
     allowTtlMs: config.onDemand.askCacheTtl,
     denyTtlMs: config.onDemand.askDenyCacheTtl,
+    maxCacheEntries: config.onDemand.limits.unknownNameCache,
+    ...(dns ? { dns } : {}),
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize);
+  const metrics = new GatewayMetrics();
+  const limits = new IssuanceLimits({
+    perClient: config.onDemand.limits.perClient,
+    global: config.onDemand.limits.global,
+    maxClients: config.onDemand.limits.unknownNameCache,
+    logger,
+    onLimited: metrics.rateLimited,
+  });
   const manager = new CertificateManager({
     storage,
     issuer,
@@ -93,7 +124,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     deniedTtlMs: config.onDemand.askDenyCacheTtl,
     issueLockTtlMs: config.acme.lockTtl,
     issueLockWaitMs: config.acme.timeout * 2,
+    limits,
+    maxNameEntries: config.onDemand.limits.unknownNameCache,
   });
+  const stopMetrics = wireMetrics(metrics, { events: manager.events, cache, budgets: () => limits.budgets() });
   await manager.attachBus(bus);
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
@@ -103,7 +137,12 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     fallback: fallback.context,
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger,
-    ...(options.onHandshake ? { onOutcome: options.onHandshake } : {}),
+    onOutcome: options.onHandshake
+      ? (outcome, domain) => {
+          metrics.handshake(outcome);
+          options.onHandshake!(outcome, domain);
+        }
+      : metrics.handshake,
   });
 
   const proxy = new ReverseProxy({
@@ -112,6 +151,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     upstreamTimeoutMs: config.proxy.upstreamTimeout,
     accessLog: config.proxy.accessLog,
     logger,
+    onResponse: metrics.proxied,
   });
 
   const https = createHttpsServer(
@@ -169,8 +209,11 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     proxy,
     events: manager.events,
     logger,
+    metrics,
+    limits,
     async close() {
       stopTicketRotation();
+      stopMetrics();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();
       await manager.close();

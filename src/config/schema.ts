@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../policy/patterns.ts';
+import { normalizeServerName } from '../tls/names.ts';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 
@@ -58,6 +59,44 @@ const httpUrl = (example: string) =>
 
 const hostPattern = z.string().refine(isValidPattern, {
   message: 'not a valid host pattern; use an exact name like "shop.example.com" or a wildcard like "*.customers.example"',
+});
+
+/** A DNS ownership target: an IP address or a host name such as "edge.platform.example". */
+const dnsTarget = z.string().refine((v) => isIP(v) !== 0 || normalizeServerName(v) !== undefined, {
+  message: 'each target must be an IP address like "203.0.113.10" or a host name like "edge.platform.example"',
+});
+
+/** "ip:port", "ip" (port 53), or "[v6]:port": a DNS server node:dns can use (no names: who would resolve them?). */
+const dnsServer = z.string().refine((v) => isIP(v) !== 0 || isIP(parseListenAddress(v)?.host ?? '') !== 0, {
+  message: 'each resolver must be an IP address with an optional port, like "127.0.0.1:8053" or "[2001:db8::1]:53"',
+});
+
+const dnsCheckSchema = z.strictObject({
+  targets: z.array(dnsTarget).min(1, { message: 'list at least one target: the gateway\'s IP addresses or a host name that points at them' }),
+  resolvers: z.array(dnsServer).default([]),
+  match: z.enum(['all', 'any'], { message: 'must be "all" (every address must be a target) or "any"' }).default('all'),
+  cacheTtl: duration('5m').prefault('5m'),
+  negativeCacheTtl: duration('30s').prefault('30s'),
+  staleFor: duration('1h').prefault('1h'),
+  timeout: duration('2s').prefault('2s'),
+});
+
+/** Token bucket: `rate` tokens per second refill, at most `burst` saved up. `false` turns it off. */
+const tokenBucket = (rate: number, burst: number) =>
+  z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        rate: z.number({ message: 'rate must be a number of issuance-starting handshakes per second, like 2 or 0.5' }).positive({ message: 'rate must be > 0 (or set the limit to false)' }),
+        burst: z.number({ message: 'burst must be a whole number like 20' }).int().min(1, { message: 'burst must be at least 1' }),
+      }),
+    ])
+    .default({ rate, burst });
+
+const limitsSchema = z.strictObject({
+  perClient: tokenBucket(20, 500),
+  global: tokenBucket(100, 1000),
+  unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 
 export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01'] as const;
@@ -127,6 +166,8 @@ const configSchema = z.strictObject({
       askDenyCacheTtl: duration('1m').prefault('1m'),
       handshakeWait: duration('20s').prefault('20s'),
       maxConcurrentIssuances: z.number().int().min(1).max(1000).default(8),
+      dns: dnsCheckSchema.optional(),
+      limits: limitsSchema.prefault({}),
     })
     .prefault({}),
   tls: z

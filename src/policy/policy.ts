@@ -2,9 +2,12 @@
 // endpoint answers 2xx; with neither configured nothing is approved (a gateway must never turn
 // arbitrary SNI into CA orders). Decisions are cached, both ways, in a bounded cache, and
 // concurrent questions about one name share a single ask request.
+// With `onDemand.dns` set, an approved name must also pass the DNS ownership check (dns.ts):
+// the sources say who may have a certificate, DNS says whether it can be validated now.
 import { request } from 'undici';
 import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
+import type { DnsOwnershipCheck } from './dns.ts';
 import { HostPatternSet } from './patterns.ts';
 
 export type PolicyDecision = { allowed: true; source: 'allow' | 'ask' } | { allowed: false; reason: string };
@@ -16,6 +19,8 @@ export interface PolicyOptions {
   allowTtlMs: number;
   denyTtlMs: number;
   maxCacheEntries?: number;
+  /** A gate every approval must also pass (onDemand.dns). */
+  dns?: DnsOwnershipCheck;
   logger: Logger;
 }
 
@@ -31,6 +36,14 @@ export class OnDemandPolicy {
 
   /** `name` must be normalised (see tls/names.ts). Never throws: errors deny. */
   async decide(name: string): Promise<PolicyDecision> {
+    const decision = await this.decideBySources(name);
+    if (!decision.allowed || !this.opts.dns) return decision;
+    const dns = await this.opts.dns.check(name);
+    return dns.ok ? decision : { allowed: false, reason: `DNS ownership check: ${dns.reason}` };
+  }
+
+  /** The allow sources (allow patterns, ask); any may approve. */
+  private async decideBySources(name: string): Promise<PolicyDecision> {
     if (this.allow.matches(name)) return { allowed: true, source: 'allow' };
     if (!this.opts.ask) {
       return { allowed: false, reason: this.allow.size ? 'not in onDemand.allow' : 'no on-demand policy configured' };
@@ -49,6 +62,7 @@ export class OnDemandPolicy {
   forget(name?: string): void {
     if (name === undefined) this.decisions.clear();
     else this.decisions.delete(name);
+    this.opts.dns?.forget(name);
   }
 
   private async ask(name: string): Promise<PolicyDecision> {

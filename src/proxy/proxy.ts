@@ -39,6 +39,18 @@ export interface ProxyOptions {
   maxConnectionsPerUpstream?: number;
   /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
   upstreamTls?: UpstreamTlsOptions;
+  /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
+  onResponse?: (response: ProxiedResponse) => void;
+}
+
+/** One proxied request as the onResponse observer sees it. */
+export interface ProxiedResponse {
+  status: number;
+  /** From the request's arrival to the end (or abort) of the response. */
+  ms: number;
+  /** The upstream origin, or null when none was chosen (no route, shutting down). */
+  upstream: string | null;
+  aborted: boolean;
 }
 
 const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
@@ -83,6 +95,7 @@ export class ReverseProxy {
       log: this.#log,
       accessLog: this.#accessLog,
       failure: { connectTimeoutMs: this.#connectTimeoutMs, upstreamTimeoutMs: this.#upstreamTimeoutMs },
+      ...(opts.onResponse ? { onResponse: opts.onResponse } : {}),
     };
   }
 
@@ -202,6 +215,7 @@ interface ExchangeContext {
   log: Logger;
   accessLog: boolean;
   failure: FailureContext;
+  onResponse?: (response: ProxiedResponse) => void;
 }
 
 /** One proxied request: undici dispatch handler + bookkeeping for the client side. */
@@ -299,6 +313,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#clientGone = true;
       this.#controller?.abort(new ClientGoneError());
     }
+    this.ctx.onResponse?.({ status: res.statusCode, ms: performance.now() - this.start, upstream: this.target?.origin ?? null, aborted: this.#clientGone });
     if (!this.ctx.accessLog) return;
     const entry: Record<string, unknown> = {
       host: this.host || null,

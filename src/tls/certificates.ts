@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AcmeIssuer, IssueOptions } from '../acme/issuer.ts';
 import { CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
+import type { IssuanceLimits } from '../policy/limits.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
@@ -38,6 +39,15 @@ export interface CertificateManagerOptions {
   storageRetryMs?: number;
   /** Lifecycle events (issuance started/succeeded/failed, renewed, deleted). */
   events?: CertificateEvents;
+  /** Rate limits on obtain() calls from handshakes that would start an issuance (onDemand.limits). */
+  limits?: IssuanceLimits;
+  /** Bound on the per-name denied and failure-backoff memories; default 100k names. */
+  maxNameEntries?: number;
+}
+
+/** Who asks for a certificate: given by the handshake path, absent for admin and renewal calls. */
+export interface ObtainRequest {
+  clientIp?: string | undefined;
 }
 
 export interface RenewOptions extends IssueOptions {
@@ -47,7 +57,7 @@ export interface RenewOptions extends IssueOptions {
 
 export type ObtainOutcome =
   | { kind: 'ready'; certificate: CachedCertificate; source: 'storage' | 'issued' }
-  | { kind: 'denied'; reason: string }
+  | { kind: 'denied'; reason: string; rateLimited?: true }
   | { kind: 'failed'; reason: string };
 
 interface FailureState {
@@ -65,8 +75,8 @@ interface CertificateEvent {
 
 export class CertificateManager {
   private readonly inflight = new Map<string, Promise<ObtainOutcome>>();
-  private readonly denied = new LruCache<string, string>(100_000);
-  private readonly failures = new LruCache<string, FailureState>(100_000);
+  private readonly denied: LruCache<string, string>;
+  private readonly failures: LruCache<string, FailureState>;
   private readonly issuances: Semaphore;
   private readonly origin = randomUUID();
   private bus: ClusterBus | undefined;
@@ -76,6 +86,8 @@ export class CertificateManager {
 
   constructor(private readonly opts: CertificateManagerOptions) {
     this.issuances = new Semaphore(opts.maxConcurrentIssuances);
+    this.denied = new LruCache(opts.maxNameEntries ?? 100_000);
+    this.failures = new LruCache(opts.maxNameEntries ?? 100_000);
     this.events = opts.events ?? new CertificateEvents(opts.logger);
   }
 
@@ -130,8 +142,8 @@ export class CertificateManager {
    * Resolves to a ready certificate, or why there is none. Never rejects. Concurrent calls for
    * one name share one attempt; the attempt goes on even if every caller stops waiting.
    */
-  obtain(domain: string): Promise<ObtainOutcome> {
-    return this.once(domain, () => this.attempt(domain));
+  obtain(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
+    return this.once(domain, () => this.attempt(domain, request));
   }
 
   /** Replaces the certificate now, whatever storage holds (renewal, admin action). */
@@ -174,13 +186,18 @@ export class CertificateManager {
     return attempt;
   }
 
-  private async attempt(domain: string): Promise<ObtainOutcome> {
+  private async attempt(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
     const { logger, issuer } = this.opts;
     const deniedReason = this.denied.get(domain);
     if (deniedReason !== undefined) return { kind: 'denied', reason: deniedReason };
     try {
       const stored = await this.fromStorage(domain);
       if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+
+      // Not remembered as denied: this would be the first issuance (and not cached, so a
+      // legitimate name is not held back by someone else's flood).
+      const limited = request && this.opts.limits?.admit(domain, request.clientIp);
+      if (limited && !limited.ok) return { kind: 'denied', reason: limited.reason, rateLimited: true };
 
       const decision = await this.opts.policy.decide(domain);
       if (!decision.allowed) {
@@ -259,7 +276,7 @@ export class CertificateManager {
       this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
       const ms = Math.round(performance.now() - started);
       logger.info({ domain, step: 'issued', ca: issuer.ca, challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
-      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issuer.ca, notAfter: bundle.notAfter.toISOString(), ms });
+      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issuer.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge });
       return { kind: 'ready', certificate: entry, source: 'issued' };
     } finally {
       clearInterval(keepAlive);

@@ -80,7 +80,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return;
     }
 
-    certificateFor(domain).then(
+    certificateFor(domain, this.remoteAddress).then(
       (ctx) => done(cb, null, ctx),
       (err: Error) => {
         // Unexpected: CertificateManager.obtain never rejects. Serve the fallback, never hang.
@@ -102,13 +102,13 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
     return ctx;
   }
 
-  async function certificateFor(domain: string): Promise<SecureContext> {
+  async function certificateFor(domain: string, clientIp: string | undefined): Promise<SecureContext> {
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(resolve, handshakeWaitMs, 'timeout');
     });
     try {
-      const result = await Promise.race([manager.obtain(domain), waited]);
+      const result = await Promise.race([manager.obtain(domain, { clientIp }), waited]);
       if (result === 'timeout') {
         logger.warn({ domain, step: 'handshake-wait', waitedMs: handshakeWaitMs }, 'issuance still running: fallback certificate for this handshake');
         outcome('fallback', domain);

@@ -326,3 +326,45 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
     throw err;
   }
 }
+
+/**
+ * pebble-challtestsrv's mock DNS, set through its management API (`challtestsrvUrl`). Names
+ * with no record of their own answer A queries with the default IPv4 (127.0.0.1 here) and AAAA
+ * queries with nothing.
+ */
+export interface MockDns {
+  /** Replaces the A records of `host`. */
+  setA(host: string, addresses: string[]): Promise<void>;
+  clearA(host: string): Promise<void>;
+  setAAAA(host: string, addresses: string[]): Promise<void>;
+  clearAAAA(host: string): Promise<void>;
+  setCname(host: string, target: string): Promise<void>;
+  clearCname(host: string): Promise<void>;
+  /** Every query for `host` answers SERVFAIL until cleared. */
+  setServfail(host: string): Promise<void>;
+  clearServfail(host: string): Promise<void>;
+}
+
+export function mockDns(challtestsrvUrl: string): MockDns {
+  const post = async (path: string, body: Record<string, unknown>): Promise<void> => {
+    const res = await request(`${challtestsrvUrl}${path}`, { method: 'POST', body: JSON.stringify(body), headersTimeout: 5000, bodyTimeout: 5000 });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`challtestsrv ${path}: HTTP ${res.statusCode}: ${text}`);
+  };
+  return {
+    async setA(host, addresses) {
+      await post('/clear-a', { host });
+      await post('/add-a', { host, addresses });
+    },
+    clearA: (host) => post('/clear-a', { host }),
+    async setAAAA(host, addresses) {
+      await post('/clear-aaaa', { host });
+      await post('/add-aaaa', { host, addresses });
+    },
+    clearAAAA: (host) => post('/clear-aaaa', { host }),
+    setCname: (host, target) => post('/set-cname', { host, target }),
+    clearCname: (host) => post('/clear-cname', { host }),
+    setServfail: (host) => post('/set-servfail', { host }),
+    clearServfail: (host) => post('/clear-servfail', { host }),
+  };
+}

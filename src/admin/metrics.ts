@@ -1,0 +1,218 @@
+// Prometheus metrics on prom-client, in a Registry of their own (never the global one, so
+// several gateways in one process — tests, workers — do not mix). Counters are fed by observer
+// hooks (handshake outcomes, proxied requests, rate-limit rejections) and by the certificate
+// lifecycle events; gauges are computed at scrape time from provider functions, so nothing
+// is kept up to date between scrapes.
+//
+// The admin server serves `render()` at GET /metrics with `contentType`.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CertificateEvent, CertificateEvents } from '../events.ts';
+import type { LimitScope } from '../policy/limits.ts';
+import type { ProxiedResponse } from '../proxy/proxy.ts';
+import type { CertificateCache } from '../tls/cache.ts';
+import type { HandshakeOutcome } from '../tls/handshake.ts';
+
+/** What the admin server needs to answer GET /metrics. */
+export interface MetricsEndpoint {
+  readonly contentType: string;
+  render(): Promise<string>;
+}
+
+export interface BudgetRemaining {
+  /** Which budget, e.g. 'issuance-global' or 'acme-new-orders'. */
+  limit: string;
+  remaining: number;
+}
+
+export interface CertificateCounts {
+  managed: number;
+  expiringSoon: number;
+}
+
+const HANDSHAKE_OUTCOMES: HandshakeOutcome[] = ['cache-hit', 'storage', 'issued', 'fallback', 'challenge', 'error'];
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+const EXPIRING_WITHIN_MS = 7 * 24 * 3600_000;
+
+export class GatewayMetrics implements MetricsEndpoint {
+  readonly registry = new Registry();
+  private readonly handshakes: Counter<'outcome'>;
+  private readonly issuanceSeconds: Histogram<'ca' | 'challenge'>;
+  private readonly orders: Counter<'ca'>;
+  private readonly failures: Counter<'ca' | 'step'>;
+  private readonly proxiedRequests: Counter<'class'>;
+  private readonly upstreamSeconds: Histogram;
+  private readonly rateLimitedHandshakes: Counter<'scope'>;
+  private readonly budgetProviders: Array<() => BudgetRemaining[]> = [];
+  private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
+  private cacheSize: () => number = () => 0;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'certgate_' });
+    this.handshakes = new Counter({
+      name: 'certgate_handshakes_total',
+      help: 'TLS handshakes by how the certificate was found: cache-hit, storage (loaded), issued, fallback, challenge (tls-alpn-01), error',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of HANDSHAKE_OUTCOMES) this.handshakes.inc({ outcome }, 0);
+    this.issuanceSeconds = new Histogram({
+      name: 'certgate_issuance_duration_seconds',
+      help: 'Successful issuances and renewals, lock to stored certificate, by CA and challenge type',
+      labelNames: ['ca', 'challenge'],
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
+      registers,
+    });
+    this.orders = new Counter({ name: 'certgate_acme_orders_total', help: 'Issuances started (one ACME order each), by CA', labelNames: ['ca'], registers });
+    this.failures = new Counter({ name: 'certgate_acme_failures_total', help: 'Failed issuances, by CA and the step that failed', labelNames: ['ca', 'step'], registers });
+    this.proxiedRequests = new Counter({
+      name: 'certgate_proxied_requests_total',
+      help: "Proxied HTTP requests by response status class (including the gateway's own 502/503/504)",
+      labelNames: ['class'],
+      registers,
+    });
+    for (const cls of STATUS_CLASSES) this.proxiedRequests.inc({ class: cls }, 0);
+    this.upstreamSeconds = new Histogram({
+      name: 'certgate_upstream_duration_seconds',
+      help: 'Proxied requests that had an upstream: time from request to the end of the response',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.rateLimitedHandshakes = new Counter({
+      name: 'certgate_rate_limited_handshakes_total',
+      help: 'Handshakes that would have started an issuance and got the fallback certificate because of onDemand.limits, by scope',
+      labelNames: ['scope'],
+      registers,
+    });
+    for (const scope of ['client', 'global']) this.rateLimitedHandshakes.inc({ scope }, 0);
+
+    // Gauges computed at scrape time; `this` inside collect() is the gauge.
+    const counts = () => this.certificateCounts();
+    const cacheSize = () => this.cacheSize();
+    const budgets = () => this.budgetProviders.flatMap((provider) => provider());
+    new Gauge({
+      name: 'certgate_certificates_managed',
+      help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned)",
+      registers,
+      collect() {
+        this.set(counts().managed);
+      },
+    });
+    new Gauge({
+      name: 'certgate_certificates_expiring_7d',
+      help: "Certificates in this process's memory cache that expire within 7 days",
+      registers,
+      collect() {
+        this.set(counts().expiringSoon);
+      },
+    });
+    new Gauge({
+      name: 'certgate_certificate_cache_entries',
+      help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize)',
+      registers,
+      collect() {
+        this.set(cacheSize());
+      },
+    });
+    new Gauge({
+      name: 'certgate_rate_limit_budget_remaining',
+      help: 'Tokens left in each rate-limit budget, by limit',
+      labelNames: ['limit'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { limit, remaining } of budgets()) this.set({ limit }, remaining);
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** For HandshakeOptions.onOutcome. */
+  readonly handshake = (outcome: HandshakeOutcome): void => {
+    this.handshakes.inc({ outcome });
+  };
+
+  /** For ProxyOptions.onResponse. */
+  readonly proxied = (response: ProxiedResponse): void => {
+    const cls = `${Math.min(5, Math.max(1, Math.floor(response.status / 100)))}xx`;
+    this.proxiedRequests.inc({ class: cls });
+    if (response.upstream !== null) this.upstreamSeconds.observe(response.ms / 1000);
+  };
+
+  /** For IssuanceLimitsOptions.onLimited. */
+  readonly rateLimited = (scope: LimitScope): void => {
+    this.rateLimitedHandshakes.inc({ scope });
+  };
+
+  /** Adds a source of rate-limit budgets (the issuance limits, the ACME order budget, ...). */
+  addBudgetProvider(provider: () => BudgetRemaining[]): void {
+    this.budgetProviders.push(provider);
+  }
+
+  /** Counts certificates from the memory cache at scrape time (cheap: no storage access). */
+  useCache(cache: CertificateCache): void {
+    this.cacheSize = () => cache.size;
+    this.certificateCounts = () => countCached(cache, Date.now());
+  }
+
+  /** Replaces the certificate counts, e.g. with counts kept by a domain registry. */
+  useCertificateCounts(provider: () => CertificateCounts): void {
+    this.certificateCounts = provider;
+  }
+
+  /** Follows issuance events; returns the unsubscribe function. */
+  observeEvents(events: CertificateEvents): () => void {
+    return events.on((event: CertificateEvent) => {
+      switch (event.type) {
+        case 'issuance-started':
+          this.orders.inc({ ca: event.ca });
+          break;
+        case 'issuance-succeeded':
+        case 'renewed':
+          this.issuanceSeconds.observe({ ca: event.ca, challenge: event.challenge ?? 'unknown' }, event.ms / 1000);
+          break;
+        case 'issuance-failed':
+          this.failures.inc({ ca: event.ca, step: event.step });
+          break;
+        default:
+          break;
+      }
+    });
+  }
+}
+
+function countCached(cache: CertificateCache, now: number): CertificateCounts {
+  let managed = 0;
+  let expiringSoon = 0;
+  for (const domain of cache.domains()) {
+    const entry = cache.peek(domain);
+    if (!entry || entry.notAfter <= now) continue;
+    managed++;
+    if (entry.notAfter - now <= EXPIRING_WITHIN_MS) expiringSoon++;
+  }
+  return { managed, expiringSoon };
+}
+
+export interface MetricsWiring {
+  events: CertificateEvents;
+  cache: CertificateCache;
+  /** Budgets of the issuance rate limits (IssuanceLimits.budgets). */
+  budgets?: () => BudgetRemaining[];
+}
+
+/**
+ * Feeds metrics from a gateway's parts; returns the function that stops following events.
+ * The hooks (metrics.handshake, .proxied, .rateLimited) are passed where those parts are built.
+ */
+export function wireMetrics(metrics: GatewayMetrics, parts: MetricsWiring): () => void {
+  metrics.useCache(parts.cache);
+  if (parts.budgets) metrics.addBudgetProvider(parts.budgets);
+  return metrics.observeEvents(parts.events);
+}

@@ -1,0 +1,184 @@
+// DNS ownership check (`onDemand.dns`): a name is issued for only when it already points at
+// this platform, so a customer's half-finished DNS change never turns into a failed CA order.
+// It points at us when its CNAME chain reaches a target host name, or when the addresses it
+// resolves to are targets (IP targets, or the addresses of host-name targets).
+//
+// Answers are cached: positive for `positiveTtlMs`, negative for `negativeTtlMs`. When the
+// resolvers fail (time-out, SERVFAIL, refused), a positive answer up to `staleMs` past its
+// expiry is still used, so a resolver outage does not stop issuance for names we already
+// checked. Concurrent checks of one name share one lookup. Memory is bounded (LRU).
+import { Resolver } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Logger } from '../log.ts';
+import { LruCache } from '../util/lru.ts';
+
+export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };
+
+export interface DnsCheckOptions {
+  /** IP addresses and/or host names (normalised, e.g. 'edge.platform.example'). */
+  targets: string[];
+  /** DNS servers, 'host:port' or 'host'; empty = the system's resolvers. */
+  resolvers?: string[];
+  /** 'all': every address of the name must be a target; 'any': one is enough. */
+  match?: 'all' | 'any';
+  positiveTtlMs: number;
+  negativeTtlMs: number;
+  /** How long past expiry a positive answer may be used while the resolvers fail. */
+  staleMs: number;
+  /** Time-out of one DNS query. */
+  timeoutMs: number;
+  maxCacheEntries?: number;
+  logger: Logger;
+}
+
+interface CachedVerdict {
+  verdict: DnsVerdict;
+  freshUntil: number;
+}
+
+/** Longest CNAME chain followed; real chains are one or two links. */
+const MAX_CNAME_LINKS = 8;
+/** Resolver errors that say nothing about the name itself: keep using a stale positive answer. */
+const RESOLVER_FAILURES = new Set(['ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EREFUSED', 'ECANCELLED', 'EBADRESP', 'ECONNRESET', 'EFORMERR']);
+
+export class DnsOwnershipCheck {
+  private readonly resolver: Resolver;
+  private readonly targetIps: Set<string>;
+  private readonly targetHosts: Set<string>;
+  private readonly cache: LruCache<string, CachedVerdict>;
+  private readonly pending = new Map<string, Promise<DnsVerdict>>();
+  /** Addresses of host-name targets: a handful of entries, refreshed like any answer. */
+  private readonly hostAddresses = new Map<string, { addresses: string[]; freshUntil: number; staleUntil: number }>();
+  private readonly match: 'all' | 'any';
+
+  constructor(private readonly opts: DnsCheckOptions) {
+    // tries: 2 so one lost UDP packet is not a failure; the whole lookup stays bounded.
+    this.resolver = new Resolver({ timeout: opts.timeoutMs, tries: 2 });
+    if (opts.resolvers?.length) this.resolver.setServers(opts.resolvers);
+    this.targetIps = new Set(opts.targets.filter((t) => isIP(t) !== 0).map(canonicalIp));
+    this.targetHosts = new Set(opts.targets.filter((t) => isIP(t) === 0).map((t) => t.toLowerCase().replace(/\.$/, '')));
+    this.cache = new LruCache(opts.maxCacheEntries ?? 100_000);
+    this.match = opts.match ?? 'all';
+  }
+
+  /** `name` must be normalised (see tls/names.ts). Never throws: errors fail the check. */
+  async check(name: string, now = Date.now()): Promise<DnsVerdict> {
+    const cached = this.cache.get(name, now);
+    if (cached && cached.freshUntil > now) return cached.verdict;
+    let inflight = this.pending.get(name);
+    if (!inflight) {
+      inflight = this.refresh(name, cached).finally(() => this.pending.delete(name));
+      this.pending.set(name, inflight);
+    }
+    return inflight;
+  }
+
+  /** Forget cached answers (all, or one name), e.g. after the platform says DNS changed. */
+  forget(name?: string): void {
+    if (name === undefined) this.cache.clear();
+    else this.cache.delete(name);
+  }
+
+  private async refresh(name: string, previous: CachedVerdict | undefined): Promise<DnsVerdict> {
+    const started = performance.now();
+    const { logger } = this.opts;
+    let verdict: DnsVerdict;
+    try {
+      verdict = await this.lookup(name);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? (err as Error).message;
+      // Only a stale *positive* answer is kept (still within staleMs: the LRU entry lives that long).
+      if (previous?.verdict.ok && RESOLVER_FAILURES.has(code)) {
+        logger.warn({ domain: name, step: 'dns-check', err: code, staleSinceMs: Date.now() - previous.freshUntil }, 'DNS resolvers failed: using the last positive answer');
+        return previous.verdict;
+      }
+      verdict = { ok: false, reason: `DNS lookup failed: ${code}` };
+    }
+    const ms = Math.round(performance.now() - started);
+    logger.info({ domain: name, step: 'dns-check', ok: verdict.ok, ...(verdict.ok ? { via: verdict.via } : { reason: verdict.reason }), ms }, 'DNS ownership checked');
+    const now = Date.now();
+    if (verdict.ok) {
+      this.cache.set(name, { verdict, freshUntil: now + this.opts.positiveTtlMs }, this.opts.positiveTtlMs + this.opts.staleMs, now);
+    } else {
+      this.cache.set(name, { verdict, freshUntil: now + this.opts.negativeTtlMs }, this.opts.negativeTtlMs, now);
+    }
+    return verdict;
+  }
+
+  /** Throws only for resolver failures (see RESOLVER_FAILURES); "no such name" is a verdict. */
+  private async lookup(name: string): Promise<DnsVerdict> {
+    if (this.targetHosts.has(name)) return { ok: true, via: `target ${name}` };
+
+    if (this.targetHosts.size > 0) {
+      let current = name;
+      for (let link = 0; link < MAX_CNAME_LINKS; link++) {
+        const next = (await this.query(() => this.resolver.resolveCname(current)))?.[0]?.toLowerCase().replace(/\.$/, '');
+        if (!next) break;
+        if (this.targetHosts.has(next)) return { ok: true, via: `CNAME ${next}` };
+        current = next;
+      }
+    }
+
+    // The recursive answer for A/AAAA already follows CNAMEs.
+    const [v4, v6] = await Promise.all([this.query(() => this.resolver.resolve4(name)), this.query(() => this.resolver.resolve6(name))]);
+    const addresses = [...new Set([...(v4 ?? []), ...(v6 ?? [])].map(canonicalIp))];
+    if (addresses.length === 0) return { ok: false, reason: 'name does not resolve (no A/AAAA/CNAME records)' };
+
+    const ours = await this.targetAddresses();
+    const matching = addresses.filter((a) => ours.has(a));
+    const passes = this.match === 'all' ? matching.length === addresses.length : matching.length > 0;
+    if (passes) return { ok: true, via: `address ${matching.join(', ')}` };
+    const elsewhere = addresses.filter((a) => !ours.has(a));
+    return { ok: false, reason: `name resolves to ${elsewhere.slice(0, 4).join(', ')}, not to a configured target` };
+  }
+
+  /** IP targets plus the current addresses of host-name targets (themselves cached as names). */
+  private async targetAddresses(): Promise<Set<string>> {
+    if (this.targetHosts.size === 0) return this.targetIps;
+    const all = new Set(this.targetIps);
+    for (const host of this.targetHosts) {
+      for (const address of await this.addressesOf(host)) all.add(address);
+    }
+    return all;
+  }
+
+  private async addressesOf(host: string): Promise<string[]> {
+    const now = Date.now();
+    const known = this.hostAddresses.get(host);
+    if (known && known.freshUntil > now) return known.addresses;
+    try {
+      const [v4, v6] = await Promise.all([this.query(() => this.resolver.resolve4(host)), this.query(() => this.resolver.resolve6(host))]);
+      const addresses = [...new Set([...(v4 ?? []), ...(v6 ?? [])].map(canonicalIp))];
+      this.hostAddresses.set(host, { addresses, freshUntil: now + this.opts.positiveTtlMs, staleUntil: now + this.opts.positiveTtlMs + this.opts.staleMs });
+      return addresses;
+    } catch (err) {
+      if (known && known.staleUntil > now) return known.addresses;
+      throw err;
+    }
+  }
+
+  /** Runs one query; "no such name / no data" is an empty answer, resolver failures throw. */
+  private async query<T>(run: () => Promise<T[]>): Promise<T[] | undefined> {
+    try {
+      return await run();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENODATA' || code === 'ENOTFOUND') return undefined;
+      throw err;
+    }
+  }
+}
+
+/** One spelling per address, so '::ffff:1.2.3.4' style and case differences compare equal. */
+function canonicalIp(ip: string): string {
+  const lower = ip.toLowerCase();
+  if (lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4) return lower.slice(7);
+  if (isIP(lower) === 6) {
+    try {
+      return new URL(`http://[${lower}]/`).hostname.slice(1, -1);
+    } catch {
+      return lower;
+    }
+  }
+  return lower;
+}

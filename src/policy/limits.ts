@@ -1,0 +1,74 @@
+// Abuse limits on handshakes that would start an issuance (onDemand.limits): a token bucket per
+// client IP and one for the whole process. Checked after the memory cache and storage missed,
+// before policy, ask, DNS or the CA, so a flood of random SNI names costs a storage miss and a
+// bucket check each. Rejections are logged at most once per interval, with a count.
+import type { Logger } from '../log.ts';
+import { KeyedTokenBuckets, TokenBucket, type BucketLimit } from '../util/ratelimit.ts';
+
+export type LimitScope = 'client' | 'global';
+export type LimitVerdict = { ok: true } | { ok: false; scope: LimitScope; reason: string };
+
+export interface IssuanceLimitsOptions {
+  perClient: BucketLimit | false;
+  global: BucketLimit | false;
+  /** Most client buckets kept (LRU). */
+  maxClients: number;
+  logger: Logger;
+  /** Least time between two "rate limited" log lines; default 10 s. */
+  logIntervalMs?: number;
+  /** Observes every rejection (metrics). */
+  onLimited?: (scope: LimitScope) => void;
+}
+
+export class IssuanceLimits {
+  private readonly clients: KeyedTokenBuckets | undefined;
+  private readonly global: TokenBucket | undefined;
+  private lastLogAt = -Infinity;
+  private suppressed = { client: 0, global: 0 };
+
+  constructor(private readonly opts: IssuanceLimitsOptions) {
+    this.clients = opts.perClient ? new KeyedTokenBuckets(opts.perClient, opts.maxClients) : undefined;
+    this.global = opts.global ? new TokenBucket(opts.global) : undefined;
+  }
+
+  /**
+   * Takes a token from the client's bucket and the global one, or from neither: a client over
+   * its own limit does not drain the global budget, and a global shortage does not cost the
+   * client its tokens. `clientIp` undefined (no socket address) counts against the global only.
+   */
+  admit(domain: string, clientIp: string | undefined, now = Date.now()): LimitVerdict {
+    let scope: LimitScope | undefined;
+    if (this.clients && clientIp !== undefined && !this.clients.canTake(clientIp, now)) scope = 'client';
+    else if (this.global && !this.global.canTake(now)) scope = 'global';
+    if (scope === undefined) {
+      if (this.clients && clientIp !== undefined) this.clients.take(clientIp, now);
+      this.global?.take(now);
+      return { ok: true };
+    }
+    this.opts.onLimited?.(scope);
+    this.logLimited(domain, clientIp, scope, now);
+    return { ok: false, scope, reason: scope === 'client' ? `rate limited: client ${clientIp} is over onDemand.limits.perClient` : 'rate limited: over onDemand.limits.global' };
+  }
+
+  /** Budgets left now, for metrics: name → whole tokens. */
+  budgets(now = Date.now()): Array<{ limit: string; remaining: number }> {
+    return this.global ? [{ limit: 'issuance-global', remaining: this.global.remaining(now) }] : [];
+  }
+
+  /** Client buckets tracked (bounded by maxClients). */
+  get trackedClients(): number {
+    return this.clients?.size ?? 0;
+  }
+
+  private logLimited(domain: string, clientIp: string | undefined, scope: LimitScope, now: number): void {
+    this.suppressed[scope]++;
+    if (now - this.lastLogAt < (this.opts.logIntervalMs ?? 10_000)) return;
+    const sinceLastLine = this.suppressed;
+    this.suppressed = { client: 0, global: 0 };
+    this.lastLogAt = now;
+    this.opts.logger.warn(
+      { domain, step: 'rate-limit', scope, client: clientIp, limitedSinceLastLine: sinceLastLine },
+      'handshakes that would start an issuance are rate limited: fallback certificate',
+    );
+  }
+}

@@ -1,0 +1,163 @@
+// DNS ownership check against a real DNS server: pebble-challtestsrv, whose answers each test
+// sets through its management API. Names without a record of their own answer A with
+// 127.0.0.1 (the default the Pebble helper sets) and AAAA with nothing.
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { DnsOwnershipCheck, type DnsCheckOptions } from '../../src/policy/dns.ts';
+import { OnDemandPolicy } from '../../src/policy/policy.ts';
+import { silentLogger } from '../../src/log.ts';
+import { mockDns, startPebble, type MockDns, type PebbleHandle } from '../support/pebble.ts';
+import { freePort } from '../support/ports.ts';
+
+describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
+  let pebble: PebbleHandle;
+  let dns: MockDns;
+  let run = 0;
+  /** A fresh name per test, so no test sees another's records or cache. */
+  const fresh = (label: string) => `${label}-${++run}-${process.pid}.customer.test`;
+
+  before(async () => {
+    pebble = await startPebble({ httpPort: await freePort(), tlsPort: await freePort() });
+    dns = mockDns(pebble.challtestsrvUrl);
+  });
+  after(async () => {
+    await pebble?.stop();
+  });
+
+  function checker(over: Partial<DnsCheckOptions> & { lines?: Array<Record<string, unknown>> } = {}): DnsOwnershipCheck {
+    const { lines, ...rest } = over;
+    const logger = lines
+      ? pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
+      : silentLogger();
+    return new DnsOwnershipCheck({
+      targets: ['127.0.0.1'],
+      resolvers: [pebble.dnsAddress],
+      positiveTtlMs: 60_000,
+      negativeTtlMs: 60_000,
+      staleMs: 60_000,
+      timeoutMs: 1000,
+      logger,
+      ...rest,
+    });
+  }
+
+  test('an A record equal to an IP target passes; one pointing elsewhere fails and names the address', async () => {
+    const check = checker();
+    assert.deepEqual(await check.check(fresh('default')), { ok: true, via: 'address 127.0.0.1' });
+    const elsewhere = fresh('elsewhere');
+    await dns.setA(elsewhere, ['192.0.2.44']);
+    const verdict = await check.check(elsewhere);
+    assert.equal(verdict.ok, false);
+    assert.match((verdict as { reason: string }).reason, /192\.0\.2\.44/);
+  });
+
+  test('host-name target: a CNAME chain reaching it passes, so does an address equal to its own', async () => {
+    const edge = `edge-${process.pid}.platform.test`;
+    await dns.setA(edge, ['198.51.100.7']);
+    const check = checker({ targets: [edge] });
+
+    const direct = fresh('cname');
+    await dns.setCname(direct, edge);
+    assert.deepEqual(await check.check(direct), { ok: true, via: `CNAME ${edge}` });
+
+    // two links: customer → intermediate → edge
+    const chained = fresh('chain');
+    const middle = fresh('middle');
+    await dns.setCname(chained, middle);
+    await dns.setCname(middle, edge);
+    assert.deepEqual(await check.check(chained), { ok: true, via: `CNAME ${edge}` });
+
+    const apex = fresh('apex');
+    await dns.setA(apex, ['198.51.100.7']);
+    assert.deepEqual(await check.check(apex), { ok: true, via: 'address 198.51.100.7' });
+
+    const other = fresh('other');
+    await dns.setA(other, ['203.0.113.9']);
+    assert.equal((await check.check(other)).ok, false);
+    // A CNAME to some other host (which resolves to the default 127.0.0.1, not the edge's address) fails.
+    const wrongCname = fresh('wrongcname');
+    await dns.setCname(wrongCname, `elsewhere-${process.pid}.hoster.test`);
+    assert.equal((await check.check(wrongCname)).ok, false);
+  });
+
+  test('match "all" needs every A/AAAA address to be a target; "any" needs one', async () => {
+    const mixed = fresh('mixed');
+    await dns.setA(mixed, ['127.0.0.1', '192.0.2.50']);
+    assert.equal((await checker({ match: 'all' }).check(mixed)).ok, false);
+    assert.equal((await checker({ match: 'any' }).check(mixed)).ok, true);
+    const v6 = fresh('v6');
+    await dns.setAAAA(v6, ['2001:db8::1']);
+    // A = 127.0.0.1 (default), AAAA = 2001:db8::1: the CA may validate over IPv6, elsewhere.
+    assert.equal((await checker().check(v6)).ok, false);
+    assert.equal((await checker({ targets: ['127.0.0.1', '2001:DB8:0::1'] }).check(v6)).ok, true);
+  });
+
+  test('a negative answer is cached for negativeTtl; after it the fixed record passes', async () => {
+    const check = checker({ negativeTtlMs: 1500 });
+    const name = fresh('fixme');
+    await dns.setA(name, ['192.0.2.1']);
+    assert.equal((await check.check(name)).ok, false);
+    await dns.setA(name, ['127.0.0.1']);
+    assert.equal((await check.check(name)).ok, false, 'still the cached negative answer');
+    await sleep(1600);
+    assert.equal((await check.check(name)).ok, true);
+  });
+
+  test('a positive answer is cached; when the resolver fails it is used for staleFor, then not', async () => {
+    const check = checker({ positiveTtlMs: 300, staleMs: 1200 });
+    const name = fresh('stale');
+    assert.equal((await check.check(name)).ok, true);
+    await dns.setServfail(name);
+    try {
+      await sleep(400); // past the positive TTL: a refresh is attempted, SERVFAIL, stale answer used
+      assert.equal((await check.check(name)).ok, true);
+      await sleep(1200); // past staleFor
+      const verdict = await check.check(name);
+      assert.equal(verdict.ok, false);
+      assert.match((verdict as { reason: string }).reason, /ESERVFAIL/);
+      // Without any earlier positive answer a resolver failure fails the check.
+      const never = fresh('neverseen');
+      await dns.setServfail(never);
+      assert.match((await check.check(never) as { reason: string }).reason, /DNS lookup failed: ESERVFAIL/);
+    } finally {
+      await dns.clearServfail(name);
+    }
+  });
+
+  test('a positive answer within its TTL is served from memory even if DNS changed', async () => {
+    const check = checker({ positiveTtlMs: 60_000 });
+    const name = fresh('cached');
+    assert.equal((await check.check(name)).ok, true);
+    await dns.setA(name, ['192.0.2.2']);
+    assert.equal((await check.check(name)).ok, true);
+    check.forget(name);
+    assert.equal((await check.check(name)).ok, false);
+  });
+
+  test('concurrent checks of one name share one lookup', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const check = checker({ lines });
+    const name = fresh('concurrent');
+    const verdicts = await Promise.all(Array.from({ length: 25 }, () => check.check(name)));
+    assert.ok(verdicts.every((v) => v.ok));
+    const lookups = lines.filter((l) => l.step === 'dns-check' && l.domain === name);
+    assert.equal(lookups.length, 1, 'one lookup (one log line) for 25 concurrent checks');
+  });
+
+  test('policy: an allowed name must also pass DNS; a name policy denies is never looked up', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const dnsCheck = checker({ lines });
+    const policy = new OnDemandPolicy({ allow: ['*.customer.test'], askTimeoutMs: 1000, allowTtlMs: 1000, denyTtlMs: 1000, dns: dnsCheck, logger: silentLogger() });
+    const good = fresh('good');
+    const bad = fresh('bad');
+    await dns.setA(bad, ['192.0.2.77']);
+    assert.deepEqual(await policy.decide(good), { allowed: true, source: 'allow' });
+    const denied = await policy.decide(bad);
+    assert.equal(denied.allowed, false);
+    assert.match((denied as { reason: string }).reason, /^DNS ownership check: .*192\.0\.2\.77/);
+    assert.equal((await policy.decide('stranger.example.net')).allowed, false);
+    assert.ok(!lines.some((l) => l.domain === 'stranger.example.net'), 'denied by the sources: no DNS query');
+  });
+});
