@@ -74,7 +74,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const extra = opts.config ?? {};
   const raw = {
     ...extra,
-    listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}` },
+    // The admin API on a free port unless the test chooses (the default 2019 would collide).
+    listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}`, admin: '127.0.0.1:0', ...((extra.listen as object) ?? {}) },
     storage: opts.redis ? { redis: opts.redis } : { file: { path: dataDir } },
     acme: { directory: opts.pebble.directoryUrl, trustedRoots: [opts.pebble.listenerCaPath], ...((extra.acme as object) ?? {}) },
     log: { level: 'silent' },
