@@ -129,7 +129,7 @@ const configSchema = z.strictObject({
       askDenyCacheTtl: duration('1m').prefault('1m'),
       handshakeWait: duration('20s').prefault('20s'),
       maxConcurrentIssuances: z.number().int().min(1).max(1000).default(8),
-      registry: z.boolean({ message: 'must be true (bound domains in the registry may get certificates) or false' }).default(false),
+      registry: z.boolean().default(false),
     })
     .prefault({}),
   tls: z
