@@ -46,6 +46,7 @@ export function openApiDocument(): object {
             domain: { type: 'string' },
             ca: { type: 'string' },
             directory: { type: 'string' },
+            issuer: { type: ['string', 'null'], description: 'Issuer DN of the leaf certificate.' },
             names: { type: 'array', items: { type: 'string' } },
             serialNumber: { type: 'string' },
             fingerprint256: { type: 'string' },

@@ -4,7 +4,7 @@
 // Auth: `Authorization: Bearer <admin.token>`, compared in constant time. Without a token the
 // API is open to whoever can reach it, so it refuses to start on a non-loopback address without
 // one. /healthz, /readyz and /openapi.json are always open (load balancers, tooling).
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { z } from 'zod';
@@ -120,8 +120,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   });
 
   async function certificateStatus(domain: string): Promise<Record<string, unknown> | null> {
-    const raw = await storage.get(keys.certificateMeta(issuer.ca, domain));
-    if (raw === null) return null;
+    const [raw, certPem] = await Promise.all([storage.get(keys.certificateMeta(issuer.ca, domain)), storage.get(keys.certificate(issuer.ca, domain))]);
+    if (raw === null || certPem === null) return null;
     const meta = JSON.parse(raw.toString('utf8')) as CertificateMeta;
     const renewal = nextRenewal(meta);
     const state = attemptsOf(domain);
@@ -129,6 +129,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       domain,
       ca: meta.ca,
       directory: meta.directory,
+      issuer: issuerOf(certPem),
       names: meta.names,
       serialNumber: meta.serialNumber,
       fingerprint256: meta.fingerprint256,
@@ -228,7 +229,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       }
       if (method === 'GET') {
         const status = await certificateStatus(name);
-        return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}` });
+        // No certificate: the failures (if any) say why.
+        return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}`, ...attemptsOf(name) });
       }
       if (method === 'DELETE') {
         const revokeParam = url.searchParams.get('revoke');
@@ -290,6 +292,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       });
     },
   };
+}
+
+/** The leaf's issuer, e.g. "CN=Pebble Intermediate CA 1a2b3c". */
+function issuerOf(certPem: Buffer): string | null {
+  try {
+    return new X509Certificate(certPem).issuer.replace(/\n/g, ', ');
+  } catch {
+    return null;
+  }
 }
 
 function sha256(text: string): Buffer {

@@ -122,8 +122,9 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
     const name = 'preissued.customer.test';
     const status = await call('GET', `/v1/certificates/${name}`);
     assert.equal(status.status, 200, status.body);
-    const s = status.json as { names: string[]; notBefore: string; notAfter: string; nextRenewal: string; attempts: number; lastError: unknown; cached: boolean; fingerprint256: string };
+    const s = status.json as { issuer: string; names: string[]; notBefore: string; notAfter: string; nextRenewal: string; attempts: number; lastError: unknown; cached: boolean; fingerprint256: string };
     assert.deepEqual(s.names, [name]);
+    assert.match(s.issuer, /Pebble/);
     assert.ok(Date.parse(s.nextRenewal) > Date.parse(s.notBefore) && Date.parse(s.nextRenewal) < Date.parse(s.notAfter));
     assert.equal(s.attempts, 0);
     assert.equal(s.lastError, null);
@@ -140,6 +141,23 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
     assert.equal(await gw.storage.get(keys.certificate(gw.gateway.issuer.ca, name)), null);
     assert.equal((await call('GET', `/v1/certificates/${name}`)).status, 404);
     await events.waitFor((e) => e.event === 'deleted' && e.data.domain === name && e.data.reason === 'admin-revoked', 5000);
+  });
+
+  test('failed pre-issue: 502, and the certificate status shows the attempts and the last error', async () => {
+    const name = 'broken.customer.test';
+    // challtestsrv answers 127.0.0.2 for this name, where nothing listens: validation fails.
+    const added = await fetch(`${pebble.challtestsrvUrl}/add-a`, { method: 'POST', body: JSON.stringify({ host: `${name}.`, addresses: ['127.0.0.2'] }) });
+    assert.equal(added.status, 200);
+    assert.equal((await call('PUT', `/v1/domains/${name}`, {})).status, 201);
+    const issued = await call('POST', `/v1/domains/${name}/issue`);
+    assert.equal(issued.status, 502, issued.body);
+    const failed = await events.waitFor((e) => e.event === 'issuance-failed' && e.data.domain === name, 5000);
+    const status = await call('GET', `/v1/certificates/${name}`);
+    assert.equal(status.status, 404);
+    const body = status.json as { attempts: number; lastError: { step: string; error: string } };
+    assert.equal(body.attempts, 1);
+    assert.equal(body.lastError.step, failed.data.step);
+    assert.ok(body.lastError.error.length > 0);
   });
 
   test('routes change without restart: re-binding to another upstream takes effect at the next request', async () => {
