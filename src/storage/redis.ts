@@ -720,8 +720,12 @@ export class RedisStorage implements Storage, ClusterBus {
       keys.push(...(await this.listLocks(prefix)));
       return pageOf([...new Set(keys)].sort(), opts);
     }
-    if (opts?.limit === 0) return [];
-    return this.listIndex(prefix, opts?.after, opts?.limit);
+    // Without paging, the same order as the file backend (JavaScript's sort). A page comes in
+    // Redis' byte order (UTF-8), which is the same for ASCII keys such as domain names; it may
+    // differ for keys with characters beyond U+FFFF.
+    if (!opts) return (await this.listIndex(prefix)).sort();
+    if (opts.limit === 0) return [];
+    return this.listIndex(prefix, opts.after, opts.limit);
   }
 
   // ---------------------------------------------------------------------------------------------

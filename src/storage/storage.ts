@@ -42,7 +42,8 @@ export interface Storage {
   /**
    * Every key below `prefix` (recursively), sorted. `prefix` is a key path, e.g. `certificates/`.
    * With `after`/`limit`, one page: the first `limit` keys sorting after `after` (paging by
-   * passing the last key of a page as the next `after`).
+   * passing the last key of a page as the next `after`). Pages of ASCII keys come in the same
+   * order on every backend.
    */
   list(prefix: string, opts?: ListOptions): Promise<string[]>;
   /** Waits until the named lock is acquired (or throws after waitMs). Works across processes. */
