@@ -167,6 +167,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       res.setHeader('www-authenticate', 'Bearer realm="certgate"');
       throw new HttpError(401, 'missing or wrong bearer token (Authorization: Bearer <admin.token>)');
     }
+    if (!tokenDigest) {
+      // Open on loopback: refuse what a web page in a local browser could send (DNS rebinding
+      // gives a foreign Host; a cross-site form POST carries Origin), as Caddy's admin API does.
+      if (!isLoopback(hostOf(req.headers.host))) throw new HttpError(403, 'without admin.token only Host: 127.0.0.1, [::1] or localhost is accepted', 'host');
+      if (req.headers.origin !== undefined) throw new HttpError(403, 'browser requests (with an Origin header) need admin.token', 'origin');
+    }
 
     if (path === '/metrics' && method === 'GET') {
       if (!opts.metrics) throw new HttpError(404, 'metrics are not available in this build');
@@ -301,6 +307,13 @@ function issuerOf(certPem: Buffer): string | null {
   } catch {
     return null;
   }
+}
+
+/** Host header without its port ("[::1]:2019" → "::1"). */
+function hostOf(header: string | undefined): string {
+  const host = header ?? '';
+  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
+  return host.replace(/:\d+$/, '');
 }
 
 function sha256(text: string): Buffer {

@@ -3,6 +3,7 @@
 // non-loopback admin address needs a token. The gateway is real (Redis storage); its ACME
 // directory is never contacted by these calls.
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -15,6 +16,19 @@ import { startRedis, type RedisHandle } from '../support/redis.ts';
 import { tmpDir } from '../support/tmp.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
+
+function rawGet(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 async function gatewayOn(redis: RedisHandle, prefix: string, baseDir: string, extra: { listen?: object; admin?: object } = {}): Promise<{ gateway: Gateway; storage: RedisStorage }> {
   const config = parseConfig(
@@ -202,7 +216,17 @@ describe('admin API start-up rules', () => {
     }
     const open = await gatewayOn(redis, 'admin-d:', await tmpDir(t, 'certgate-admin-'), { admin: {} });
     try {
-      assert.equal((await adminCall(open.gateway.adminPort!, 'GET', '/v1/domains')).status, 200);
+      const port = open.gateway.adminPort!;
+      assert.equal((await adminCall(port, 'GET', '/v1/domains')).status, 200);
+      // Without a token: what a browser could be tricked into sending is refused.
+      const rebound = await rawGet(port, '/v1/domains', { host: 'evil.example:2019' });
+      assert.equal(rebound.status, 403);
+      assert.match(rebound.body, /"field": "host"/);
+      const crossSite = await rawGet(port, '/v1/domains', { host: '127.0.0.1:2019', origin: 'https://evil.example' });
+      assert.equal(crossSite.status, 403);
+      assert.match(crossSite.body, /"field": "origin"/);
+      assert.equal((await rawGet(port, '/v1/domains', { host: `localhost:${port}` })).status, 200);
+      assert.equal((await rawGet(port, '/healthz', { host: 'evil.example' })).status, 200, 'health stays open');
     } finally {
       await open.gateway.close();
       await open.storage.close();
