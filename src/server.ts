@@ -5,6 +5,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { AcmeIssuer } from './acme/issuer.ts';
+import { relayEvents } from './admin/relay.ts';
 import { startAdminServer, type AdminServer, type MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
@@ -174,6 +175,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const httpsPort = (https.address() as AddressInfo).port;
   const httpPort = (http.address() as AddressInfo).port;
 
+  // Every process relays its certificate events to the instance's admin API (worker 0).
+  const stopEventRelay = relayEvents(manager.events, bus, logger);
   let admin: AdminServer | undefined;
   if (options.admin !== false && config.listen.admin !== false) {
     const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
@@ -188,6 +191,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         issuer,
         cache,
         events: manager.events,
+        bus,
         logger,
         ...(options.metrics ? { metrics: options.metrics } : {}),
         listenersUp: () => https.listening && http.listening,
@@ -198,6 +202,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       if (inUse && config.listen.admin === undefined) {
         logger.warn({ step: 'listen', admin: `${address.host}:${address.port}`, err: (err as Error).message }, 'admin API port in use; running without the admin API (set listen.admin)');
       } else {
+        stopEventRelay();
         stopTicketRotation();
         await Promise.all([closeServer(https), closeServer(http)]);
         throw new Error(`admin API: ${(err as Error).message}`, { cause: err });
@@ -224,6 +229,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
     async close() {
       stopTicketRotation();
+      stopEventRelay();
       await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();

@@ -17,7 +17,9 @@ import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { CertificateManager } from '../tls/certificates.ts';
+import type { ClusterBus } from '../storage/bus.ts';
 import { openApiDocument } from './openapi.ts';
+import { onRelayedEvents } from './relay.ts';
 import { EventStream } from './sse.ts';
 
 /** What GET /metrics serves (src/admin/metrics.ts provides the real one). */
@@ -53,6 +55,8 @@ export interface AdminServerOptions {
   issuer: AcmeIssuer;
   cache: CertificateCache;
   events: CertificateEvents;
+  /** When given, the event stream carries every process's events (relayed on this bus). */
+  bus?: ClusterBus;
   logger: Logger;
   metrics?: MetricsSource;
   /** Readiness beyond storage: e.g. the gateway's listeners are up. */
@@ -103,7 +107,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
   // Failures per name since its last success, from the events (seam: opts.attemptsOf).
   const attempts = new Map<string, AttemptState>();
-  const stopEvents = opts.events.on((event: CertificateEvent) => {
+  const onEvent = (event: CertificateEvent) => {
     if (event.type === 'issuance-failed') {
       const prev = attempts.get(event.domain);
       attempts.delete(event.domain); // re-insert: the map's order is oldest first
@@ -113,7 +117,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       attempts.delete(event.domain);
     }
     stream.send(event.type, event);
-  });
+  };
+  // Every process's events through the bus when there is one (see relay.ts), else this one's.
+  const stopEvents = opts.bus ? await onRelayedEvents(opts.bus, onEvent) : opts.events.on(onEvent);
   const attemptsOf = opts.attemptsOf ?? ((domain: string) => attempts.get(domain) ?? { attempts: 0, lastError: null });
   const stopRegistry = registry.onChange((change: RegistryChange) => {
     stream.send(change.type, { ...change, at: new Date().toISOString() });
@@ -289,7 +295,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     port,
     host: opts.host,
     async close() {
-      stopEvents();
+      await stopEvents();
       stopRegistry();
       stream.close();
       await new Promise<void>((resolve) => {

@@ -72,11 +72,15 @@ describe('admin API on two instances sharing Redis', () => {
       // B's event stream shows A's change (registry changes travel over the bus).
       await eventsB.waitFor((e) => e.event === 'domain-bound' && e.data.name === name, 1000);
       await within(1000, async () => (JSON.parse((await insecureGet(name, b.gateway.httpsPort)).body) as { name: string }).name === 'customer');
+      const resA = await httpsGet(name, a.gateway.httpsPort, root);
+      assert.equal(resA.headers['x-upstream'], 'customer');
+      // A issued it; B's admin API streams A's issuance events too (relayed over the bus).
+      const succeeded = await eventsB.waitFor((e) => e.event === 'issuance-succeeded' && e.data.domain === name, 2000);
+      assert.equal(typeof succeeded.data.instance, 'string');
     } finally {
       eventsB.close();
     }
     const resA = await httpsGet(name, a.gateway.httpsPort, root);
-    assert.equal(resA.headers['x-upstream'], 'customer');
     const resB = await httpsGet(name, b.gateway.httpsPort, root);
     assert.equal(resB.headers['x-upstream'], 'customer');
     assert.equal(resB.fingerprint256, resA.fingerprint256, 'one certificate for the cluster');
