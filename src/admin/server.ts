@@ -14,7 +14,7 @@ import type { Logger } from '../log.ts';
 import { bindingInputSchema, DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
 import type { CertificateMeta } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import type { Storage } from '../storage/storage.ts';
+import { StorageError, type Storage } from '../storage/storage.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { CertificateManager } from '../tls/certificates.ts';
 import type { ClusterBus } from '../storage/bus.ts';
@@ -273,6 +273,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         if (err instanceof HttpError) {
           if (!res.headersSent) send(res, err.status, { error: err.message, ...(err.field ? { field: err.field } : {}) });
           logger.info({ step: 'admin', method: req.method, path: req.url, status: err.status, err: err.message }, 'admin call refused');
+          return;
+        }
+        if (err instanceof StorageError) {
+          logger.warn({ step: 'admin', method: req.method, path: req.url, err: err.message }, 'admin call failed: storage unavailable');
+          if (!res.headersSent) send(res, 503, { error: `storage unavailable: ${err.message}` });
           return;
         }
         logger.error({ step: 'admin', method: req.method, path: req.url, err }, 'admin call failed');
