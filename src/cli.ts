@@ -2,7 +2,7 @@
 // CERTGATE_CONFIG.
 import cluster from 'node:cluster';
 import { Command, Option } from 'commander';
-import { announceWorkerReady, IpcBus, runPrimary, workerCount } from './cluster/workers.ts';
+import { announceWorkerReady, IpcBus, runPrimary, runsAdminApi, workerCount } from './cluster/workers.ts';
 import { ConfigError, loadConfigFile, type LoadedConfig } from './config/load.ts';
 import { createLogger } from './log.ts';
 
@@ -52,6 +52,7 @@ program
       gateway = await startGateway(config, {
         logger,
         ...(inWorker ? { reusePort: true } : {}),
+        ...(runsAdminApi() ? {} : { admin: false }),
         // File storage has no pub/sub of its own: workers tell each other through the primary.
         ...(inWorker && config.storage.file ? { bus: new IpcBus() } : {}),
       });

@@ -5,6 +5,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { AcmeIssuer } from './acme/issuer.ts';
+import { relayEvents } from './admin/relay.ts';
+import { startAdminServer, type AdminServer, type MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
 import { GatewayMetrics, wireMetrics } from './admin/metrics.ts';
@@ -14,6 +16,7 @@ import { createLogger, type Logger } from './log.ts';
 import { DnsOwnershipCheck } from './policy/dns.ts';
 import { IssuanceLimits } from './policy/limits.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
+import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
 import { openStorage } from './storage/open.ts';
@@ -33,7 +36,13 @@ export interface GatewayOptions {
   /** Bind with SO_REUSEPORT so several worker processes share the ports. */
   reusePort?: boolean;
   onHandshake?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
+  /** Start the admin API (default true; with workers only worker 0 runs it). */
+  admin?: boolean;
+  /** Served at the admin API's GET /metrics. */
+  metrics?: MetricsSource;
 }
+
+export const DEFAULT_ADMIN_LISTEN = { host: '127.0.0.1', port: 2019 } as const;
 
 export interface Gateway {
   readonly httpsPort: number;
@@ -45,6 +54,9 @@ export interface Gateway {
   readonly policy: OnDemandPolicy;
   readonly proxy: ReverseProxy;
   readonly events: CertificateEvents;
+  readonly registry: DomainRegistry;
+  /** The admin API's port, or undefined when it is not running in this process. */
+  readonly adminPort: number | undefined;
   readonly logger: Logger;
   /** Prometheus metrics: `render()` and `contentType` for GET /metrics. */
   readonly metrics: GatewayMetrics;
@@ -95,8 +107,11 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         logger,
       })
     : undefined;
+  const registry = new DomainRegistry({ storage, logger });
+  await registry.attachBus(bus);
   const policy = new OnDemandPolicy({
     allow: config.onDemand.allow,
+    ...(config.onDemand.registry ? { registry } : {}),
     ...(config.onDemand.ask ? { ask: config.onDemand.ask } : {}),
     askTimeoutMs: config.onDemand.askTimeout,
     allowTtlMs: config.onDemand.askCacheTtl,
@@ -129,6 +144,11 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   });
   const stopMetrics = wireMetrics(metrics, { events: manager.events, cache, budgets: () => limits.budgets() });
   await manager.attachBus(bus);
+  // A binding changed (here or on another instance): decide afresh at the next handshake.
+  registry.onChange((change) => {
+    policy.forget(change.name);
+    manager.forgetDecision(change.name);
+  });
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
     cache,
@@ -148,6 +168,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const proxy = new ReverseProxy({
     ...(config.proxy.upstream ? { defaultUpstream: config.proxy.upstream } : {}),
     routes: config.proxy.routes,
+    dynamicRoutes: registry,
     upstreamTimeoutMs: config.proxy.upstreamTimeout,
     accessLog: config.proxy.accessLog,
     logger,
@@ -193,6 +214,41 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   }
   const httpsPort = (https.address() as AddressInfo).port;
   const httpPort = (http.address() as AddressInfo).port;
+
+  // Every process relays its certificate events to the instance's admin API (worker 0).
+  const stopEventRelay = relayEvents(manager.events, bus, logger);
+  let admin: AdminServer | undefined;
+  if (options.admin !== false && config.listen.admin !== false) {
+    const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
+    try {
+      admin = await startAdminServer({
+        host: address.host,
+        port: address.port,
+        ...(adminToken(config) ? { token: adminToken(config)! } : {}),
+        storage,
+        registry,
+        manager,
+        issuer,
+        cache,
+        events: manager.events,
+        bus,
+        logger,
+        metrics: options.metrics ?? metrics,
+        listenersUp: () => https.listening && http.listening,
+      });
+    } catch (err) {
+      const inUse = (err as { code?: string }).code === 'EADDRINUSE';
+      // The default port taken (another instance on this machine has it) is not fatal.
+      if (inUse && config.listen.admin === undefined) {
+        logger.warn({ step: 'listen', admin: `${address.host}:${address.port}`, err: (err as Error).message }, 'admin API port in use; running without the admin API (set listen.admin)');
+      } else {
+        stopEventRelay();
+        stopTicketRotation();
+        await Promise.all([closeServer(https), closeServer(http)]);
+        throw new Error(`admin API: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  }
   logger.info(
     { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca },
     'gateway listening',
@@ -208,18 +264,28 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     policy,
     proxy,
     events: manager.events,
+    registry,
+    adminPort: admin?.port,
     logger,
     metrics,
     limits,
     async close() {
       stopTicketRotation();
       stopMetrics();
+      stopEventRelay();
+      await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();
       await manager.close();
+      await registry.close();
       if (!options.storage) await storage.close();
     },
   };
+}
+
+/** CERTGATE_ADMIN_TOKEN, when set, wins over admin.token. */
+function adminToken(config: LoadedConfig): string | undefined {
+  return process.env.CERTGATE_ADMIN_TOKEN || config.admin.token;
 }
 
 function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort: number, res: import('node:http').ServerResponse): void {

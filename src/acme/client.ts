@@ -606,6 +606,25 @@ export class AcmeClient {
     return res.text.endsWith('\n') ? res.text : `${res.text}\n`;
   }
 
+  /**
+   * Revokes a certificate (RFC 8555 §7.6), signed with the account key: the account must be the
+   * one that ordered it (or hold authorizations for all its names). `reason` is an RFC 5280
+   * CRLReason code (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation).
+   */
+  async revokeCertificate(certPem: string, opts: { reason?: number; domain?: string } = {}): Promise<void> {
+    const ctx = { step: 'revoke', domain: opts.domain };
+    const dir = await this.getDirectory();
+    if (!dir.revokeCert) {
+      throw new AcmeError({ type: LocalErrorType.protocol, status: 0, detail: 'the CA directory has no revokeCert', step: 'revoke', domain: opts.domain });
+    }
+    const leaf = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(certPem);
+    if (!leaf) throw new Error(`revokeCertificate: no PEM certificate given (domain ${opts.domain ?? '?'}, step revoke)`);
+    const der = Buffer.from(leaf[1]!.replace(/\s+/g, ''), 'base64');
+    const payload: Record<string, unknown> = { certificate: der.toString('base64url') };
+    if (opts.reason !== undefined) payload.reason = opts.reason;
+    await this.post(dir.revokeCert, payload, ctx);
+  }
+
   // ---------------------------------------------------------------- polling
 
   /** Next delay: Retry-After (capped) when given, else backoff ×1.5 from pollInitialMs up to pollMaxMs. */

@@ -74,6 +74,14 @@ export class AcmeIssuer {
     return { certPem: result.certificatePem, keyPem: privateKeyPem, keyType: this.opts.keyType, challenge: result.challengeTypes.join(','), orderUrl: result.orderUrl };
   }
 
+  /** Revokes an issued certificate at this CA with the account that ordered it. */
+  async revokeCertificate(domain: string, certPem: string, reason?: number): Promise<void> {
+    const client = await this.client();
+    const started = performance.now();
+    await client.revokeCertificate(certPem, { domain, ...(reason !== undefined ? { reason } : {}) });
+    this.opts.logger.info({ domain, step: 'revoked', ca: this.ca, ms: Math.round(performance.now() - started) }, 'certificate revoked');
+  }
+
   /** The account client, registered once per CA and reused across restarts and processes. */
   private client(): Promise<AcmeClient> {
     this.clientPromise ??= this.loadOrCreateAccount().catch((err) => {

@@ -91,6 +91,15 @@ export async function runPrimary(count: number, logger: Logger): Promise<Primary
   };
 }
 
+/**
+ * Whether this process runs the admin API: a single process always; with workers, worker 0 only
+ * (one API per instance on one port; the primary does not load the gateway, and worker 0 is
+ * restarted with the same index if it dies, so the API comes back with it).
+ */
+export function runsAdminApi(): boolean {
+  return !cluster.isWorker || process.env.CERTGATE_WORKER_INDEX === '0';
+}
+
 /** Tells the primary this worker is listening. */
 export function announceWorkerReady(httpsPort: number, httpPort: number): void {
   process.send?.({ certgate: 'ready', httpsPort, httpPort } satisfies ReadyMessage);

@@ -106,6 +106,8 @@ const configSchema = z.strictObject({
     .strictObject({
       https: listenAddress('0.0.0.0:443').prefault(':443'),
       http: listenAddress('0.0.0.0:80').prefault(':80'),
+      // Left unset means the default 127.0.0.1:2019 (see server.ts: then a busy port is not fatal).
+      admin: z.union([z.literal(false), listenAddress('127.0.0.1:2019')]).optional(),
     })
     .prefault({}),
   storage: z
@@ -168,6 +170,7 @@ const configSchema = z.strictObject({
       maxConcurrentIssuances: z.number().int().min(1).max(1000).default(8),
       dns: dnsCheckSchema.optional(),
       limits: limitsSchema.prefault({}),
+      registry: z.boolean().default(false),
     })
     .prefault({}),
   tls: z
@@ -190,6 +193,11 @@ const configSchema = z.strictObject({
         .default([]),
       upstreamTimeout: duration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
+    })
+    .prefault({}),
+  admin: z
+    .strictObject({
+      token: z.string().min(16, { message: 'must be at least 16 characters; generate one with `openssl rand -hex 32`' }).optional(),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),

@@ -1,5 +1,6 @@
-// Who may get a certificate. A name is approved when it matches `onDemand.allow` or the `ask`
-// endpoint answers 2xx; with neither configured nothing is approved (a gateway must never turn
+// Who may get a certificate. A name is approved when it matches `onDemand.allow`, the `ask`
+// endpoint answers 2xx, or (with `onDemand.registry`) it has an active binding in the domain
+// registry; a registry binding that is disabled denies whatever the others say; with neither configured nothing is approved (a gateway must never turn
 // arbitrary SNI into CA orders). Decisions are cached, both ways, in a bounded cache, and
 // concurrent questions about one name share a single ask request.
 // With `onDemand.dns` set, an approved name must also pass the DNS ownership check (dns.ts):
@@ -10,7 +11,15 @@ import { LruCache } from '../util/lru.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
 import { HostPatternSet } from './patterns.ts';
 
-export type PolicyDecision = { allowed: true; source: 'allow' | 'ask' } | { allowed: false; reason: string };
+export type PolicyDecision = { allowed: true; source: 'allow' | 'ask' | 'registry' } | { allowed: false; reason: string };
+
+/**
+ * A policy source that may know a name: the domain registry (`onDemand.registry`). known+allowed
+ * approves; known+denied denies whatever the other sources say; unknown leaves it to them.
+ */
+export interface KnownNamesSource {
+  decide(name: string): Promise<{ known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string }>;
+}
 
 export interface PolicyOptions {
   allow: string[];
@@ -22,6 +31,8 @@ export interface PolicyOptions {
   /** A gate every approval must also pass (onDemand.dns). */
   dns?: DnsOwnershipCheck;
   logger: Logger;
+  /** The domain registry, when `onDemand.registry` is on. */
+  registry?: KnownNamesSource;
 }
 
 export class OnDemandPolicy {
@@ -44,8 +55,18 @@ export class OnDemandPolicy {
 
   /** The allow sources (allow patterns, ask); any may approve. */
   private async decideBySources(name: string): Promise<PolicyDecision> {
+    // The registry first: it is the only source that can say "no" to a name another source allows.
+    if (this.opts.registry) {
+      const known = await this.opts.registry.decide(name).catch((err: unknown) => {
+        // Fail closed: a registry we cannot read might hold a "disabled" for this name.
+        this.opts.logger.warn({ domain: name, step: 'policy-registry', err }, 'domain registry unavailable; denying');
+        return { known: true, allowed: false, reason: 'domain registry unavailable' } as const;
+      });
+      if (known.known) return known.allowed ? { allowed: true, source: 'registry' } : { allowed: false, reason: known.reason };
+    }
     if (this.allow.matches(name)) return { allowed: true, source: 'allow' };
     if (!this.opts.ask) {
+      if (this.opts.registry) return { allowed: false, reason: this.allow.size ? 'not bound in the domain registry nor in onDemand.allow' : 'not bound in the domain registry' };
       return { allowed: false, reason: this.allow.size ? 'not in onDemand.allow' : 'no on-demand policy configured' };
     }
     const cached = this.decisions.get(name);

@@ -9,10 +9,10 @@ import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
-import { RouteTable, normalizeHost, type ProxyRoute, type UpstreamTarget } from './routes.ts';
+import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
 import { openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
 
-export type { ProxyRoute, UpstreamTarget } from './routes.ts';
+export type { DynamicRoutes, ProxyRoute, UpstreamTarget } from './routes.ts';
 export { RouteTable, normalizeHost, parseUpstream } from './routes.ts';
 
 /** TLS settings for https upstreams (both the pools and WebSocket tunnels). */
@@ -22,6 +22,8 @@ export interface ProxyOptions {
   /** Used when no route matches; without it such requests get a 502 'no upstream' answer. */
   defaultUpstream?: string;
   routes?: ProxyRoute[];
+  /** Run-time per-host routes (the domain registry); they win over `routes`. */
+  dynamicRoutes?: DynamicRoutes;
   /** Time from sending the request to the upstream's response headers; default 60 s → 504. */
   upstreamTimeoutMs?: number;
   /** Default 10 s → 504. */
@@ -59,6 +61,7 @@ const DEFAULT_MAX_CONNECTIONS = 128;
 
 export class ReverseProxy {
   #table: RouteTable;
+  readonly #dynamic: DynamicRoutes | undefined;
   readonly #pools = new Map<string, Pool>();
   readonly #log: Logger;
   readonly #accessLog: boolean;
@@ -83,6 +86,7 @@ export class ReverseProxy {
     this.#maxConnections = positive(opts.maxConnectionsPerUpstream, DEFAULT_MAX_CONNECTIONS, 'maxConnectionsPerUpstream');
     this.#tls = { ...opts.upstreamTls };
     this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
+    this.#dynamic = opts.dynamicRoutes;
     this.#tunnel = {
       log: this.#log,
       accessLog: this.#accessLog,
@@ -104,7 +108,16 @@ export class ReverseProxy {
     const start = performance.now();
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
-    const target = this.#table.lookup(host);
+    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
+    if (dynamic instanceof Promise) {
+      // Not in memory yet: the request body stays paused (nothing reads it) until we dispatch.
+      void dynamic.then((target) => this.#handleRequest(req, res, host, rawHost, target ?? this.#table.lookup(host), start));
+      return;
+    }
+    this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start);
+  }
+
+  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number): void {
     const exchange = new Exchange(this.#exchange, req, res, host, target, start);
     res.on('close', exchange.onClientClose);
 
@@ -141,11 +154,19 @@ export class ReverseProxy {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
+    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
+    if (dynamic instanceof Promise) {
+      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host)));
+      return;
+    }
+    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host));
+  }
+
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined): void {
     if (this.#closed) {
       rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
       return;
     }
-    const target = this.#table.lookup(host);
     if (target === undefined) {
       this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade }, 'no upstream for host');
       rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
@@ -172,7 +193,9 @@ export class ReverseProxy {
 
   /** The upstream origin a Host header value is routed to (normalised, e.g. 'http://10.0.0.2:8080'). */
   resolveUpstream(host: string): string | undefined {
-    return this.#table.lookup(normalizeHost(host))?.origin;
+    const normalized = normalizeHost(host);
+    const dynamic = this.#dynamic?.lookup(normalized);
+    return (dynamic instanceof Promise ? undefined : dynamic)?.origin ?? this.#table.lookup(normalized)?.origin;
   }
 
   /**

@@ -24,6 +24,16 @@ export interface UpstreamTarget {
   readonly servername: string | undefined;
 }
 
+/**
+ * Per-host upstreams that change at run time (the domain registry). A match here wins over the
+ * configured routes: it names one exact host, set by the platform for that customer. undefined:
+ * no opinion (configured routes, then the default upstream, apply). May answer with a promise
+ * when the answer is not in memory.
+ */
+export interface DynamicRoutes {
+  lookup(host: string): UpstreamTarget | undefined | Promise<UpstreamTarget | undefined>;
+}
+
 /** Parse and validate an upstream URL. Throws a descriptive Error when it is not usable. */
 export function parseUpstream(upstream: string): UpstreamTarget {
   let url: URL;

@@ -67,8 +67,10 @@ import {
   assertValidKey,
   StorageError,
   type Lock,
+  type ListOptions,
   type LockOptions,
   type PutOptions,
+  pageOf,
   type Storage,
 } from './storage.ts';
 
@@ -234,7 +236,8 @@ export class FileStorage implements Storage {
     await this.pruneEmptyDirs(dirname(file));
   }
 
-  async list(prefix: string): Promise<string[]> {
+  /** Paging (`opts`) still walks the whole prefix and returns a slice of the sorted result. */
+  async list(prefix: string, opts?: ListOptions): Promise<string[]> {
     const slash = prefix.lastIndexOf('/');
     const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
     const namePrefix = prefix.slice(slash + 1);
@@ -249,7 +252,7 @@ export class FileStorage implements Storage {
     const includeLocks = prefix === LOCKS_DIR || prefix.startsWith(`${LOCKS_DIR}/`);
     const out: string[] = [];
     await this.walk(dirKey, namePrefix, includeLocks, out, prefix);
-    return out.sort();
+    return pageOf(out.sort(), opts);
   }
 
   async lock(name: string, opts: LockOptions): Promise<Lock> {

@@ -88,7 +88,19 @@ import {
 
 import type { Logger } from '../log.ts';
 import { assertValidChannel, deliverSafely, type ClusterBus } from './bus.ts';
-import { assertValidKey, HeldLock, resolveLockOptions, StorageError, type Lock, type LockOptions, type PutOptions, type Storage } from './storage.ts';
+import {
+  assertValidKey,
+  assertValidListOptions,
+  HeldLock,
+  pageOf,
+  resolveLockOptions,
+  StorageError,
+  type ListOptions,
+  type Lock,
+  type LockOptions,
+  type PutOptions,
+  type Storage,
+} from './storage.ts';
 
 export interface RedisStorageOptions {
   /** redis://[user:pass@]host:port[/db], rediss:// for TLS. Default redis://127.0.0.1:6379. */
@@ -699,11 +711,21 @@ export class RedisStorage implements Storage, ClusterBus {
     await this.script(DELETE, [redisKey, this.#indexKey, this.#privateKey], [key], 'delete', key);
   }
 
-  async list(prefix: string): Promise<string[]> {
+  /** A page (`opts`) is one ZRANGEBYLEX ... LIMIT from the cursor, except below `locks/` (SCAN). */
+  async list(prefix: string, opts?: ListOptions): Promise<string[]> {
     this.validateListPrefix(prefix);
-    const keys = await this.listIndex(prefix);
-    if (prefix === LOCKS_DIR || prefix.startsWith(`${LOCKS_DIR}/`)) keys.push(...(await this.listLocks(prefix)));
-    return [...new Set(keys)].sort();
+    if (opts) assertValidListOptions(opts);
+    if (prefix === LOCKS_DIR || prefix.startsWith(`${LOCKS_DIR}/`)) {
+      const keys = await this.listIndex(prefix);
+      keys.push(...(await this.listLocks(prefix)));
+      return pageOf([...new Set(keys)].sort(), opts);
+    }
+    // Without paging, the same order as the file backend (JavaScript's sort). A page comes in
+    // Redis' byte order (UTF-8), which is the same for ASCII keys such as domain names; it may
+    // differ for keys with characters beyond U+FFFF.
+    if (!opts) return (await this.listIndex(prefix)).sort();
+    if (opts.limit === 0) return [];
+    return this.listIndex(prefix, opts.after, opts.limit);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -877,19 +899,23 @@ export class RedisStorage implements Storage, ClusterBus {
     });
   }
 
-  private async listIndex(prefix: string): Promise<string[]> {
+  /** Keys starting with `prefix`, after `after` (exclusive), at most `limit` (default: all). */
+  private async listIndex(prefix: string, after?: string, limit?: number): Promise<string[]> {
     const bytes = Buffer.from(prefix, 'utf8');
     const max: RedisArgument = prefix === '' ? '+' : Buffer.concat([Buffer.from('['), bytes, Buffer.from([0xff])]);
     let min: RedisArgument = prefix === '' ? '-' : Buffer.concat([Buffer.from('['), bytes]);
+    // A cursor before the prefix's range changes nothing; one after it leaves min > max (empty).
+    if (after !== undefined && after >= prefix) min = Buffer.concat([Buffer.from('('), Buffer.from(after, 'utf8')]);
     const keys: string[] = [];
     for (;;) {
+      const want = limit === undefined ? LIST_PAGE : Math.min(LIST_PAGE, limit - keys.length);
       const page = await this.run('list', prefix, () =>
-        this.#driver.send(['ZRANGEBYLEX', this.#indexKey, min, max, 'LIMIT', '0', String(LIST_PAGE)], this.#indexKey, false),
+        this.#driver.send(['ZRANGEBYLEX', this.#indexKey, min, max, 'LIMIT', '0', String(want)], this.#indexKey, false),
       );
       if (!Array.isArray(page)) throw new StorageError(`redis storage: list of ${JSON.stringify(prefix)} failed: unexpected reply`, prefix, 'list');
       for (const member of page) keys.push(String(member));
       const last = keys[keys.length - 1];
-      if (page.length < LIST_PAGE || last === undefined) return keys;
+      if (page.length < want || last === undefined || (limit !== undefined && keys.length >= limit)) return keys;
       min = Buffer.concat([Buffer.from('('), Buffer.from(last, 'utf8')]);
     }
   }

@@ -7,6 +7,13 @@ export interface PutOptions {
   private?: boolean;
 }
 
+export interface ListOptions {
+  /** Only keys sorting strictly after this one (a cursor: the last key of the previous page). */
+  after?: string;
+  /** At most this many keys (the first ones in sort order). */
+  limit?: number;
+}
+
 export interface LockOptions {
   /** A lock not refreshed within this time is considered abandoned and may be taken over. */
   ttlMs: number;
@@ -32,8 +39,13 @@ export interface Storage {
   put(key: string, value: Buffer | string, opts?: PutOptions): Promise<void>;
   /** Deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
-  /** Every key below `prefix` (recursively), sorted. `prefix` is a key path, e.g. `certificates/`. */
-  list(prefix: string): Promise<string[]>;
+  /**
+   * Every key below `prefix` (recursively), sorted. `prefix` is a key path, e.g. `certificates/`.
+   * With `after`/`limit`, one page: the first `limit` keys sorting after `after` (paging by
+   * passing the last key of a page as the next `after`). Pages of ASCII keys come in the same
+   * order on every backend.
+   */
+  list(prefix: string, opts?: ListOptions): Promise<string[]>;
   /** Waits until the named lock is acquired (or throws after waitMs). Works across processes. */
   lock(name: string, opts: LockOptions): Promise<Lock>;
   /** Acquires the lock now or returns null. */
@@ -115,5 +127,33 @@ export class HeldLock implements Lock {
       },
     );
     return this.#releasing;
+  }
+}
+
+/** Applies ListOptions to a sorted key list (for backends that cannot page natively). */
+export function pageOf(sorted: string[], opts: ListOptions | undefined): string[] {
+  if (!opts) return sorted;
+  assertValidListOptions(opts);
+  let start = 0;
+  if (opts.after !== undefined) {
+    // Binary search: the first key > after.
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! <= opts.after) lo = mid + 1;
+      else hi = mid;
+    }
+    start = lo;
+  }
+  return sorted.slice(start, opts.limit === undefined ? undefined : start + opts.limit);
+}
+
+export function assertValidListOptions(opts: ListOptions): void {
+  if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit >= 0)) {
+    throw new StorageError(`invalid list limit ${String(opts.limit)}: a whole number >= 0`, String(opts.limit), 'validate-key');
+  }
+  if (opts.after !== undefined && typeof opts.after !== 'string') {
+    throw new StorageError('invalid list cursor: a key string', String(opts.after), 'validate-key');
   }
 }

@@ -177,6 +177,15 @@ export class CertificateManager {
     this.opts.logger.info({ domain, step: 'delete', reason }, 'certificate deleted');
   }
 
+  /**
+   * Forget this process's remembered "denied" and failure backoff for a name, so the next
+   * handshake asks policy again (the domain registry calls this when a binding changes).
+   */
+  forgetDecision(domain: string): void {
+    this.denied.delete(domain);
+    this.failures.delete(domain);
+  }
+
   private once(domain: string, work: () => Promise<ObtainOutcome>): Promise<ObtainOutcome> {
     let attempt = this.inflight.get(domain);
     if (!attempt) {

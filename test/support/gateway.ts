@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../../src/log.ts';
 import { startGateway, type Gateway } from '../../src/server.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { RedisStorage } from '../../src/storage/redis.ts';
-import type { Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
+import type { ListOptions, Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
 import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
 import type { PebbleHandle } from './pebble.ts';
 
@@ -31,9 +31,9 @@ export class CountingStorage implements Storage {
     this.counts.delete++;
     return this.inner.delete(key);
   }
-  list(prefix: string) {
+  list(prefix: string, opts?: ListOptions) {
     this.counts.list++;
-    return this.inner.list(prefix);
+    return this.inner.list(prefix, opts);
   }
   lock(name: string, opts: LockOptions): Promise<Lock> {
     this.counts.lock++;
@@ -74,7 +74,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const extra = opts.config ?? {};
   const raw = {
     ...extra,
-    listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}` },
+    // The admin API on a free port unless the test chooses (the default 2019 would collide).
+    listen: { https: `127.0.0.1:${opts.httpsPort}`, http: `127.0.0.1:${opts.httpPort}`, admin: '127.0.0.1:0', ...((extra.listen as object) ?? {}) },
     storage: opts.redis ? { redis: opts.redis } : { file: { path: dataDir } },
     acme: { directory: opts.pebble.directoryUrl, trustedRoots: [opts.pebble.listenerCaPath], ...((extra.acme as object) ?? {}) },
     log: { level: 'silent' },

@@ -1,0 +1,120 @@
+// The admin API's OpenAPI 3.1 document, served at /openapi.json. The PUT body schema is generated
+// from the same zod schema the server validates with, so the two cannot drift apart.
+import { z } from 'zod';
+import { bindingInputSchema } from '../policy/registry.ts';
+
+const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const error = (description: string) => json(ref('Error'), description);
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'Domain name (IDN allowed; stored as punycode).' };
+const auth = [{ bearer: [] }];
+
+export function openApiDocument(): object {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'certgate admin API', version: '1.0.0', description: 'Domain bindings, certificates, health and events of one certgate instance (the registry and certificates are shared by every instance on the same storage).' },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: '`admin.token` or CERTGATE_ADMIN_TOKEN' } },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: { error: { type: 'string' }, field: { type: 'string', description: 'The offending field, for validation errors.' } },
+        },
+        BindingInput: z.toJSONSchema(bindingInputSchema, { io: 'input' }),
+        Binding: {
+          type: 'object',
+          required: ['name', 'status', 'createdAt', 'updatedAt'],
+          properties: {
+            name: { type: 'string' },
+            upstream: { type: 'string' },
+            tenant: { type: 'string' },
+            label: { type: 'string' },
+            status: { type: 'string', enum: ['active', 'disabled'] },
+            createdAt: { type: 'string', format: 'date-time' },
+            updatedAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        BindingPage: {
+          type: 'object',
+          required: ['items', 'nextCursor'],
+          properties: { items: { type: 'array', items: ref('Binding') }, nextCursor: { type: ['string', 'null'] } },
+        },
+        Certificate: {
+          type: 'object',
+          properties: {
+            domain: { type: 'string' },
+            ca: { type: 'string' },
+            directory: { type: 'string' },
+            issuer: { type: ['string', 'null'], description: 'Issuer DN of the leaf certificate.' },
+            names: { type: 'array', items: { type: 'string' } },
+            serialNumber: { type: 'string' },
+            fingerprint256: { type: 'string' },
+            notBefore: { type: 'string', format: 'date-time' },
+            notAfter: { type: 'string', format: 'date-time' },
+            nextRenewal: { type: 'string', format: 'date-time' },
+            cached: { type: 'boolean', description: 'Held in this instance’s memory.' },
+            lastError: { type: ['object', 'null'] },
+            attempts: { type: 'integer', description: 'Failed attempts since the last success (this instance).' },
+          },
+        },
+      },
+    },
+    security: auth,
+    paths: {
+      '/v1/domains': {
+        get: {
+          summary: 'List bindings in name order, one page at a time',
+          parameters: [
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { 200: json(ref('BindingPage'), 'A page'), 400: error('Bad cursor or limit'), 401: error('No or wrong token') },
+        },
+      },
+      '/v1/domains/{name}': {
+        parameters: [nameParam],
+        put: {
+          summary: 'Bind (create or replace)',
+          requestBody: { required: true, content: { 'application/json': { schema: ref('BindingInput') } } },
+          responses: { 200: json(ref('Binding'), 'Replaced'), 201: json(ref('Binding'), 'Created'), 400: error('Invalid name or body'), 401: error('No or wrong token') },
+        },
+        get: { summary: 'One binding', responses: { 200: json(ref('Binding'), 'The binding'), 404: error('Not bound'), 401: error('No or wrong token') } },
+        delete: {
+          summary: 'Unbind: remove the binding and the certificate everywhere',
+          responses: { 204: { description: 'Unbound' }, 404: error('Was not bound (any certificate was removed anyway)'), 401: error('No or wrong token') },
+        },
+      },
+      '/v1/domains/{name}/issue': {
+        parameters: [nameParam],
+        post: {
+          summary: 'Obtain the certificate now (policy applies)',
+          responses: { 200: json(ref('Certificate'), 'Ready'), 403: error('Policy denies the name'), 502: error('Issuance failed'), 401: error('No or wrong token') },
+        },
+      },
+      '/v1/certificates/{name}': {
+        parameters: [nameParam],
+        get: { summary: 'Certificate status', responses: { 200: json(ref('Certificate'), 'Status'), 404: error('No certificate'), 401: error('No or wrong token') } },
+        delete: {
+          summary: 'Delete the certificate everywhere, optionally revoking it first',
+          parameters: [{ name: 'revoke', in: 'query', schema: { type: 'boolean', default: false } }],
+          responses: { 204: { description: 'Deleted' }, 404: error('No certificate'), 502: error('Revocation failed (nothing deleted)'), 401: error('No or wrong token') },
+        },
+      },
+      '/v1/certificates/{name}/renew': {
+        parameters: [nameParam],
+        post: { summary: 'Renew now', responses: { 200: json(ref('Certificate'), 'Renewed'), 502: error('Renewal failed'), 401: error('No or wrong token') } },
+      },
+      '/v1/events': {
+        get: {
+          summary: 'Server-Sent Events: issuance-started/-succeeded/-failed, renewed, deleted, domain-bound, domain-unbound',
+          responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 401: error('No or wrong token') },
+        },
+      },
+      '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format' } } } },
+      '/healthz': { get: { summary: 'Liveness', security: [], responses: { 200: { description: 'Alive' } } } },
+      '/readyz': { get: { summary: 'Readiness: storage answers, listeners up', security: [], responses: { 200: { description: 'Ready' }, 503: error('Not ready') } } },
+      '/openapi.json': { get: { summary: 'This document', security: [], responses: { 200: { description: 'OpenAPI 3.1' } } } },
+    },
+  };
+}

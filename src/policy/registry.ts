@@ -1,0 +1,300 @@
+// The domain registry: which custom domains the platform has bound, and where each one goes.
+// One storage key per binding, `registry/domains/<name>` (JSON), so it lives wherever the
+// certificates live (file or Redis) and pages in name order with Storage.list's cursor.
+//
+// Memory: every instance keeps the bindings it has needed lately (a bounded LRU, with "not
+// bound" remembered too), not the whole registry, so 100k bindings cost nothing until used. A
+// change made on any instance is applied to storage first, then announced on the cluster bus
+// (channel `registry`); every other instance replaces its cached entry at once. The bus is
+// at-most-once, so cached entries also expire (bound: 5 min, not bound: 30 s) and the whole cache
+// is dropped when the bus reconnects.
+//
+// As a policy source (`onDemand.registry: true`) the registry allows an active binding, denies a
+// disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
+// As a route source, an active binding's upstream routes that host.
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Logger } from '../log.ts';
+import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
+import type { ClusterBus } from '../storage/bus.ts';
+import type { Storage } from '../storage/storage.ts';
+import { normalizeServerName } from '../tls/names.ts';
+import { LruCache } from '../util/lru.ts';
+
+export const REGISTRY_CHANNEL = 'registry';
+export const REGISTRY_PREFIX = 'registry/domains/';
+
+export const BINDING_STATUSES = ['active', 'disabled'] as const;
+export type BindingStatus = (typeof BINDING_STATUSES)[number];
+
+export interface DomainBinding {
+  /** Normalised (lower-case, punycode) host name. */
+  name: string;
+  /** 'http(s)://host:port'; absent: the configured routes / default upstream serve the host. */
+  upstream?: string;
+  tenant?: string;
+  label?: string;
+  status: BindingStatus;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The body of PUT /v1/domains/{name}. Unknown fields are errors, so typos never pass silently. */
+export const bindingInputSchema = z.strictObject({
+  upstream: z
+    .string()
+    .refine(
+      (v) => {
+        try {
+          parseUpstream(v);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { message: 'must be an http(s) origin without path, like "http://10.0.0.7:8080"' },
+    )
+    .optional(),
+  tenant: z.string().min(1).max(200).optional(),
+  label: z.string().min(1).max(200).optional(),
+  status: z.enum(BINDING_STATUSES, { message: `must be one of ${BINDING_STATUSES.join(', ')}` }).default('active'),
+});
+export type BindingInput = z.input<typeof bindingInputSchema>;
+
+export type RegistryChange =
+  | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean }
+  | { type: 'domain-unbound'; name: string };
+
+export type RegistryDecision = { known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string };
+
+interface BusMessage {
+  origin: string;
+  name: string;
+  binding: DomainBinding | null;
+  created?: boolean;
+}
+
+export interface RegistryOptions {
+  storage: Storage;
+  logger: Logger;
+  /** Bindings (and "not bound" answers) kept in memory; default 100,000. */
+  cacheSize?: number;
+  boundTtlMs?: number;
+  unboundTtlMs?: number;
+}
+
+interface CacheEntry {
+  binding: DomainBinding | null;
+  /** Parsed upstream of an active binding, for the proxy. */
+  target: UpstreamTarget | undefined;
+}
+
+export class InvalidDomainError extends Error {
+  constructor(readonly input: string) {
+    super(`${JSON.stringify(input)} is not a valid domain name (a DNS host name with at least two labels, no IP address)`);
+    this.name = 'InvalidDomainError';
+  }
+}
+
+export function registryKey(name: string): string {
+  return `${REGISTRY_PREFIX}${name}`;
+}
+
+export class DomainRegistry implements DynamicRoutes {
+  readonly #storage: Storage;
+  readonly #logger: Logger;
+  readonly #cache: LruCache<string, CacheEntry>;
+  readonly #pending = new Map<string, Promise<CacheEntry>>();
+  readonly #listeners = new Set<(change: RegistryChange) => void>();
+  readonly #origin = randomUUID();
+  readonly #boundTtlMs: number;
+  readonly #unboundTtlMs: number;
+  #bus: ClusterBus | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #stopReconnect: (() => void) | undefined;
+
+  constructor(opts: RegistryOptions) {
+    this.#storage = opts.storage;
+    this.#logger = opts.logger;
+    this.#cache = new LruCache(opts.cacheSize ?? 100_000);
+    this.#boundTtlMs = opts.boundTtlMs ?? 300_000;
+    this.#unboundTtlMs = opts.unboundTtlMs ?? 30_000;
+  }
+
+  /** Hear other instances' changes (and send ours). */
+  async attachBus(bus: ClusterBus): Promise<void> {
+    this.#bus = bus;
+    this.#unsubscribe = await bus.subscribe(REGISTRY_CHANNEL, (raw) => this.#onRemote(raw));
+    this.#stopReconnect = bus.onReconnect?.(() => this.#cache.clear());
+  }
+
+  async close(): Promise<void> {
+    this.#stopReconnect?.();
+    await this.#unsubscribe?.();
+  }
+
+  /** Listeners hear every change, local or from another instance. Returns an unsubscribe function. */
+  onChange(listener: (change: RegistryChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The normalised name, or throws InvalidDomainError. */
+  static normalize(input: string): string {
+    const name = normalizeServerName(input);
+    if (name === undefined) throw new InvalidDomainError(input);
+    return name;
+  }
+
+  /** The binding for a normalised name (memory first, then storage), or null. */
+  async get(name: string): Promise<DomainBinding | null> {
+    return (await this.#entry(name)).binding;
+  }
+
+  /** Creates or replaces a binding (createdAt is kept on replace). */
+  async put(input: string, body: z.output<typeof bindingInputSchema>): Promise<{ binding: DomainBinding; created: boolean }> {
+    const name = DomainRegistry.normalize(input);
+    const existing = await this.#load(name);
+    const now = new Date().toISOString();
+    const binding: DomainBinding = {
+      name,
+      ...(body.upstream !== undefined ? { upstream: parseUpstream(body.upstream).origin } : {}),
+      ...(body.tenant !== undefined ? { tenant: body.tenant } : {}),
+      ...(body.label !== undefined ? { label: body.label } : {}),
+      status: body.status,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    await this.#storage.put(registryKey(name), JSON.stringify(binding) + '\n');
+    const created = existing === null;
+    this.#apply(name, binding, created);
+    this.#announce({ name, binding, created });
+    this.#logger.info({ domain: name, step: 'registry-bind', upstream: binding.upstream, status: binding.status, created }, 'domain bound');
+    return { binding, created };
+  }
+
+  /** Removes a binding; false when there was none. */
+  async remove(input: string): Promise<boolean> {
+    const name = DomainRegistry.normalize(input);
+    const existing = await this.#load(name);
+    await this.#storage.delete(registryKey(name));
+    this.#apply(name, null);
+    this.#announce({ name, binding: null });
+    if (existing) this.#logger.info({ domain: name, step: 'registry-unbind' }, 'domain unbound');
+    return existing !== null;
+  }
+
+  /** One page of bindings in name order; pass nextCursor back as cursor for the next page. */
+  async list(opts: { cursor?: string; limit: number }): Promise<{ items: DomainBinding[]; nextCursor: string | null }> {
+    const keys = await this.#storage.list(REGISTRY_PREFIX, { ...(opts.cursor ? { after: registryKey(opts.cursor) } : {}), limit: opts.limit });
+    const values = await Promise.all(keys.map((key) => this.#storage.get(key)));
+    const items: DomainBinding[] = [];
+    for (const value of values) {
+      const binding = value === null ? null : parseBinding(value);
+      if (binding) items.push(binding);
+    }
+    const last = keys[keys.length - 1];
+    return { items, nextCursor: keys.length === opts.limit && last !== undefined ? last.slice(REGISTRY_PREFIX.length) : null };
+  }
+
+  /** Policy source: an active binding allows, a disabled one denies, no binding: no opinion. */
+  async decide(name: string): Promise<RegistryDecision> {
+    const binding = await this.get(name);
+    if (binding === null) return { known: false };
+    if (binding.status === 'active') return { known: true, allowed: true };
+    return { known: true, allowed: false, reason: `domain registry: binding is ${binding.status}` };
+  }
+
+  /**
+   * Route source for the proxy: the upstream of an active binding with one. Answers from memory
+   * when it can (synchronously); otherwise a promise (one storage read, shared).
+   */
+  lookup(host: string): UpstreamTarget | undefined | Promise<UpstreamTarget | undefined> {
+    const name = normalizeServerName(host);
+    if (name === undefined) return undefined;
+    const cached = this.#cache.get(name);
+    if (cached) return cached.target;
+    return this.#entry(name).then(
+      (entry) => entry.target,
+      (err: unknown) => {
+        this.#logger.warn({ domain: name, step: 'registry-route', err }, 'domain registry unavailable; using configured routes');
+        return undefined;
+      },
+    );
+  }
+
+  async #entry(name: string): Promise<CacheEntry> {
+    const cached = this.#cache.get(name);
+    if (cached) return cached;
+    let inflight = this.#pending.get(name);
+    if (!inflight) {
+      inflight = this.#load(name)
+        .then((binding) => this.#remember(name, binding))
+        .finally(() => this.#pending.delete(name));
+      this.#pending.set(name, inflight);
+    }
+    return inflight;
+  }
+
+  async #load(name: string): Promise<DomainBinding | null> {
+    const value = await this.#storage.get(registryKey(name));
+    if (value === null) return null;
+    const binding = parseBinding(value);
+    if (!binding) this.#logger.warn({ domain: name, step: 'registry-load' }, 'unreadable domain binding in storage; treated as not bound');
+    return binding;
+  }
+
+  #remember(name: string, binding: DomainBinding | null): CacheEntry {
+    let target: UpstreamTarget | undefined;
+    if (binding?.status === 'active' && binding.upstream !== undefined) {
+      try {
+        target = parseUpstream(binding.upstream);
+      } catch (err) {
+        this.#logger.warn({ domain: name, step: 'registry-route', err }, 'binding has an invalid upstream; using configured routes');
+      }
+    }
+    const entry = { binding, target };
+    this.#cache.set(name, entry, binding ? this.#boundTtlMs : this.#unboundTtlMs);
+    return entry;
+  }
+
+  #apply(name: string, binding: DomainBinding | null, created = false): void {
+    this.#remember(name, binding);
+    const change: RegistryChange = binding ? { type: 'domain-bound', name, binding, created } : { type: 'domain-unbound', name };
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.#logger.warn({ domain: name, step: 'registry-listener', err }, 'registry change listener failed');
+      }
+    }
+  }
+
+  #announce(message: Omit<BusMessage, 'origin'>): void {
+    this.#bus?.publish(REGISTRY_CHANNEL, JSON.stringify({ ...message, origin: this.#origin })).catch((err: unknown) => {
+      this.#logger.warn({ domain: message.name, step: 'registry-announce', err }, 'could not announce registry change');
+    });
+  }
+
+  #onRemote(raw: string): void {
+    let message: BusMessage;
+    try {
+      message = JSON.parse(raw) as BusMessage;
+    } catch {
+      return;
+    }
+    if (message.origin === this.#origin || typeof message.name !== 'string') return;
+    const binding = message.binding === null ? null : parseBinding(Buffer.from(JSON.stringify(message.binding)));
+    this.#apply(message.name, binding, message.created === true);
+  }
+}
+
+function parseBinding(value: Buffer): DomainBinding | null {
+  try {
+    const v = JSON.parse(value.toString('utf8')) as Partial<DomainBinding>;
+    if (typeof v.name !== 'string' || !BINDING_STATUSES.includes(v.status as BindingStatus) || typeof v.createdAt !== 'string') return null;
+    return v as DomainBinding;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,107 @@
+// Issue 6 acceptance, shared case: two gateway instances on one Redis (real Pebble, real
+// redis-server). A binding made through instance A's admin API routes on B without restart;
+// unbinding through A makes B serve the fallback for the name within a second, and B's route for
+// it is gone; nothing orders a new certificate for it.
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { keys } from '../../src/storage/layout.ts';
+import { adminCall, insecureGet, openEvents } from '../support/admin.ts';
+import { httpsGet, peerCertificate } from '../support/clients.ts';
+import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { freePort } from '../support/ports.ts';
+import { startRedis, type RedisHandle } from '../support/redis.ts';
+import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
+
+const TOKEN = 'cluster-admin-token-0123456789';
+
+/** Polls until `check` holds or `ms` pass; returns the time it took. */
+async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - started;
+    if (performance.now() - started > ms) throw new Error(`condition not met within ${ms} ms`);
+    await sleep(25);
+  }
+}
+
+describe('admin API on two instances sharing Redis', () => {
+  let redis: RedisHandle;
+  let pebble: PebbleHandle;
+  let a: TestGateway;
+  let b: TestGateway;
+  let platform: FakeUpstream;
+  let customer: FakeUpstream;
+  let root: string;
+  let fallbackB: string;
+
+  before(async () => {
+    redis = await startRedis();
+    const httpsPort = await freePort();
+    const httpPort = await freePort();
+    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    platform = await startUpstream(echoHandler('platform'));
+    customer = await startUpstream(echoHandler('customer'));
+    const config = { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin } };
+    const shared = { url: redis.url, prefix: 'admin-cluster:' };
+    // A listens where Pebble validates; B elsewhere (it loads what A issued from Redis).
+    a = await startTestGateway({ pebble, httpsPort, httpPort, config, redis: shared });
+    b = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), config, redis: shared });
+    root = await pebble.rootPem();
+    fallbackB = new X509Certificate((await b.storage.get(keys.fallbackCert))!).fingerprint256;
+  });
+
+  after(async () => {
+    await b?.close();
+    await a?.close();
+    await customer?.close();
+    await platform?.close();
+    await pebble?.stop();
+    await redis?.dispose();
+  });
+
+  test('bind on A routes on B without restart, even after B remembered the name as unbound', async () => {
+    const name = 'shared.customer.test';
+    const eventsB = await openEvents(b.gateway.adminPort!, TOKEN);
+    try {
+      assert.equal((JSON.parse((await insecureGet(name, b.gateway.httpsPort)).body) as { name: string }).name, 'platform');
+      const put = await adminCall(a.gateway.adminPort!, 'PUT', `/v1/domains/${name}`, { token: TOKEN, body: { upstream: customer.origin } });
+      assert.equal(put.status, 201, put.body);
+      // B's event stream shows A's change (registry changes travel over the bus).
+      await eventsB.waitFor((e) => e.event === 'domain-bound' && e.data.name === name, 1000);
+      await within(1000, async () => (JSON.parse((await insecureGet(name, b.gateway.httpsPort)).body) as { name: string }).name === 'customer');
+      const resA = await httpsGet(name, a.gateway.httpsPort, root);
+      assert.equal(resA.headers['x-upstream'], 'customer');
+      // A issued it; B's admin API streams A's issuance events too (relayed over the bus).
+      const succeeded = await eventsB.waitFor((e) => e.event === 'issuance-succeeded' && e.data.domain === name, 2000);
+      assert.equal(typeof succeeded.data.instance, 'string');
+    } finally {
+      eventsB.close();
+    }
+    const resA = await httpsGet(name, a.gateway.httpsPort, root);
+    const resB = await httpsGet(name, b.gateway.httpsPort, root);
+    assert.equal(resB.headers['x-upstream'], 'customer');
+    assert.equal(resB.fingerprint256, resA.fingerprint256, 'one certificate for the cluster');
+  });
+
+  test('unbind through A: within 1 s B serves the fallback and its route is gone; no new order', async () => {
+    const name = 'shared.customer.test';
+    assert.notEqual((await peerCertificate(b.gateway.httpsPort, name)).fingerprint256, fallbackB);
+    assert.ok(b.gateway.cache.peek(name), 'B holds the certificate in memory before the unbind');
+    const orders = pebble.ordersPlaced();
+
+    const res = await adminCall(a.gateway.adminPort!, 'DELETE', `/v1/domains/${name}`, { token: TOKEN });
+    assert.equal(res.status, 204, res.body);
+    const ms = await within(1000, async () => (await peerCertificate(b.gateway.httpsPort, name)).fingerprint256 === fallbackB);
+    process.stdout.write(`# B served the fallback ${Math.round(ms)} ms after the unbind\n`);
+    assert.equal(b.gateway.cache.peek(name), undefined, 'dropped from B’s memory');
+    const viaB = await insecureGet(name, b.gateway.httpsPort);
+    assert.equal(viaB.fingerprint256, fallbackB);
+    assert.equal((JSON.parse(viaB.body) as { name: string }).name, 'platform', 'B’s route for the name is gone');
+    assert.equal((await adminCall(b.gateway.adminPort!, 'GET', `/v1/domains/${name}`, { token: TOKEN })).status, 404);
+    assert.equal((await adminCall(b.gateway.adminPort!, 'POST', `/v1/domains/${name}/issue`, { token: TOKEN })).status, 403, 'B’s policy denies it now');
+    assert.equal(pebble.ordersPlaced(), orders, 'nothing re-ordered it');
+  });
+});
