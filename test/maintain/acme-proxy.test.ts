@@ -1,0 +1,68 @@
+// The fault-injecting ACME proxy in front of real Pebble: passes ACME through, adds ARI and
+// profiles to the directory, injects 429 with Retry-After, records newOrder payloads.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { AcmeClient } from '../../src/acme/client.ts';
+import { generateAccountKey } from '../../src/acme/certs.ts';
+import { isAcmeError } from '../../src/acme/errors.ts';
+import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
+import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { freePort } from '../support/ports.ts';
+
+let pebble: PebbleHandle;
+let proxy: AcmeFaultProxy;
+let client: AcmeClient;
+
+before(async () => {
+  pebble = await startPebble({ httpPort: await freePort(), tlsPort: await freePort() });
+  proxy = await startAcmeProxy(pebble);
+  client = new AcmeClient({
+    directoryUrl: proxy.directoryUrl,
+    accountKey: generateAccountKey(),
+    trustedRoots: [await readFile(proxy.listenerCaPath, 'utf8')],
+  });
+});
+
+after(async () => {
+  await client?.close();
+  await proxy?.close();
+  await pebble?.stop();
+});
+
+test('acme-proxy: directory gains renewalInfo and meta.profiles; orders pass through with their payload recorded', async () => {
+  proxy.setProfiles({ tlsserver: 'https://example.test/tlsserver', shortlived: 'https://example.test/shortlived' });
+  proxy.setRenewalInfo((certId) =>
+    certId === 'aaa.bbb' ? { start: new Date(0), end: new Date(1000), retryAfterSeconds: 42 } : undefined,
+  );
+  const dir = await client.getDirectory();
+  assert.equal(dir.renewalInfo, `${proxy.origin}/renewal-info`);
+  assert.deepEqual(Object.keys(dir.meta?.profiles ?? {}).sort(), ['shortlived', 'tlsserver']);
+  assert.ok(dir.newOrder.startsWith(proxy.origin), 'Pebble URLs point back at the proxy');
+
+  const order = await client.newOrder(['a.proxy.test'], { profile: 'tlsserver', replaces: 'xyz.123' });
+  assert.equal(order.status, 'pending');
+  assert.equal(proxy.ordersPlaced(), 1);
+  assert.equal(pebble.ordersPlaced(), 1);
+  const [rec] = proxy.newOrders();
+  assert.deepEqual(rec?.domains, ['a.proxy.test']);
+  assert.equal(rec?.profile, 'tlsserver');
+  assert.equal(rec?.replaces, 'xyz.123');
+});
+
+test('acme-proxy: failNext injects 429 with Retry-After on the next newOrder only', async () => {
+  proxy.reset();
+  proxy.failNext('newOrder', 1, { status: 429, retryAfterSeconds: 7 });
+  await assert.rejects(client.newOrder(['b.proxy.test']), (err: unknown) => {
+    assert.ok(isAcmeError(err));
+    assert.equal(err.status, 429);
+    assert.equal(err.type, 'urn:ietf:params:acme:error:rateLimited');
+    assert.equal(err.retryAfterMs, 7000);
+    return true;
+  });
+  const before = pebble.ordersPlaced();
+  await client.newOrder(['b.proxy.test']);
+  assert.equal(pebble.ordersPlaced(), before + 1);
+  assert.deepEqual(proxy.newOrders().map((o) => [o.status, o.injected]), [[429, true], [201, false]]);
+  assert.equal(proxy.ordersPlaced(), 1);
+});
