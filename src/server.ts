@@ -10,6 +10,7 @@ import type { ChallengeSolver } from './acme/client.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
+import { Maintainer } from './maintain/maintainer.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
@@ -43,6 +44,8 @@ export interface Gateway {
   readonly proxy: ReverseProxy;
   readonly events: CertificateEvents;
   readonly logger: Logger;
+  /** Renewal and cleanup (leader-elected); absent with `role: edge`. */
+  readonly maintainer: Maintainer | undefined;
   close(): Promise<void>;
 }
 
@@ -73,6 +76,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     timeoutMs: config.acme.timeout,
     storage,
     logger,
+    ...(config.acme.profile ? { profile: config.acme.profile } : {}),
   });
   const policy = new OnDemandPolicy({
     allow: config.onDemand.allow,
@@ -83,6 +87,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize);
+  let maintainer: Maintainer | undefined;
   const manager = new CertificateManager({
     storage,
     issuer,
@@ -93,7 +98,26 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     deniedTtlMs: config.onDemand.askDenyCacheTtl,
     issueLockTtlMs: config.acme.lockTtl,
     issueLockWaitMs: config.acme.timeout * 2,
+    // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
+    onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
+  if (config.role !== 'edge') {
+    maintainer = new Maintainer({
+      storage,
+      manager,
+      policy,
+      trustedRoots,
+      ...(config.acme.profile ? { profile: config.acme.profile } : {}),
+      fraction: config.renewal.fraction,
+      concurrency: config.renewal.concurrency,
+      checkIntervalMs: config.renewal.checkInterval,
+      jitterMs: config.renewal.jitter,
+      leaderLockTtlMs: config.renewal.leaderLockTtl,
+      expiredGraceMs: config.renewal.expiredGrace,
+      staleChallengeAgeMs: config.renewal.staleChallengeAge,
+      logger,
+    });
+  }
   await manager.attachBus(bus);
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
@@ -154,9 +178,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const httpsPort = (https.address() as AddressInfo).port;
   const httpPort = (http.address() as AddressInfo).port;
   logger.info(
-    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca },
+    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca, role: config.role },
     'gateway listening',
   );
+  maintainer?.start();
 
   return {
     httpsPort,
@@ -169,7 +194,9 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     proxy,
     events: manager.events,
     logger,
+    maintainer,
     async close() {
+      await maintainer?.stop();
       stopTicketRotation();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();

@@ -25,8 +25,8 @@ export interface RenewalEntry {
   checkAt: number;
   /** Renewal failures so far for this certificate (backoff). */
   failures?: number;
-  /** ARI: the suggested window last fetched, the time picked in it, and when to ask again. */
-  ari?: { start: number; end: number; renewAt: number; nextFetchAt: number; certId: string };
+  /** ARI: whether the CA answers for this certificate, the window last fetched, the time picked in it, when to ask again. */
+  ari?: { certId: string; supported: boolean; nextFetchAt: number; window?: { start: number; end: number; renewAt: number } };
   /** The policy denied renewal at this time (kept, not renewed). */
   deniedAt?: number;
 }

@@ -38,6 +38,8 @@ export interface CertificateManagerOptions {
   storageRetryMs?: number;
   /** Lifecycle events (issuance started/succeeded/failed, renewed, deleted). */
   events?: CertificateEvents;
+  /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
+  onStorageLoad?: (bundle: CertificateBundle) => void;
 }
 
 export interface RenewOptions extends IssueOptions {
@@ -210,6 +212,7 @@ export class CertificateManager {
     const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, [this.opts.issuer.ca], domain));
     if (!bundle || !usable(bundle)) return null;
     const entry = this.opts.cache.add(bundle);
+    this.opts.onStorageLoad?.(bundle);
     this.opts.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
     return entry;
   }
