@@ -106,7 +106,7 @@ export class RenewalScheduler {
       (async () => {
         const decision = await this.opts.policy.decide(domain);
         if (!decision.allowed) return; // the scheduler deals with denied names
-        await this.renew(domain, undefined, undefined);
+        await this.renew(domain, undefined, undefined, bundle.fingerprint256);
       })(),
     );
   }
@@ -194,7 +194,7 @@ export class RenewalScheduler {
     }
     delete entry.deniedAt;
     this.active.add(domain);
-    this.track(this.renew(domain, replaces, { key, entry }));
+    this.track(this.renew(domain, replaces, { key, entry }, entry.fingerprint256));
     return true;
   }
 
@@ -221,7 +221,7 @@ export class RenewalScheduler {
     }
   }
 
-  private async renew(domain: string, replaces: string | undefined, from: { key: string; entry: RenewalEntry } | undefined): Promise<void> {
+  private async renew(domain: string, replaces: string | undefined, from: { key: string; entry: RenewalEntry } | undefined, oldFingerprint: string): Promise<void> {
     const { logger, storage } = this.opts;
     this.active.add(domain);
     const release = await this.slots.acquire();
@@ -236,6 +236,13 @@ export class RenewalScheduler {
         ...(replaces ? { replaces } : {}),
         ...(this.opts.profile ? { profile: this.opts.profile } : {}),
       });
+      if (outcome.kind === 'ready' && outcome.certificate.fingerprint256 === oldFingerprint) {
+        // renew() joined a handshake's load of the same name and got the old certificate back:
+        // nothing was renewed. The entry stays due; the next tick tries again.
+        this.stats.started--;
+        logger.debug({ domain, step: 'renewal-start' }, 'renewal met a concurrent load of the same name; retrying on the next tick');
+        return;
+      }
       if (outcome.kind === 'ready') {
         this.stats.renewed++;
         logger.info({ domain, step: 'renewed', ms: this.now() - started, notAfter: new Date(outcome.certificate.notAfter).toISOString() }, 'certificate renewed');
