@@ -217,7 +217,8 @@ export class RenewalScheduler {
       );
     } catch (err) {
       this.opts.logger.warn({ domain: entry.domain, step: 'ari', err }, 'could not fetch the ARI renewal window; using the lifetime fraction meanwhile');
-      entry.ari = { ...(entry.ari ?? { certId, supported: true }), nextFetchAt: now + ARI_FAILURE_RETRY_MS };
+      // `replaces` only once the CA has answered for this certificate.
+      entry.ari = { ...(entry.ari ?? { certId, supported: false }), nextFetchAt: now + ARI_FAILURE_RETRY_MS };
     }
   }
 
