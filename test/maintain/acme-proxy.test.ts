@@ -66,3 +66,32 @@ test('acme-proxy: failNext injects 429 with Retry-After on the next newOrder onl
   assert.deepEqual(proxy.newOrders().map((o) => [o.status, o.injected]), [[429, true], [201, false]]);
   assert.equal(proxy.ordersPlaced(), 1);
 });
+
+test('profile not advertised by the directory: the client places the order without it (and warns once)', async () => {
+  proxy.reset();
+  proxy.setProfiles(undefined);
+  const plain = new AcmeClient({ directoryUrl: proxy.directoryUrl, accountKey: generateAccountKey(), trustedRoots: [await readFile(proxy.listenerCaPath, 'utf8')] });
+  try {
+    await plain.newOrder(['c.proxy.test'], { profile: 'shortlived' });
+    const [rec] = proxy.newOrders();
+    assert.equal(rec?.status, 201);
+    assert.equal(rec?.profile, undefined, 'profile dropped');
+  } finally {
+    await plain.close();
+  }
+});
+
+test('renewalInfo through the client: window and Retry-After; null without renewalInfo in the directory', async () => {
+  proxy.setRenewalInfo((certId) => (certId === 'aaa.bbb' ? { start: '2030-01-01T00:00:00Z', end: '2030-01-02T00:00:00Z', retryAfterSeconds: 42 } : undefined));
+  const info = await client.renewalInfo('aaa.bbb');
+  assert.deepEqual(info, { suggestedWindow: { start: '2030-01-01T00:00:00Z', end: '2030-01-02T00:00:00Z' }, retryAfterMs: 42_000 });
+  await assert.rejects(client.renewalInfo('unknown.id'), /404|unknown certificate/);
+  assert.deepEqual(proxy.renewalInfoRequests().slice(-2), ['aaa.bbb', 'unknown.id']);
+  const fresh = new AcmeClient({ directoryUrl: proxy.directoryUrl, accountKey: generateAccountKey(), trustedRoots: [await readFile(proxy.listenerCaPath, 'utf8')] });
+  proxy.setRenewalInfo(undefined);
+  try {
+    assert.equal(await fresh.renewalInfo('aaa.bbb'), null);
+  } finally {
+    await fresh.close();
+  }
+});
