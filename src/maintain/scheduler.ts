@@ -11,6 +11,7 @@
 //     old certificate until the new one is stored. A failed renewal is retried after 1 min,
 //     10 min, 100 min, then daily.
 // A cursor (the oldest hour that may still hold entries) keeps ticks from re-listing the past.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ariCertId, fetchRenewalWindow, nextFetchAt, pickInWindow } from '../acme/ari.ts';
 import type { AcmeClient } from '../acme/client.ts';
 import type { Logger } from '../log.ts';
@@ -62,6 +63,8 @@ export interface RenewalStats {
 export class RenewalScheduler {
   private readonly slots: Semaphore;
   private readonly active = new Set<string>();
+  /** Names a handshake started a renewal for (policy check and retries included). */
+  private readonly kicked = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly now: () => number;
   private cursor: string | undefined;
@@ -97,17 +100,23 @@ export class RenewalScheduler {
    */
   renewIfDue(bundle: CertificateBundle): void {
     const { domain } = bundle;
-    if (this.active.has(domain)) return;
+    if (this.active.has(domain) || this.kicked.has(domain)) return;
     const now = this.now();
     const at = renewalTime(domain, bundle.notBefore.getTime(), bundle.notAfter.getTime(), this.opts);
     if (at > now) return;
     this.opts.logger.info({ domain, step: 'renewal-on-handshake', notAfter: bundle.notAfter.toISOString() }, 'certificate served inside its renewal time; renewing in the background');
+    this.kicked.add(domain);
     this.track(
       (async () => {
         const decision = await this.opts.policy.decide(domain);
         if (!decision.allowed) return; // the scheduler deals with denied names
-        await this.renew(domain, undefined, undefined, bundle.fingerprint256);
-      })(),
+        // The handshake's own load of this name is still in flight and renew() would join it:
+        // try again shortly until the renewal really runs.
+        for (let attempt = 0; attempt < 10; attempt++) {
+          if (await this.renew(domain, undefined, undefined, bundle.fingerprint256)) return;
+          await sleep(100 * (attempt + 1));
+        }
+      })().finally(() => this.kicked.delete(domain)),
     );
   }
 
@@ -194,7 +203,7 @@ export class RenewalScheduler {
     }
     delete entry.deniedAt;
     this.active.add(domain);
-    this.track(this.renew(domain, replaces, { key, entry }, entry.fingerprint256));
+    this.track(this.renew(domain, replaces, { key, entry }, entry.fingerprint256).then(() => undefined));
     return true;
   }
 
@@ -222,7 +231,8 @@ export class RenewalScheduler {
     }
   }
 
-  private async renew(domain: string, replaces: string | undefined, from: { key: string; entry: RenewalEntry } | undefined, oldFingerprint: string): Promise<void> {
+  /** False when nothing was attempted (renew() joined a concurrent load and returned the old certificate). */
+  private async renew(domain: string, replaces: string | undefined, from: { key: string; entry: RenewalEntry } | undefined, oldFingerprint: string): Promise<boolean> {
     const { logger, storage } = this.opts;
     this.active.add(domain);
     const release = await this.slots.acquire();
@@ -241,18 +251,18 @@ export class RenewalScheduler {
         // renew() joined a handshake's load of the same name and got the old certificate back:
         // nothing was renewed. The entry stays due; the next tick tries again.
         this.stats.started--;
-        logger.debug({ domain, step: 'renewal-start' }, 'renewal met a concurrent load of the same name; retrying on the next tick');
-        return;
+        logger.debug({ domain, step: 'renewal-start' }, 'renewal met a concurrent load of the same name; retrying');
+        return false;
       }
       if (outcome.kind === 'ready') {
         this.stats.renewed++;
         logger.info({ domain, step: 'renewed', ms: this.now() - started, notAfter: new Date(outcome.certificate.notAfter).toISOString() }, 'certificate renewed');
         // The save filed the new certificate; this entry is about the old one.
         if (from) await this.dropIfUnchanged(from.key, from.entry);
-        return;
+        return true;
       }
       this.stats.failed++;
-      if (!from) return;
+      if (!from) return true;
       const failures = (from.entry.failures ?? 0) + 1;
       const retryAt = this.now() + renewalBackoffMs(failures);
       logger.warn({ domain, step: 'renewal-failed', failures, retryAt: new Date(retryAt).toISOString(), reason: outcome.reason }, 'renewal failed; will retry');
@@ -260,6 +270,7 @@ export class RenewalScheduler {
       if (current && current.fingerprint256 === from.entry.fingerprint256) {
         await this.move(from.key, { ...from.entry, failures, checkAt: retryAt });
       }
+      return true;
     } finally {
       this.stats.running--;
       release();
