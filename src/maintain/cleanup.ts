@@ -3,8 +3,9 @@
 //   - challenge answers left in storage by an issuance that died (a normal issuance removes its
 //     own) are deleted once this leader has seen them for `staleChallengeAge`. `challenges/`
 //     only ever holds the few in-flight challenges, so listing it is cheap.
-// Locks need no sweep: Redis locks expire by themselves (PX) and a file lock is taken over by
-// the next holder of that name.
+//   - file storage: lock files whose holder died (expired and never released) are removed by
+//     taking the lock over and releasing it, the storage's own safe path. Redis locks expire by
+//     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
 import type { Logger } from '../log.ts';
 import { loadCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
@@ -23,7 +24,11 @@ export interface CleanupOptions {
 export interface CleanupResult {
   certificatesDeleted: number;
   challengesDeleted: number;
+  locksRemoved: number;
 }
+
+const LOCKS_PREFIX = 'locks/';
+const LOCK_FILE_SUFFIX = '.lock';
 
 export class Cleanup {
   private readonly now: () => number;
@@ -37,7 +42,32 @@ export class Cleanup {
   async sweep(): Promise<CleanupResult> {
     const certificatesDeleted = await this.expiredCertificates();
     const challengesDeleted = await this.staleChallenges();
-    return { certificatesDeleted, challengesDeleted };
+    const locksRemoved = this.opts.storage.description.startsWith('file:') ? await this.staleFileLocks() : 0;
+    return { certificatesDeleted, challengesDeleted, locksRemoved };
+  }
+
+  private async staleFileLocks(): Promise<number> {
+    const { storage, logger } = this.opts;
+    const now = this.now();
+    let removed = 0;
+    for (const key of await storage.list(LOCKS_PREFIX)) {
+      if (!key.endsWith(LOCK_FILE_SUFFIX)) continue;
+      const name = key.slice(LOCKS_PREFIX.length, -LOCK_FILE_SUFFIX.length);
+      try {
+        const raw = await storage.get(key);
+        const expiresAt = raw ? (JSON.parse(raw.toString('utf8')) as { expiresAt?: unknown }).expiresAt : undefined;
+        if (typeof expiresAt !== 'number' || expiresAt > now) continue;
+        // Taking it over is only possible because it expired; releasing removes the file.
+        const lock = await storage.tryLock(name, { ttlMs: 10_000 });
+        if (!lock) continue;
+        await lock.release();
+        removed++;
+      } catch (err) {
+        logger.debug({ step: 'cleanup-locks', lock: name, err }, 'could not remove stale lock');
+      }
+    }
+    if (removed > 0) logger.info({ step: 'cleanup-locks', removed }, 'stale lock files removed');
+    return removed;
   }
 
   private async expiredCertificates(): Promise<number> {

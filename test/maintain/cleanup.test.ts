@@ -95,9 +95,23 @@ for (const [name, open] of backends) {
       assert.equal(await loadCertificate(storage, [CA], 'recent.test'), null);
       assert.ok(await loadCertificate(storage, [CA], 'replaced.test'));
 
-      assert.ok(storage.prefixes.every((p) => p.startsWith('index/expiry/') || p === 'challenges/'), `listed only index buckets: ${[...new Set(storage.prefixes)].join(', ')}`);
+      assert.ok(storage.prefixes.every((p) => p.startsWith('index/expiry/') || p === 'challenges/' || (name === 'file' && p === 'locks/')), `listed only index buckets: ${[...new Set(storage.prefixes)].join(', ')}`);
       assert.ok(storage.prefixes.length < 80, `${storage.prefixes.length} lists (hour buckets from the cursor, not every certificate)`);
     });
+
+    if (name === 'file') {
+      test('stale lock files (holder died) are removed; held ones are not', async (t) => {
+        const storage = await open(t);
+        const dead = await storage.tryLock('issue/dead.test', { ttlMs: 50 });
+        const live = await storage.tryLock('issue/live.test', { ttlMs: 60_000 });
+        assert.ok(dead && live);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const cleanup = new Cleanup({ storage, deleteCertificate: async () => undefined, expiredGraceMs: DAY, staleChallengeAgeMs: HOUR, logger: silentLogger() });
+        assert.equal((await cleanup.sweep()).locksRemoved, 1);
+        assert.deepEqual(await storage.list('locks/'), ['locks/issue/live.test.lock']);
+        await live.release();
+      });
+    }
 
     test('backfill: certificates stored before the index are indexed once, guarded by a marker key', async (t) => {
       const storage = new ListLog(await open(t));
