@@ -48,18 +48,8 @@ after(async () => {
 test('renewal: 200 certificates due in the same hour renew spread over the window, at most `concurrency` at once, serving never fails', async () => {
   const { gateway } = gw;
   const domains = Array.from({ length: COUNT }, (_, i) => `r${String(i).padStart(3, '0')}.spread.test`);
-  // Due (a third of 30 days remaining) 50 s from now; with the 40 s jitter window the renewals
-  // belong in [now + 10 s, now + 50 s].
-  const dueAt = Date.now() + 50_000;
-  // Whole seconds: certificates carry their validity to the second.
-  const notAfter = new Date(Math.floor((dueAt + LIFETIME * FRACTION) / 1000) * 1000);
-  const notBefore = new Date(notAfter.getTime() - LIFETIME);
-  assert.ok(Math.abs(dueTime(notBefore.getTime(), notAfter.getTime(), FRACTION) - dueAt) < 1000);
-  const seeded = await seedCertificates({ storage: gw.storage, ca: gateway.issuer.ca, directory: pebble.directoryUrl, domains, notBefore, notAfter });
-  const renewAt = new Map(domains.map((d) => [d, renewalTime(d, notBefore.getTime(), notAfter.getTime(), { fraction: FRACTION, jitterMs: JITTER_MS })]));
-  const windowStart = dueAt - JITTER_MS;
-
-  // Renewal starts and finishes, from the manager's lifecycle events.
+  // Renewal starts and finishes, from the manager's lifecycle events; listening before the
+  // seeding, as on a loaded machine the first renewals may start while it is still going on.
   const starts = new Map<string, number>();
   const renewed = new Map<string, number>();
   let running = 0;
@@ -73,6 +63,17 @@ test('renewal: 200 certificates due in the same hour renew spread over the windo
       if (e.type === 'renewed') renewed.set(e.domain, (renewed.get(e.domain) ?? 0) + 1);
     }
   });
+
+  // Due (a third of 30 days remaining) 50 s from now; with the 40 s jitter window the renewals
+  // belong in [now + 10 s, now + 50 s].
+  const dueAt = Date.now() + 50_000;
+  // Whole seconds: certificates carry their validity to the second.
+  const notAfter = new Date(Math.floor((dueAt + LIFETIME * FRACTION) / 1000) * 1000);
+  const notBefore = new Date(notAfter.getTime() - LIFETIME);
+  assert.ok(Math.abs(dueTime(notBefore.getTime(), notAfter.getTime(), FRACTION) - dueAt) < 1000);
+  const seeded = await seedCertificates({ storage: gw.storage, ca: gateway.issuer.ca, directory: pebble.directoryUrl, domains, notBefore, notAfter });
+  const renewAt = new Map(domains.map((d) => [d, renewalTime(d, notBefore.getTime(), notAfter.getTime(), { fraction: FRACTION, jitterMs: JITTER_MS })]));
+  const windowStart = dueAt - JITTER_MS;
 
   // A client handshaking with random names the whole time.
   let handshakes = 0;
