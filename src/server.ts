@@ -15,6 +15,7 @@ import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
 import { DnsOwnershipCheck } from './policy/dns.ts';
 import { IssuanceLimits } from './policy/limits.ts';
+import { Maintainer } from './maintain/maintainer.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
@@ -62,6 +63,8 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Abuse limits on handshakes that would start an issuance (onDemand.limits). */
   readonly limits: IssuanceLimits;
+  /** Renewal and cleanup (leader-elected); absent with `role: edge`. */
+  readonly maintainer: Maintainer | undefined;
   close(): Promise<void>;
 }
 
@@ -92,6 +95,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     timeoutMs: config.acme.timeout,
     storage,
     logger,
+    ...(config.acme.profile ? { profile: config.acme.profile } : {}),
   });
   const dnsConfig = config.onDemand.dns;
   const dns = dnsConfig
@@ -129,6 +133,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
     onLimited: metrics.rateLimited,
   });
+  let maintainer: Maintainer | undefined;
   const manager = new CertificateManager({
     storage,
     issuer,
@@ -141,7 +146,26 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     issueLockWaitMs: config.acme.timeout * 2,
     limits,
     maxNameEntries: config.onDemand.limits.unknownNameCache,
+    // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
+    onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
+  if (config.role !== 'edge') {
+    maintainer = new Maintainer({
+      storage,
+      manager,
+      policy,
+      trustedRoots,
+      ...(config.acme.profile ? { profile: config.acme.profile } : {}),
+      fraction: config.renewal.fraction,
+      concurrency: config.renewal.concurrency,
+      checkIntervalMs: config.renewal.checkInterval,
+      jitterMs: config.renewal.jitter,
+      leaderLockTtlMs: config.renewal.leaderLockTtl,
+      expiredGraceMs: config.renewal.expiredGrace,
+      staleChallengeAgeMs: config.renewal.staleChallengeAge,
+      logger,
+    });
+  }
   const stopMetrics = wireMetrics(metrics, { events: manager.events, cache, budgets: () => limits.budgets() });
   await manager.attachBus(bus);
   // A binding changed (here or on another instance): decide afresh at the next handshake.
@@ -250,9 +274,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     }
   }
   logger.info(
-    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca },
+    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca, role: config.role },
     'gateway listening',
   );
+  maintainer?.start();
 
   return {
     httpsPort,
@@ -269,7 +294,9 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
     metrics,
     limits,
+    maintainer,
     async close() {
+      await maintainer?.stop();
       stopTicketRotation();
       stopMetrics();
       stopEventRelay();

@@ -463,11 +463,53 @@ export class AcmeClient {
     if (domains.length === 0) throw new Error('newOrder: no domains');
     const dir = await this.getDirectory();
     const payload: Record<string, unknown> = { identifiers: domains.map(identifierFor) };
-    if (opts.profile !== undefined) payload.profile = opts.profile;
+    if (opts.profile !== undefined) {
+      // A CA that does not advertise the profile would reject the order (or ignore the field).
+      if (dir.meta?.profiles && Object.hasOwn(dir.meta.profiles, opts.profile)) payload.profile = opts.profile;
+      else this.warnUnadvertisedProfile(opts.profile, dir, ctx.domain);
+    }
     if (opts.replaces !== undefined) payload.replaces = opts.replaces;
     const res = await this.post(dir.newOrder, payload, ctx);
     const url = this.requireLocation(res, ctx);
     return { ...this.requireJson<Omit<AcmeOrder, 'url'>>(res, ctx), url };
+  }
+
+  private readonly profileWarnings = new Set<string>();
+
+  private warnUnadvertisedProfile(profile: string, dir: AcmeDirectory, domain: string): void {
+    if (this.profileWarnings.has(profile)) return;
+    this.profileWarnings.add(profile);
+    const advertised = Object.keys(dir.meta?.profiles ?? {});
+    this.log.warn(
+      { domain, step: 'new-order', profile, advertised },
+      `ACME profile "${profile}" is not advertised by ${this.directoryUrl}; orders are placed without a profile`,
+    );
+  }
+
+  /**
+   * ARI (RFC 9773): the CA's suggested renewal window for a certificate ID, with Retry-After.
+   * Null when the directory has no renewalInfo. An unauthenticated GET.
+   */
+  async renewalInfo(
+    certId: string,
+    domain?: string,
+  ): Promise<{ suggestedWindow: { start: string; end: string }; explanationURL?: string; retryAfterMs?: number } | null> {
+    const ctx = { step: 'renewal-info', domain };
+    const dir = await this.getDirectory();
+    if (typeof dir.renewalInfo !== 'string') return null;
+    const res = await this.http('GET', `${dir.renewalInfo.replace(/\/$/, '')}/${certId}`, ctx);
+    if (res.status !== 200) throw this.problemError(res, ctx);
+    const info = this.requireJson<{ suggestedWindow?: { start?: unknown; end?: unknown }; explanationURL?: unknown }>(res, ctx);
+    const { start, end } = info.suggestedWindow ?? {};
+    if (typeof start !== 'string' || typeof end !== 'string') {
+      throw new AcmeError({ type: LocalErrorType.protocol, status: res.status, detail: 'renewalInfo without suggestedWindow', step: ctx.step, domain });
+    }
+    const retryAfterMs = parseRetryAfter(header(res, 'retry-after'));
+    return {
+      suggestedWindow: { start, end },
+      ...(typeof info.explanationURL === 'string' ? { explanationURL: info.explanationURL } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    };
   }
 
   async getOrder(url: string): Promise<AcmeOrder> {

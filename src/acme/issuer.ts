@@ -19,6 +19,8 @@ export interface AcmeIssuerOptions {
   timeoutMs: number;
   storage: Storage;
   logger: Logger;
+  /** acme.profile: default profile of every order (the client drops it when not advertised). */
+  profile?: string;
 }
 
 export interface IssueOptions {
@@ -64,7 +66,7 @@ export class AcmeIssuer {
       solvers: this.opts.solvers,
       logger: this.opts.logger,
       timeoutMs: this.opts.timeoutMs,
-      ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+      ...((opts.profile ?? this.opts.profile) !== undefined ? { profile: opts.profile ?? this.opts.profile } : {}),
       ...(opts.replaces !== undefined ? { replaces: opts.replaces } : {}),
     });
     this.opts.logger.info(

@@ -157,6 +157,7 @@ const configSchema = z.strictObject({
       eab: z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) }).optional(),
       timeout: duration('90s').prefault('90s'),
       lockTtl: duration('60s').prefault('60s'),
+      profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
     })
     .prefault({}),
   onDemand: z
@@ -198,6 +199,22 @@ const configSchema = z.strictObject({
   admin: z
     .strictObject({
       token: z.string().min(16, { message: 'must be at least 16 characters; generate one with `openssl rand -hex 32`' }).optional(),
+    })
+    .prefault({}),
+  role: z.enum(['all', 'edge', 'maintainer'], { message: 'must be "all" (serve and maintain), "edge" (serve only) or "maintainer" (renew and clean up)' }).default('all'),
+  renewal: z
+    .strictObject({
+      fraction: z
+        .number({ message: 'must be a number between 0 and 1, like 0.33 (renew when a third of the lifetime remains)' })
+        .gt(0, { message: 'must be a number between 0 and 1, like 0.33 (renew when a third of the lifetime remains)' })
+        .lt(1, { message: 'must be a number between 0 and 1, like 0.33 (renew when a third of the lifetime remains)' })
+        .default(0.33),
+      concurrency: z.number().int().min(1, { message: 'must be a whole number of renewals from 1 to 100' }).max(100, { message: 'must be a whole number of renewals from 1 to 100' }).default(4),
+      checkInterval: duration('1m').prefault('1m'),
+      jitter: duration('1h').prefault('1h'),
+      leaderLockTtl: duration('30s').prefault('30s'),
+      expiredGrace: duration('7d').prefault('7d'),
+      staleChallengeAge: duration('1h').prefault('1h'),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),

@@ -4,6 +4,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/certs.ts';
+import { indexCertificate } from '../maintain/renewal-index.ts';
 import { keys } from './layout.ts';
 import type { Storage } from './storage.ts';
 
@@ -77,10 +78,16 @@ export async function saveCertificate(
   await storage.put(keys.certificateKey(bundle.ca, bundle.domain), bundle.keyPem, { private: true });
   await storage.put(keys.certificateMeta(bundle.ca, bundle.domain), JSON.stringify(meta, null, 2) + '\n');
   await storage.put(keys.certificate(bundle.ca, bundle.domain), bundle.certPem);
+  // After the chain: an index entry always points at a certificate that exists. Entries of the
+  // certificate this one replaces are dropped when the maintainer reaches them.
+  await indexCertificate(storage, meta);
   return { domain: bundle.domain, ca: bundle.ca, certPem: bundle.certPem, keyPem: bundle.keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
 }
 
-/** Removes the bundle (chain first, so no reader finds a chain without its key). */
+/**
+ * Removes the bundle (chain first, so no reader finds a chain without its key). Its index
+ * entries are dropped lazily by the maintainer (they name a certificate that is gone).
+ */
 export async function deleteCertificate(storage: Storage, ca: string, domain: string): Promise<void> {
   await storage.delete(keys.certificate(ca, domain));
   await storage.delete(keys.certificateKey(ca, domain));

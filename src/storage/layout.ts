@@ -5,6 +5,9 @@
 //   fallback/{cert.pem,key.pem}
 //   tls/ticket-secret (shared TLS session ticket key material)
 //   locks/... (file storage only)
+//   index/renewal/<UTC hour>/<domain>   when the maintainer next looks at a certificate (src/maintain/)
+//   index/expiry/<UTC hour>/<domain>    when a certificate expires, for cleanup
+//   index/renewal-cursor, index/expiry-cursor, index/backfilled-v1   the maintainer's bookmarks
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
 export function caIdFromDirectory(directoryUrl: string): string {
@@ -32,4 +35,14 @@ export const keys = {
   fallbackLock: 'fallback',
   ticketSecret: 'tls/ticket-secret',
   ticketSecretLock: 'tls-ticket-secret',
+  /** `hour` is a UTC hour like 2026-11-23T18 (see src/maintain/renewal-index.ts). */
+  renewalIndexBucket: (hour: string) => `index/renewal/${hour}/`,
+  renewalIndex: (hour: string, domain: string) => `index/renewal/${hour}/${domain}`,
+  expiryIndexBucket: (hour: string) => `index/expiry/${hour}/`,
+  expiryIndex: (hour: string, domain: string) => `index/expiry/${hour}/${domain}`,
+  renewalCursor: 'index/renewal-cursor',
+  expiryCursor: 'index/expiry-cursor',
+  indexBackfilled: 'index/backfilled-v1',
+  maintainerLock: 'maintainer-leader',
+  indexBackfillLock: 'index-backfill',
 } as const;

@@ -43,6 +43,8 @@ export interface CertificateManagerOptions {
   limits?: IssuanceLimits;
   /** Bound on the per-name denied and failure-backoff memories; default 100k names. */
   maxNameEntries?: number;
+  /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
+  onStorageLoad?: (bundle: CertificateBundle) => void;
 }
 
 /** Who asks for a certificate: given by the handshake path, absent for admin and renewal calls. */
@@ -236,6 +238,7 @@ export class CertificateManager {
     const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, [this.opts.issuer.ca], domain));
     if (!bundle || !usable(bundle)) return null;
     const entry = this.opts.cache.add(bundle);
+    this.opts.onStorageLoad?.(bundle);
     this.opts.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
     return entry;
   }

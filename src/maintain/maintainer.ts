@@ -1,0 +1,179 @@
+// The maintainer: on instances with role `all` or `maintainer`, takes part in the leader
+// election; the leader indexes certificates stored before the index existed (once), then every
+// `checkInterval` runs the renewal scheduler and the cleanup. Any instance that is not an edge
+// also renews a certificate a handshake finds inside its renewal time (in the background).
+import { generateAccountKey } from '../acme/certs.ts';
+import { AcmeClient } from '../acme/client.ts';
+import type { Logger } from '../log.ts';
+import type { PolicyDecision } from '../policy/policy.ts';
+import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
+import { keys } from '../storage/layout.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { ObtainOutcome, RenewOptions } from '../tls/certificates.ts';
+import { Cleanup } from './cleanup.ts';
+import { LeaderElection } from './leader.ts';
+import { HOUR_MS, hourBucket, indexCertificate } from './renewal-index.ts';
+import { RenewalScheduler } from './scheduler.ts';
+
+export interface MaintainerOptions {
+  storage: Storage;
+  manager: {
+    renew(domain: string, opts?: RenewOptions): Promise<ObtainOutcome>;
+    delete(domain: string, reason: string): Promise<void>;
+  };
+  policy: { decide(domain: string): Promise<PolicyDecision> };
+  /** PEMs trusted for the CAs' own HTTPS (ARI lookups). */
+  trustedRoots: string[];
+  profile?: string;
+  fraction: number;
+  concurrency: number;
+  checkIntervalMs: number;
+  jitterMs: number;
+  leaderLockTtlMs: number;
+  expiredGraceMs: number;
+  staleChallengeAgeMs: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+export class Maintainer {
+  readonly scheduler: RenewalScheduler;
+  readonly cleanup: Cleanup;
+  private readonly leader: LeaderElection;
+  private readonly ariClients = new Map<string, AcmeClient>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private backfilled = false;
+
+  constructor(private readonly opts: MaintainerOptions) {
+    const { storage, logger } = opts;
+    this.scheduler = new RenewalScheduler({
+      storage,
+      manager: opts.manager,
+      policy: opts.policy,
+      ariClient: (directory) => this.ariClient(directory),
+      ...(opts.profile ? { profile: opts.profile } : {}),
+      fraction: opts.fraction,
+      jitterMs: opts.jitterMs,
+      concurrency: opts.concurrency,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    this.cleanup = new Cleanup({
+      storage,
+      deleteCertificate: (domain, reason) => opts.manager.delete(domain, reason),
+      expiredGraceMs: opts.expiredGraceMs,
+      staleChallengeAgeMs: opts.staleChallengeAgeMs,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    this.leader = new LeaderElection({
+      storage,
+      lockName: keys.maintainerLock,
+      ttlMs: opts.leaderLockTtlMs,
+      logger,
+      onElected: () => this.startLoop(),
+      onDemoted: () => this.stopLoop(),
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.leader.isLeader;
+  }
+
+  start(): void {
+    this.leader.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopLoop();
+    await this.leader.stop();
+    await this.running?.catch(() => undefined);
+    await this.scheduler.idle();
+    await Promise.all([...this.ariClients.values()].map((c) => c.close()));
+    this.ariClients.clear();
+  }
+
+  /** Hook for CertificateManager: a certificate was loaded from storage for a handshake. */
+  onCertificateLoaded(bundle: CertificateBundle): void {
+    this.scheduler.renewIfDue(bundle);
+  }
+
+  /** One maintenance pass now (the loop calls this every checkInterval while leader). */
+  runOnce(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        if (!this.backfilled) await this.backfill();
+        await this.scheduler.tick();
+        await this.cleanup.sweep();
+      } catch (err) {
+        this.opts.logger.error({ step: 'maintain', err }, 'maintenance pass failed');
+      }
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private startLoop(): void {
+    if (this.timer) return;
+    void this.runOnce();
+    this.timer = setInterval(() => void this.runOnce(), this.opts.checkIntervalMs);
+    this.timer.unref();
+  }
+
+  private stopLoop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * Certificates stored before the index existed: indexed once, by one leader, guarded by a
+   * marker key. This is the only full listing of certificates, and it runs once per storage.
+   */
+  private async backfill(): Promise<void> {
+    const { storage, logger } = this.opts;
+    if (await storage.get(keys.indexBackfilled)) {
+      this.backfilled = true;
+      return;
+    }
+    const started = performance.now();
+    const metas = (await storage.list('certificates/')).filter((k) => k.endsWith('/meta.json'));
+    let indexed = 0;
+    let oldestExpiry = Infinity;
+    for (const key of metas) {
+      try {
+        const raw = await storage.get(key);
+        if (!raw) continue;
+        const meta = JSON.parse(raw.toString('utf8')) as CertificateMeta;
+        if (!(await storage.get(key.replace(/meta\.json$/, 'cert.pem')))) continue;
+        await indexCertificate(storage, meta, this.now());
+        oldestExpiry = Math.min(oldestExpiry, Date.parse(meta.notAfter));
+        indexed++;
+      } catch (err) {
+        logger.warn({ step: 'index-backfill', key, err }, 'could not index stored certificate');
+      }
+    }
+    // Cleanup must start from the oldest expiry found, not from "a day ago".
+    if (Number.isFinite(oldestExpiry)) {
+      await storage.put(keys.expiryCursor, hourBucket(Math.min(oldestExpiry, this.now()) - HOUR_MS));
+    }
+    await storage.put(keys.indexBackfilled, JSON.stringify({ at: new Date().toISOString(), indexed }));
+    this.backfilled = true;
+    logger.info({ step: 'index-backfill', indexed, ms: Math.round(performance.now() - started) }, 'stored certificates indexed for renewal');
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  /** A client for GETs only (directory, renewalInfo): its throwaway account key never signs. */
+  private ariClient(directory: string): AcmeClient {
+    let client = this.ariClients.get(directory);
+    if (!client) {
+      client = new AcmeClient({ directoryUrl: directory, accountKey: generateAccountKey(), trustedRoots: this.opts.trustedRoots, logger: this.opts.logger });
+      this.ariClients.set(directory, client);
+    }
+    return client;
+  }
+}

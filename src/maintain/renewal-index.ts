@@ -1,0 +1,94 @@
+// The renewal and expiry indexes: small keys bucketed by UTC hour, so the maintainer lists only
+// the buckets that are due (`storage.list('index/renewal/2026-11-23T18/')` is a directory read
+// on file storage and an indexed range on Redis), never every certificate.
+//
+//   index/renewal/<hour>/<domain>  {ca, fingerprint256, notBefore, notAfter, checkAt, ...}
+//     when the maintainer next looks at the certificate. A save files it under the current hour
+//     (checkAt = now): the maintainer then works out the real renewal time (fraction, jitter,
+//     ARI) and moves the entry to that hour.
+//   index/expiry/<hour>/<domain>   {ca, fingerprint256, notAfter}   for cleanup of expired certificates.
+//
+// Entries are only written on save; an entry whose certificate has since been replaced or
+// deleted (fingerprint differs, or gone) is dropped when the maintainer reaches it.
+import { keys } from '../storage/layout.ts';
+import type { Storage } from '../storage/storage.ts';
+
+export interface RenewalEntry {
+  ca: string;
+  domain: string;
+  /** Which certificate this entry is about; a different stored fingerprint makes it stale. */
+  fingerprint256: string;
+  notBefore: string;
+  notAfter: string;
+  directory?: string;
+  /** When the maintainer should look at it next (ms since epoch); decides the bucket. */
+  checkAt: number;
+  /** Renewal failures so far for this certificate (backoff). */
+  failures?: number;
+  /** ARI: whether the CA answers for this certificate, the window last fetched, the time picked in it, when to ask again. */
+  ari?: { certId: string; supported: boolean; nextFetchAt: number; window?: { start: number; end: number; renewAt: number } };
+  /** The policy denied renewal at this time (kept, not renewed). */
+  deniedAt?: number;
+}
+
+export interface ExpiryEntry {
+  ca: string;
+  domain: string;
+  fingerprint256: string;
+  notAfter: string;
+}
+
+export const HOUR_MS = 3_600_000;
+
+/** `2026-11-23T18`: the UTC hour a time falls in; sorts as a string. */
+export function hourBucket(ms: number): string {
+  return new Date(Math.floor(ms / HOUR_MS) * HOUR_MS).toISOString().slice(0, 13);
+}
+
+export function hourStart(bucket: string): number {
+  return Date.parse(`${bucket}:00:00.000Z`);
+}
+
+/** Every hour bucket from `from` to `to` inclusive (both bucket names). */
+export function bucketsBetween(from: string, to: string): string[] {
+  const out: string[] = [];
+  for (let t = hourStart(from); t <= hourStart(to); t += HOUR_MS) out.push(hourBucket(t));
+  return out;
+}
+
+/** Files a freshly saved certificate in both indexes (called from saveCertificate). */
+export async function indexCertificate(
+  storage: Storage,
+  cert: { ca: string; domain: string; fingerprint256: string; notBefore: string; notAfter: string; directory?: string },
+  now = Date.now(),
+): Promise<void> {
+  const entry: RenewalEntry = { ...cert, checkAt: now };
+  const expiry: ExpiryEntry = { ca: cert.ca, domain: cert.domain, fingerprint256: cert.fingerprint256, notAfter: cert.notAfter };
+  await storage.put(keys.expiryIndex(hourBucket(Date.parse(cert.notAfter)), cert.domain), JSON.stringify(expiry));
+  await putRenewalEntry(storage, entry);
+}
+
+export function renewalKeyOf(entry: Pick<RenewalEntry, 'checkAt' | 'domain'>): string {
+  return keys.renewalIndex(hourBucket(entry.checkAt), entry.domain);
+}
+
+export async function putRenewalEntry(storage: Storage, entry: RenewalEntry): Promise<string> {
+  const key = renewalKeyOf(entry);
+  await storage.put(key, JSON.stringify(entry));
+  return key;
+}
+
+export async function readEntry<T>(storage: Storage, key: string): Promise<T | null> {
+  const raw = await storage.get(key);
+  if (!raw) return null;
+  try {
+    return JSON.parse(raw.toString('utf8')) as T;
+  } catch {
+    return null; // a torn or foreign value: treated as absent and overwritten or dropped
+  }
+}
+
+/** Domain name of an index key (`index/renewal/<hour>/<domain>`). */
+export function domainOfIndexKey(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1);
+}

@@ -1,0 +1,61 @@
+// Issue 5: a certificate a handshake finds inside its renewal time is served at once and renewed
+// in the background; the next handshakes get the new one. The renewal loop is kept out of the
+// way (checkInterval 1h), so only the handshake can have started this renewal. An edge on the
+// same storage serves the due certificate but leaves renewal to the maintainers.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadCertificate } from '../../src/storage/certificates.ts';
+import { peerCertificate } from '../support/clients.ts';
+import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { freePort } from '../support/ports.ts';
+import { seedCertificates } from '../maintain/seed.ts';
+
+const DAY = 86_400_000;
+let pebble: PebbleHandle;
+let gw: TestGateway;
+let edge: TestGateway;
+
+before(async () => {
+  const httpsPort = await freePort();
+  const httpPort = await freePort();
+  pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+  gw = await startTestGateway({ pebble, httpsPort, httpPort, config: { onDemand: { allow: ['*.hs.test'] }, renewal: { checkInterval: '1h' } } });
+  edge = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), dataDir: gw.dataDir, config: { role: 'edge', onDemand: { allow: ['*.hs.test'] } } });
+});
+
+after(async () => {
+  await edge?.close({ keepData: true });
+  await gw?.close();
+  await pebble?.stop();
+});
+
+function fingerprintOf(cert: { fingerprint256?: string }): string | undefined {
+  return cert.fingerprint256;
+}
+
+test('handshake inside the renewal time: served the current certificate, renewal runs in the background', async () => {
+  // 90-day certificate with 20 days left: past its renewal time (30 days left), still valid.
+  const notAfter = new Date(Math.floor((Date.now() + 20 * DAY) / 1000) * 1000);
+  const notBefore = new Date(notAfter.getTime() - 90 * DAY);
+  const seeded = await seedCertificates({ storage: gw.storage, ca: gw.gateway.issuer.ca, directory: pebble.directoryUrl, domains: ['due.hs.test', 'edge.hs.test'], notBefore, notAfter });
+
+  // The edge serves a due certificate and starts nothing.
+  assert.equal(fingerprintOf(await peerCertificate(edge.gateway.httpsPort, 'edge.hs.test')), seeded.get('edge.hs.test'));
+  await sleep(1000);
+  assert.equal(pebble.ordersPlaced(), 0, 'an edge never renews');
+
+  const first = await peerCertificate(gw.gateway.httpsPort, 'due.hs.test');
+  assert.equal(fingerprintOf(first), seeded.get('due.hs.test'), 'served the current certificate at once');
+  const deadline = Date.now() + 30_000;
+  let stored = await loadCertificate(gw.storage, [gw.gateway.issuer.ca], 'due.hs.test');
+  while (stored?.fingerprint256 === seeded.get('due.hs.test') && Date.now() < deadline) {
+    await sleep(100);
+    stored = await loadCertificate(gw.storage, [gw.gateway.issuer.ca], 'due.hs.test');
+  }
+  assert.notEqual(stored?.fingerprint256, seeded.get('due.hs.test'), 'renewed in the background');
+  assert.equal(pebble.ordersPlaced(), 1, 'one renewal order, for due.hs.test');
+  assert.equal(fingerprintOf(await peerCertificate(gw.gateway.httpsPort, 'due.hs.test')), stored?.fingerprint256, 'next handshakes get the new certificate');
+  assert.ok(gw.outcomes.every((o) => o.outcome !== 'fallback' && o.outcome !== 'error'));
+});
