@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './log.ts';
 import { DnsOwnershipCheck } from './policy/dns.ts';
 import { IssuanceLimits } from './policy/limits.ts';
 import { Maintainer } from './maintain/maintainer.ts';
+import { renewalTime } from './maintain/timing.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
@@ -258,6 +259,9 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         bus,
         logger,
         metrics: options.metrics ?? metrics,
+        // The scheduler's own timing (fraction, half-life, per-name jitter); an ARI window may move it.
+        nextRenewal: (meta) =>
+          new Date(renewalTime(meta.domain, Date.parse(meta.notBefore), Date.parse(meta.notAfter), { fraction: config.renewal.fraction, jitterMs: config.renewal.jitter })),
         listenersUp: () => https.listening && http.listening,
       });
     } catch (err) {
