@@ -1,16 +1,20 @@
 // Wires one gateway: storage, policy, ACME issuer, handshake path, proxy and the listeners.
 import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { AcmeIssuer } from './acme/issuer.ts';
+import type { AcmeIssuer } from './acme/issuer.ts';
+import { createIssuers } from './acme/issuers.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
+import { RateBudgets, type BudgetsConfig } from './policy/budgets.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
+import { Preflight, PreflightResponder } from './policy/preflight.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
 import { openStorage } from './storage/open.ts';
@@ -40,6 +44,8 @@ export interface Gateway {
   readonly manager: CertificateManager;
   readonly issuer: AcmeIssuer;
   readonly policy: OnDemandPolicy;
+  /** Rate-limit budgets (remaining() per budget, for metrics). */
+  readonly budgets: RateBudgets;
   readonly proxy: ReverseProxy;
   readonly events: CertificateEvents;
   readonly logger: Logger;
@@ -51,29 +57,45 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const opened = options.storage ? { storage: options.storage } : await openStorage(config.storage, logger);
   const storage = opened.storage;
   const bus = options.bus ?? opened.bus ?? new LocalBus();
-  const trustedRoots = await Promise.all(
-    config.acme.trustedRoots.map((file) =>
-      readFile(file, 'utf8').catch((err: Error) => {
-        throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`);
-      }),
-    ),
-  );
+  // Each issuer's roots (top-level acme.trustedRoots are already merged in by the schema).
+  const readRoots = (files: string[]) =>
+    Promise.all(
+      files.map((file) =>
+        readFile(resolvePath(config.baseDir, file), 'utf8').catch((err: Error) => {
+          throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`);
+        }),
+      ),
+    );
+  const issuerSpecs = await Promise.all(config.acme.issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
 
   const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
   const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage) : null;
   const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
 
-  const issuer = new AcmeIssuer({
-    directory: config.acme.directory,
+  const issuers = createIssuers(issuerSpecs, {
     ...(config.acme.email ? { email: config.acme.email } : {}),
-    trustedRoots,
-    ...(config.acme.eab ? { eab: config.acme.eab } : {}),
     keyType: config.acme.keyType,
     solvers,
     timeoutMs: config.acme.timeout,
     storage,
     logger,
   });
+  const issuer = issuers[0]!.production as AcmeIssuer;
+  const budgets = new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger);
+  const preflightResponder = new PreflightResponder(storage, logger);
+  const preflight =
+    config.onDemand.preflight === false
+      ? undefined
+      : new Preflight(
+          {
+            resolvers: config.onDemand.preflight.resolvers,
+            httpPort: config.onDemand.preflight.httpPort,
+            timeoutMs: config.onDemand.preflight.timeout,
+            storage,
+            logger,
+          },
+          preflightResponder,
+        );
   const policy = new OnDemandPolicy({
     allow: config.onDemand.allow,
     ...(config.onDemand.ask ? { ask: config.onDemand.ask } : {}),
@@ -86,6 +108,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const manager = new CertificateManager({
     storage,
     issuer,
+    issuers,
+    budgets,
+    ...(preflight ? { preflight } : {}),
+    retry: { delaysMs: config.acme.retry.delays, thenEveryMs: config.acme.retry.then, giveUpAfterMs: config.acme.retry.giveUpAfter },
     policy,
     cache,
     logger,
@@ -137,6 +163,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const httpsPublicPort = config.listen.https.port;
   const http = createHttpServer((req, res) => {
     if (http01?.handle(req, res)) return;
+    // Every instance answers pre-flight probes, whichever one placed the token.
+    if (preflightResponder.handle(req, res)) return;
     redirectToHttps(req.headers.host, req.url ?? '/', httpsPublicPort, res);
   });
 
@@ -166,6 +194,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     manager,
     issuer,
     policy,
+    budgets,
     proxy,
     events: manager.events,
     logger,
@@ -176,6 +205,16 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       await manager.close();
       if (!options.storage) await storage.close();
     },
+  };
+}
+
+function budgetsFromConfig(b: LoadedConfig['acme']['budgets']): BudgetsConfig {
+  const limit = (x: { limit: number; window: number }) => ({ limit: x.limit, windowMs: x.window });
+  return {
+    newOrders: limit(b.newOrders),
+    certificatesPerDomain: limit(b.certificatesPerDomain),
+    duplicates: limit(b.duplicates),
+    failedAuthorizations: limit(b.failedAuthorizations),
   };
 }
 
