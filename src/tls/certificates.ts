@@ -116,6 +116,11 @@ export class CertificateManager {
     return this.inflight.size;
   }
 
+  /** The ACME work queue in this process: orders running, and waiting for a slot. */
+  get issuanceQueue(): { running: number; waiting: number } {
+    return { running: this.issuances.inUse, waiting: this.issuances.waiting() };
+  }
+
   /** Listen for certificate changes made by other processes and announce ours. */
   async attachBus(bus: ClusterBus): Promise<void> {
     this.bus = bus;
