@@ -1,0 +1,307 @@
+// A fault-injecting HTTPS proxy in front of a real Pebble, for what Debian's Pebble 2.4 lacks:
+// ARI (RFC 9773 renewalInfo), profiles (meta.profiles), rate limits (429/503 with Retry-After).
+// Everything a test does not ask for passes through unchanged. Pebble builds its URLs from the
+// Host header, which is passed through, so every URL in directory, orders and authorizations
+// points back at the proxy. The proxy serves Pebble's own listener certificate (for 127.0.0.1,
+// signed by the listener CA at `listenerCaPath`), so whatever trusts Pebble trusts the proxy.
+//
+//   const proxy = await startAcmeProxy(pebble);            // a PebbleHandle or {directoryUrl, listenerCaPath}
+//   proxy.setProfiles({ tlsserver: '...', shortlived: '...' });
+//   proxy.setRenewalInfo((certId) => ({ start, end, retryAfterSeconds: 60 }));
+//   proxy.failNext('newOrder', 3, { status: 429, retryAfterSeconds: 5 });
+//   ... proxy.newOrders()  // [{ identifiers, replaces, profile, status, ... }]
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { Pool } from 'undici';
+
+/** What a request is, from Pebble's URL paths (Pebble 2.4) and the proxy's own renewalInfo path. */
+export type AcmeRequestKind =
+  | 'directory'
+  | 'newNonce'
+  | 'newAccount'
+  | 'newOrder'
+  | 'order'
+  | 'authz'
+  | 'challenge'
+  | 'finalize'
+  | 'certificate'
+  | 'revokeCert'
+  | 'keyChange'
+  | 'renewalInfo'
+  | 'other';
+
+/** Path of the renewalInfo resource the proxy adds (GET <renewalInfo>/<certID>). */
+export const RENEWAL_INFO_PATH = '/renewal-info';
+
+export interface RenewalInfoAnswer {
+  start: Date | string;
+  end: Date | string;
+  explanationURL?: string;
+  /** Sent as Retry-After (seconds). Omitted when undefined. */
+  retryAfterSeconds?: number;
+}
+
+/** Answer for one certID; undefined → 404 (the CA does not know this certificate). */
+export type RenewalInfoSource = (certId: string) => RenewalInfoAnswer | undefined;
+
+export interface InjectedFault {
+  /** 429 (rateLimited) or 503 (serverInternal / down for maintenance); any status works. */
+  status: number;
+  /** Sent as Retry-After (seconds). Omitted when undefined. */
+  retryAfterSeconds?: number;
+  /** ACME problem type; default by status (rateLimited for 429, serverInternal otherwise). */
+  type?: string;
+  detail?: string;
+}
+
+export interface NewOrderRecord {
+  /** Identifier values of the order. */
+  domains: string[];
+  replaces?: string;
+  profile?: string;
+  /** The whole decoded JWS payload. */
+  payload: Record<string, unknown>;
+  /** Status the client got (201 from Pebble, or the injected fault's). */
+  status: number;
+  injected: boolean;
+  at: number;
+}
+
+export interface AcmeExchangeRecord {
+  kind: AcmeRequestKind;
+  method: string;
+  path: string;
+  status: number;
+  injected: boolean;
+  at: number;
+}
+
+export interface AcmeFaultProxy {
+  /** The proxy's directory URL: use it as acme.directory. */
+  directoryUrl: string;
+  /** 'https://127.0.0.1:<port>' */
+  origin: string;
+  /** The listener CA the proxy's certificate chains to (same file as Pebble's). */
+  listenerCaPath: string;
+  /** Advertise meta.profiles in the directory (undefined: stop advertising). */
+  setProfiles(profiles: Record<string, string> | undefined): void;
+  /** Advertise renewalInfo in the directory and answer GETs from `source` (undefined: stop). */
+  setRenewalInfo(source: RenewalInfoSource | undefined): void;
+  /** The next `count` requests of `kind` (matching `when`, if given) get `fault` instead of reaching Pebble. */
+  failNext(kind: AcmeRequestKind, count: number, fault: InjectedFault, when?: (path: string) => boolean): void;
+  /** Every request of `kind` gets `fault` until cleared with `failAlways(kind, undefined)`. */
+  failAlways(kind: AcmeRequestKind, fault: InjectedFault | undefined): void;
+  /** newOrder requests seen, in order, with their decoded payloads. */
+  newOrders(): NewOrderRecord[];
+  /** newOrders that reached Pebble and were answered 201. */
+  ordersPlaced(): number;
+  /** certIDs asked for with GET renewalInfo, in order. */
+  renewalInfoRequests(): string[];
+  /** Every request, in order. */
+  exchanges(): AcmeExchangeRecord[];
+  /** Forgets recorded orders, renewalInfo requests and exchanges (not the configured faults). */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export function requestKind(method: string, path: string): AcmeRequestKind {
+  const p = path.split('?')[0] ?? path;
+  if (p === RENEWAL_INFO_PATH || p.startsWith(`${RENEWAL_INFO_PATH}/`)) return 'renewalInfo';
+  if (p === '/dir') return 'directory';
+  if (p === '/nonce-plz') return 'newNonce';
+  if (p === '/sign-me-up') return 'newAccount';
+  if (p === '/order-plz') return 'newOrder';
+  if (p.startsWith('/my-order/')) return 'order';
+  if (p.startsWith('/authZ/')) return 'authz';
+  if (p.startsWith('/chalZ/')) return 'challenge';
+  if (p.startsWith('/finalize-order/')) return 'finalize';
+  if (p.startsWith('/certZ/')) return 'certificate';
+  if (p === '/revoke-cert') return 'revokeCert';
+  if (p === '/rollover-account-key') return 'keyChange';
+  void method;
+  return 'other';
+}
+
+function decodeJwsPayload(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const jws = JSON.parse(body.toString('utf8')) as { payload?: unknown };
+    if (typeof jws.payload !== 'string' || jws.payload === '') return undefined;
+    const payload: unknown = JSON.parse(Buffer.from(jws.payload, 'base64url').toString('utf8'));
+    return payload && typeof payload === 'object' ? (payload as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function iso(d: Date | string): string {
+  return typeof d === 'string' ? d : d.toISOString();
+}
+
+const HOP_BY_HOP = new Set(['transfer-encoding', 'connection', 'keep-alive', 'content-length']);
+
+/**
+ * Starts the proxy on a free loopback port in front of `pebble.directoryUrl`. It reuses the
+ * listener certificate and key startPebble wrote next to `listenerCaPath`.
+ */
+export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaPath: string }): Promise<AcmeFaultProxy> {
+  const dir = dirname(pebble.listenerCaPath);
+  const [ca, cert, key] = await Promise.all([
+    readFile(pebble.listenerCaPath, 'utf8'),
+    readFile(join(dir, 'listener-cert.pem'), 'utf8'),
+    readFile(join(dir, 'listener-key.pem'), 'utf8'),
+  ]);
+  const target = new URL(pebble.directoryUrl);
+  const pool = new Pool(target.origin, { connect: { ca }, connections: 32, pipelining: 1 });
+
+  let profiles: Record<string, string> | undefined;
+  let renewalInfo: RenewalInfoSource | undefined;
+  const oneShot: { kind: AcmeRequestKind; left: number; fault: InjectedFault; when?: (path: string) => boolean }[] = [];
+  const always = new Map<AcmeRequestKind, InjectedFault>();
+  let orders: NewOrderRecord[] = [];
+  let renewalInfoAsked: string[] = [];
+  let exchanges: AcmeExchangeRecord[] = [];
+  let origin = '';
+
+  const takeFault = (kind: AcmeRequestKind, path: string): InjectedFault | undefined => {
+    const rule = oneShot.find((r) => r.kind === kind && r.left > 0 && (!r.when || r.when(path)));
+    if (rule) {
+      rule.left--;
+      return rule.fault;
+    }
+    return always.get(kind);
+  };
+
+  /** A fresh nonce from Pebble, so a client that got an injected error still has one to use. */
+  const freshNonce = async (): Promise<string | undefined> => {
+    try {
+      const res = await pool.request({ method: 'HEAD', path: '/nonce-plz' });
+      await res.body.dump();
+      const n = res.headers['replay-nonce'];
+      return Array.isArray(n) ? n[0] : n;
+    } catch {
+      return undefined;
+    }
+  };
+
+  const server: Server = createServer({ cert, key, keepAliveTimeout: 30_000 }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const body = Buffer.concat(chunks);
+        const method = req.method ?? 'GET';
+        const path = req.url ?? '/';
+        const kind = requestKind(method, path);
+        const at = Date.now();
+        const payload = kind === 'newOrder' && method === 'POST' ? decodeJwsPayload(body) : undefined;
+        const recordOrder = (status: number, injected: boolean): void => {
+          if (kind !== 'newOrder' || method !== 'POST') return;
+          const ids = Array.isArray(payload?.identifiers) ? (payload.identifiers as { value?: unknown }[]) : [];
+          orders.push({
+            domains: ids.map((i) => String(i.value)),
+            ...(typeof payload?.replaces === 'string' ? { replaces: payload.replaces } : {}),
+            ...(typeof payload?.profile === 'string' ? { profile: payload.profile } : {}),
+            payload: payload ?? {},
+            status,
+            injected,
+            at,
+          });
+        };
+        const send = (status: number, headers: Record<string, string | string[]>, text: Buffer | string, injected: boolean): void => {
+          const buf = typeof text === 'string' ? Buffer.from(text) : text;
+          res.writeHead(status, { ...headers, 'content-length': String(buf.length) });
+          res.end(buf);
+          exchanges.push({ kind, method, path, status, injected, at });
+        };
+
+        const fault = takeFault(kind, path);
+        if (fault) {
+          const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+          if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
+          const nonce = await freshNonce();
+          if (nonce) headers['replay-nonce'] = nonce;
+          const type = fault.type ?? `urn:ietf:params:acme:error:${fault.status === 429 ? 'rateLimited' : 'serverInternal'}`;
+          recordOrder(fault.status, true);
+          send(fault.status, headers, JSON.stringify({ type, detail: fault.detail ?? `injected by acme-proxy (${kind})`, status: fault.status }), true);
+          return;
+        }
+
+        if (kind === 'renewalInfo') {
+          const certId = decodeURIComponent((path.split('?')[0] ?? '').slice(RENEWAL_INFO_PATH.length + 1));
+          renewalInfoAsked.push(certId);
+          const answer = method === 'GET' && renewalInfo ? renewalInfo(certId) : undefined;
+          if (!answer) {
+            send(404, { 'content-type': 'application/problem+json' }, JSON.stringify({ type: 'urn:ietf:params:acme:error:malformed', detail: 'unknown certificate', status: 404 }), false);
+            return;
+          }
+          const headers: Record<string, string> = { 'content-type': 'application/json' };
+          if (answer.retryAfterSeconds !== undefined) headers['retry-after'] = String(answer.retryAfterSeconds);
+          send(200, headers, JSON.stringify({
+            suggestedWindow: { start: iso(answer.start), end: iso(answer.end) },
+            ...(answer.explanationURL ? { explanationURL: answer.explanationURL } : {}),
+          }), false);
+          return;
+        }
+
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+        try {
+          const up = await pool.request({ method: method as 'GET', path, headers, body: body.length > 0 ? body : null });
+          let text = Buffer.from(await up.body.arrayBuffer());
+          if (kind === 'directory' && up.statusCode === 200) {
+            const dirJson = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
+            if (renewalInfo) dirJson.renewalInfo = `${origin}${RENEWAL_INFO_PATH}`;
+            if (profiles) dirJson.meta = { ...((dirJson.meta as Record<string, unknown> | undefined) ?? {}), profiles };
+            text = Buffer.from(JSON.stringify(dirJson, null, 2));
+          }
+          recordOrder(up.statusCode, false);
+          const out: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+          send(up.statusCode, out, text, false);
+        } catch (err) {
+          send(502, { 'content-type': 'text/plain' }, `acme proxy: ${(err as Error).message}\n`, false);
+        }
+      })();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const { port } = server.address() as AddressInfo;
+  origin = `https://127.0.0.1:${port}`;
+
+  return {
+    directoryUrl: `${origin}${target.pathname}`,
+    origin,
+    listenerCaPath: pebble.listenerCaPath,
+    setProfiles(p) {
+      profiles = p;
+    },
+    setRenewalInfo(source) {
+      renewalInfo = source;
+    },
+    failNext(kind, count, fault, when) {
+      oneShot.push({ kind, left: count, fault, ...(when ? { when } : {}) });
+    },
+    failAlways(kind, fault) {
+      if (fault) always.set(kind, fault);
+      else always.delete(kind);
+    },
+    newOrders: () => [...orders],
+    ordersPlaced: () => orders.filter((o) => !o.injected && o.status === 201).length,
+    renewalInfoRequests: () => [...renewalInfoAsked],
+    exchanges: () => [...exchanges],
+    reset() {
+      orders = [];
+      renewalInfoAsked = [];
+      exchanges = [];
+    },
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await pool.close();
+    },
+  };
+}
