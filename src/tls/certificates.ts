@@ -278,7 +278,7 @@ export class CertificateManager {
     const { logger } = this.opts;
     const reason = (err as Error).message;
     const step = stepOf(err, renewal ? 'renew' : 'obtain');
-    const ca = err instanceof IssuersFailed ? err.failedCas.join(',') || this.cas[0]! : this.cas[0]!;
+    const ca = (err instanceof IssuersFailed ? err.failedCas.at(-1) : undefined) ?? this.cas[0]!;
     if (err instanceof IssuanceSkipped) {
       // Budgets spent or CAs paused: the log line came from there; the name is not at fault.
       logger.info({ domain, step, reason }, 'no order placed: fallback certificate');

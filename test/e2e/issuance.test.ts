@@ -5,7 +5,7 @@
 //   the log names the budget.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
@@ -69,6 +69,34 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
       assert.ok(lines.some((l) => l.step === 'preflight' && l.domain === 'here.preflight.test' && l.ok === true));
     } finally {
       await gw.close();
+    }
+  });
+
+  test('pre-flight: the probe token is answered by any instance on the same storage', async () => {
+    // Instance B shares A's storage; A's probe goes to B's HTTP port, as a load balancer might send it.
+    const a0 = await startTestGateway({ pebble, httpsPort, httpPort, config: { onDemand: { allow: ['*.cluster.test'] } } });
+    const dataDir = a0.dataDir;
+    const b = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), dataDir, config: { onDemand: { allow: ['*.cluster.test'] } } });
+    await a0.close({ keepData: true });
+    const { logger, lines } = capturingLogger();
+    const a = await startTestGateway({
+      pebble,
+      httpsPort,
+      httpPort,
+      dataDir,
+      logger,
+      config: { onDemand: { allow: ['*.cluster.test'], preflight: { resolvers: [pebble.dnsAddress], httpPort: b.gateway.httpPort } } },
+    });
+    try {
+      const orders = pebble.ordersPlaced();
+      const res = await httpsGet('shared.cluster.test', httpsPort, await pebble.rootPem());
+      assert.notEqual(res.fingerprint256, await fallbackFingerprint(a));
+      assert.equal(pebble.ordersPlaced(), orders + 1);
+      assert.ok(lines.some((l) => l.step === 'preflight' && l.domain === 'shared.cluster.test' && l.ok === true));
+    } finally {
+      await a.close({ keepData: true });
+      await b.close();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 
