@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
-import { LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from '../acme/retry.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from '../acme/retry.ts';
 import { CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { RateBudgets } from '../policy/budgets.ts';
@@ -62,7 +62,7 @@ export type ObtainOutcome =
   | { kind: 'denied'; reason: string }
   | { kind: 'failed'; reason: string };
 
-/** No issuer could even be asked (budgets spent, CAs paused): the name is not at fault. */
+/** No issuer could even be asked (budgets spent, CAs paused, name in backoff): no new failure to record. */
 class IssuanceSkipped extends Error {
   readonly step = 'issuer-skipped';
 }
@@ -97,6 +97,7 @@ export class CertificateManager {
   /** Every CA certificates may be stored under, in order of preference. */
   private readonly cas: string[];
   private readonly retry: RetryState;
+  private readonly schedule: RetrySchedule;
   private readonly origin = randomUUID();
   private bus: ClusterBus | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
@@ -108,7 +109,8 @@ export class CertificateManager {
     this.events = opts.events ?? new CertificateEvents(opts.logger);
     this.issuers = opts.issuers ?? [{ production: opts.issuer }];
     this.cas = [...new Set(this.issuers.map((i) => i.production.ca))];
-    this.retry = new RetryState(opts.storage, opts.retry ?? LETS_ENCRYPT_SCHEDULE, issuersKey(this.issuers), opts.logger);
+    this.schedule = opts.retry ?? LETS_ENCRYPT_SCHEDULE;
+    this.retry = new RetryState(opts.storage, this.schedule, issuersKey(this.issuers), opts.logger);
   }
 
   /** Issuances running or queued for a CA slot, in this process. */
@@ -295,6 +297,18 @@ export class CertificateManager {
         this.rememberFailure(domain, state);
       } catch (recordErr) {
         logger.warn({ domain, step: 'retry-state', err: recordErr }, 'could not record the failure in storage; backoff kept in memory only');
+        const previous = this.failures.peek(domain);
+        const failures = (previous?.failures ?? 0) + 1;
+        const now = Date.now();
+        this.rememberFailure(domain, {
+          failures,
+          firstFailureAt: previous?.firstFailureAt ?? now,
+          lastFailureAt: now,
+          retryAt: now + backoffDelay(this.schedule, failures),
+          reason,
+          stagingFirst: previous?.stagingFirst ?? [],
+          issuers: '',
+        });
       }
     }
     logger.error({ domain, step, ca, err }, renewal ? 'could not renew certificate' : 'could not obtain certificate');
@@ -384,6 +398,11 @@ export class CertificateManager {
   private async issueFromAny(domain: string, reason: 'on-demand' | 'renewal' | 'admin', issueOptions: IssueOptions): Promise<IssuedCertificate & { from: CertificateIssuer }> {
     const { logger, budgets } = this.opts;
     const state = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
+    // Another instance may have failed for the name while we waited for the lock.
+    if (reason !== 'admin' && state && (state.retryAt === null || state.retryAt > Date.now())) {
+      this.rememberFailure(domain, state);
+      throw new IssuanceSkipped(`no order for ${domain}: ${(await this.backoff(domain)) ?? 'in backoff'}`);
+    }
     const failedCas: string[] = [];
     const recoveredCas: string[] = [];
     const problems: string[] = [];

@@ -122,6 +122,18 @@ describe('CertificateManager issuance flow', () => {
     assert.equal(await lonely.backoff('third.ok.test'), null, 'a paused CA is not the name\'s fault');
   });
 
+  test('two instances failing for one name at once: one order; the other sees the backoff under the lock', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-race', calls);
+    ca.fail = invalid;
+    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const [a, b] = [manager([{ production: ca }], { retry: slow }), manager([{ production: ca }], { retry: slow })];
+    const outcomes = await Promise.all([a.obtain('race.ok.test'), b.obtain('race.ok.test')]);
+    assert.deepEqual(outcomes.map((o) => o.kind), ['failed', 'failed']);
+    assert.deepEqual(calls, ['ca-race:race.ok.test']);
+    assert.match((await b.backoff('race.ok.test')) ?? '', /in backoff after 1 failure/);
+  });
+
   test('a name is given up after giveUpAfter; an admin renewal resets it', async () => {
     const calls: string[] = [];
     const ca = new StandInIssuer('ca-giveup', calls);
