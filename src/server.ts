@@ -12,7 +12,7 @@ import type { ChallengeSolver } from './acme/client.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
-import { RateBudgets, type BudgetsConfig } from './policy/budgets.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from './policy/budgets.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
 import { Preflight, PreflightResponder } from './policy/preflight.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
@@ -81,7 +81,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const issuer = issuers[0]!.production as AcmeIssuer;
-  const budgets = new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger);
+  // Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only.
+  const budgets = config.acme.budgets
+    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger)
+    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)));
   const preflightResponder = new PreflightResponder(storage, logger);
   const preflight =
     config.onDemand.preflight === false
@@ -208,7 +211,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   };
 }
 
-function budgetsFromConfig(b: LoadedConfig['acme']['budgets']): BudgetsConfig {
+function budgetsFromConfig(b: NonNullable<LoadedConfig['acme']['budgets']>): BudgetsConfig {
   const limit = (x: { limit: number; window: number }) => ({ limit: x.limit, windowMs: x.window });
   return {
     newOrders: limit(b.newOrders),

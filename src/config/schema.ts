@@ -146,7 +146,7 @@ const configSchema = z.strictObject({
           duplicates: budget('5', '7d').prefault({ limit: 5, window: '7d' }),
           failedAuthorizations: budget('5', '1h').prefault({ limit: 5, window: '1h' }),
         })
-        .prefault({}),
+        .optional(),
       retry: z
         .strictObject({
           delays: z.array(duration('10m')).min(1, { message: 'list at least one wait, e.g. ["1m", "10m", "100m"]' }).prefault(['1m', '10m', '100m']),

@@ -2,7 +2,8 @@
 // runs into the CA's own limits (defaults: Let's Encrypt's published ones). Each budget is a
 // sliding-window log of timestamps per scope, changed under a short storage lock; orders are
 // rare, so a read-modify-write per order is cheap. ARI renewals that carry `replaces` are
-// exempt, as at Let's Encrypt.
+// exempt, as at Let's Encrypt. Without `acme.budgets` in the config only Let's Encrypt's
+// directories are budgeted (their limits are not other CAs' limits); with it, every issuer is.
 //
 // Storage:  budgets/<ca>/<budget>/<scope>   JSON array of ms timestamps inside the window
 import { getDomain } from 'tldts';
@@ -55,13 +56,25 @@ export interface BudgetRemaining {
 
 const LOCK_TTL_MS = 10_000;
 
+/** Let's Encrypt's directories: their published limits are the default budgets. */
+export function isLetsEncrypt(directory: string): boolean {
+  return /(^|\.)api\.letsencrypt\.org$/i.test(new URL(directory).hostname);
+}
+
 export class RateBudgets {
   constructor(
     private readonly storage: Storage,
     private readonly config: BudgetsConfig,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
+    /** The CAs (ids) these budgets apply to; undefined = every CA. */
+    private readonly cas?: ReadonlySet<string>,
   ) {}
+
+  /** Whether orders from `ca` are budgeted at all. */
+  appliesTo(ca: string): boolean {
+    return this.cas === undefined || this.cas.has(ca);
+  }
 
   /** What a budget is counted by, for a name ordered from `ca`. */
   scopeOf(budget: BudgetName, domain: string): string {
@@ -89,7 +102,7 @@ export class RateBudgets {
    * the order against newOrders. Returns the budget that is spent (and logs it once), or null.
    */
   async beginOrder(ca: string, domain: string, opts: { exempt?: boolean } = {}): Promise<BudgetRefusal | null> {
-    if (opts.exempt) return null;
+    if (opts.exempt || !this.appliesTo(ca)) return null;
     for (const budget of ['failedAuthorizations', 'duplicates', 'certificatesPerDomain'] as const) {
       const refusal = this.refusal(budget, this.scopeOf(budget, domain), await this.read(budget, ca, this.scopeOf(budget, domain)));
       if (refusal) return this.refused(ca, domain, refusal);
@@ -100,12 +113,13 @@ export class RateBudgets {
 
   /** After a certificate was issued: counts it per registered domain and as a duplicate. */
   async recordIssued(ca: string, domain: string, opts: { exempt?: boolean } = {}): Promise<void> {
-    if (opts.exempt) return;
+    if (opts.exempt || !this.appliesTo(ca)) return;
     await this.record('certificatesPerDomain', ca, this.scopeOf('certificatesPerDomain', domain));
     await this.record('duplicates', ca, this.scopeOf('duplicates', domain));
   }
 
   async recordFailedAuthorization(ca: string, domain: string): Promise<void> {
+    if (!this.appliesTo(ca)) return;
     await this.record('failedAuthorizations', ca, this.scopeOf('failedAuthorizations', domain));
   }
 

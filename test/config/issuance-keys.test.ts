@@ -44,8 +44,9 @@ test('acme.issuers together with acme.directory is an error that says what to do
   assert.ok(problems({ acme: { issuers: [] } }).some((m) => m.startsWith('acme.issuers: list at least one issuer')));
 });
 
-test('acme.budgets default to Let’s Encrypt’s limits; each can be changed alone', () => {
-  const b = parse({ acme: { budgets: { newOrders: { limit: 10, window: '1h' } } } }).acme.budgets;
+test('acme.budgets: unset by default (Let’s Encrypt’s limits then guard Let’s Encrypt only); each key defaults to LE’s', () => {
+  assert.equal(parse({}).acme.budgets, undefined);
+  const b = parse({ acme: { budgets: { newOrders: { limit: 10, window: '1h' } } } }).acme.budgets!;
   assert.deepEqual(b.newOrders, { limit: 10, window: 3_600_000 });
   assert.deepEqual(b.certificatesPerDomain, { limit: 50, window: 7 * 86_400_000 });
   assert.deepEqual(b.duplicates, { limit: 5, window: 7 * 86_400_000 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
-import { LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../../src/policy/budgets.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../../src/policy/budgets.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 
 describe('RateBudgets', () => {
@@ -49,6 +49,17 @@ describe('RateBudgets', () => {
     const b = budgets();
     assert.equal(b.scopeOf('certificatesPerDomain', 'a.b.shop.example.co.uk'), 'example.co.uk');
     assert.equal(b.scopeOf('certificatesPerDomain', 'me.github.io'), 'me.github.io');
+  });
+
+  test('budgets limited to some CAs leave the others unbudgeted; LE is recognised by its directory', async () => {
+    const onlyLe = new RateBudgets(storage, { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 1, windowMs: 60_000 } }, silentLogger(), () => now, new Set(['le']));
+    assert.equal(await onlyLe.beginOrder('le', 'a.example.com'), null);
+    assert.equal((await onlyLe.beginOrder('le', 'b.example.com'))?.budget, 'newOrders');
+    for (let i = 0; i < 3; i++) assert.equal(await onlyLe.beginOrder('private-ca', `p${i}.example.com`), null);
+    assert.ok(isLetsEncrypt('https://acme-v02.api.letsencrypt.org/directory'));
+    assert.ok(isLetsEncrypt('https://acme-staging-v02.api.letsencrypt.org/directory'));
+    assert.ok(!isLetsEncrypt('https://acme.zerossl.com/v2/DV90'));
+    assert.ok(!isLetsEncrypt('https://api.letsencrypt.org.evil.test/dir'));
   });
 
   test('duplicates and failed authorizations count per name', async () => {
