@@ -226,6 +226,7 @@ export class CertificateManager {
   async delete(domain: string, reason: string): Promise<void> {
     const { storage, cache } = this.opts;
     for (const ca of this.cas) await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, ca, domain));
+    await this.retryStorage(domain, 'delete', () => this.retry.clear(domain));
     cache.delete(domain);
     this.denied.delete(domain);
     this.failures.delete(domain);
