@@ -80,7 +80,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     storage,
     logger,
   });
-  const issuer = issuers[0]!.production as AcmeIssuer;
+  const issuer = issuers[0]!.production;
   // Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only.
   const budgets = config.acme.budgets
     ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger)

@@ -38,7 +38,12 @@ export interface CommonIssuerOptions {
   logger: Logger;
 }
 
-export function createIssuers(specs: IssuerSpec[], common: CommonIssuerOptions): IssuerChoice[] {
+export interface AcmeIssuerChoice extends IssuerChoice {
+  production: AcmeIssuer;
+  staging?: AcmeIssuer;
+}
+
+export function createIssuers(specs: IssuerSpec[], common: CommonIssuerOptions): AcmeIssuerChoice[] {
   return specs.map((spec) => {
     const production = new AcmeIssuer({ ...common, directory: spec.directory, trustedRoots: spec.trustedRoots, ...(spec.eab ? { eab: spec.eab } : {}) });
     // Staging directories (Let's Encrypt's) need no EAB; the same roots are trusted.
