@@ -1,10 +1,12 @@
 // Wires one gateway: storage, policy, ACME issuer, handshake path, proxy and the listeners.
 import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { AcmeIssuer } from './acme/issuer.ts';
+import type { AcmeIssuer } from './acme/issuer.ts';
+import { createIssuers } from './acme/issuers.ts';
 import { relayEvents } from './admin/relay.ts';
 import { startAdminServer, type AdminServer, type MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
@@ -17,7 +19,9 @@ import { DnsOwnershipCheck } from './policy/dns.ts';
 import { IssuanceLimits } from './policy/limits.ts';
 import { Maintainer } from './maintain/maintainer.ts';
 import { renewalTime } from './maintain/timing.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from './policy/budgets.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
+import { Preflight, PreflightResponder } from './policy/preflight.ts';
 import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
@@ -54,6 +58,8 @@ export interface Gateway {
   readonly manager: CertificateManager;
   readonly issuer: AcmeIssuer;
   readonly policy: OnDemandPolicy;
+  /** Rate-limit budgets (remaining() per budget, for metrics). */
+  readonly budgets: RateBudgets;
   readonly proxy: ReverseProxy;
   readonly events: CertificateEvents;
   readonly registry: DomainRegistry;
@@ -74,23 +80,23 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const opened = options.storage ? { storage: options.storage } : await openStorage(config.storage, logger);
   const storage = opened.storage;
   const bus = options.bus ?? opened.bus ?? new LocalBus();
-  const trustedRoots = await Promise.all(
-    config.acme.trustedRoots.map((file) =>
-      readFile(file, 'utf8').catch((err: Error) => {
-        throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`);
-      }),
-    ),
-  );
+  // Each issuer's roots (top-level acme.trustedRoots are already merged in by the schema).
+  const readRoots = (files: string[]) =>
+    Promise.all(
+      files.map((file) =>
+        readFile(resolvePath(config.baseDir, file), 'utf8').catch((err: Error) => {
+          throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`);
+        }),
+      ),
+    );
+  const issuerSpecs = await Promise.all(config.acme.issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
 
   const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
   const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage) : null;
   const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
 
-  const issuer = new AcmeIssuer({
-    directory: config.acme.directory,
+  const issuers = createIssuers(issuerSpecs, {
     ...(config.acme.email ? { email: config.acme.email } : {}),
-    trustedRoots,
-    ...(config.acme.eab ? { eab: config.acme.eab } : {}),
     keyType: config.acme.keyType,
     solvers,
     timeoutMs: config.acme.timeout,
@@ -98,6 +104,25 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
     ...(config.acme.profile ? { profile: config.acme.profile } : {}),
   });
+  const issuer = issuers[0]!.production;
+  // Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only.
+  const budgets = config.acme.budgets
+    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger)
+    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)));
+  const preflightResponder = new PreflightResponder(storage, logger);
+  const preflight =
+    config.onDemand.preflight === false
+      ? undefined
+      : new Preflight(
+          {
+            resolvers: config.onDemand.preflight.resolvers,
+            httpPort: config.onDemand.preflight.httpPort,
+            timeoutMs: config.onDemand.preflight.timeout,
+            storage,
+            logger,
+          },
+          preflightResponder,
+        );
   const dnsConfig = config.onDemand.dns;
   const dns = dnsConfig
     ? new DnsOwnershipCheck({
@@ -138,6 +163,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const manager = new CertificateManager({
     storage,
     issuer,
+    issuers,
+    budgets,
+    ...(preflight ? { preflight } : {}),
+    retry: { delaysMs: config.acme.retry.delays, thenEveryMs: config.acme.retry.then, giveUpAfterMs: config.acme.retry.giveUpAfter },
     policy,
     cache,
     logger,
@@ -155,7 +184,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       storage,
       manager,
       policy,
-      trustedRoots,
+      // ARI lookups go to the directory that issued each certificate: trust every issuer's roots.
+      trustedRoots: [...new Set(issuerSpecs.flatMap((spec) => spec.trustedRoots))],
       ...(config.acme.profile ? { profile: config.acme.profile } : {}),
       fraction: config.renewal.fraction,
       concurrency: config.renewal.concurrency,
@@ -168,6 +198,21 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     });
   }
   const stopMetrics = wireMetrics(metrics, { events: manager.events, cache, budgets: () => limits.budgets() });
+  // The ACME new-orders budget per CA, read from storage in the background (scrapes stay in memory).
+  const orderBudgets = new Map<string, number>();
+  const refreshOrderBudgets = async () => {
+    for (const { production } of issuers) {
+      if (!budgets.appliesTo(production.ca)) continue;
+      try {
+        orderBudgets.set(production.ca, (await budgets.remaining('newOrders', production.ca, '')).remaining);
+      } catch {
+        // Storage briefly unavailable: keep the last value.
+      }
+    }
+  };
+  void refreshOrderBudgets();
+  const orderBudgetTimer = setInterval(() => void refreshOrderBudgets(), 15_000).unref();
+  metrics.addBudgetProvider(() => [...orderBudgets].map(([ca, remaining]) => ({ limit: `acme-new-orders:${ca}`, remaining })));
   await manager.attachBus(bus);
   // A binding changed (here or on another instance): decide afresh at the next handshake.
   registry.onChange((change) => {
@@ -223,6 +268,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const httpsPublicPort = config.listen.https.port;
   const http = createHttpServer((req, res) => {
     if (http01?.handle(req, res)) return;
+    // Every instance answers pre-flight probes, whichever one placed the token.
+    if (preflightResponder.handle(req, res)) return;
     redirectToHttps(req.headers.host, req.url ?? '/', httpsPublicPort, res);
   });
 
@@ -291,6 +338,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     manager,
     issuer,
     policy,
+    budgets,
     proxy,
     events: manager.events,
     registry,
@@ -303,6 +351,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       await maintainer?.stop();
       stopTicketRotation();
       stopMetrics();
+      clearInterval(orderBudgetTimer);
       stopEventRelay();
       await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);
@@ -317,6 +366,16 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
 /** CERTGATE_ADMIN_TOKEN, when set, wins over admin.token. */
 function adminToken(config: LoadedConfig): string | undefined {
   return process.env.CERTGATE_ADMIN_TOKEN || config.admin.token;
+}
+
+function budgetsFromConfig(b: NonNullable<LoadedConfig['acme']['budgets']>): BudgetsConfig {
+  const limit = (x: { limit: number; window: number }) => ({ limit: x.limit, windowMs: x.window });
+  return {
+    newOrders: limit(b.newOrders),
+    certificatesPerDomain: limit(b.certificatesPerDomain),
+    duplicates: limit(b.duplicates),
+    failedAuthorizations: limit(b.failedAuthorizations),
+  };
 }
 
 function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort: number, res: import('node:http').ServerResponse): void {

@@ -101,6 +101,20 @@ const limitsSchema = z.strictObject({
 
 export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01'] as const;
 
+const eabSchema = z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) });
+
+/** A rate-limit budget: at most `limit` events per sliding `window`. */
+const budget = (limit: string, window: string) =>
+  z.strictObject({
+    limit: z.number().int().min(1, { message: `must be a whole number of at least 1, e.g. ${limit}` }),
+    window: duration(window),
+  });
+
+/** A DNS server as "host:port" (IPv6 as "[::1]:53"); a bare IP means port 53. */
+const resolverAddress = z.string().refine((v) => isIP(v) !== 0 || (parseListenAddress(v) !== undefined && isIP(parseListenAddress(v)!.host) !== 0), {
+  message: 'must be a DNS server IP, optionally with a port, like "127.0.0.1:8053" or "[::1]:53"',
+});
+
 const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -146,7 +160,7 @@ const configSchema = z.strictObject({
     .default('auto'),
   acme: z
     .strictObject({
-      directory: httpUrl('https://acme-v02.api.letsencrypt.org/directory').default(LETS_ENCRYPT_PRODUCTION),
+      directory: httpUrl('https://acme-v02.api.letsencrypt.org/directory').optional(),
       email: z.email({ message: 'must be an email address like "ops@example.com"' }).optional(),
       trustedRoots: z.array(z.string().min(1)).default([]),
       challenges: z
@@ -154,10 +168,53 @@ const configSchema = z.strictObject({
         .min(1, { message: 'list at least one challenge type, e.g. ["http-01", "tls-alpn-01"]' })
         .default(['http-01', 'tls-alpn-01']),
       keyType: z.enum(['ecdsa-p256', 'rsa-2048'], { message: 'must be "ecdsa-p256" or "rsa-2048"' }).default('ecdsa-p256'),
-      eab: z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) }).optional(),
+      eab: eabSchema.optional(),
+      issuers: z
+        .array(
+          z.strictObject({
+            directory: httpUrl('https://acme.zerossl.com/v2/DV90'),
+            trustedRoots: z.array(z.string().min(1)).default([]),
+            eab: eabSchema.optional(),
+            staging: httpUrl('https://acme-staging-v02.api.letsencrypt.org/directory').optional(),
+          }),
+        )
+        .min(1, { message: 'list at least one issuer, e.g. [{ directory: "https://acme-v02.api.letsencrypt.org/directory" }]' })
+        .optional(),
+      budgets: z
+        .strictObject({
+          newOrders: budget('300', '3h').prefault({ limit: 300, window: '3h' }),
+          certificatesPerDomain: budget('50', '7d').prefault({ limit: 50, window: '7d' }),
+          duplicates: budget('5', '7d').prefault({ limit: 5, window: '7d' }),
+          failedAuthorizations: budget('5', '1h').prefault({ limit: 5, window: '1h' }),
+        })
+        .optional(),
+      retry: z
+        .strictObject({
+          delays: z.array(duration('10m')).min(1, { message: 'list at least one wait, e.g. ["1m", "10m", "100m"]' }).prefault(['1m', '10m', '100m']),
+          then: duration('24h').prefault('24h'),
+          giveUpAfter: duration('30d').prefault('30d'),
+        })
+        .prefault({}),
       timeout: duration('90s').prefault('90s'),
       lockTtl: duration('60s').prefault('60s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
+    })
+    .superRefine((a, ctx) => {
+      if (!a.issuers) return;
+      for (const key of ['directory', 'eab'] as const) {
+        if (a[key] !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `remove it when acme.issuers is set: give each issuer its own ${key} (the first issuer is the preferred CA)` });
+        }
+      }
+    })
+    // acme.directory / eab / trustedRoots are the one-issuer shorthand of acme.issuers. Top-level
+    // trustedRoots are trusted for every issuer.
+    .transform((a) => {
+      const issuers = (a.issuers ?? [{ directory: a.directory ?? LETS_ENCRYPT_PRODUCTION, trustedRoots: [], ...(a.eab ? { eab: a.eab } : {}) }]).map((i) => ({
+        ...i,
+        trustedRoots: [...a.trustedRoots, ...i.trustedRoots],
+      }));
+      return { ...a, directory: issuers[0]!.directory, issuers };
     })
     .prefault({}),
   onDemand: z
@@ -172,6 +229,16 @@ const configSchema = z.strictObject({
       dns: dnsCheckSchema.optional(),
       limits: limitsSchema.prefault({}),
       registry: z.boolean().default(false),
+      preflight: z
+        .union([
+          z.literal(false),
+          z.strictObject({
+            resolvers: z.array(resolverAddress).default([]),
+            httpPort: z.number().int().min(1).max(65535).default(80),
+            timeout: duration('5s').prefault('5s'),
+          }),
+        ], { message: 'must be false or { resolvers: ["127.0.0.1:53"], httpPort: 80, timeout: "5s" }' })
+        .default(false),
     })
     .prefault({}),
   tls: z

@@ -1,36 +1,48 @@
 // Finds or obtains the certificate for a name that is not in the memory cache:
-// storage → policy → one issuance per name (in this process: a shared promise; across
-// processes and instances: a storage lock) under a global cap on concurrent CA orders.
-// Every change is announced on the cluster bus so other processes' caches drop the old one.
+// storage → policy → retry backoff → pre-flight → one issuance per name (in this process: a
+// shared promise; across processes and instances: a storage lock) in the ACME work queue
+// (on-demand ahead of renewals), trying each configured issuer in order within the rate-limit
+// budgets. Every change is announced on the cluster bus so other processes' caches drop the
+// old one.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AcmeIssuer, IssueOptions } from '../acme/issuer.ts';
+import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
+import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from '../acme/retry.ts';
 import { CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { IssuanceLimits } from '../policy/limits.ts';
+import type { RateBudgets } from '../policy/budgets.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
+import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
 import { LruCache } from '../util/lru.ts';
-import { Semaphore } from '../util/semaphore.ts';
+import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
 import type { CachedCertificate, CertificateCache } from './cache.ts';
 
 export const CERTIFICATE_EVENTS = 'certificates';
 
 export interface CertificateManagerOptions {
   storage: Storage;
-  issuer: AcmeIssuer;
+  /** The first (preferred) issuer; with `issuers` unset, the only one. */
+  issuer: CertificateIssuer;
+  /** Every issuer in order of preference (acme.issuers); default: [{ production: issuer }]. */
+  issuers?: IssuerChoice[];
   policy: OnDemandPolicy;
   cache: CertificateCache;
   logger: Logger;
   maxConcurrentIssuances: number;
   /** How long a name that is neither stored nor approved is answered from memory. */
   deniedTtlMs?: number;
-  /** First wait after a failed issuance for a name; doubles per failure up to maxFailureBackoffMs. */
-  failureBackoffMs?: number;
-  maxFailureBackoffMs?: number;
+  /** Waits after failed issuances for a name (shared through storage). Default: Let's Encrypt's. */
+  retry?: RetrySchedule;
+  /** Rate-limit budgets shared through storage; none = unlimited. */
+  budgets?: RateBudgets;
+  /** Pre-flight self-check before on-demand orders; none = off. */
+  preflight?: Preflight;
   /** Lock expiry; the holder refreshes it at a third of this while it works. */
   issueLockTtlMs?: number;
   /** How long to wait for another process's issuance lock. */
@@ -62,10 +74,22 @@ export type ObtainOutcome =
   | { kind: 'denied'; reason: string; rateLimited?: true }
   | { kind: 'failed'; reason: string };
 
-interface FailureState {
-  failures: number;
-  retryAt: number;
-  reason: string;
+/** No issuer could even be asked (budgets spent, CAs paused, name in backoff): no new failure to record. */
+class IssuanceSkipped extends Error {
+  readonly step = 'issuer-skipped';
+}
+
+/** Every issuer was tried and failed for the name. */
+class IssuersFailed extends Error {
+  constructor(
+    message: string,
+    readonly step: string,
+    readonly failedCas: string[],
+    readonly recoveredCas: string[],
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
 }
 
 interface CertificateEvent {
@@ -78,8 +102,14 @@ interface CertificateEvent {
 export class CertificateManager {
   private readonly inflight = new Map<string, Promise<ObtainOutcome>>();
   private readonly denied: LruCache<string, string>;
-  private readonly failures: LruCache<string, FailureState>;
-  private readonly issuances: Semaphore;
+  /** Names in backoff, as last read from (or written to) shared storage, until their retryAt. */
+  private readonly failures: LruCache<string, NameRetryState>;
+  private readonly issuances: PriorityWorkQueue;
+  private readonly issuers: IssuerChoice[];
+  /** Every CA certificates may be stored under, in order of preference. */
+  private readonly cas: string[];
+  private readonly retry: RetryState;
+  private readonly schedule: RetrySchedule;
   private readonly origin = randomUUID();
   private bus: ClusterBus | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
@@ -87,15 +117,24 @@ export class CertificateManager {
   readonly events: CertificateEvents;
 
   constructor(private readonly opts: CertificateManagerOptions) {
-    this.issuances = new Semaphore(opts.maxConcurrentIssuances);
+    this.issuances = new PriorityWorkQueue(opts.maxConcurrentIssuances);
     this.denied = new LruCache(opts.maxNameEntries ?? 100_000);
     this.failures = new LruCache(opts.maxNameEntries ?? 100_000);
     this.events = opts.events ?? new CertificateEvents(opts.logger);
+    this.issuers = opts.issuers ?? [{ production: opts.issuer }];
+    this.cas = [...new Set(this.issuers.map((i) => i.production.ca))];
+    this.schedule = opts.retry ?? LETS_ENCRYPT_SCHEDULE;
+    this.retry = new RetryState(opts.storage, this.schedule, issuersKey(this.issuers), opts.logger);
   }
 
   /** Issuances running or queued for a CA slot, in this process. */
   get pending(): number {
     return this.inflight.size;
+  }
+
+  /** The ACME work queue in this process: orders running, and waiting for a slot. */
+  get issuanceQueue(): { running: number; waiting: number } {
+    return { running: this.issuances.inUse, waiting: this.issuances.waiting() };
   }
 
   /** Listen for certificate changes made by other processes and announce ours. */
@@ -116,7 +155,7 @@ export class CertificateManager {
    * elsewhere, a few at a time, in the background. Handshakes keep being served meanwhile.
    */
   async revalidateCache(): Promise<{ checked: number; replaced: number }> {
-    const { cache, storage, issuer, logger } = this.opts;
+    const { cache, storage, logger } = this.opts;
     const domains = cache.domains();
     let replaced = 0;
     let next = 0;
@@ -124,7 +163,7 @@ export class CertificateManager {
       while (next < domains.length) {
         const domain = domains[next++]!;
         try {
-          const stored = await loadCertificate(storage, [issuer.ca], domain);
+          const stored = await loadCertificate(storage, this.cas, domain);
           const cached = cache.peek(domain);
           if (!cached || stored?.fingerprint256 === cached.fingerprint256) continue;
           replaced++;
@@ -148,20 +187,50 @@ export class CertificateManager {
     return this.once(domain, () => this.attempt(domain, request));
   }
 
-  /** Replaces the certificate now, whatever storage holds (renewal, admin action). */
+  /**
+   * Replaces the certificate now, whatever storage holds (renewal, admin action). Renewals wait
+   * behind on-demand work in the ACME queue and respect the name's backoff; an admin renewal
+   * does not (it is the operator's way to retry a name that was given up).
+   */
   renew(domain: string, opts: RenewOptions = {}): Promise<ObtainOutcome> {
     return this.once(domain, async () => {
       const reason = opts.reason ?? 'renewal';
       try {
+        if (reason === 'admin') {
+          this.failures.delete(domain);
+          await this.retryStorage(domain, 'retry-state', () => this.retry.clear(domain));
+        } else {
+          const backoff = await this.backoff(domain);
+          if (backoff) return { kind: 'failed', reason: backoff };
+        }
         const current = this.opts.cache.peek(domain) ?? (await this.fromStorage(domain));
         const { reason: _reason, ...issueOptions } = opts;
         return await this.issueUnderLock(domain, reason, { replacing: current?.fingerprint256 ?? 'none', issueOptions });
       } catch (err) {
-        this.opts.logger.error({ domain, step: stepOf(err, 'renew'), ca: this.opts.issuer.ca, err }, 'could not renew certificate');
-        this.events.emit({ type: 'issuance-failed', domain, ca: this.opts.issuer.ca, step: stepOf(err, 'renew'), error: (err as Error).message, renewal: true });
-        return { kind: 'failed', reason: (err as Error).message };
+        return await this.failed(domain, err, true);
       }
     });
+  }
+
+  /**
+   * Why `domain` may not be ordered now (in backoff, or given up), or null. Shared through
+   * storage: a failure on any instance counts. For the renewal scheduler, too.
+   */
+  async backoff(domain: string): Promise<string | null> {
+    let state = this.failures.get(domain);
+    if (!state) {
+      const stored = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
+      if (!stored) return null;
+      state = stored;
+      this.rememberFailure(domain, state);
+    }
+    if (state.retryAt === null) {
+      return `given up after ${state.failures} failure(s) since ${new Date(state.firstFailureAt).toISOString()} (renew it as admin or change acme.issuers to try again): ${state.reason}`;
+    }
+    if (state.retryAt > Date.now()) {
+      return `in backoff after ${state.failures} failure(s) until ${new Date(state.retryAt).toISOString()}: ${state.reason}`;
+    }
+    return null;
   }
 
   /**
@@ -169,8 +238,9 @@ export class CertificateManager {
    * and (through the bus) every other process's cache.
    */
   async delete(domain: string, reason: string): Promise<void> {
-    const { storage, cache, issuer } = this.opts;
-    await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, issuer.ca, domain));
+    const { storage, cache } = this.opts;
+    for (const ca of this.cas) await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, ca, domain));
+    await this.retryStorage(domain, 'delete', () => this.retry.clear(domain));
     cache.delete(domain);
     this.denied.delete(domain);
     this.failures.delete(domain);
@@ -198,7 +268,7 @@ export class CertificateManager {
   }
 
   private async attempt(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
-    const { logger, issuer } = this.opts;
+    const { logger } = this.opts;
     const deniedReason = this.denied.get(domain);
     if (deniedReason !== undefined) return { kind: 'denied', reason: deniedReason };
     try {
@@ -217,25 +287,72 @@ export class CertificateManager {
         return { kind: 'denied', reason: decision.reason };
       }
 
-      const failure = this.failures.get(domain);
-      if (failure && failure.retryAt > Date.now()) {
-        return { kind: 'failed', reason: `in backoff after ${failure.failures} failure(s) until ${new Date(failure.retryAt).toISOString()}: ${failure.reason}` };
+      const backoff = await this.backoff(domain);
+      if (backoff) {
+        logger.debug({ domain, step: 'backoff', reason: backoff }, 'name in backoff: fallback certificate, no order');
+        return { kind: 'failed', reason: backoff };
+      }
+
+      if (this.opts.preflight) {
+        const check = await this.opts.preflight.check(domain);
+        if (!check.ok) return { kind: 'failed', reason: check.reason };
       }
 
       return await this.issueUnderLock(domain, decision.source);
     } catch (err) {
-      const reason = (err as Error).message;
-      // A storage outage is not the name's fault: no CA backoff, the next handshake tries again.
-      if (!(err instanceof StorageError)) this.recordFailure(domain, reason);
-      logger.error({ domain, step: stepOf(err, 'obtain'), ca: issuer.ca, err }, 'could not obtain certificate');
-      this.events.emit({ type: 'issuance-failed', domain, ca: issuer.ca, step: stepOf(err, 'obtain'), error: reason, renewal: false });
+      return await this.failed(domain, err, false);
+    }
+  }
+
+  /** Logs and announces a failed attempt; records it for backoff unless the name is not at fault. */
+  private async failed(domain: string, err: unknown, renewal: boolean): Promise<ObtainOutcome> {
+    const { logger } = this.opts;
+    const reason = (err as Error).message;
+    const step = stepOf(err, renewal ? 'renew' : 'obtain');
+    const ca = (err instanceof IssuersFailed ? err.failedCas.at(-1) : undefined) ?? this.cas[0]!;
+    if (err instanceof IssuanceSkipped) {
+      // Budgets spent or CAs paused: the log line came from there; the name is not at fault.
+      logger.info({ domain, step, reason }, 'no order placed: fallback certificate');
       return { kind: 'failed', reason };
     }
+    // A storage outage is not the name's fault either: the next handshake tries again.
+    if (!(err instanceof StorageError)) {
+      try {
+        const state = await this.retry.recordFailure(domain, {
+          reason,
+          ...(err instanceof IssuersFailed ? { failedCas: err.failedCas, recoveredCas: err.recoveredCas } : {}),
+          ...(err instanceof IssuersFailed && err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+        });
+        this.rememberFailure(domain, state);
+      } catch (recordErr) {
+        logger.warn({ domain, step: 'retry-state', err: recordErr }, 'could not record the failure in storage; backoff kept in memory only');
+        const previous = this.failures.peek(domain);
+        const failures = (previous?.failures ?? 0) + 1;
+        const now = Date.now();
+        this.rememberFailure(domain, {
+          failures,
+          firstFailureAt: previous?.firstFailureAt ?? now,
+          lastFailureAt: now,
+          retryAt: now + backoffDelay(this.schedule, failures),
+          reason,
+          stagingFirst: previous?.stagingFirst ?? [],
+          issuers: '',
+        });
+      }
+    }
+    logger.error({ domain, step, ca, err }, renewal ? 'could not renew certificate' : 'could not obtain certificate');
+    this.events.emit({ type: 'issuance-failed', domain, ca, step, error: reason, renewal });
+    return { kind: 'failed', reason };
+  }
+
+  private rememberFailure(domain: string, state: NameRetryState): void {
+    const ttl = state.retryAt === null ? 60_000 : state.retryAt - Date.now();
+    if (ttl > 0) this.failures.set(domain, state, Math.min(ttl, 60_000 * 60));
   }
 
   private async fromStorage(domain: string): Promise<CachedCertificate | null> {
     const started = performance.now();
-    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, [this.opts.issuer.ca], domain));
+    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, this.cas, domain));
     if (!bundle || !usable(bundle)) return null;
     const entry = this.opts.cache.add(bundle);
     this.opts.onStorageLoad?.(bundle);
@@ -253,7 +370,7 @@ export class CertificateManager {
     approvedBy: string,
     { replacing, issueOptions = {} }: { replacing?: string; issueOptions?: IssueOptions } = {},
   ): Promise<ObtainOutcome> {
-    const { storage, issuer, logger } = this.opts;
+    const { storage, logger } = this.opts;
     const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
     const started = performance.now();
     const lock: Lock = await this.retryStorage(domain, 'lock', () =>
@@ -270,30 +387,103 @@ export class CertificateManager {
         return { kind: 'ready', certificate: stored, source: 'storage' };
       }
 
-      const release = await this.issuances.acquire();
+      const reason = replacing === undefined ? 'on-demand' : approvedBy === 'admin' ? 'admin' : 'renewal';
+      const priority = reason === 'on-demand' ? IssuancePriority.onDemand : reason === 'admin' ? IssuancePriority.admin : IssuancePriority.renewal;
+      const release = await this.issuances.acquire(priority);
       let bundle: CertificateBundle;
-      let challenge: string;
+      let issued: IssuedCertificate & { from: CertificateIssuer };
       try {
-        logger.info({ domain, step: 'issue-start', ca: issuer.ca, approvedBy, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
-        const reason = replacing === undefined ? 'on-demand' : approvedBy === 'admin' ? 'admin' : 'renewal';
-        this.events.emit({ type: 'issuance-started', domain, ca: issuer.ca, reason });
-        const issued = await issuer.issue(domain, issueOptions);
-        challenge = issued.challenge;
-        bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: issuer.ca, directory: issuer.directory, ...issued }), 300_000);
+        logger.info({ domain, step: 'issue-start', approvedBy, reason, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
+        issued = await this.issueFromAny(domain, reason, issueOptions);
+        const { from, ...certificate } = issued;
+        bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
       } finally {
         release();
       }
       const entry = this.opts.cache.add(bundle);
       this.failures.delete(domain);
+      await this.retry.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
+      await this.opts.budgets?.recordIssued(issued.from.ca, domain, { exempt: issueOptions.replaces !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
+      // Certificates of other CAs for the name would shadow this one on load.
+      for (const ca of this.cas) {
+        if (ca !== issued.from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, 'could not remove the other CA\'s certificate'));
+      }
       this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
       const ms = Math.round(performance.now() - started);
-      logger.info({ domain, step: 'issued', ca: issuer.ca, challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
-      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issuer.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge });
+      logger.info({ domain, step: 'issued', ca: issued.from.ca, directory: issued.from.directory, challenge: issued.challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
+      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issued.from.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge: issued.challenge });
       return { kind: 'ready', certificate: entry, source: 'issued' };
     } finally {
       clearInterval(keepAlive);
       await lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
     }
+  }
+
+  /**
+   * Tries each issuer in order. An issuer is skipped while its CA asked for a pause (429/503
+   * with Retry-After) or a budget for it is spent. After a production failure for this name,
+   * validation goes to that issuer's staging directory first and back to production only once
+   * staging succeeds, so repeated failures do not burn production limits.
+   */
+  private async issueFromAny(domain: string, reason: 'on-demand' | 'renewal' | 'admin', issueOptions: IssueOptions): Promise<IssuedCertificate & { from: CertificateIssuer }> {
+    const { logger, budgets } = this.opts;
+    const state = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
+    // Another instance may have failed for the name while we waited for the lock.
+    if (reason !== 'admin' && state && (state.retryAt === null || state.retryAt > Date.now())) {
+      this.rememberFailure(domain, state);
+      throw new IssuanceSkipped(`no order for ${domain}: ${(await this.backoff(domain)) ?? 'in backoff'}`);
+    }
+    const failedCas: string[] = [];
+    const recoveredCas: string[] = [];
+    const problems: string[] = [];
+    let lastStep = 'issue';
+    let retryAfterMs: number | undefined;
+    for (const { production, staging } of this.issuers) {
+      const ca = production.ca;
+      const pause = await this.retryStorage(domain, 'ca-pause', () => this.retry.caPause(ca));
+      if (pause) {
+        problems.push(`${ca}: paused until ${new Date(pause.until).toISOString()} (${pause.reason})`);
+        logger.info({ domain, step: 'ca-pause', ca, until: new Date(pause.until).toISOString() }, 'CA paused: not ordering from it');
+        continue;
+      }
+      if (staging && state?.stagingFirst.includes(ca)) {
+        try {
+          logger.info({ domain, step: 'staging-validate', ca, staging: staging.directory }, 'production failed before: validating against staging first');
+          await staging.issue(domain, {});
+          recoveredCas.push(ca);
+          logger.info({ domain, step: 'staging-validate', ca, staging: staging.directory }, 'staging succeeded: back to production');
+        } catch (err) {
+          failedCas.push(ca); // still failing: production stays on hold for this name
+          problems.push(`${ca} (staging ${staging.directory}): ${(err as Error).message}`);
+          lastStep = stepOf(err, 'staging-validate');
+          retryAfterMs = maxDefined(retryAfterMs, retryAfterOf(err));
+          continue;
+        }
+      }
+      const refusal = await budgets?.beginOrder(ca, domain, { exempt: issueOptions.replaces !== undefined });
+      if (refusal) {
+        problems.push(`${ca}: rate-limit budget ${refusal.budget} spent until ${refusal.freesAt.toISOString()}`);
+        continue;
+      }
+      this.events.emit({ type: 'issuance-started', domain, ca, reason });
+      try {
+        const issued = await production.issue(domain, issueOptions);
+        return { ...issued, from: production };
+      } catch (err) {
+        if (err instanceof StorageError) throw err; // our storage, not the CA: no backoff
+        failedCas.push(ca);
+        problems.push(`${ca}: ${(err as Error).message}`);
+        lastStep = stepOf(err, 'issue');
+        const caPause = caPauseOf(err);
+        if (caPause) await this.retry.pauseCa(ca, caPause.untilMs, caPause.reason).catch((e: unknown) => logger.warn({ domain, step: 'ca-pause', ca, err: e }, 'could not record the CA pause'));
+        else retryAfterMs = maxDefined(retryAfterMs, retryAfterOf(err));
+        if (isFailedAuthorization(err)) await budgets?.recordFailedAuthorization(ca, domain).catch((e: unknown) => logger.warn({ domain, step: 'budget', ca, err: e }, 'could not count the failed authorization'));
+        if (this.issuers.length > 1) logger.warn({ domain, step: lastStep, ca, err }, 'issuer failed; trying the next one');
+      }
+    }
+    const message = `no certificate for ${domain}: ${problems.join('; ')}`;
+    if (failedCas.length === 0) throw new IssuanceSkipped(message);
+    throw new IssuersFailed(message, lastStep, failedCas, recoveredCas, retryAfterMs);
   }
 
   /** Runs a storage operation, retrying storage errors with backoff (250 ms doubling to 5 s). */
@@ -338,14 +528,10 @@ export class CertificateManager {
       this.fromStorage(event.domain).catch((err: unknown) => logger.warn({ domain: event.domain, step: 'cache-coherence', err }, 'reload after remote change failed'));
     }
   }
+}
 
-  private recordFailure(domain: string, reason: string): void {
-    const base = this.opts.failureBackoffMs ?? 60_000;
-    const max = this.opts.maxFailureBackoffMs ?? 3_600_000;
-    const failures = (this.failures.peek(domain)?.failures ?? 0) + 1;
-    const delay = Math.min(max, base * 2 ** (failures - 1));
-    this.failures.set(domain, { failures, retryAt: Date.now() + delay, reason });
-  }
+function maxDefined(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
 function usable(bundle: CertificateBundle): boolean {

@@ -1,0 +1,75 @@
+// The ordered list of CAs certificates may come from (`acme.issuers`), each optionally with a
+// staging directory used to re-validate a name after a production failure, and the rules that
+// say what an ACME failure means for the retry logic.
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { KeyType } from './certs.ts';
+import type { ChallengeSolver } from './client.ts';
+import { ACME_ERROR, isAcmeError } from './errors.ts';
+import { AcmeIssuer, type IssuedCertificate, type IssueOptions } from './issuer.ts';
+
+/** What CertificateManager needs of an issuer (AcmeIssuer, or a stand-in in unit tests). */
+export interface CertificateIssuer {
+  readonly ca: string;
+  readonly directory: string;
+  issue(domain: string, opts?: IssueOptions): Promise<IssuedCertificate>;
+}
+
+export interface IssuerChoice {
+  production: CertificateIssuer;
+  /** Where validation is retried after a production failure, until it succeeds there. */
+  staging?: CertificateIssuer;
+}
+
+export interface IssuerSpec {
+  directory: string;
+  /** PEM contents. */
+  trustedRoots: string[];
+  eab?: { kid: string; hmac: string };
+  staging?: string;
+}
+
+export interface CommonIssuerOptions {
+  email?: string;
+  keyType: KeyType;
+  solvers: ChallengeSolver[];
+  timeoutMs: number;
+  storage: Storage;
+  logger: Logger;
+}
+
+export interface AcmeIssuerChoice extends IssuerChoice {
+  production: AcmeIssuer;
+  staging?: AcmeIssuer;
+}
+
+export function createIssuers(specs: IssuerSpec[], common: CommonIssuerOptions): AcmeIssuerChoice[] {
+  return specs.map((spec) => {
+    const production = new AcmeIssuer({ ...common, directory: spec.directory, trustedRoots: spec.trustedRoots, ...(spec.eab ? { eab: spec.eab } : {}) });
+    // Staging directories (Let's Encrypt's) need no EAB; the same roots are trusted.
+    const staging = spec.staging ? new AcmeIssuer({ ...common, directory: spec.staging, trustedRoots: spec.trustedRoots }) : undefined;
+    return staging ? { production, staging } : { production };
+  });
+}
+
+/** Identifies an issuer list: retry state recorded under another list is ignored. */
+export function issuersKey(issuers: IssuerChoice[]): string {
+  return issuers.map((i) => i.production.directory).join(' ');
+}
+
+/** A 429 or 503 with Retry-After at order time: the whole CA asks us to wait, not just this name. */
+export function caPauseOf(err: unknown): { untilMs: number; reason: string } | null {
+  if (!isAcmeError(err) || (err.status !== 429 && err.status !== 503) || err.retryAfterMs === undefined) return null;
+  if (err.step !== 'new-order' && err.step !== 'new-nonce' && err.step !== 'directory' && err.status !== 503) return null;
+  return { untilMs: Date.now() + err.retryAfterMs, reason: err.message };
+}
+
+/** The CA refused to validate the name (counts against the failed-authorization budget). */
+export function isFailedAuthorization(err: unknown): boolean {
+  return isAcmeError(err) && err.step === 'authorization' && err.type.startsWith(ACME_ERROR) && err.status !== 429 && err.status < 500;
+}
+
+/** A Retry-After the CA gave for this name (not a CA-wide pause). */
+export function retryAfterOf(err: unknown): number | undefined {
+  return isAcmeError(err) ? err.retryAfterMs : undefined;
+}

@@ -1,0 +1,144 @@
+// When a name may be ordered again after failures, shared through storage so every instance of
+// a cluster agrees: 1 min, 10 min, 100 min, then daily (Let's Encrypt's integration guide), and
+// no more orders once the name has failed for 30 days. A CA that answers 429/503 with
+// Retry-After pauses every new order to that CA (not just the name) until then.
+//
+// Storage:  retry/names/<domain>   NameRetryState (JSON)
+//           retry/cas/<ca>         CaPause (JSON)
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/storage.ts';
+
+export interface RetrySchedule {
+  /** Waits after the 1st, 2nd, ... failure. */
+  delaysMs: number[];
+  /** Wait after every later failure. */
+  thenEveryMs: number;
+  /** After failing this long (since the first failure), stop ordering for the name. */
+  giveUpAfterMs: number;
+}
+
+export const LETS_ENCRYPT_SCHEDULE: RetrySchedule = {
+  delaysMs: [60_000, 600_000, 6_000_000],
+  thenEveryMs: 86_400_000,
+  giveUpAfterMs: 30 * 86_400_000,
+};
+
+/** The wait after the n-th consecutive failure (n ≥ 1). */
+export function backoffDelay(schedule: RetrySchedule, failures: number): number {
+  return schedule.delaysMs[Math.max(0, failures - 1)] ?? schedule.thenEveryMs;
+}
+
+export interface NameRetryState {
+  failures: number;
+  firstFailureAt: number;
+  lastFailureAt: number;
+  /** No order before this time (ms since epoch); null once given up. */
+  retryAt: number | null;
+  reason: string;
+  /** Production CAs (ids) that failed for this name: validate against their staging first. */
+  stagingFirst: string[];
+  /** The issuer list this state was recorded under; another list (a config change) resets it. */
+  issuers: string;
+}
+
+export interface CaPause {
+  until: number;
+  reason: string;
+}
+
+export interface FailureInput {
+  reason: string;
+  /** The CA's Retry-After for this name, if it sent one. */
+  retryAfterMs?: number;
+  /** Production CAs that failed for the name in this attempt. */
+  failedCas?: string[];
+  /** Production CAs whose staging has now succeeded: back to production. */
+  recoveredCas?: string[];
+}
+
+const nameKey = (domain: string) => `retry/names/${domain}`;
+const caKey = (ca: string) => `retry/cas/${ca}`;
+
+export class RetryState {
+  constructor(
+    private readonly storage: Storage,
+    private readonly schedule: RetrySchedule,
+    /** Identifies the configured issuers (their directories, in order). */
+    private readonly issuers: string,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The name's state, or null when it has no failures on record (or they predate a config change). */
+  async get(domain: string): Promise<NameRetryState | null> {
+    const raw = await this.storage.get(nameKey(domain));
+    if (!raw) return null;
+    let state: NameRetryState;
+    try {
+      state = JSON.parse(raw.toString('utf8')) as NameRetryState;
+    } catch {
+      return null;
+    }
+    return state.issuers === this.issuers ? state : null;
+  }
+
+  /** Records one failed attempt; returns the new state (retryAt null = given up). */
+  async recordFailure(domain: string, failure: FailureInput): Promise<NameRetryState> {
+    const now = this.now();
+    const previous = await this.get(domain);
+    const failures = (previous?.failures ?? 0) + 1;
+    const firstFailureAt = previous?.firstFailureAt ?? now;
+    const gaveUp = now - firstFailureAt >= this.schedule.giveUpAfterMs;
+    const wait = Math.max(backoffDelay(this.schedule, failures), failure.retryAfterMs ?? 0);
+    const stagingFirst = new Set([...(previous?.stagingFirst ?? []), ...(failure.failedCas ?? [])]);
+    for (const ca of failure.recoveredCas ?? []) stagingFirst.delete(ca);
+    const state: NameRetryState = {
+      failures,
+      firstFailureAt,
+      lastFailureAt: now,
+      retryAt: gaveUp ? null : now + wait,
+      reason: failure.reason,
+      stagingFirst: [...stagingFirst],
+      issuers: this.issuers,
+    };
+    await this.storage.put(nameKey(domain), JSON.stringify(state));
+    if (gaveUp) {
+      this.logger.error(
+        { domain, step: 'retry-give-up', failures, since: new Date(firstFailureAt).toISOString(), reason: failure.reason },
+        'giving up on the name: no more orders until an operator renews it or the issuer configuration changes',
+      );
+    } else {
+      this.logger.warn({ domain, step: 'retry-backoff', failures, retryInMs: wait, retryAt: new Date(now + wait).toISOString(), reason: failure.reason }, 'issuance failed; name in backoff');
+    }
+    return state;
+  }
+
+  /** Keeps the failure count but records which CAs went back to production. */
+  async update(domain: string, state: NameRetryState): Promise<void> {
+    await this.storage.put(nameKey(domain), JSON.stringify(state));
+  }
+
+  async clear(domain: string): Promise<void> {
+    await this.storage.delete(nameKey(domain));
+  }
+
+  /** Pauses new orders to `ca` until `until` (a 429/503 with Retry-After). Never shortens a pause. */
+  async pauseCa(ca: string, until: number, reason: string): Promise<void> {
+    const current = await this.caPause(ca);
+    if (current && current.until >= until) return;
+    await this.storage.put(caKey(ca), JSON.stringify({ until, reason } satisfies CaPause));
+    this.logger.warn({ step: 'ca-pause', ca, until: new Date(until).toISOString(), reason }, 'CA asked us to slow down: no new orders to it until then');
+  }
+
+  /** The CA's pause if one is in force now. */
+  async caPause(ca: string): Promise<CaPause | null> {
+    const raw = await this.storage.get(caKey(ca));
+    if (!raw) return null;
+    try {
+      const pause = JSON.parse(raw.toString('utf8')) as CaPause;
+      return pause.until > this.now() ? pause : null;
+    } catch {
+      return null;
+    }
+  }
+}

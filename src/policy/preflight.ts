@@ -1,0 +1,196 @@
+// Pre-flight self-check before any order for an on-demand name: resolve the name the way the
+// CA will (configured resolvers) and make sure an HTTP probe to every address reaches THIS
+// cluster. A name that points elsewhere would only burn a failed validation (and, repeated, the
+// CA's failed-authorization limit), so it gets no order at all.
+//
+// The probe asks http://<address>:<httpPort>/.well-known/certgate-preflight/<token> with
+// Host: <name>; the token's answer is in storage, so any instance sharing it answers correctly.
+//
+// Storage:  preflight/<token>   the expected answer (deleted after the probe)
+import { randomBytes } from 'node:crypto';
+import { Resolver } from 'node:dns/promises';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/storage.ts';
+import { LruCache } from '../util/lru.ts';
+
+export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
+const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
+const tokenKey = (token: string) => `preflight/${token}`;
+/** At most this many addresses are probed (every one must reach us). */
+const MAX_ADDRESSES = 4;
+
+export interface PreflightOptions {
+  /** "host:port" DNS servers; empty = the system's resolvers. */
+  resolvers: string[];
+  /** Port the CA's http-01 validator connects to (80 in production). */
+  httpPort: number;
+  timeoutMs: number;
+  /** How long a name that passed is not probed again. */
+  passTtlMs?: number;
+  /** How long a refusal is remembered (handshakes for the name get the fallback meanwhile). */
+  failTtlMs?: number;
+  storage: Storage;
+  logger: Logger;
+}
+
+export type PreflightResult = { ok: true; addresses: string[] } | { ok: false; reason: string };
+
+/** Answers probe tokens on every instance's HTTP listener. */
+export class PreflightResponder {
+  private readonly local = new Map<string, string>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly logger: Logger,
+  ) {}
+
+  async create(): Promise<{ token: string; answer: string; remove: () => Promise<void> }> {
+    const token = randomBytes(18).toString('base64url');
+    const answer = randomBytes(18).toString('base64url');
+    this.local.set(token, answer);
+    await this.storage.put(tokenKey(token), answer);
+    return {
+      token,
+      answer,
+      remove: async () => {
+        this.local.delete(token);
+        await this.storage.delete(tokenKey(token));
+      },
+    };
+  }
+
+  /** Handles the request if it is a pre-flight probe; returns false otherwise. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '';
+    if (!url.startsWith(PREFLIGHT_PREFIX)) return false;
+    const token = url.slice(PREFLIGHT_PREFIX.length);
+    const answer = (value: string | null) => {
+      if (value === null) res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown pre-flight token\n');
+      else res.writeHead(200, { 'content-type': 'text/plain' }).end(value);
+    };
+    if (!TOKEN.test(token)) {
+      answer(null);
+      return true;
+    }
+    const local = this.local.get(token);
+    if (local !== undefined) {
+      answer(local);
+      return true;
+    }
+    this.storage.get(tokenKey(token)).then(
+      (v) => answer(v ? v.toString('utf8') : null),
+      (err: unknown) => {
+        this.logger.error({ domain: (req.headers.host ?? '').replace(/:\d+$/, ''), step: 'preflight-answer', err }, 'pre-flight token lookup failed');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('lookup failed\n');
+      },
+    );
+    return true;
+  }
+}
+
+export class Preflight {
+  private readonly resolver: Resolver;
+  private readonly results = new LruCache<string, PreflightResult>(100_000);
+
+  constructor(
+    private readonly opts: PreflightOptions,
+    private readonly responder: PreflightResponder,
+  ) {
+    this.resolver = new Resolver({ timeout: Math.min(opts.timeoutMs, 5000), tries: 2 });
+    if (opts.resolvers.length > 0) this.resolver.setServers(opts.resolvers);
+  }
+
+  /** Whether `domain` resolves to addresses that all reach this cluster. Never rejects. */
+  async check(domain: string): Promise<PreflightResult> {
+    const cached = this.results.get(domain);
+    if (cached) return cached;
+    const started = performance.now();
+    let result: PreflightResult;
+    try {
+      result = await this.probe(domain);
+    } catch (err) {
+      result = { ok: false, reason: `pre-flight could not run: ${(err as Error).message}` };
+    }
+    const ms = Math.round(performance.now() - started);
+    if (result.ok) {
+      this.results.set(domain, result, this.opts.passTtlMs ?? 300_000);
+      this.opts.logger.info({ domain, step: 'preflight', ok: true, addresses: result.addresses, ms }, 'pre-flight self-check passed');
+    } else {
+      this.results.set(domain, result, this.opts.failTtlMs ?? 30_000);
+      this.opts.logger.warn({ domain, step: 'preflight', ok: false, reason: result.reason, ms }, `pre-flight self-check failed: no order for ${domain}: ${result.reason}`);
+    }
+    return result;
+  }
+
+  /** Forget a cached result (an operator fixed DNS and asks again). */
+  forget(domain: string): void {
+    this.results.delete(domain);
+  }
+
+  private async probe(domain: string): Promise<PreflightResult> {
+    const addresses = await this.resolve(domain);
+    if (addresses.length === 0) return { ok: false, reason: `${domain} has no A or AAAA record at ${this.describeResolvers()}` };
+    const probe = await this.responder.create();
+    try {
+      for (const address of addresses.slice(0, MAX_ADDRESSES)) {
+        const got = await this.fetch(address, domain, probe.token).catch((err: Error) => ({ error: err.message }));
+        if ('error' in got) return { ok: false, reason: `${domain} resolves to ${address}, which did not answer on port ${this.opts.httpPort}: ${got.error}` };
+        if (got.status !== 200 || got.body !== probe.answer) {
+          return { ok: false, reason: `${domain} resolves to ${address}, which is not this cluster (probe answered HTTP ${got.status})` };
+        }
+      }
+      return { ok: true, addresses };
+    } finally {
+      await probe.remove().catch(() => undefined);
+    }
+  }
+
+  private async resolve(domain: string): Promise<string[]> {
+    const lookup = async (fn: (d: string) => Promise<string[]>): Promise<string[]> => {
+      try {
+        return await fn(domain);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOTFOUND' || code === 'ENODATA') return [];
+        throw new Error(`DNS lookup of ${domain} at ${this.describeResolvers()} failed: ${code ?? (err as Error).message}`, { cause: err });
+      }
+    };
+    const [v6, v4] = await Promise.all([lookup((d) => this.resolver.resolve6(d)), lookup((d) => this.resolver.resolve4(d))]);
+    // CAs try IPv6 first.
+    return [...v6, ...v4];
+  }
+
+  private fetch(address: string, domain: string, token: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: address,
+          family: isIP(address),
+          port: this.opts.httpPort,
+          path: PREFLIGHT_PREFIX + token,
+          headers: { host: domain, 'user-agent': 'certgate-preflight' },
+          timeout: this.opts.timeoutMs,
+          agent: false,
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            if (body.length < 1024) body += chunk;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.opts.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  private describeResolvers(): string {
+    return this.opts.resolvers.length > 0 ? this.opts.resolvers.join(', ') : 'the system resolvers';
+  }
+}

@@ -1,0 +1,168 @@
+// CertificateManager's issuance flow on real file storage and a real policy, with stand-in
+// issuers (the real AcmeIssuer against Pebble is in test/e2e/issuance*.test.ts): staging-first
+// after a production failure, fallback to the next issuer, a CA pause after 429 + Retry-After,
+// giving up and the operator's reset, and on-demand work going ahead of a renewal backlog.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
+import { AcmeError, ACME_ERROR } from '../../src/acme/errors.ts';
+import type { IssuedCertificate } from '../../src/acme/issuer.ts';
+import type { CertificateIssuer, IssuerChoice } from '../../src/acme/issuers.ts';
+import type { RetrySchedule } from '../../src/acme/retry.ts';
+import { silentLogger } from '../../src/log.ts';
+import { OnDemandPolicy } from '../../src/policy/policy.ts';
+import { FileStorage } from '../../src/storage/file.ts';
+import { CertificateCache } from '../../src/tls/cache.ts';
+import { CertificateManager } from '../../src/tls/certificates.ts';
+
+class StandInIssuer implements CertificateIssuer {
+  readonly directory: string;
+  fail: ((domain: string) => Error | undefined) | undefined;
+  delayMs = 5;
+  /** When set, every issue() waits for it. */
+  gate: Promise<void> | undefined;
+  constructor(
+    readonly ca: string,
+    private readonly calls: string[],
+  ) {
+    this.directory = `https://${ca}.test/dir`;
+  }
+  async issue(domain: string): Promise<IssuedCertificate> {
+    this.calls.push(`${this.ca}:${domain}`);
+    await sleep(this.delayMs);
+    await this.gate;
+    const err = this.fail?.(domain);
+    if (err) throw err;
+    const { certPem, keyPem } = await createSelfSignedCertificate(domain, { days: 30 });
+    return { certPem, keyPem, keyType: 'ecdsa-p256', challenge: 'http-01', orderUrl: `${this.directory}/order/${domain}` };
+  }
+}
+
+const invalid = (domain: string) => new AcmeError({ type: `${ACME_ERROR}connection`, status: 400, detail: 'connection refused', step: 'authorization', domain });
+const FAST: RetrySchedule = { delaysMs: [1], thenEveryMs: 1, giveUpAfterMs: 3_600_000 };
+
+describe('CertificateManager issuance flow', () => {
+  let dir: string;
+  let storage: FileStorage;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'certgate-flow-'));
+    storage = await FileStorage.open(dir);
+  });
+  after(async () => {
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function manager(issuers: IssuerChoice[], opts: { retry?: RetrySchedule; max?: number } = {}) {
+    const policy = new OnDemandPolicy({ allow: ['*.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
+    return new CertificateManager({
+      storage,
+      issuer: issuers[0]!.production,
+      issuers,
+      policy,
+      cache: new CertificateCache(100),
+      logger: silentLogger(),
+      maxConcurrentIssuances: opts.max ?? 8,
+      retry: opts.retry ?? FAST,
+    });
+  }
+
+  test('after a production failure, staging validates first; production again only once staging succeeds', async () => {
+    const calls: string[] = [];
+    const prod = new StandInIssuer('prod1', calls);
+    const staging = new StandInIssuer('staging1', calls);
+    const m = manager([{ production: prod, staging }]);
+    const name = 'st.ok.test';
+    prod.fail = invalid;
+    staging.fail = invalid;
+    assert.equal((await m.obtain(name)).kind, 'failed');
+    await sleep(5);
+    assert.equal((await m.obtain(name)).kind, 'failed');
+    prod.fail = undefined;
+    staging.fail = undefined;
+    await sleep(5);
+    assert.equal((await m.obtain(name)).kind, 'ready');
+    assert.deepEqual(calls, [`prod1:${name}`, `staging1:${name}`, `staging1:${name}`, `prod1:${name}`]);
+    assert.equal(await m.backoff(name), null, 'success clears the retry state');
+  });
+
+  test('when the first issuer fails for a name the next is tried; the certificate is stored under it', async () => {
+    const calls: string[] = [];
+    const a = new StandInIssuer('ca-a', calls);
+    const b = new StandInIssuer('ca-b', calls);
+    a.fail = () => new AcmeError({ type: 'urn:certgate:error:network', status: 0, detail: 'connect ECONNREFUSED', step: 'directory' });
+    const m = manager([{ production: a }, { production: b }]);
+    const outcome = await m.obtain('two.ok.test');
+    assert.equal(outcome.kind === 'ready' && outcome.certificate.ca, 'ca-b');
+    assert.deepEqual(calls, ['ca-a:two.ok.test', 'ca-b:two.ok.test']);
+    // Another manager with the same issuers loads it from ca-b's directory.
+    const other = await manager([{ production: a }, { production: b }]).obtain('two.ok.test');
+    assert.equal(other.kind === 'ready' && other.source, 'storage');
+  });
+
+  test('a 429 with Retry-After on new-order pauses that CA for every name, not just this one', async () => {
+    const calls: string[] = [];
+    const a = new StandInIssuer('ca-limited', calls);
+    const b = new StandInIssuer('ca-spare', calls);
+    a.fail = (domain) => new AcmeError({ type: `${ACME_ERROR}rateLimited`, status: 429, detail: 'too many new orders', step: 'new-order', domain, retryAfterMs: 3_600_000 });
+    const m = manager([{ production: a }, { production: b }]);
+    assert.equal((await m.obtain('first.ok.test')).kind, 'ready');
+    assert.equal((await m.obtain('second.ok.test')).kind, 'ready');
+    assert.deepEqual(calls, ['ca-limited:first.ok.test', 'ca-spare:first.ok.test', 'ca-spare:second.ok.test']);
+    // Shared: a fresh manager (another instance) sees the pause too.
+    const lonely = manager([{ production: a }]);
+    const outcome = await lonely.obtain('third.ok.test');
+    assert.equal(outcome.kind, 'failed');
+    assert.match((outcome as { reason: string }).reason, /paused until/);
+    assert.equal(calls.length, 3, 'no order to the paused CA');
+    assert.equal(await lonely.backoff('third.ok.test'), null, 'a paused CA is not the name\'s fault');
+  });
+
+  test('two instances failing for one name at once: one order; the other sees the backoff under the lock', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-race', calls);
+    ca.fail = invalid;
+    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const [a, b] = [manager([{ production: ca }], { retry: slow }), manager([{ production: ca }], { retry: slow })];
+    const outcomes = await Promise.all([a.obtain('race.ok.test'), b.obtain('race.ok.test')]);
+    assert.deepEqual(outcomes.map((o) => o.kind), ['failed', 'failed']);
+    assert.deepEqual(calls, ['ca-race:race.ok.test']);
+    assert.match((await b.backoff('race.ok.test')) ?? '', /in backoff after 1 failure/);
+  });
+
+  test('a name is given up after giveUpAfter; an admin renewal resets it', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-giveup', calls);
+    ca.fail = invalid;
+    const m = manager([{ production: ca }], { retry: { delaysMs: [1], thenEveryMs: 1, giveUpAfterMs: 0 } });
+    assert.equal((await m.obtain('dead.ok.test')).kind, 'failed');
+    await sleep(5);
+    const again = await m.obtain('dead.ok.test');
+    assert.match((again as { reason: string }).reason, /given up after 1 failure/);
+    assert.equal(calls.length, 1);
+    ca.fail = undefined;
+    assert.equal((await m.renew('dead.ok.test', { reason: 'admin' })).kind, 'ready');
+    assert.equal(await m.backoff('dead.ok.test'), null);
+  });
+
+  test('a renewal backlog does not starve a new customer: the on-demand order takes the next free slot', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-queue', calls);
+    let open!: () => void;
+    ca.gate = new Promise((resolve) => (open = resolve));
+    const m = manager([{ production: ca }], { max: 1 });
+    const renewals = Array.from({ length: 6 }, (_, i) => m.renew(`r${i}.ok.test`));
+    // r0 holds the only slot and r1..r5 wait; then the customer arrives behind them.
+    while (m.issuanceQueue.waiting < 5) await sleep(5);
+    const customer = m.obtain('new-customer.ok.test');
+    while (m.issuanceQueue.waiting < 6) await sleep(5);
+    open();
+    assert.equal((await customer).kind, 'ready');
+    await Promise.all(renewals);
+    assert.equal(calls.indexOf('ca-queue:new-customer.ok.test'), 1, `order was ${calls.join(' ')}`);
+  });
+});
