@@ -1,18 +1,8 @@
 // Config keys of the admin API and the domain registry: listen.admin, admin.token, onDemand.registry.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parse, problems } from '../support/config.ts';
 
-const parse = (raw: unknown) => parseConfig(raw, { baseDir: '/etc/certgate' });
-function problems(raw: unknown): string {
-  try {
-    parse(raw);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems.join('\n');
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('listen.admin: unset (the default 127.0.0.1:2019 applies at start), host:port, or false', () => {
   assert.equal(parse({}).listen.admin, undefined);

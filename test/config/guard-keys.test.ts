@@ -1,18 +1,8 @@
 // The onDemand.dns and onDemand.limits keys: defaults, spellings, and errors that name the key.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parse, problems } from '../support/config.ts';
 
-const parse = (raw: unknown) => parseConfig(raw, { baseDir: '/etc/certgate' });
-function problems(raw: unknown): string {
-  try {
-    parse(raw);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems.join('\n');
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('onDemand.dns: off by default; targets required; defaults for the rest', () => {
   assert.equal(parse({}).onDemand.dns, undefined);

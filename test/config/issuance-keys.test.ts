@@ -1,19 +1,9 @@
 // acme.issuers (and its one-issuer shorthand), acme.budgets, acme.retry, onDemand.preflight.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parse, problemList as problems } from '../support/config.ts';
 import { LETS_ENCRYPT_PRODUCTION } from '../../src/config/schema.ts';
 
-const parse = (raw: unknown) => parseConfig(raw, { baseDir: '/etc/certgate' });
-function problems(raw: unknown): string[] {
-  try {
-    parse(raw);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('acme.directory/eab/trustedRoots are the one-issuer shorthand', () => {
   assert.deepEqual(parse({}).acme.issuers, [{ directory: LETS_ENCRYPT_PRODUCTION, trustedRoots: [] }]);

@@ -1,18 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parse, problemList as problems } from '../support/config.ts';
 import { LETS_ENCRYPT_PRODUCTION } from '../../src/config/schema.ts';
 
-const parse = (raw: unknown) => parseConfig(raw, { baseDir: '/etc/certgate' });
-function problems(raw: unknown): string[] {
-  try {
-    parse(raw);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('defaults: Let’s Encrypt production, 443/80 on all interfaces, ./data next to the config', () => {
   const c = parse({});

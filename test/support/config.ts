@@ -1,0 +1,19 @@
+// Parsing configs in tests: as if read from /etc/certgate/certgate.yaml.
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+
+export const parse = (raw: unknown) => parseConfig(raw, { baseDir: '/etc/certgate' });
+
+/** The problems a config that must be refused is refused with, one per line. */
+export function problemList(raw: unknown): string[] {
+  try {
+    parse(raw);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+/** problemList, joined into one string for assert.match. */
+export const problems = (raw: unknown): string => problemList(raw).join('\n');
