@@ -82,7 +82,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     denyTtlMs: config.onDemand.askDenyCacheTtl,
     logger,
   });
-  const cache = new CertificateCache(config.tls.cacheSize);
+  const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   const manager = new CertificateManager({
     storage,
     issuer,
