@@ -1,7 +1,8 @@
 // `workers: N`: a primary process forks N workers with node:cluster. Each worker binds the
 // listening ports itself with SO_REUSEPORT (`exclusive` + `reusePort`), so the kernel spreads
 // connections and the primary never touches traffic; the primary only restarts workers that
-// die and relays bus messages between them (cache coherence on file storage).
+// die and relays bus messages between them (cache coherence on file storage). Workers get the
+// validated config from the primary (src/cluster/worker.ts), not by reading the file again.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { LoadedConfig } from '../config/load.ts';
@@ -22,10 +23,18 @@ interface ReadyMessage {
   httpsPort: number;
   httpPort: number;
 }
+interface ConfigMessage {
+  certgate: 'config';
+  config: LoadedConfig;
+}
 type WorkerMessage = BusMessage | ReadyMessage;
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'certgate' in m;
+}
+
+export function isConfigMessage(m: unknown): m is ConfigMessage {
+  return isWorkerMessage(m) && (m as { certgate: string }).certgate === 'config';
 }
 
 export interface PrimaryHandle {
@@ -33,7 +42,9 @@ export interface PrimaryHandle {
 }
 
 /** Runs in the primary: forks, relays, restarts. Resolves once every worker is listening. */
-export async function runPrimary(count: number, logger: Logger): Promise<PrimaryHandle> {
+export async function runPrimary(count: number, logger: Logger, config: LoadedConfig): Promise<PrimaryHandle> {
+  // 'advanced': structured clone, so the config arrives exactly as validated.
+  cluster.setupPrimary({ serialization: 'advanced' });
   let stopping = false;
   let restartDelayMs = 1000;
   const ready = new Set<number>();
@@ -42,6 +53,7 @@ export async function runPrimary(count: number, logger: Logger): Promise<Primary
 
   const fork = (index: number): Worker => {
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
+    worker.send({ certgate: 'config', config } satisfies ConfigMessage);
     worker.on('message', (msg: unknown) => {
       if (!isWorkerMessage(msg)) return;
       if (msg.certgate === 'bus') {
