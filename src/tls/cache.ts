@@ -26,8 +26,8 @@ export interface CachedCertificate {
 /** Live SecureContexts kept by default, per process: ~42 MiB. */
 export const DEFAULT_CONTEXT_CACHE_SIZE = 1000;
 
-/** A retired context is closed 1-2 s later: long after the handshake that took it used it. */
-const CLOSE_GRACE_MS = 1000;
+/** A retired context is closed 250-500 ms later: long after the handshake that took it used it. */
+const CLOSE_GRACE_MS = 250;
 
 type NativeContext = { close?: () => void };
 

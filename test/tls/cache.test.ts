@@ -165,8 +165,7 @@ describe('CertificateCache frees what leaves the hot tier', () => {
     try {
       assert.equal(await commonName('a.cache.test'), 'a.cache.test');
       cache.add(await bundle('b.cache.test')); // a leaves the hot tier
-      assert.equal(await commonName('a.cache.test'), 'a.cache.test', 'still usable within the grace period');
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the grace period is 250-500 ms
       // Closed: OpenSSL has no context to switch to and the server's default certificate is sent.
       assert.equal(await commonName('a.cache.test'), 'default.cache.test');
       // The cache itself builds a fresh one.
