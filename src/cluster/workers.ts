@@ -27,13 +27,17 @@ interface ConfigMessage {
   certgate: 'config';
   config: LoadedConfig;
 }
-type WorkerMessage = BusMessage | ReadyMessage;
+/** A worker asks once it listens: a message sent before that would be dropped. */
+interface ConfigRequest {
+  certgate: 'config-request';
+}
+type WorkerMessage = BusMessage | ReadyMessage | ConfigRequest;
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'certgate' in m;
 }
 
-export function isConfigMessage(m: unknown): m is ConfigMessage {
+function isConfigMessage(m: unknown): m is ConfigMessage {
   return isWorkerMessage(m) && (m as { certgate: string }).certgate === 'config';
 }
 
@@ -53,10 +57,11 @@ export async function runPrimary(count: number, logger: Logger, config: LoadedCo
 
   const fork = (index: number): Worker => {
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
-    worker.send({ certgate: 'config', config } satisfies ConfigMessage);
     worker.on('message', (msg: unknown) => {
       if (!isWorkerMessage(msg)) return;
-      if (msg.certgate === 'bus') {
+      if (msg.certgate === 'config-request') {
+        worker.send({ certgate: 'config', config } satisfies ConfigMessage);
+      } else if (msg.certgate === 'bus') {
         for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
       } else if (msg.certgate === 'ready') {
         ready.add(index);
@@ -101,6 +106,19 @@ export async function runPrimary(count: number, logger: Logger, config: LoadedCo
       );
     },
   };
+}
+
+/** In a worker: the validated config, from the primary. */
+export function requestConfig(): Promise<LoadedConfig> {
+  return new Promise((resolve) => {
+    const onMessage = (msg: unknown) => {
+      if (!isConfigMessage(msg)) return;
+      process.off('message', onMessage);
+      resolve(msg.config);
+    };
+    process.on('message', onMessage);
+    process.send?.({ certgate: 'config-request' } satisfies ConfigRequest);
+  });
 }
 
 /** Tells the primary this worker is listening. */
