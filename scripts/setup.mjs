@@ -5,7 +5,7 @@
 // on purpose: it runs on whatever `node` is on PATH before node_modules/.bin (and so the pinned
 // Node 24) exists.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,7 +23,12 @@ function npmPackagesStale() {
   return existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs + 1000;
 }
 
-if (npmPackagesStale()) {
+// A node_modules symlink is an install shared with other checkouts (git worktrees): `npm ci`
+// here would empty the shared directory through the link, under everyone using it.
+const sharedInstall = existsSync(join(root, 'node_modules')) && lstatSync(join(root, 'node_modules')).isSymbolicLink();
+if (sharedInstall && npmPackagesStale()) {
+  say('node_modules is a symlink to a shared install that looks older than package-lock.json; not running npm ci here (it would empty the shared install). Update it where it lives if needed.');
+} else if (npmPackagesStale()) {
   say('installing npm packages (npm ci)');
   const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {

@@ -150,7 +150,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     ...(dns ? { dns } : {}),
     logger,
   });
-  const cache = new CertificateCache(config.tls.cacheSize);
+  const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   const metrics = new GatewayMetrics();
   const limits = new IssuanceLimits({
     perClient: config.onDemand.limits.perClient,

@@ -1,7 +1,8 @@
 // `workers: N`: a primary process forks N workers with node:cluster. Each worker binds the
 // listening ports itself with SO_REUSEPORT (`exclusive` + `reusePort`), so the kernel spreads
 // connections and the primary never touches traffic; the primary only restarts workers that
-// die and relays bus messages between them (cache coherence on file storage).
+// die and relays bus messages between them (cache coherence on file storage). Workers get the
+// validated config from the primary (src/cluster/worker.ts), not by reading the file again.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { LoadedConfig } from '../config/load.ts';
@@ -22,10 +23,22 @@ interface ReadyMessage {
   httpsPort: number;
   httpPort: number;
 }
-type WorkerMessage = BusMessage | ReadyMessage;
+interface ConfigMessage {
+  certgate: 'config';
+  config: LoadedConfig;
+}
+/** A worker asks once it listens: a message sent before that would be dropped. */
+interface ConfigRequest {
+  certgate: 'config-request';
+}
+type WorkerMessage = BusMessage | ReadyMessage | ConfigRequest;
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'certgate' in m;
+}
+
+function isConfigMessage(m: unknown): m is ConfigMessage {
+  return isWorkerMessage(m) && (m as { certgate: string }).certgate === 'config';
 }
 
 export interface PrimaryHandle {
@@ -33,7 +46,9 @@ export interface PrimaryHandle {
 }
 
 /** Runs in the primary: forks, relays, restarts. Resolves once every worker is listening. */
-export async function runPrimary(count: number, logger: Logger): Promise<PrimaryHandle> {
+export async function runPrimary(count: number, logger: Logger, config: LoadedConfig): Promise<PrimaryHandle> {
+  // 'advanced': structured clone, so the config arrives exactly as validated.
+  cluster.setupPrimary({ serialization: 'advanced' });
   let stopping = false;
   let restartDelayMs = 1000;
   const ready = new Set<number>();
@@ -44,7 +59,9 @@ export async function runPrimary(count: number, logger: Logger): Promise<Primary
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
     worker.on('message', (msg: unknown) => {
       if (!isWorkerMessage(msg)) return;
-      if (msg.certgate === 'bus') {
+      if (msg.certgate === 'config-request') {
+        worker.send({ certgate: 'config', config } satisfies ConfigMessage);
+      } else if (msg.certgate === 'bus') {
         for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
       } else if (msg.certgate === 'ready') {
         ready.add(index);
@@ -98,6 +115,19 @@ export async function runPrimary(count: number, logger: Logger): Promise<Primary
  */
 export function runsAdminApi(): boolean {
   return !cluster.isWorker || process.env.CERTGATE_WORKER_INDEX === '0';
+}
+
+/** In a worker: the validated config, from the primary. */
+export function requestConfig(): Promise<LoadedConfig> {
+  return new Promise((resolve) => {
+    const onMessage = (msg: unknown) => {
+      if (!isConfigMessage(msg)) return;
+      process.off('message', onMessage);
+      resolve(msg.config);
+    };
+    process.on('message', onMessage);
+    process.send?.({ certgate: 'config-request' } satisfies ConfigRequest);
+  });
 }
 
 /** Tells the primary this worker is listening. */

@@ -244,6 +244,8 @@ const configSchema = z.strictObject({
   tls: z
     .strictObject({
       cacheSize: z.number().int().min(1).default(10_000),
+      // Of those, how many keep a live SecureContext (~42 KiB each); the rest are ~2 KiB.
+      contextCacheSize: z.number().int().min(1).default(1000),
       ticketKeyRotation: duration('12h').prefault('12h'),
       fallback: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
     })

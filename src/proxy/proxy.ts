@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
-import type { Logger } from '../log.ts';
+import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
@@ -98,6 +98,7 @@ export class ReverseProxy {
     this.#exchange = {
       log: this.#log,
       accessLog: this.#accessLog,
+      access: this.#accessLog ? createAccessLog(opts.logger, { component: 'proxy' }) : null,
       failure: { connectTimeoutMs: this.#connectTimeoutMs, upstreamTimeoutMs: this.#upstreamTimeoutMs },
       ...(opts.onResponse ? { onResponse: opts.onResponse } : {}),
     };
@@ -209,6 +210,7 @@ export class ReverseProxy {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((pool) => pool.close()));
+    this.#exchange.access?.flush();
   }
 
   #pool(target: UpstreamTarget): Pool {
@@ -237,6 +239,8 @@ export class ReverseProxy {
 interface ExchangeContext {
   log: Logger;
   accessLog: boolean;
+  /** The access log's own cheap path (see createAccessLog); null when it is off. */
+  access: AccessLog | null;
   failure: FailureContext;
   onResponse?: (response: ProxiedResponse) => void;
 }
@@ -337,7 +341,8 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#controller?.abort(new ClientGoneError());
     }
     this.ctx.onResponse?.({ status: res.statusCode, ms: performance.now() - this.start, upstream: this.target?.origin ?? null, aborted: this.#clientGone });
-    if (!this.ctx.accessLog) return;
+    const access = this.ctx.access;
+    if (!access) return;
     const entry: Record<string, unknown> = {
       host: this.host || null,
       method: this.req.method,
@@ -349,7 +354,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     };
     if (this.#errorCode !== undefined) entry.error = this.#errorCode;
     if (this.#clientGone) entry.aborted = true;
-    this.ctx.log.info(entry, 'access');
+    access.write(entry);
   };
 }
 

@@ -1,0 +1,32 @@
+// RSS that one process's certificate cache adds after N distinct names were each served once
+// (what the cold walk does to a worker), with the bench's seeded chain (leaf + CA, ECDSA P-256).
+// Not affected much by machine load, unlike throughput.
+//   node --import tsx bench/cache-memory.ts [names=20000] [tls.contextCacheSize=1000] [tls.cacheSize=10000]
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { createSelfSignedCertificate } from '../src/acme/certs.ts';
+import { CertificateCache } from '../src/tls/cache.ts';
+import { BENCH_TMP } from './util.ts';
+
+const [names = 20_000, contexts = 1000, cacheSize = 10_000] = process.argv.slice(2).map(Number);
+const seeded = join(BENCH_TMP, 'certgate-bench-cache', 'v1');
+const pair = existsSync(join(seeded, 'localhost.crt'))
+  ? { certPem: readFileSync(join(seeded, 'localhost.crt'), 'utf8'), keyPem: readFileSync(join(seeded, 'localhost.key'), 'utf8') }
+  : await createSelfSignedCertificate('localhost');
+const leaf = new X509Certificate(pair.certPem);
+const cache = new CertificateCache(cacheSize, contexts);
+const before = process.memoryUsage().rss;
+for (let i = 0; i < names; i++) {
+  // Fresh strings per name, as a storage load makes them.
+  const entry = cache.add({ domain: `n${i}.bench.test`, ca: 'bench', certPem: `${pair.certPem} `.trimEnd(), keyPem: `${pair.keyPem} `.trimEnd(), notBefore: leaf.validFromDate, notAfter: leaf.validToDate, fingerprint256: leaf.fingerprint256 });
+  void entry.context;
+  if (i % 100 === 0) await nextTurn(); // let timers run, as a serving process would
+}
+await sleep(1000); // retired contexts are closed after a grace period
+const added = process.memoryUsage().rss - before;
+console.log(
+  `${names} names served once, tls.cacheSize ${cacheSize}, tls.contextCacheSize ${contexts}: ${cache.size} cached, ${cache.contexts} live contexts, ` +
+    `RSS +${(added / 2 ** 20).toFixed(0)} MiB (${(added / Math.min(names, cacheSize) / 1024).toFixed(1)} KiB per cached name)`,
+);

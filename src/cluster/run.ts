@@ -1,0 +1,50 @@
+// Runs one gateway process (a single process, or one cluster worker) until SIGTERM/SIGINT.
+import type { LoadedConfig } from '../config/load.ts';
+import type { Logger } from '../log.ts';
+import type * as Server from '../server.ts';
+import { announceWorkerReady, IpcBus, runsAdminApi } from './workers.ts';
+
+export async function runGateway(
+  config: LoadedConfig,
+  logger: Logger,
+  { inWorker, server }: { inWorker: boolean; server?: Promise<typeof Server> },
+): Promise<void> {
+  // Loaded here, not at the top: a primary that only forks workers never needs it.
+  const { startGateway } = await (server ?? import('../server.ts'));
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(config, {
+      logger,
+      ...(inWorker ? { reusePort: true } : {}),
+      ...(runsAdminApi() ? {} : { admin: false }),
+      // File storage has no pub/sub of its own: workers tell each other through the primary.
+      ...(inWorker && config.storage.file ? { bus: new IpcBus() } : {}),
+    });
+  } catch (err) {
+    logger.fatal({ step: 'start', err }, 'certgate failed to start');
+    process.stderr.write(`certgate run: ${(err as Error).message}\n`);
+    logger.flush();
+    process.exit(1);
+  }
+  if (inWorker) announceWorkerReady(gateway.httpsPort, gateway.httpPort);
+  else logger.info({ step: 'listen', https: gateway.httpsPort, http: gateway.httpPort }, 'certgate listening');
+  stopOnSignals(logger, () => gateway.close());
+}
+
+/** Graceful stop on SIGTERM/SIGINT, forced after 10 s. */
+export function stopOnSignals(logger: Logger, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ step: 'stop', signal }, 'certgate stopping');
+    const force = setTimeout(() => process.exit(0), 10_000);
+    force.unref();
+    close().finally(() => {
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
