@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AcmeIssuer } from './acme/issuer.ts';
 import { createIssuers } from './acme/issuers.ts';
 import { relayEvents } from './admin/relay.ts';
-import { startAdminServer, type AdminServer, type MetricsSource } from './admin/server.ts';
+import type { AdminServer, MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
 import { GatewayMetrics, wireMetrics } from './admin/metrics.ts';
@@ -293,6 +293,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   if (options.admin !== false && config.listen.admin !== false) {
     const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
     try {
+      // Loaded only where it runs (one process per instance): it brings zod and the OpenAPI document.
+      const { startAdminServer } = await import('./admin/server.ts');
       admin = await startAdminServer({
         host: address.host,
         port: address.port,

@@ -1,7 +1,7 @@
 // The admin API's OpenAPI 3.1 document, served at /openapi.json. The PUT body schema is generated
 // from the same zod schema the server validates with, so the two cannot drift apart.
 import { z } from 'zod';
-import { bindingInputSchema } from '../policy/registry.ts';
+import { bindingInputSchema } from './bindings.ts';
 
 const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });

@@ -13,7 +13,6 @@
 // disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
 // As a route source, an active binding's upstream routes that host.
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import type { Logger } from '../log.ts';
 import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
 import type { ClusterBus } from '../storage/bus.ts';
@@ -39,27 +38,13 @@ export interface DomainBinding {
   updatedAt: string;
 }
 
-/** The body of PUT /v1/domains/{name}. Unknown fields are errors, so typos never pass silently. */
-export const bindingInputSchema = z.strictObject({
-  upstream: z
-    .string()
-    .refine(
-      (v) => {
-        try {
-          parseUpstream(v);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { message: 'must be an http(s) origin without path, like "http://10.0.0.7:8080"' },
-    )
-    .optional(),
-  tenant: z.string().min(1).max(200).optional(),
-  label: z.string().min(1).max(200).optional(),
-  status: z.enum(BINDING_STATUSES, { message: `must be one of ${BINDING_STATUSES.join(', ')}` }).default('active'),
-});
-export type BindingInput = z.input<typeof bindingInputSchema>;
+/** What a binding request sets (validated by the admin API: src/admin/bindings.ts). */
+export interface BindingFields {
+  upstream?: string | undefined;
+  tenant?: string | undefined;
+  label?: string | undefined;
+  status: BindingStatus;
+}
 
 export type RegistryChange =
   | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean }
@@ -152,7 +137,7 @@ export class DomainRegistry implements DynamicRoutes {
   }
 
   /** Creates or replaces a binding (createdAt is kept on replace). */
-  async put(input: string, body: z.output<typeof bindingInputSchema>): Promise<{ binding: DomainBinding; created: boolean }> {
+  async put(input: string, body: BindingFields): Promise<{ binding: DomainBinding; created: boolean }> {
     const name = DomainRegistry.normalize(input);
     const existing = await this.#load(name);
     const now = new Date().toISOString();

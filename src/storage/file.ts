@@ -423,7 +423,6 @@ export class FileStorage implements Storage {
       }
       // Symlinks and other special files are never created by this backend and are not listed.
     }
-    entries = undefined;
     // A few directories at a time: 100k sibling directories read all at once held ~270 MB of
     // pending reads and Dirents (measured listing 100k certificates).
     let next = 0;
