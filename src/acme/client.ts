@@ -4,7 +4,8 @@
 import { rootCertificates } from 'node:tls';
 import { isIP } from 'node:net';
 import type { KeyObject } from 'node:crypto';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { undici } from '../util/undici.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { AcmeError, ACME_ERROR, LocalErrorType, type AcmeIdentifier, type AcmeProblem } from './errors.ts';
 import { base64url, jwkThumbprint, publicJwk, signExternalAccountBinding, signJws } from './jws.ts';
@@ -191,7 +192,7 @@ export class AcmeClient {
       this.dispatcher = opts.dispatcher;
       this.ownsDispatcher = false;
     } else {
-      this.dispatcher = new Agent({
+      this.dispatcher = new (undici().Agent)({
         connect: { ca: [...rootCertificates, ...(opts.trustedRoots ?? [])] },
         keepAliveTimeout: 10_000,
         connections: 8,
@@ -229,7 +230,7 @@ export class AcmeClient {
     let res: Dispatcher.ResponseData;
     let text: string;
     try {
-      res = await request(url, {
+      res = await undici().request(url, {
         method,
         headers,
         body: opts.body,

@@ -5,7 +5,7 @@
 // concurrent questions about one name share a single ask request.
 // With `onDemand.dns` set, an approved name must also pass the DNS ownership check (dns.ts):
 // the sources say who may have a certificate, DNS says whether it can be validated now.
-import { request } from 'undici';
+import { undici } from '../util/undici.ts';
 import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
@@ -93,7 +93,7 @@ export class OnDemandPolicy {
     let decision: PolicyDecision;
     try {
       // undici's request() never follows redirects: a 3xx is an answer, and it is not 2xx.
-      const res = await request(url, {
+      const res = await undici().request(url, {
         method: 'GET',
         signal: AbortSignal.timeout(this.opts.askTimeoutMs),
         headers: { 'user-agent': 'certgate-ask/0.1' },

@@ -5,7 +5,8 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { Pool, buildConnector, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import { undici } from '../util/undici.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
@@ -226,11 +227,11 @@ export class ReverseProxy {
     if (target.secure) {
       // undici would send the client's Host as SNI (and check the certificate against it); use
       // the upstream's own host name instead, and no SNI for IP literals.
-      const connector = buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false });
+      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false });
       const servername = target.servername;
       options.connect = (opts, callback) => connector({ ...opts, servername }, callback);
     }
-    pool = new Pool(target.origin, options);
+    pool = new (undici().Pool)(target.origin, options);
     this.#pools.set(target.origin, pool);
     return pool;
   }

@@ -1,0 +1,12 @@
+// undici, loaded at its first use (first proxied request, ask call or ACME request) rather than at
+// start-up: it is ~150 ms of module loading per worker, and serving stored certificates needs none
+// of it. undici is a CommonJS package, so a synchronous require keeps call sites synchronous.
+import { createRequire } from 'node:module';
+import type * as Undici from 'undici';
+
+const require = createRequire(import.meta.url);
+let loaded: typeof Undici | undefined;
+
+export function undici(): typeof Undici {
+  return (loaded ??= require('undici') as typeof Undici);
+}
