@@ -184,7 +184,13 @@ describe('two instances on one Redis', () => {
   test('Redis restarted while serving: cached names never fail; issuance resumes after reconnect', async () => {
     const cached = ['n1.cluster.test', 'n2.cluster.test', 'n3.cluster.test'];
     const expected = new Map<string, string>();
-    for (const name of cached) expected.set(name, (await httpsGet(name, a.ports.https, root)).fingerprint256);
+    for (const name of cached) {
+      const res = await httpsGet(name, a.ports.https, root).catch((err: Error) => {
+        const lines = a.proc.output().split('\n').filter((l) => l.includes(name) || /"level":(40|50)/.test(l));
+        throw new Error(`before the restart, a, ${name}: ${err.message}\n${lines.slice(-40).join('\n')}`);
+      });
+      expected.set(name, res.fingerprint256);
+    }
     let stop = false;
     const failures: string[] = [];
     let handshakes = 0;
@@ -213,7 +219,10 @@ describe('two instances on one Redis', () => {
     assert.deepEqual(failures, [], `no cached handshake failed (${handshakes} made)`);
     assert.ok(handshakes > 20, 'load ran throughout');
     // New issuance works again once Redis is back (the client reconnected by itself).
-    const res = await httpsGet('after-restart.cluster.test', b.ports.https, root);
+    const res = await httpsGet('after-restart.cluster.test', b.ports.https, root).catch((err: Error) => {
+      const lines = b.proc.output().split('\n').filter((l) => l.includes('after-restart') || /"level":(40|50)/.test(l));
+      throw new Error(`after the restart, b: ${err.message}\n${lines.slice(-40).join('\n')}`);
+    });
     assert.equal(res.status, 200);
   });
 
