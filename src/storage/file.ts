@@ -74,6 +74,7 @@ import {
   pageOf,
   type Storage,
 } from './storage.ts';
+import { forEachConcurrently } from '../util/concurrency.ts';
 
 /** How often a waiter re-checks a held lock file. */
 const DEFAULT_LOCK_POLL_MS = 100;
@@ -425,11 +426,7 @@ export class FileStorage implements Storage {
     }
     // A few directories at a time: 100k sibling directories read all at once held ~270 MB of
     // pending reads and Dirents (measured listing 100k certificates).
-    let next = 0;
-    const worker = async () => {
-      while (next < subdirs.length) await this.walk(subdirs[next++]!, '', includeLocks, out, prefix);
-    };
-    await Promise.all(Array.from({ length: Math.min(WALK_CONCURRENCY, subdirs.length) }, worker));
+    await forEachConcurrently(subdirs, WALK_CONCURRENCY, (key) => this.walk(key, '', includeLocks, out, prefix));
   }
 
   // ---------------------------------------------------------------------------------------------

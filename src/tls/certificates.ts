@@ -19,6 +19,7 @@ import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
+import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
 import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
 import type { CachedCertificate, CertificateCache } from './cache.ts';
@@ -158,23 +159,18 @@ export class CertificateManager {
     const { cache, storage, logger } = this.opts;
     const domains = cache.domains();
     let replaced = 0;
-    let next = 0;
-    const worker = async () => {
-      while (next < domains.length) {
-        const domain = domains[next++]!;
-        try {
-          const stored = await loadCertificate(storage, this.cas, domain);
-          const cached = cache.peek(domain);
-          if (!cached || stored?.fingerprint256 === cached.fingerprint256) continue;
-          replaced++;
-          if (stored && usable(stored)) cache.add(stored);
-          else cache.delete(domain);
-        } catch (err) {
-          logger.warn({ domain, step: 'cache-revalidate', err }, 'could not re-check cached certificate');
-        }
+    await forEachConcurrently(domains, 8, async (domain) => {
+      try {
+        const stored = await loadCertificate(storage, this.cas, domain);
+        const cached = cache.peek(domain);
+        if (!cached || stored?.fingerprint256 === cached.fingerprint256) return;
+        replaced++;
+        if (stored && usable(stored)) cache.add(stored);
+        else cache.delete(domain);
+      } catch (err) {
+        logger.warn({ domain, step: 'cache-revalidate', err }, 'could not re-check cached certificate');
       }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
+    });
     logger.info({ step: 'cache-revalidate', checked: domains.length, replaced }, 'cached certificates re-checked after reconnect');
     return { checked: domains.length, replaced };
   }
