@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
+import { StoredTokens } from '../storage/tokens.ts';
 import { createTlsAlpnCertificate } from './certs.ts';
 import type { ChallengeSolver } from './client.ts';
 
@@ -14,52 +15,34 @@ export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 
 export class Http01Solver implements ChallengeSolver {
   readonly type = 'http-01' as const;
-  private readonly tokens = new Map<string, string>();
+  private readonly tokens: StoredTokens;
 
-  constructor(
-    private readonly storage: Storage,
-    private readonly logger: Logger,
-  ) {}
+  constructor(storage: Storage, logger: Logger) {
+    this.tokens = new StoredTokens({
+      storage,
+      logger,
+      prefix: HTTP01_PREFIX,
+      keyOf: keys.http01Token,
+      tokenPattern: TOKEN,
+      contentType: 'application/octet-stream',
+      unknownBody: 'unknown challenge\n',
+      step: 'http-01-validation',
+      onAnswer: (host, token, found, req) =>
+        logger.info({ domain: host, step: 'http-01-validation', token, found, ua: req.headers['user-agent'] }, 'http-01 challenge request'),
+    });
+  }
 
   async present(_domain: string, token: string, keyAuthorization: string): Promise<void> {
-    this.tokens.set(token, keyAuthorization);
-    await this.storage.put(keys.http01Token(token), keyAuthorization);
+    await this.tokens.set(token, keyAuthorization);
   }
 
   async cleanup(_domain: string, token: string, _keyAuthorization?: string): Promise<void> {
-    this.tokens.delete(token);
-    await this.storage.delete(keys.http01Token(token));
+    await this.tokens.delete(token);
   }
 
   /** Handles the request if it is an http-01 validation; returns false otherwise. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = req.url ?? '';
-    if (!url.startsWith(HTTP01_PREFIX)) return false;
-    const token = url.slice(HTTP01_PREFIX.length);
-    if (!TOKEN.test(token)) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown challenge\n');
-      return true;
-    }
-    // The validator's Host may carry the port; logs name the bare domain.
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
-    const answer = (keyAuthorization: string | null) => {
-      this.logger.info({ domain: host, step: 'http-01-validation', token, found: keyAuthorization !== null, ua: req.headers['user-agent'] }, 'http-01 challenge request');
-      if (keyAuthorization === null) res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown challenge\n');
-      else res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(keyAuthorization);
-    };
-    const local = this.tokens.get(token);
-    if (local !== undefined) {
-      answer(local);
-      return true;
-    }
-    this.storage.get(keys.http01Token(token)).then(
-      (v) => answer(v ? v.toString('utf8') : null),
-      (err) => {
-        this.logger.error({ domain: host, step: 'http-01-validation', token, err }, 'http-01 challenge lookup failed');
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('challenge lookup failed\n');
-      },
-    );
-    return true;
+    return this.tokens.handle(req, res);
   }
 }
 

@@ -13,6 +13,7 @@ import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/storage.ts';
+import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
 
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
@@ -39,54 +40,31 @@ export type PreflightResult = { ok: true; addresses: string[] } | { ok: false; r
 
 /** Answers probe tokens on every instance's HTTP listener. */
 export class PreflightResponder {
-  private readonly local = new Map<string, string>();
+  private readonly tokens: StoredTokens;
 
-  constructor(
-    private readonly storage: Storage,
-    private readonly logger: Logger,
-  ) {}
+  constructor(storage: Storage, logger: Logger) {
+    this.tokens = new StoredTokens({
+      storage,
+      logger,
+      prefix: PREFLIGHT_PREFIX,
+      keyOf: tokenKey,
+      tokenPattern: TOKEN,
+      contentType: 'text/plain',
+      unknownBody: 'unknown pre-flight token\n',
+      step: 'preflight-answer',
+    });
+  }
 
   async create(): Promise<{ token: string; answer: string; remove: () => Promise<void> }> {
     const token = randomBytes(18).toString('base64url');
     const answer = randomBytes(18).toString('base64url');
-    this.local.set(token, answer);
-    await this.storage.put(tokenKey(token), answer);
-    return {
-      token,
-      answer,
-      remove: async () => {
-        this.local.delete(token);
-        await this.storage.delete(tokenKey(token));
-      },
-    };
+    await this.tokens.set(token, answer);
+    return { token, answer, remove: () => this.tokens.delete(token) };
   }
 
   /** Handles the request if it is a pre-flight probe; returns false otherwise. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = req.url ?? '';
-    if (!url.startsWith(PREFLIGHT_PREFIX)) return false;
-    const token = url.slice(PREFLIGHT_PREFIX.length);
-    const answer = (value: string | null) => {
-      if (value === null) res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown pre-flight token\n');
-      else res.writeHead(200, { 'content-type': 'text/plain' }).end(value);
-    };
-    if (!TOKEN.test(token)) {
-      answer(null);
-      return true;
-    }
-    const local = this.local.get(token);
-    if (local !== undefined) {
-      answer(local);
-      return true;
-    }
-    this.storage.get(tokenKey(token)).then(
-      (v) => answer(v ? v.toString('utf8') : null),
-      (err: unknown) => {
-        this.logger.error({ domain: (req.headers.host ?? '').replace(/:\d+$/, ''), step: 'preflight-answer', err }, 'pre-flight token lookup failed');
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('lookup failed\n');
-      },
-    );
-    return true;
+    return this.tokens.handle(req, res);
   }
 }
 
