@@ -20,6 +20,7 @@ export interface MaintainerOptions {
   manager: {
     renew(domain: string, opts?: RenewOptions): Promise<ObtainOutcome>;
     delete(domain: string, reason: string): Promise<void>;
+    retryAt?(domain: string): Promise<number | null | undefined>;
   };
   policy: { decide(domain: string): Promise<PolicyDecision> };
   /** PEMs trusted for the CAs' own HTTPS (ARI lookups). */

@@ -8,11 +8,12 @@
 //   - due: asks the on-demand policy again. Denied and still valid → kept, not renewed (looked at
 //     again later); denied and expired → deleted. Approved → renewed through
 //     CertificateManager.renew, at most `concurrency` at a time; handshakes keep being served the
-//     old certificate until the new one is stored. A failed renewal is retried after 1 min,
-//     10 min, 100 min, then daily.
+//     old certificate until the new one is stored. A failed renewal is retried when the name's
+//     shared backoff ends (1 min, 10 min, 100 min, then daily).
 // A cursor (the oldest hour that may still hold entries) keeps ticks from re-listing the past.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ariCertId, fetchRenewalWindow, nextFetchAt, pickInWindow } from '../acme/ari.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../acme/retry.ts';
 import type { AcmeClient } from '../acme/client.ts';
 import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
@@ -29,6 +30,8 @@ export interface RenewalSchedulerOptions {
   manager: {
     renew(domain: string, opts?: RenewOptions): Promise<ObtainOutcome>;
     delete(domain: string, reason: string): Promise<void>;
+    /** The name's shared backoff after failures (CertificateManager.retryAt). */
+    retryAt?(domain: string): Promise<number | null | undefined>;
   };
   policy: { decide(domain: string): Promise<PolicyDecision> };
   /** An ACME client for the directory a certificate came from (ARI lookups), if any. */
@@ -42,9 +45,12 @@ export interface RenewalSchedulerOptions {
   now?: () => number;
 }
 
-/** After a failed renewal: 1 min, 10 min, 100 min, then daily (Let's Encrypt's integration guide). */
+/**
+ * After a failed renewal that left the name no backoff of its own (a spent budget, a paused CA, a
+ * storage outage): 1 min, 10 min, 100 min, then daily, the same schedule as the name's.
+ */
 export function renewalBackoffMs(failures: number): number {
-  return [60_000, 600_000, 6_000_000][failures - 1] ?? 86_400_000;
+  return backoffDelay(LETS_ENCRYPT_SCHEDULE, failures);
 }
 
 /** A name the policy now denies is looked at again this often while its certificate is valid. */
@@ -264,7 +270,10 @@ export class RenewalScheduler {
       this.stats.failed++;
       if (!from) return true;
       const failures = (from.entry.failures ?? 0) + 1;
-      const retryAt = this.now() + renewalBackoffMs(failures);
+      // The name's own backoff (shared through storage, recorded by the manager) decides when it
+      // may be ordered again; a second, local count would drift from it.
+      const shared = await this.opts.manager.retryAt?.(domain).catch(() => undefined);
+      const retryAt = typeof shared === 'number' && shared > this.now() ? shared : this.now() + renewalBackoffMs(failures);
       logger.warn({ domain, step: 'renewal-failed', failures, retryAt: new Date(retryAt).toISOString(), reason: outcome.reason }, 'renewal failed; will retry');
       const current = await readEntry<RenewalEntry>(storage, from.key);
       if (current && current.fingerprint256 === from.entry.fingerprint256) {

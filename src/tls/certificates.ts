@@ -213,13 +213,8 @@ export class CertificateManager {
    * storage: a failure on any instance counts. For the renewal scheduler, too.
    */
   async backoff(domain: string): Promise<string | null> {
-    let state = this.failures.get(domain);
-    if (!state) {
-      const stored = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
-      if (!stored) return null;
-      state = stored;
-      this.rememberFailure(domain, state);
-    }
+    const state = await this.retryState(domain);
+    if (!state) return null;
     if (state.retryAt === null) {
       return `given up after ${state.failures} failure(s) since ${new Date(state.firstFailureAt).toISOString()} (renew it as admin or change acme.issuers to try again): ${state.reason}`;
     }
@@ -227,6 +222,24 @@ export class CertificateManager {
       return `in backoff after ${state.failures} failure(s) until ${new Date(state.retryAt).toISOString()}: ${state.reason}`;
     }
     return null;
+  }
+
+  /**
+   * When `domain` may be ordered again after its failures (shared through storage): a time, null
+   * once given up, undefined when it has no failures on record. The renewal scheduler files a
+   * failed renewal at this time, so both follow one backoff.
+   */
+  async retryAt(domain: string): Promise<number | null | undefined> {
+    return (await this.retryState(domain))?.retryAt;
+  }
+
+  /** The name's failure record: memory first, then shared storage (remembered until its retryAt). */
+  private async retryState(domain: string): Promise<NameRetryState | null> {
+    const remembered = this.failures.get(domain);
+    if (remembered) return remembered;
+    const stored = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
+    if (stored) this.rememberFailure(domain, stored);
+    return stored;
   }
 
   /**
