@@ -198,21 +198,20 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     });
   }
   const stopMetrics = wireMetrics(metrics, { events: manager.events, cache, budgets: () => limits.budgets() });
-  // The ACME new-orders budget per CA, read from storage in the background (scrapes stay in memory).
-  const orderBudgets = new Map<string, number>();
-  const refreshOrderBudgets = async () => {
-    for (const { production } of issuers) {
-      if (!budgets.appliesTo(production.ca)) continue;
-      try {
-        orderBudgets.set(production.ca, (await budgets.remaining('newOrders', production.ca, '')).remaining);
-      } catch {
-        // Storage briefly unavailable: keep the last value.
-      }
-    }
-  };
-  void refreshOrderBudgets();
-  const orderBudgetTimer = setInterval(() => void refreshOrderBudgets(), 15_000).unref();
-  metrics.addBudgetProvider(() => [...orderBudgets].map(([ca, remaining]) => ({ limit: `acme-new-orders:${ca}`, remaining })));
+  // The ACME new-orders budget per CA, read from storage when /metrics is scraped (only the
+  // process serving the admin API ever is); a CA whose budget cannot be read is left out.
+  metrics.addBudgetProvider(async () => {
+    const budgeted = issuers.map((i) => i.production.ca).filter((ca) => budgets.appliesTo(ca));
+    const read = await Promise.all(
+      budgeted.map((ca) =>
+        budgets.remaining('newOrders', ca, '').then(
+          ({ remaining }) => [{ limit: `acme-new-orders:${ca}`, remaining }],
+          () => [],
+        ),
+      ),
+    );
+    return read.flat();
+  });
   await manager.attachBus(bus);
   // A binding changed (here or on another instance): decide afresh at the next handshake.
   registry.onChange((change) => {
@@ -353,7 +352,6 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       await maintainer?.stop();
       stopTicketRotation();
       stopMetrics();
-      clearInterval(orderBudgetTimer);
       stopEventRelay();
       await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);

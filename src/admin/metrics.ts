@@ -42,7 +42,7 @@ export class GatewayMetrics implements MetricsEndpoint {
   private readonly proxiedRequests: Counter<'class'>;
   private readonly upstreamSeconds: Histogram;
   private readonly rateLimitedHandshakes: Counter<'scope'>;
-  private readonly budgetProviders: Array<() => BudgetRemaining[]> = [];
+  private readonly budgetProviders: Array<() => BudgetRemaining[] | Promise<BudgetRemaining[]>> = [];
   private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
   private cacheSize: () => number = () => 0;
 
@@ -89,7 +89,7 @@ export class GatewayMetrics implements MetricsEndpoint {
     // Gauges computed at scrape time; `this` inside collect() is the gauge.
     const counts = () => this.certificateCounts();
     const cacheSize = () => this.cacheSize();
-    const budgets = () => this.budgetProviders.flatMap((provider) => provider());
+    const budgets = async () => (await Promise.all(this.budgetProviders.map((provider) => provider()))).flat();
     new Gauge({
       name: 'certgate_certificates_managed',
       help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned)",
@@ -119,9 +119,10 @@ export class GatewayMetrics implements MetricsEndpoint {
       help: 'Tokens left in each rate-limit budget, by limit',
       labelNames: ['limit'],
       registers,
-      collect() {
+      async collect() {
+        const all = await budgets();
         this.reset();
-        for (const { limit, remaining } of budgets()) this.set({ limit }, remaining);
+        for (const { limit, remaining } of all) this.set({ limit }, remaining);
       },
     });
   }
@@ -151,8 +152,8 @@ export class GatewayMetrics implements MetricsEndpoint {
     this.rateLimitedHandshakes.inc({ scope });
   };
 
-  /** Adds a source of rate-limit budgets (the issuance limits, the ACME order budget, ...). */
-  addBudgetProvider(provider: () => BudgetRemaining[]): void {
+  /** Adds a source of rate-limit budgets (the issuance limits, the ACME order budget, ...), read at scrape time. */
+  addBudgetProvider(provider: () => BudgetRemaining[] | Promise<BudgetRemaining[]>): void {
     this.budgetProviders.push(provider);
   }
 

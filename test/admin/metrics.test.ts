@@ -102,7 +102,7 @@ describe('metrics of a running gateway (real Pebble, real clients)', () => {
       httpsPort,
       httpPort,
       config: {
-        acme: { challenges: ['http-01'] },
+        acme: { challenges: ['http-01'], budgets: { newOrders: { limit: 100, window: '3h' } } },
         onDemand: { allow: ['*.metrics.test'], limits: { perClient: { rate: 0.001, burst: 3 }, global: { rate: 1, burst: 50 } } },
         proxy: { upstream: upstream.origin },
       },
@@ -148,5 +148,8 @@ describe('metrics of a running gateway (real Pebble, real clients)', () => {
     // client bucket, which takes nothing from the global one), refilled at 1/s meanwhile.
     const budget = sampleValue(after, 'certgate_rate_limit_budget_remaining', { limit: 'issuance-global' });
     assert.ok(budget !== undefined && budget >= 47 && budget <= 50, `global budget ${budget}`);
+    // The ACME new-orders budget is read from storage at scrape time: two orders placed.
+    assert.equal(delta('certgate_rate_limit_budget_remaining', { limit: `acme-new-orders:${ca}` }), -2);
+    assert.equal(value(after, 'certgate_rate_limit_budget_remaining', { limit: `acme-new-orders:${ca}` }), 98);
   });
 });
