@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { FileStorage } from '../../src/storage/file.ts';
 import { StorageError } from '../../src/storage/storage.ts';
 import { tmpDir } from '../support/tmp.ts';
+import { assertListPrefixForms, LIST_FIXTURE_KEYS } from './list-fixture.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../..');
@@ -144,15 +145,7 @@ describe('FileStorage: keys and values', () => {
 
   test('list: recursive, sorted, prefix forms, no temp or lock files', { timeout: 10_000 }, async (t) => {
     const { storage, root } = await newStorage(t);
-    const keys = [
-      'certificates/ca/zeta.com/cert.pem',
-      'certificates/ca/alpha.com/key.pem',
-      'certificates/ca/alpha.com/cert.pem',
-      'certificates/ca2/abcd.com/cert.pem',
-      'certificates/abc',
-      'certificates-old/x',
-      'accounts/ca/account.json',
-    ];
+    const keys = LIST_FIXTURE_KEYS;
     for (const key of keys) await storage.put(key, key);
     // A crashed writer's temp file, a lock and its leftovers must not show up.
     await writeFile(join(root, 'certificates/ca/alpha.com/.cert.pem.0123456789abcdef.tmp'), 'partial');
@@ -160,30 +153,11 @@ describe('FileStorage: keys and values', () => {
     assert.ok(lock);
     await writeFile(join(root, 'locks/issue/.alpha.com.lock.fedcba9876543210.stale'), 'x');
 
-    const cert = [
-      'certificates/abc',
-      'certificates/ca/alpha.com/cert.pem',
-      'certificates/ca/alpha.com/key.pem',
-      'certificates/ca/zeta.com/cert.pem',
-      'certificates/ca2/abcd.com/cert.pem',
-    ];
-    assert.deepEqual(await storage.list('certificates/'), cert);
-    // Plain string prefix: without the slash, siblings sharing the name match too.
-    assert.deepEqual(await storage.list('certificates'), [...cert, 'certificates-old/x'].sort());
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/'), cert.slice(1, 3));
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com'), cert.slice(1, 3));
-    // Mid-name prefixes.
-    assert.deepEqual(await storage.list('certificates/ab'), ['certificates/abc']);
-    assert.deepEqual(await storage.list('certificates/ca2/ab'), ['certificates/ca2/abcd.com/cert.pem']);
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/k'), ['certificates/ca/alpha.com/key.pem']);
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/cert.pem'), ['certificates/ca/alpha.com/cert.pem']);
+    await assertListPrefixForms(storage);
     // Everything (but locks).
     assert.deepEqual(await storage.list(''), [...keys].sort());
     assert.deepEqual(await storage.list('l'), []);
-    // Missing prefixes.
-    assert.deepEqual(await storage.list('nothing/'), []);
     assert.deepEqual(await storage.list('nothing/here/'), []);
-    assert.deepEqual(await storage.list('certificates/abc/'), [], 'below a file');
     // Locks only when asked for explicitly.
     assert.deepEqual(await storage.list('locks/'), ['locks/issue/alpha.com.lock']);
     assert.deepEqual(await storage.list('locks'), ['locks/issue/alpha.com.lock']);

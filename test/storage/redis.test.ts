@@ -16,6 +16,7 @@ import { hasHashTag, RedisStorage, resolveRedisOptions, type RedisStorageOptions
 import { StorageError } from '../../src/storage/storage.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, startRedisCluster, startSentinel, type RedisHandle } from '../support/redis.ts';
+import { assertListPrefixForms, LIST_FIXTURE_KEYS } from './list-fixture.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../..');
@@ -150,39 +151,14 @@ describe('RedisStorage: keys and values', () => {
 
   test('list: sorted, prefix forms, locks only when asked, glob characters are literal', { timeout: 10_000 }, async (t) => {
     const storage = await open(t);
-    const keys = [
-      'certificates/ca/zeta.com/cert.pem',
-      'certificates/ca/alpha.com/key.pem',
-      'certificates/ca/alpha.com/cert.pem',
-      'certificates/ca2/abcd.com/cert.pem',
-      'certificates/abc',
-      'certificates-old/x',
-      'accounts/ca/account.json',
-      'locksmith/x',
-    ];
+    const keys = [...LIST_FIXTURE_KEYS, 'locksmith/x'];
     for (const key of keys) await storage.put(key, key);
     const lock = await storage.tryLock('issue/alpha.com', { ttlMs: 10_000 });
     assert.ok(lock);
 
-    const cert = [
-      'certificates/abc',
-      'certificates/ca/alpha.com/cert.pem',
-      'certificates/ca/alpha.com/key.pem',
-      'certificates/ca/zeta.com/cert.pem',
-      'certificates/ca2/abcd.com/cert.pem',
-    ];
-    assert.deepEqual(await storage.list('certificates/'), cert);
-    assert.deepEqual(await storage.list('certificates'), [...cert, 'certificates-old/x'].sort());
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/'), cert.slice(1, 3));
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com'), cert.slice(1, 3));
-    assert.deepEqual(await storage.list('certificates/ab'), ['certificates/abc']);
-    assert.deepEqual(await storage.list('certificates/ca2/ab'), ['certificates/ca2/abcd.com/cert.pem']);
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/k'), ['certificates/ca/alpha.com/key.pem']);
-    assert.deepEqual(await storage.list('certificates/ca/alpha.com/cert.pem'), ['certificates/ca/alpha.com/cert.pem']);
+    await assertListPrefixForms(storage);
     assert.deepEqual(await storage.list(''), [...keys].sort());
     assert.deepEqual(await storage.list('l'), ['locksmith/x']);
-    assert.deepEqual(await storage.list('nothing/'), []);
-    assert.deepEqual(await storage.list('certificates/abc/'), [], 'below a key');
     // Locks only when asked for explicitly (and get() can read who holds one).
     assert.deepEqual(await storage.list('locks/'), ['locks/issue/alpha.com.lock']);
     assert.deepEqual(await storage.list('locks'), ['locks/issue/alpha.com.lock', 'locksmith/x']);
