@@ -5,24 +5,18 @@
 import { generateAccountKey } from '../acme/certs.ts';
 import { AcmeClient } from '../acme/client.ts';
 import type { Logger } from '../log.ts';
-import type { PolicyDecision } from '../policy/policy.ts';
 import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { ObtainOutcome, RenewOptions } from '../tls/certificates.ts';
 import { Cleanup } from './cleanup.ts';
 import { LeaderElection } from './leader.ts';
 import { HOUR_MS, hourBucket, indexCertificate } from './renewal-index.ts';
-import { RenewalScheduler } from './scheduler.ts';
+import { RenewalScheduler, type RenewalSchedulerOptions } from './scheduler.ts';
 
 export interface MaintainerOptions {
   storage: Storage;
-  manager: {
-    renew(domain: string, opts?: RenewOptions): Promise<ObtainOutcome>;
-    delete(domain: string, reason: string): Promise<void>;
-    retryAt?(domain: string): Promise<number | null | undefined>;
-  };
-  policy: { decide(domain: string): Promise<PolicyDecision> };
+  manager: RenewalSchedulerOptions['manager'];
+  policy: RenewalSchedulerOptions['policy'];
   /** PEMs trusted for the CAs' own HTTPS (ARI lookups). */
   trustedRoots: string[];
   profile?: string;
