@@ -1,6 +1,5 @@
 // Wires one gateway: storage, policy, ACME issuer, handshake path, proxy and the listeners.
 import { readFile } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -84,7 +83,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const readRoots = (files: string[]) =>
     Promise.all(
       files.map((file) =>
-        readFile(resolvePath(config.baseDir, file), 'utf8').catch((err: Error) => {
+        readFile(file, 'utf8').catch((err: Error) => {
           throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`);
         }),
       ),

@@ -54,6 +54,7 @@ export function parseConfig(raw: unknown, where: { file?: string; baseDir: strin
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(where.baseDir, p));
   if (config.storage.file) config.storage.file.path = abs(config.storage.file.path);
   config.acme.trustedRoots = config.acme.trustedRoots.map(abs);
+  for (const issuer of config.acme.issuers) issuer.trustedRoots = issuer.trustedRoots.map(abs);
   if (config.tls.fallback) config.tls.fallback = { cert: abs(config.tls.fallback.cert), key: abs(config.tls.fallback.key) };
   return { ...config, baseDir: where.baseDir, ...(where.file ? { file: where.file } : {}) };
 }

@@ -8,8 +8,8 @@ import { LETS_ENCRYPT_PRODUCTION } from '../../src/config/schema.ts';
 test('acme.directory/eab/trustedRoots are the one-issuer shorthand', () => {
   assert.deepEqual(parse({}).acme.issuers, [{ directory: LETS_ENCRYPT_PRODUCTION, trustedRoots: [] }]);
   const c = parse({ acme: { directory: 'https://ca.test/dir', eab: { kid: 'k', hmac: 'h' }, trustedRoots: ['root.pem'] } });
-  // Relative roots are resolved against the config's directory when the gateway reads them.
-  assert.deepEqual(c.acme.issuers, [{ directory: 'https://ca.test/dir', trustedRoots: ['root.pem'], eab: { kid: 'k', hmac: 'h' } }]);
+  // Relative roots are resolved against the config's directory, like every path in the config.
+  assert.deepEqual(c.acme.issuers, [{ directory: 'https://ca.test/dir', trustedRoots: ['/etc/certgate/root.pem'], eab: { kid: 'k', hmac: 'h' } }]);
   assert.equal(c.acme.directory, 'https://ca.test/dir');
 });
 
@@ -24,7 +24,7 @@ test('acme.issuers: ordered, with staging and EAB; acme.directory names the firs
     },
   });
   assert.equal(c.acme.directory, 'https://a.test/dir');
-  assert.deepEqual(c.acme.issuers[1], { directory: 'https://b.test/dir', eab: { kid: 'k', hmac: 'h' }, trustedRoots: ['common.pem', 'b.pem'] });
+  assert.deepEqual(c.acme.issuers[1], { directory: 'https://b.test/dir', eab: { kid: 'k', hmac: 'h' }, trustedRoots: ['/etc/certgate/common.pem', '/etc/certgate/b.pem'] });
   assert.equal(c.acme.issuers[0]!.staging, 'https://a-staging.test/dir');
 });
 
