@@ -6,7 +6,7 @@
 // Storage:  retry/names/<domain>   NameRetryState (JSON)
 //           retry/cas/<ca>         CaPause (JSON)
 import type { Logger } from '../log.ts';
-import type { Storage } from '../storage/storage.ts';
+import { getJson, type Storage } from '../storage/storage.ts';
 
 export interface RetrySchedule {
   /** Waits after the 1st, 2nd, ... failure. */
@@ -71,15 +71,8 @@ export class RetryState {
 
   /** The name's state, or null when it has no failures on record (or they predate a config change). */
   async get(domain: string): Promise<NameRetryState | null> {
-    const raw = await this.storage.get(nameKey(domain));
-    if (!raw) return null;
-    let state: NameRetryState;
-    try {
-      state = JSON.parse(raw.toString('utf8')) as NameRetryState;
-    } catch {
-      return null;
-    }
-    return state.issuers === this.issuers ? state : null;
+    const state = await getJson<NameRetryState>(this.storage, nameKey(domain));
+    return state?.issuers === this.issuers ? state : null;
   }
 
   /** Records one failed attempt; returns the new state (retryAt null = given up). */
@@ -132,13 +125,7 @@ export class RetryState {
 
   /** The CA's pause if one is in force now. */
   async caPause(ca: string): Promise<CaPause | null> {
-    const raw = await this.storage.get(caKey(ca));
-    if (!raw) return null;
-    try {
-      const pause = JSON.parse(raw.toString('utf8')) as CaPause;
-      return pause.until > this.now() ? pause : null;
-    } catch {
-      return null;
-    }
+    const pause = await getJson<CaPause>(this.storage, caKey(ca));
+    return pause && pause.until > this.now() ? pause : null;
   }
 }

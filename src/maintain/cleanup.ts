@@ -9,8 +9,8 @@
 import type { Logger } from '../log.ts';
 import { loadCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import type { Storage } from '../storage/storage.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, readEntry, type ExpiryEntry } from './renewal-index.ts';
+import { getJson, type Storage } from '../storage/storage.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from './renewal-index.ts';
 
 export interface CleanupOptions {
   storage: Storage;
@@ -85,7 +85,7 @@ export class Cleanup {
       for (const key of await storage.list(keys.expiryIndexBucket(bucket))) {
         const domain = domainOfIndexKey(key);
         try {
-          const entry = await readEntry<ExpiryEntry>(storage, key);
+          const entry = await getJson<ExpiryEntry>(storage, key);
           if (entry && Date.parse(entry.notAfter) + expiredGraceMs > now) {
             kept++;
             continue;

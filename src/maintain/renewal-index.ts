@@ -78,15 +78,6 @@ export async function putRenewalEntry(storage: Storage, entry: RenewalEntry): Pr
   return key;
 }
 
-export async function readEntry<T>(storage: Storage, key: string): Promise<T | null> {
-  const raw = await storage.get(key);
-  if (!raw) return null;
-  try {
-    return JSON.parse(raw.toString('utf8')) as T;
-  } catch {
-    return null; // a torn or foreign value: treated as absent and overwritten or dropped
-  }
-}
 
 /** Domain name of an index key (`index/renewal/<hour>/<domain>`). */
 export function domainOfIndexKey(key: string): string {

@@ -19,10 +19,10 @@ import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
 import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import type { Storage } from '../storage/storage.ts';
+import { getJson, type Storage } from '../storage/storage.ts';
 import type { ObtainOutcome, RenewOptions } from '../tls/certificates.ts';
 import { Semaphore } from '../util/semaphore.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, readEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
 import { renewalTime } from './timing.ts';
 
 export interface RenewalSchedulerOptions {
@@ -164,7 +164,7 @@ export class RenewalScheduler {
     const { storage, logger } = this.opts;
     const domain = domainOfIndexKey(key);
     if (this.active.has(domain)) return true;
-    const entry = await readEntry<RenewalEntry>(storage, key);
+    const entry = await getJson<RenewalEntry>(storage, key);
     if (!entry) {
       await storage.delete(key);
       return false;
@@ -275,7 +275,7 @@ export class RenewalScheduler {
       const shared = await this.opts.manager.retryAt?.(domain).catch(() => undefined);
       const retryAt = typeof shared === 'number' && shared > this.now() ? shared : this.now() + renewalBackoffMs(failures);
       logger.warn({ domain, step: 'renewal-failed', failures, retryAt: new Date(retryAt).toISOString(), reason: outcome.reason }, 'renewal failed; will retry');
-      const current = await readEntry<RenewalEntry>(storage, from.key);
+      const current = await getJson<RenewalEntry>(storage, from.key);
       if (current && current.fingerprint256 === from.entry.fingerprint256) {
         await this.move(from.key, { ...from.entry, failures, checkAt: retryAt });
       }
@@ -297,7 +297,7 @@ export class RenewalScheduler {
 
   /** Deletes `key` unless a save has meanwhile put a newer certificate's entry there. */
   private async dropIfUnchanged(key: string, entry: RenewalEntry): Promise<void> {
-    const current = await readEntry<RenewalEntry>(this.opts.storage, key);
+    const current = await getJson<RenewalEntry>(this.opts.storage, key);
     if (current && current.fingerprint256 !== entry.fingerprint256) return;
     await this.opts.storage.delete(key);
   }

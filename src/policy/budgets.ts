@@ -8,7 +8,7 @@
 // Storage:  budgets/<ca>/<budget>/<scope>   JSON array of ms timestamps inside the window
 import { getDomain } from 'tldts';
 import type { Logger } from '../log.ts';
-import type { Storage } from '../storage/storage.ts';
+import { getJson, type Storage } from '../storage/storage.ts';
 
 export interface BudgetLimit {
   limit: number;
@@ -168,14 +168,7 @@ export class RateBudgets {
 
   /** The timestamps still inside the window, oldest first. */
   private async read(budget: BudgetName, ca: string, scope: string): Promise<number[]> {
-    const raw = await this.storage.get(key(budget, ca, scope));
-    if (!raw) return [];
-    let log: unknown;
-    try {
-      log = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return [];
-    }
+    const log = await getJson<unknown>(this.storage, key(budget, ca, scope));
     const since = this.now() - this.config[budget].windowMs;
     return Array.isArray(log) ? (log.filter((t) => typeof t === 'number' && t > since) as number[]).sort((a, b) => a - b) : [];
   }

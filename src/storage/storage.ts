@@ -65,6 +65,20 @@ export class StorageError extends Error {
   }
 }
 
+/**
+ * A JSON value stored under `key`, or null when there is none or it does not parse (a torn or
+ * foreign value is treated as absent, and overwritten or dropped by the caller).
+ */
+export async function getJson<T>(storage: Pick<Storage, 'get'>, key: string): Promise<T | null> {
+  const raw = await storage.get(key);
+  if (!raw) return null;
+  try {
+    return JSON.parse(raw.toString('utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
 /** Rejects keys that could escape the storage root or are not plain relative paths. */
 export function assertValidKey(key: string): void {
   if (

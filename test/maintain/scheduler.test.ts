@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
-import { readEntry, renewalKeyOf, type RenewalEntry } from '../../src/maintain/renewal-index.ts';
+import { renewalKeyOf, type RenewalEntry } from '../../src/maintain/renewal-index.ts';
 import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler.ts';
 import { FileStorage } from '../../src/storage/file.ts';
+import { getJson } from '../../src/storage/storage.ts';
 import type { ObtainOutcome } from '../../src/tls/certificates.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';
@@ -44,7 +45,7 @@ async function failOnce(t: TestContext, sharedRetryInMs: number | undefined): Pr
   await scheduler.idle();
   assert.equal(renewals, 1, 'the due certificate was renewed once');
   const checkAt = sharedRetryAt ?? now + renewalBackoffMs(1);
-  return { entry: await readEntry<RenewalEntry>(storage, renewalKeyOf({ domain, checkAt })), now, sharedRetryAt };
+  return { entry: await getJson<RenewalEntry>(storage, renewalKeyOf({ domain, checkAt })), now, sharedRetryAt };
 }
 
 test('a failed renewal is filed at the name’s shared backoff', async (t) => {
