@@ -13,11 +13,10 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
-import { addA, clearA } from '../support/challtestsrv.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
 describe('issuance against a CA that limits us', () => {
@@ -99,10 +98,10 @@ describe('issuance against a CA that limits us', () => {
     try {
       const fallback = await fallbackOf(gw);
       const name = 'staged.limits.test';
-      await addA(pebble.challtestsrvUrl, name, ['127.0.0.2']);
+      await mockDns(pebble.challtestsrvUrl).setA(name, ['127.0.0.2']);
       assert.equal((await peerCertificate(httpsPort, name)).fingerprint256, fallback);
       assert.equal(proxy.newOrders().length, 1, 'the failed production order');
-      await clearA(pebble.challtestsrvUrl, name);
+      await mockDns(pebble.challtestsrvUrl).clearA(name);
       const pebbleOrders = pebble.ordersPlaced();
       const deadline = Date.now() + 60_000;
       let fp = fallback;

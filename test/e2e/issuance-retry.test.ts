@@ -11,11 +11,10 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateEvent } from '../../src/events.ts';
 import { keys } from '../../src/storage/layout.ts';
-import { addA, clearA } from '../support/challtestsrv.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
 const DELAYS_MS = [2000, 3000];
@@ -79,7 +78,7 @@ describe('issuance retries: badNonce and failed validations', () => {
 
   test('every certificate is obtained eventually; retries are spaced as configured', async () => {
     const flaky = ['flaky-once.retry.test', 'flaky-twice.retry.test'];
-    for (const name of flaky) await addA(pebble.challtestsrvUrl, name, ['127.0.0.2']);
+    for (const name of flaky) await mockDns(pebble.challtestsrvUrl).setA(name, ['127.0.0.2']);
 
     // First attempt fails; right after, the name is in backoff: fallback at once, no order.
     for (const name of flaky) await untilFailures(name, 1);
@@ -88,9 +87,9 @@ describe('issuance retries: badNonce and failed validations', () => {
     assert.equal(pebble.ordersPlaced(), orders, 'a name in backoff causes no order');
     assert.match((await gw.gateway.manager.backoff(flaky[0]!)) ?? '', /in backoff after 1 failure/);
 
-    await clearA(pebble.challtestsrvUrl, flaky[0]!);
+    await mockDns(pebble.challtestsrvUrl).clearA(flaky[0]!);
     await untilFailures(flaky[1]!, 2);
-    await clearA(pebble.challtestsrvUrl, flaky[1]!);
+    await mockDns(pebble.challtestsrvUrl).clearA(flaky[1]!);
 
     // Names that validate at once, under 15% nonce rejection, and the flaky ones once fixed.
     const fine = Array.from({ length: 4 }, (_, i) => `ok${i}.retry.test`);

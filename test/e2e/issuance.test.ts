@@ -9,11 +9,10 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
-import { addA } from '../support/challtestsrv.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
@@ -53,7 +52,7 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
     });
     try {
       // 127.0.0.2 is loopback too, but nothing listens there on the gateway's HTTP port.
-      await addA(pebble.challtestsrvUrl, 'elsewhere.preflight.test', ['127.0.0.2']);
+      await mockDns(pebble.challtestsrvUrl).setA('elsewhere.preflight.test', ['127.0.0.2']);
       const orders = pebble.ordersPlaced();
       const cert = await peerCertificate(httpsPort, 'elsewhere.preflight.test');
       assert.equal(cert.fingerprint256, await fallbackFingerprint(gw));
