@@ -11,11 +11,11 @@ import { connect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { keys } from '../../src/storage/layout.ts';
 import { httpsGet } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { capturingLogger } from '../support/log-lines.ts';
 import { freePort } from '../support/ports.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
@@ -165,8 +165,7 @@ describe('abuse limits', () => {
   });
 
   test('per-client limit: approved names from one client start at most `burst` orders; one log line for many rejections', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const { logger, lines } = capturingLogger('info');
     const gw = await startTestGateway({
       pebble,
       httpsPort,

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { DnsOwnershipCheck, type DnsCheckOptions } from '../../src/policy/dns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../../src/log.ts';
+import { capturingLogger } from '../support/log-lines.ts';
 import { mockDns, startPebble, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
@@ -26,11 +26,8 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
     await pebble?.stop();
   });
 
-  function checker(over: Partial<DnsCheckOptions> & { lines?: Array<Record<string, unknown>> } = {}): DnsOwnershipCheck {
-    const { lines, ...rest } = over;
-    const logger = lines
-      ? pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
-      : silentLogger();
+  function checker(over: Partial<DnsCheckOptions> & { logger?: Logger } = {}): DnsOwnershipCheck {
+    const { logger = silentLogger(), ...rest } = over;
     return new DnsOwnershipCheck({
       targets: ['127.0.0.1'],
       resolvers: [pebble.dnsAddress],
@@ -137,8 +134,8 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   });
 
   test('concurrent checks of one name share one lookup', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const check = checker({ lines });
+    const { logger, lines } = capturingLogger();
+    const check = checker({ logger });
     const name = fresh('concurrent');
     const verdicts = await Promise.all(Array.from({ length: 25 }, () => check.check(name)));
     assert.ok(verdicts.every((v) => v.ok));
@@ -147,8 +144,8 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   });
 
   test('policy: an allowed name must also pass DNS; a name policy denies is never looked up', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const dnsCheck = checker({ lines });
+    const { logger, lines } = capturingLogger();
+    const dnsCheck = checker({ logger });
     const policy = new OnDemandPolicy({ allow: ['*.customer.test'], askTimeoutMs: 1000, allowTtlMs: 1000, denyTtlMs: 1000, dns: dnsCheck, logger: silentLogger() });
     const good = fresh('good');
     const bad = fresh('bad');

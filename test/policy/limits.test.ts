@@ -1,10 +1,10 @@
 // Token buckets and the issuance limits built on them, with explicit clocks (no sleeping).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { pino } from 'pino';
 import { IssuanceLimits } from '../../src/policy/limits.ts';
 import { silentLogger } from '../../src/log.ts';
 import { KeyedTokenBuckets, TokenBucket } from '../../src/util/ratelimit.ts';
+import { capturingLogger } from '../support/log-lines.ts';
 
 describe('token buckets', () => {
   test('a bucket starts full, refills at rate per second, never above burst', () => {
@@ -47,8 +47,7 @@ describe('IssuanceLimits', () => {
   });
 
   test('rejections are logged at most once per interval, with the count since the last line', () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const { logger, lines } = capturingLogger('info');
     const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: 1 }, global: false, maxClients: 10, logger, logIntervalMs: 10_000 });
     limits.admit('first.test', '192.0.2.1', 0);
     for (let i = 0; i < 500; i++) limits.admit(`n${i}.test`, '192.0.2.1', 1 + i);
