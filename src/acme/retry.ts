@@ -6,6 +6,7 @@
 // Storage:  retry/names/<domain>   NameRetryState (JSON)
 //           retry/cas/<ca>         CaPause (JSON)
 import type { Logger } from '../log.ts';
+import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 
 export interface RetrySchedule {
@@ -56,8 +57,6 @@ export interface FailureInput {
   recoveredCas?: string[];
 }
 
-const nameKey = (domain: string) => `retry/names/${domain}`;
-const caKey = (ca: string) => `retry/cas/${ca}`;
 
 export class RetryState {
   constructor(
@@ -71,7 +70,7 @@ export class RetryState {
 
   /** The name's state, or null when it has no failures on record (or they predate a config change). */
   async get(domain: string): Promise<NameRetryState | null> {
-    const state = await getJson<NameRetryState>(this.storage, nameKey(domain));
+    const state = await getJson<NameRetryState>(this.storage, keys.retryName(domain));
     return state?.issuers === this.issuers ? state : null;
   }
 
@@ -94,7 +93,7 @@ export class RetryState {
       stagingFirst: [...stagingFirst],
       issuers: this.issuers,
     };
-    await this.storage.put(nameKey(domain), JSON.stringify(state));
+    await this.storage.put(keys.retryName(domain), JSON.stringify(state));
     if (gaveUp) {
       this.logger.error(
         { domain, step: 'retry-give-up', failures, since: new Date(firstFailureAt).toISOString(), reason: failure.reason },
@@ -108,24 +107,24 @@ export class RetryState {
 
   /** Keeps the failure count but records which CAs went back to production. */
   async update(domain: string, state: NameRetryState): Promise<void> {
-    await this.storage.put(nameKey(domain), JSON.stringify(state));
+    await this.storage.put(keys.retryName(domain), JSON.stringify(state));
   }
 
   async clear(domain: string): Promise<void> {
-    await this.storage.delete(nameKey(domain));
+    await this.storage.delete(keys.retryName(domain));
   }
 
   /** Pauses new orders to `ca` until `until` (a 429/503 with Retry-After). Never shortens a pause. */
   async pauseCa(ca: string, until: number, reason: string): Promise<void> {
     const current = await this.caPause(ca);
     if (current && current.until >= until) return;
-    await this.storage.put(caKey(ca), JSON.stringify({ until, reason } satisfies CaPause));
+    await this.storage.put(keys.retryCa(ca), JSON.stringify({ until, reason } satisfies CaPause));
     this.logger.warn({ step: 'ca-pause', ca, until: new Date(until).toISOString(), reason }, 'CA asked us to slow down: no new orders to it until then');
   }
 
   /** The CA's pause if one is in force now. */
   async caPause(ca: string): Promise<CaPause | null> {
-    const pause = await getJson<CaPause>(this.storage, caKey(ca));
+    const pause = await getJson<CaPause>(this.storage, keys.retryCa(ca));
     return pause && pause.until > this.now() ? pause : null;
   }
 }

@@ -8,6 +8,7 @@
 // Storage:  budgets/<ca>/<budget>/<scope>   JSON array of ms timestamps inside the window
 import { getDomain } from 'tldts';
 import type { Logger } from '../log.ts';
+import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 
 export interface BudgetLimit {
@@ -168,17 +169,13 @@ export class RateBudgets {
 
   /** The timestamps still inside the window, oldest first. */
   private async read(budget: BudgetName, ca: string, scope: string): Promise<number[]> {
-    const log = await getJson<unknown>(this.storage, key(budget, ca, scope));
+    const log = await getJson<unknown>(this.storage, keys.budgetLog(ca, budget, scope));
     const since = this.now() - this.config[budget].windowMs;
     return Array.isArray(log) ? (log.filter((t) => typeof t === 'number' && t > since) as number[]).sort((a, b) => a - b) : [];
   }
 
   private async write(budget: BudgetName, ca: string, scope: string, log: number[]): Promise<void> {
     // Only the newest `limit` entries can ever matter.
-    await this.storage.put(key(budget, ca, scope), JSON.stringify(log.slice(-this.config[budget].limit)));
+    await this.storage.put(keys.budgetLog(ca, budget, scope), JSON.stringify(log.slice(-this.config[budget].limit)));
   }
-}
-
-function key(budget: BudgetName, ca: string, scope: string): string {
-  return `budgets/${ca}/${budget}/${scope}`;
 }

@@ -12,13 +12,13 @@ import { Resolver } from 'node:dns/promises';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
+import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
 
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
 const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
-const tokenKey = (token: string) => `preflight/${token}`;
 /** At most this many addresses are probed (every one must reach us). */
 const MAX_ADDRESSES = 4;
 
@@ -47,7 +47,7 @@ export class PreflightResponder {
       storage,
       logger,
       prefix: PREFLIGHT_PREFIX,
-      keyOf: tokenKey,
+      keyOf: keys.preflightToken,
       tokenPattern: TOKEN,
       contentType: 'text/plain',
       unknownBody: 'unknown pre-flight token\n',

@@ -16,12 +16,13 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
 import type { ClusterBus } from '../storage/bus.ts';
+import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { normalizeServerName } from '../tls/names.ts';
 import { LruCache } from '../util/lru.ts';
 
 export const REGISTRY_CHANNEL = 'registry';
-export const REGISTRY_PREFIX = 'registry/domains/';
+export const REGISTRY_PREFIX = keys.registryPrefix;
 
 export const BINDING_STATUSES = ['active', 'disabled'] as const;
 export type BindingStatus = (typeof BINDING_STATUSES)[number];
@@ -81,9 +82,7 @@ export class InvalidDomainError extends Error {
   }
 }
 
-export function registryKey(name: string): string {
-  return `${REGISTRY_PREFIX}${name}`;
-}
+export const registryKey = keys.registryDomain;
 
 export class DomainRegistry implements DynamicRoutes {
   readonly #storage: Storage;

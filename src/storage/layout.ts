@@ -8,6 +8,10 @@
 //   index/renewal/<UTC hour>/<domain>   when the maintainer next looks at a certificate (src/maintain/)
 //   index/expiry/<UTC hour>/<domain>    when a certificate expires, for cleanup
 //   index/renewal-cursor, index/expiry-cursor, index/backfilled-v1   the maintainer's bookmarks
+//   retry/names/<domain>, retry/cas/<ca>   backoff after failures, CA pauses (src/acme/retry.ts)
+//   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
+//   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
+//   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
 export function caIdFromDirectory(directoryUrl: string): string {
@@ -45,4 +49,10 @@ export const keys = {
   indexBackfilled: 'index/backfilled-v1',
   maintainerLock: 'maintainer-leader',
   indexBackfillLock: 'index-backfill',
+  retryName: (domain: string) => `retry/names/${domain}`,
+  retryCa: (ca: string) => `retry/cas/${ca}`,
+  budgetLog: (ca: string, budget: string, scope: string) => `budgets/${ca}/${budget}/${scope}`,
+  preflightToken: (token: string) => `preflight/${token}`,
+  registryPrefix: 'registry/domains/',
+  registryDomain: (domain: string) => `registry/domains/${domain}`,
 } as const;
