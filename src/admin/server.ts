@@ -8,7 +8,6 @@ import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { z } from 'zod';
-import type { AcmeIssuer } from '../acme/issuer.ts';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import { DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
@@ -53,7 +52,6 @@ export interface AdminServerOptions {
   storage: Storage;
   registry: DomainRegistry;
   manager: CertificateManager;
-  issuer: AcmeIssuer;
   cache: CertificateCache;
   events: CertificateEvents;
   /** When given, the event stream carries every process's events (relayed on this bus). */
@@ -96,7 +94,7 @@ export function isLoopback(host: string): boolean {
 }
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const { registry, manager, storage, issuer, cache, logger } = opts;
+  const { registry, manager, storage, cache, logger } = opts;
   if (!opts.token && !isLoopback(opts.host)) {
     throw new Error(
       `listen.admin is ${opts.host}:${opts.port}, not a loopback address, and there is no admin token: set admin.token (or CERTGATE_ADMIN_TOKEN), or bind the admin API to 127.0.0.1`,
@@ -127,9 +125,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   });
 
   async function certificateStatus(domain: string): Promise<Record<string, unknown> | null> {
-    const [raw, certPem] = await Promise.all([storage.get(keys.certificateMeta(issuer.ca, domain)), storage.get(keys.certificate(issuer.ca, domain))]);
-    if (raw === null || certPem === null) return null;
-    const meta = JSON.parse(raw.toString('utf8')) as CertificateMeta;
+    // Under whichever issuer's CA holds it: a fallback issuer's certificates too.
+    const stored = await manager.storedCertificate(domain);
+    if (!stored) return null;
+    const { meta, certPem } = stored;
     const renewal = nextRenewal(meta);
     const state = attemptsOf(domain);
     return {
@@ -248,13 +247,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       if (method === 'DELETE') {
         const revokeParam = url.searchParams.get('revoke');
         if (revokeParam !== null && revokeParam !== 'true' && revokeParam !== 'false') throw new HttpError(400, 'revoke must be true or false', 'revoke');
-        const certPem = await storage.get(keys.certificate(issuer.ca, name));
-        if (certPem === null) return send(res, 404, { error: `no certificate for ${name}` });
+        const stored = await manager.storedCertificate(name);
+        if (!stored) return send(res, 404, { error: `no certificate for ${name}` });
         if (revokeParam === 'true') {
           try {
-            await issuer.revokeCertificate(name, certPem.toString('utf8'));
+            // At the CA that issued it, with that issuer's account.
+            await manager.revoke(stored);
           } catch (err) {
-            throw new HttpError(502, `could not revoke the certificate for ${name} (nothing deleted): ${(err as Error).message}`);
+            throw new HttpError(502, `could not revoke the certificate for ${name} at CA ${stored.ca} (nothing deleted): ${(err as Error).message}`);
           }
         }
         await manager.delete(name, revokeParam === 'true' ? 'admin-revoked' : 'admin');
@@ -313,7 +313,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 }
 
 /** The leaf's issuer, e.g. "CN=Pebble Intermediate CA 1a2b3c". */
-function issuerOf(certPem: Buffer): string | null {
+function issuerOf(certPem: string): string | null {
   try {
     return new X509Certificate(certPem).issuer.replace(/\n/g, ', ');
   } catch {

@@ -16,7 +16,7 @@ import type { RateBudgets } from '../policy/budgets.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
-import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
+import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
@@ -240,6 +240,22 @@ export class CertificateManager {
     const stored = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
     if (stored) this.rememberFailure(domain, stored);
     return stored;
+  }
+
+  /**
+   * The certificate stored for `domain`, under whichever configured issuer's CA holds it (the one
+   * handshakes are served from), with its metadata; null when there is none. For the admin API.
+   */
+  async storedCertificate(domain: string): Promise<StoredCertificate | null> {
+    return findCertificate(this.opts.storage, this.cas, domain);
+  }
+
+  /** Revokes a stored certificate at the CA that issued it, with that issuer's account. */
+  async revoke(stored: StoredCertificate, reason?: number): Promise<void> {
+    const issuer = this.issuers.find((i) => i.production.ca === stored.ca)?.production;
+    if (!issuer) throw new Error(`cannot revoke the certificate for ${stored.domain}: CA ${stored.ca} is not one of acme.issuers (step: revoke)`);
+    if (!issuer.revokeCertificate) throw new Error(`cannot revoke the certificate for ${stored.domain}: issuer ${stored.ca} does not support revocation (step: revoke)`);
+    await issuer.revokeCertificate(stored.domain, stored.certPem, reason);
   }
 
   /**
