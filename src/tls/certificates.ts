@@ -233,6 +233,15 @@ export class CertificateManager {
     return (await this.retryState(domain))?.retryAt;
   }
 
+  /**
+   * The name's failures since its last success as shared storage holds them (any instance's, and
+   * kept across restarts), or null when there are none. For reporting (the admin API); backoff
+   * decisions go through retryState, which remembers the record in this process.
+   */
+  async failureRecord(domain: string): Promise<NameRetryState | null> {
+    return this.retry.get(domain);
+  }
+
   /** The name's failure record: memory first, then shared storage (remembered until its retryAt). */
   private async retryState(domain: string): Promise<NameRetryState | null> {
     const remembered = this.failures.get(domain);
@@ -345,6 +354,7 @@ export class CertificateManager {
       try {
         const state = await this.retry.recordFailure(domain, {
           reason,
+          step,
           ...(err instanceof IssuersFailed ? { failedCas: err.failedCas, recoveredCas: err.recoveredCas } : {}),
           ...(err instanceof IssuersFailed && err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
         });
@@ -360,6 +370,7 @@ export class CertificateManager {
           lastFailureAt: now,
           retryAt: now + backoffDelay(this.schedule, failures),
           reason,
+          step,
           stagingFirst: previous?.stagingFirst ?? [],
           issuers: '',
         });
