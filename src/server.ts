@@ -300,7 +300,6 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         storage,
         registry,
         manager,
-        issuer,
         cache,
         events: manager.events,
         bus,

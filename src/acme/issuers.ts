@@ -13,6 +13,8 @@ export interface CertificateIssuer {
   readonly ca: string;
   readonly directory: string;
   issue(domain: string, opts?: IssueOptions): Promise<IssuedCertificate>;
+  /** Revokes a certificate this CA issued, with the account that ordered it (absent: cannot revoke). */
+  revokeCertificate?(domain: string, certPem: string, reason?: number): Promise<void>;
 }
 
 export interface IssuerChoice {

@@ -36,6 +36,8 @@ export interface NameRetryState {
   /** No order before this time (ms since epoch); null once given up. */
   retryAt: number | null;
   reason: string;
+  /** The step of the last failure (e.g. "authorization"); absent in records written before it was kept. */
+  step?: string;
   /** Production CAs (ids) that failed for this name: validate against their staging first. */
   stagingFirst: string[];
   /** The issuer list this state was recorded under; another list (a config change) resets it. */
@@ -49,6 +51,8 @@ export interface CaPause {
 
 export interface FailureInput {
   reason: string;
+  /** The step that failed (e.g. "authorization", "directory"), as the issuance-failed event says. */
+  step: string;
   /** The CA's Retry-After for this name, if it sent one. */
   retryAfterMs?: number;
   /** Production CAs that failed for the name in this attempt. */
@@ -90,17 +94,18 @@ export class RetryState {
       lastFailureAt: now,
       retryAt: gaveUp ? null : now + wait,
       reason: failure.reason,
+      step: failure.step,
       stagingFirst: [...stagingFirst],
       issuers: this.issuers,
     };
     await this.storage.put(keys.retryName(domain), JSON.stringify(state));
     if (gaveUp) {
       this.logger.error(
-        { domain, step: 'retry-give-up', failures, since: new Date(firstFailureAt).toISOString(), reason: failure.reason },
+        { domain, step: 'retry-give-up', failures, since: new Date(firstFailureAt).toISOString(), failedStep: failure.step, reason: failure.reason },
         'giving up on the name: no more orders until an operator renews it or the issuer configuration changes',
       );
     } else {
-      this.logger.warn({ domain, step: 'retry-backoff', failures, retryInMs: wait, retryAt: new Date(now + wait).toISOString(), reason: failure.reason }, 'issuance failed; name in backoff');
+      this.logger.warn({ domain, step: 'retry-backoff', failures, retryInMs: wait, retryAt: new Date(now + wait).toISOString(), failedStep: failure.step, reason: failure.reason }, 'issuance failed; name in backoff');
     }
     return state;
   }

@@ -1,7 +1,9 @@
-// The admin API's OpenAPI 3.1 document, served at /openapi.json. The PUT body schema is generated
-// from the same zod schema the server validates with, so the two cannot drift apart.
+// The admin API's OpenAPI 3.1 document, served at /openapi.json. The PUT body and certificate
+// status schemas are generated from the zod schemas the server validates with or types its
+// answers by, so the two cannot drift apart.
 import { z } from 'zod';
 import { bindingInputSchema } from './bindings.ts';
+import { certificateStatusSchema, noCertificateSchema } from './certificate-status.ts';
 
 const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -40,23 +42,12 @@ export function openApiDocument(): object {
           required: ['items', 'nextCursor'],
           properties: { items: { type: 'array', items: ref('Binding') }, nextCursor: { type: ['string', 'null'] } },
         },
-        Certificate: {
+        Certificate: z.toJSONSchema(certificateStatusSchema, { io: 'output' }),
+        NoCertificate: z.toJSONSchema(noCertificateSchema, { io: 'output' }),
+        IssueResult: {
           type: 'object',
-          properties: {
-            domain: { type: 'string' },
-            ca: { type: 'string' },
-            directory: { type: 'string' },
-            issuer: { type: ['string', 'null'], description: 'Issuer DN of the leaf certificate.' },
-            names: { type: 'array', items: { type: 'string' } },
-            serialNumber: { type: 'string' },
-            fingerprint256: { type: 'string' },
-            notBefore: { type: 'string', format: 'date-time' },
-            notAfter: { type: 'string', format: 'date-time' },
-            nextRenewal: { type: 'string', format: 'date-time' },
-            cached: { type: 'boolean', description: 'Held in this instance’s memory.' },
-            lastError: { type: ['object', 'null'] },
-            attempts: { type: 'integer', description: 'Failed attempts since the last success (this instance).' },
-          },
+          required: ['source', 'certificate'],
+          properties: { source: { type: 'string', enum: ['storage', 'issued'], description: 'Already stored, or issued by this call.' }, certificate: ref('Certificate') },
         },
       },
     },
@@ -89,12 +80,15 @@ export function openApiDocument(): object {
         parameters: [nameParam],
         post: {
           summary: 'Obtain the certificate now (policy applies)',
-          responses: { 200: json(ref('Certificate'), 'Ready'), 403: error('Policy denies the name'), 502: error('Issuance failed'), 401: error('No or wrong token') },
+          responses: { 200: json(ref('IssueResult'), 'Ready'), 403: error('Policy denies the name'), 502: error('Issuance failed'), 401: error('No or wrong token') },
         },
       },
       '/v1/certificates/{name}': {
         parameters: [nameParam],
-        get: { summary: 'Certificate status', responses: { 200: json(ref('Certificate'), 'Status'), 404: error('No certificate'), 401: error('No or wrong token') } },
+        get: {
+          summary: 'Certificate status, with the failures since the last success (attempts, last error, next retry)',
+          responses: { 200: json(ref('Certificate'), 'Status'), 404: json(ref('NoCertificate'), 'No certificate; the failures, if any, say why'), 401: error('No or wrong token') },
+        },
         delete: {
           summary: 'Delete the certificate everywhere, optionally revoking it first',
           parameters: [{ name: 'revoke', in: 'query', schema: { type: 'boolean', default: false } }],

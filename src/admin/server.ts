@@ -8,11 +8,11 @@ import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { z } from 'zod';
-import type { AcmeIssuer } from '../acme/issuer.ts';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import { DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
 import { bindingInputSchema } from './bindings.ts';
+import { failureHistory, type CertificateStatus, type FailureHistory } from './certificate-status.ts';
 import type { CertificateMeta } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Storage } from '../storage/storage.ts';
@@ -39,12 +39,6 @@ export function defaultNextRenewal(meta: Pick<CertificateMeta, 'notBefore' | 'no
   return new Date(from + ((to - from) * 2) / 3);
 }
 
-/** Failure history of one name, for GET /v1/certificates/{name}. */
-export interface AttemptState {
-  attempts: number;
-  lastError: { at: string; step: string; error: string } | null;
-}
-
 export interface AdminServerOptions {
   host: string;
   port: number;
@@ -53,7 +47,6 @@ export interface AdminServerOptions {
   storage: Storage;
   registry: DomainRegistry;
   manager: CertificateManager;
-  issuer: AcmeIssuer;
   cache: CertificateCache;
   events: CertificateEvents;
   /** When given, the event stream carries every process's events (relayed on this bus). */
@@ -64,8 +57,6 @@ export interface AdminServerOptions {
   listenersUp: () => boolean;
   /** Seam for the renewal scheduler. */
   nextRenewal?: (meta: CertificateMeta) => Date | null;
-  /** Seam for the renewal backoff state; default: failures seen in the event stream. */
-  attemptsOf?: (domain: string) => AttemptState;
   keepAliveMs?: number;
 }
 
@@ -96,7 +87,7 @@ export function isLoopback(host: string): boolean {
 }
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const { registry, manager, storage, issuer, cache, logger } = opts;
+  const { registry, manager, storage, cache, logger } = opts;
   if (!opts.token && !isLoopback(opts.host)) {
     throw new Error(
       `listen.admin is ${opts.host}:${opts.port}, not a loopback address, and there is no admin token: set admin.token (or CERTGATE_ADMIN_TOKEN), or bind the admin API to 127.0.0.1`,
@@ -106,32 +97,22 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const nextRenewal = opts.nextRenewal ?? defaultNextRenewal;
   const stream = new EventStream({ ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}) });
 
-  // Failures per name since its last success, from the events (seam: opts.attemptsOf).
-  const attempts = new Map<string, AttemptState>();
-  const onEvent = (event: CertificateEvent) => {
-    if (event.type === 'issuance-failed') {
-      const prev = attempts.get(event.domain);
-      attempts.delete(event.domain); // re-insert: the map's order is oldest first
-      attempts.set(event.domain, { attempts: (prev?.attempts ?? 0) + 1, lastError: { at: event.at, step: event.step, error: event.error } });
-      if (attempts.size > 10_000) attempts.delete(attempts.keys().next().value!);
-    } else if (event.type === 'issuance-succeeded' || event.type === 'renewed' || event.type === 'deleted') {
-      attempts.delete(event.domain);
-    }
-    stream.send(event.type, event);
-  };
+  const onEvent = (event: CertificateEvent) => stream.send(event.type, event);
   // Every process's events through the bus when there is one (see relay.ts), else this one's.
   const stopEvents = opts.bus ? await onRelayedEvents(opts.bus, onEvent) : opts.events.on(onEvent);
-  const attemptsOf = opts.attemptsOf ?? ((domain: string) => attempts.get(domain) ?? { attempts: 0, lastError: null });
+  // Attempts, last error and next retry come from the manager's retry state in storage, so every
+  // instance answers the same, before and after a restart.
+  const failuresOf = async (domain: string): Promise<FailureHistory> => failureHistory(await manager.failureRecord(domain));
   const stopRegistry = registry.onChange((change: RegistryChange) => {
     stream.send(change.type, { ...change, at: new Date().toISOString() });
   });
 
-  async function certificateStatus(domain: string): Promise<Record<string, unknown> | null> {
-    const [raw, certPem] = await Promise.all([storage.get(keys.certificateMeta(issuer.ca, domain)), storage.get(keys.certificate(issuer.ca, domain))]);
-    if (raw === null || certPem === null) return null;
-    const meta = JSON.parse(raw.toString('utf8')) as CertificateMeta;
+  async function certificateStatus(domain: string): Promise<CertificateStatus | null> {
+    // Under whichever issuer's CA holds it: a fallback issuer's certificates too.
+    const stored = await manager.storedCertificate(domain);
+    if (!stored) return null;
+    const { meta, certPem } = stored;
     const renewal = nextRenewal(meta);
-    const state = attemptsOf(domain);
     return {
       domain,
       ca: meta.ca,
@@ -146,8 +127,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       obtainedAt: meta.obtainedAt,
       nextRenewal: renewal ? renewal.toISOString() : null,
       cached: cache.peek(domain) !== undefined,
-      lastError: state.lastError,
-      attempts: state.attempts,
+      ...(await failuresOf(domain)),
     };
   }
 
@@ -243,18 +223,19 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       if (method === 'GET') {
         const status = await certificateStatus(name);
         // No certificate: the failures (if any) say why.
-        return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}`, ...attemptsOf(name) });
+        return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}`, ...(await failuresOf(name)) });
       }
       if (method === 'DELETE') {
         const revokeParam = url.searchParams.get('revoke');
         if (revokeParam !== null && revokeParam !== 'true' && revokeParam !== 'false') throw new HttpError(400, 'revoke must be true or false', 'revoke');
-        const certPem = await storage.get(keys.certificate(issuer.ca, name));
-        if (certPem === null) return send(res, 404, { error: `no certificate for ${name}` });
+        const stored = await manager.storedCertificate(name);
+        if (!stored) return send(res, 404, { error: `no certificate for ${name}` });
         if (revokeParam === 'true') {
           try {
-            await issuer.revokeCertificate(name, certPem.toString('utf8'));
+            // At the CA that issued it, with that issuer's account.
+            await manager.revoke(stored);
           } catch (err) {
-            throw new HttpError(502, `could not revoke the certificate for ${name} (nothing deleted): ${(err as Error).message}`);
+            throw new HttpError(502, `could not revoke the certificate for ${name} at CA ${stored.ca} (nothing deleted): ${(err as Error).message}`);
           }
         }
         await manager.delete(name, revokeParam === 'true' ? 'admin-revoked' : 'admin');
@@ -313,7 +294,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 }
 
 /** The leaf's issuer, e.g. "CN=Pebble Intermediate CA 1a2b3c". */
-function issuerOf(certPem: Buffer): string | null {
+function issuerOf(certPem: string): string | null {
   try {
     return new X509Certificate(certPem).issuer.replace(/\n/g, ', ');
   } catch {

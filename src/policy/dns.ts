@@ -7,10 +7,11 @@
 // resolvers fail (time-out, SERVFAIL, refused), a positive answer up to `staleMs` past its
 // expiry is still used, so a resolver outage does not stop issuance for names we already
 // checked. Concurrent checks of one name share one lookup. Memory is bounded (LRU).
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
+import { answerOf, createResolver } from './resolver.ts';
 
 export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };
 
@@ -52,9 +53,7 @@ export class DnsOwnershipCheck {
   private readonly match: 'all' | 'any';
 
   constructor(private readonly opts: DnsCheckOptions) {
-    // tries: 2 so one lost UDP packet is not a failure; the whole lookup stays bounded.
-    this.resolver = new Resolver({ timeout: opts.timeoutMs, tries: 2 });
-    if (opts.resolvers?.length) this.resolver.setServers(opts.resolvers);
+    this.resolver = createResolver(opts.resolvers ?? [], { timeoutMs: opts.timeoutMs });
     this.targetIps = new Set(opts.targets.filter((t) => isIP(t) !== 0).map(canonicalIp));
     this.targetHosts = new Set(opts.targets.filter((t) => isIP(t) === 0).map((t) => t.toLowerCase().replace(/\.$/, '')));
     this.cache = new LruCache(opts.maxCacheEntries ?? 100_000);
@@ -112,7 +111,7 @@ export class DnsOwnershipCheck {
     if (this.targetHosts.size > 0) {
       let current = name;
       for (let link = 0; link < MAX_CNAME_LINKS; link++) {
-        const next = (await this.query(() => this.resolver.resolveCname(current)))?.[0]?.toLowerCase().replace(/\.$/, '');
+        const next = (await answerOf(this.resolver.resolveCname(current)))[0]?.toLowerCase().replace(/\.$/, '');
         if (!next) break;
         if (this.targetHosts.has(next)) return { ok: true, via: `CNAME ${next}` };
         current = next;
@@ -120,8 +119,8 @@ export class DnsOwnershipCheck {
     }
 
     // The recursive answer for A/AAAA already follows CNAMEs.
-    const [v4, v6] = await Promise.all([this.query(() => this.resolver.resolve4(name)), this.query(() => this.resolver.resolve6(name))]);
-    const addresses = [...new Set([...(v4 ?? []), ...(v6 ?? [])].map(canonicalIp))];
+    const [v4, v6] = await Promise.all([answerOf(this.resolver.resolve4(name)), answerOf(this.resolver.resolve6(name))]);
+    const addresses = [...new Set([...v4, ...v6].map(canonicalIp))];
     if (addresses.length === 0) return { ok: false, reason: 'name does not resolve (no A/AAAA/CNAME records)' };
 
     const ours = await this.targetAddresses();
@@ -147,23 +146,12 @@ export class DnsOwnershipCheck {
     const known = this.hostAddresses.get(host);
     if (known && known.freshUntil > now) return known.addresses;
     try {
-      const [v4, v6] = await Promise.all([this.query(() => this.resolver.resolve4(host)), this.query(() => this.resolver.resolve6(host))]);
-      const addresses = [...new Set([...(v4 ?? []), ...(v6 ?? [])].map(canonicalIp))];
+      const [v4, v6] = await Promise.all([answerOf(this.resolver.resolve4(host)), answerOf(this.resolver.resolve6(host))]);
+      const addresses = [...new Set([...v4, ...v6].map(canonicalIp))];
       this.hostAddresses.set(host, { addresses, freshUntil: now + this.opts.positiveTtlMs, staleUntil: now + this.opts.positiveTtlMs + this.opts.staleMs });
       return addresses;
     } catch (err) {
       if (known && known.staleUntil > now) return known.addresses;
-      throw err;
-    }
-  }
-
-  /** Runs one query; "no such name / no data" is an empty answer, resolver failures throw. */
-  private async query<T>(run: () => Promise<T[]>): Promise<T[] | undefined> {
-    try {
-      return await run();
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'ENODATA' || code === 'ENOTFOUND') return undefined;
       throw err;
     }
   }

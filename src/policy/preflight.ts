@@ -8,7 +8,7 @@
 //
 // Storage:  preflight/<token>   the expected answer (deleted after the probe)
 import { randomBytes } from 'node:crypto';
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
@@ -16,6 +16,7 @@ import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
+import { answerOf, createResolver } from './resolver.ts';
 
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
 const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
@@ -76,8 +77,7 @@ export class Preflight {
     private readonly opts: PreflightOptions,
     private readonly responder: PreflightResponder,
   ) {
-    this.resolver = new Resolver({ timeout: Math.min(opts.timeoutMs, 5000), tries: 2 });
-    if (opts.resolvers.length > 0) this.resolver.setServers(opts.resolvers);
+    this.resolver = createResolver(opts.resolvers, { timeoutMs: Math.min(opts.timeoutMs, 5000) });
   }
 
   /** Whether `domain` resolves to addresses that all reach this cluster. Never rejects. */
@@ -126,16 +126,13 @@ export class Preflight {
   }
 
   private async resolve(domain: string): Promise<string[]> {
-    const lookup = async (fn: (d: string) => Promise<string[]>): Promise<string[]> => {
-      try {
-        return await fn(domain);
-      } catch (err) {
+    // A resolver failure stops the pre-flight (no order), saying where it asked.
+    const lookup = (query: Promise<string[]>): Promise<string[]> =>
+      answerOf(query).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTFOUND' || code === 'ENODATA') return [];
         throw new Error(`DNS lookup of ${domain} at ${this.describeResolvers()} failed: ${code ?? (err as Error).message}`, { cause: err });
-      }
-    };
-    const [v6, v4] = await Promise.all([lookup((d) => this.resolver.resolve6(d)), lookup((d) => this.resolver.resolve4(d))]);
+      });
+    const [v6, v4] = await Promise.all([lookup(this.resolver.resolve6(domain)), lookup(this.resolver.resolve4(domain))]);
     // CAs try IPv6 first.
     return [...v6, ...v4];
   }

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/certs.ts';
 import { indexCertificate } from '../maintain/renewal-index.ts';
 import { keys } from './layout.ts';
-import type { Storage } from './storage.ts';
+import { getJson, type Storage } from './storage.ts';
 
 export interface CertificateMeta {
   domain: string;
@@ -52,6 +52,31 @@ export async function loadCertificate(storage: Storage, cas: string[], domain: s
       if (attempt >= 5) throw new Error(`certificate for ${domain} in ${storage.description} does not match its key (step: load)`);
       await sleep(50 * (attempt + 1));
     }
+  }
+  return null;
+}
+
+/** A stored certificate's chain and metadata, and which CA's directory holds it (the CA that issued it). */
+export interface StoredCertificate {
+  domain: string;
+  ca: string;
+  certPem: string;
+  meta: CertificateMeta;
+}
+
+/**
+ * Which CA holds the certificate for `domain`, by the rule loadCertificate serves by (the first
+ * of `cas`, in order, with a chain), with its chain and metadata; null when none does. For
+ * status and revocation: the private key is not read.
+ */
+export async function findCertificate(storage: Storage, cas: string[], domain: string): Promise<StoredCertificate | null> {
+  for (const ca of cas) {
+    const cert = await storage.get(keys.certificate(ca, domain));
+    if (!cert) continue;
+    // Written before the chain and deleted after it, so a chain without it means damaged storage.
+    const meta = await getJson<CertificateMeta>(storage, keys.certificateMeta(ca, domain));
+    if (!meta) throw new Error(`certificate for ${domain} under CA ${ca} in ${storage.description} has no readable meta.json (step: load)`);
+    return { domain, ca, certPem: cert.toString('utf8'), meta };
   }
   return null;
 }

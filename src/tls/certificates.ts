@@ -16,7 +16,7 @@ import type { RateBudgets } from '../policy/budgets.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
-import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
+import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
@@ -233,6 +233,15 @@ export class CertificateManager {
     return (await this.retryState(domain))?.retryAt;
   }
 
+  /**
+   * The name's failures since its last success as shared storage holds them (any instance's, and
+   * kept across restarts), or null when there are none. For reporting (the admin API); backoff
+   * decisions go through retryState, which remembers the record in this process.
+   */
+  async failureRecord(domain: string): Promise<NameRetryState | null> {
+    return this.retry.get(domain);
+  }
+
   /** The name's failure record: memory first, then shared storage (remembered until its retryAt). */
   private async retryState(domain: string): Promise<NameRetryState | null> {
     const remembered = this.failures.get(domain);
@@ -240,6 +249,22 @@ export class CertificateManager {
     const stored = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
     if (stored) this.rememberFailure(domain, stored);
     return stored;
+  }
+
+  /**
+   * The certificate stored for `domain`, under whichever configured issuer's CA holds it (the one
+   * handshakes are served from), with its metadata; null when there is none. For the admin API.
+   */
+  async storedCertificate(domain: string): Promise<StoredCertificate | null> {
+    return findCertificate(this.opts.storage, this.cas, domain);
+  }
+
+  /** Revokes a stored certificate at the CA that issued it, with that issuer's account. */
+  async revoke(stored: StoredCertificate, reason?: number): Promise<void> {
+    const issuer = this.issuers.find((i) => i.production.ca === stored.ca)?.production;
+    if (!issuer) throw new Error(`cannot revoke the certificate for ${stored.domain}: CA ${stored.ca} is not one of acme.issuers (step: revoke)`);
+    if (!issuer.revokeCertificate) throw new Error(`cannot revoke the certificate for ${stored.domain}: issuer ${stored.ca} does not support revocation (step: revoke)`);
+    await issuer.revokeCertificate(stored.domain, stored.certPem, reason);
   }
 
   /**
@@ -329,6 +354,7 @@ export class CertificateManager {
       try {
         const state = await this.retry.recordFailure(domain, {
           reason,
+          step,
           ...(err instanceof IssuersFailed ? { failedCas: err.failedCas, recoveredCas: err.recoveredCas } : {}),
           ...(err instanceof IssuersFailed && err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
         });
@@ -344,6 +370,7 @@ export class CertificateManager {
           lastFailureAt: now,
           retryAt: now + backoffDelay(this.schedule, failures),
           reason,
+          step,
           stagingFirst: previous?.stagingFirst ?? [],
           issuers: '',
         });

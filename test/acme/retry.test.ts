@@ -35,34 +35,35 @@ describe('retry schedule', () => {
     test('failures follow the schedule; two instances on one storage agree', async () => {
       const a = state();
       const b = state();
-      const first = await a.recordFailure('x.test', { reason: 'dns' });
+      const first = await a.recordFailure('x.test', { reason: 'dns', step: 'authorization' });
       assert.equal(first.retryAt, now + MIN);
       now += MIN;
-      const second = await b.recordFailure('x.test', { reason: 'dns' });
+      const second = await b.recordFailure('x.test', { reason: 'connection refused', step: 'directory' });
       assert.equal(second.failures, 2);
       assert.equal(second.retryAt, now + 10 * MIN);
+      assert.equal(second.step, 'directory', 'the last failure’s step is kept');
       assert.deepEqual(await a.get('x.test'), second);
     });
 
     test('Retry-After longer than the backoff wins', async () => {
-      const s = await state().recordFailure('ra.test', { reason: 'rate limited', retryAfterMs: 3 * 3600_000 });
+      const s = await state().recordFailure('ra.test', { reason: 'rate limited', step: 'new-order', retryAfterMs: 3 * 3600_000 });
       assert.equal(s.retryAt, now + 3 * 3600_000);
     });
 
     test('gives up after 30 days of failures; a config change resets', async () => {
       const s = state();
-      await s.recordFailure('dead.test', { reason: 'nxdomain' });
+      await s.recordFailure('dead.test', { reason: 'nxdomain', step: 'authorization' });
       now += 30 * DAY;
-      const last = await s.recordFailure('dead.test', { reason: 'nxdomain' });
+      const last = await s.recordFailure('dead.test', { reason: 'nxdomain', step: 'authorization' });
       assert.equal(last.retryAt, null);
       assert.equal(await state('ca-a,ca-b').get('dead.test'), null, 'another issuer list starts afresh');
     });
 
     test('staging-first CAs are remembered until they recover', async () => {
       const s = state();
-      const one = await s.recordFailure('st.test', { reason: 'x', failedCas: ['prod'] });
+      const one = await s.recordFailure('st.test', { reason: 'x', step: 'authorization', failedCas: ['prod'] });
       assert.deepEqual(one.stagingFirst, ['prod']);
-      const two = await s.recordFailure('st.test', { reason: 'x', recoveredCas: ['prod'] });
+      const two = await s.recordFailure('st.test', { reason: 'x', step: 'authorization', recoveredCas: ['prod'] });
       assert.deepEqual(two.stagingFirst, []);
     });
 

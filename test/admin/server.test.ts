@@ -93,6 +93,10 @@ describe('admin API: auth, validation, paging, health', () => {
       assert.ok(path in doc.paths, path);
     }
     assert.deepEqual(Object.keys(doc.components.schemas.BindingInput!.properties!).sort(), ['label', 'status', 'tenant', 'upstream']);
+    // The certificate status carries the failures from the shared retry state, found or not.
+    for (const schema of ['Certificate', 'NoCertificate']) {
+      for (const key of ['attempts', 'lastError', 'nextRetryAt', 'givenUp']) assert.ok(key in doc.components.schemas[schema]!.properties!, `${schema}.${key}`);
+    }
   });
 
   test('malformed bodies and parameters: 400 naming the field', async () => {

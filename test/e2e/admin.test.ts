@@ -122,12 +122,14 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
     const name = 'preissued.customer.test';
     const status = await call('GET', `/v1/certificates/${name}`);
     assert.equal(status.status, 200, status.body);
-    const s = status.json as { issuer: string; names: string[]; notBefore: string; notAfter: string; nextRenewal: string; attempts: number; lastError: unknown; cached: boolean; fingerprint256: string };
+    const s = status.json as { issuer: string; names: string[]; notBefore: string; notAfter: string; nextRenewal: string; attempts: number; lastError: unknown; nextRetryAt: unknown; givenUp: boolean; cached: boolean; fingerprint256: string };
     assert.deepEqual(s.names, [name]);
     assert.match(s.issuer, /Pebble/);
     assert.ok(Date.parse(s.nextRenewal) > Date.parse(s.notBefore) && Date.parse(s.nextRenewal) < Date.parse(s.notAfter));
     assert.equal(s.attempts, 0);
     assert.equal(s.lastError, null);
+    assert.equal(s.nextRetryAt, null);
+    assert.equal(s.givenUp, false);
     assert.equal(s.cached, true);
 
     const renewed = await call('POST', `/v1/certificates/${name}/renew`);
@@ -154,10 +156,13 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
     const failed = await events.waitFor((e) => e.event === 'issuance-failed' && e.data.domain === name, 5000);
     const status = await call('GET', `/v1/certificates/${name}`);
     assert.equal(status.status, 404);
-    const body = status.json as { attempts: number; lastError: { step: string; error: string } };
+    const body = status.json as { attempts: number; lastError: { at: string; step: string; error: string }; nextRetryAt: string; givenUp: boolean };
     assert.equal(body.attempts, 1);
     assert.equal(body.lastError.step, failed.data.step);
-    assert.ok(body.lastError.error.length > 0);
+    assert.equal(body.lastError.error, failed.data.error);
+    // The default schedule: the first retry a minute after the failure.
+    assert.equal(Date.parse(body.nextRetryAt) - Date.parse(body.lastError.at), 60_000);
+    assert.equal(body.givenUp, false);
   });
 
   test('routes change without restart: re-binding to another upstream takes effect at the next request', async () => {

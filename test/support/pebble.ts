@@ -35,6 +35,8 @@ export interface PebbleHandle {
   listenerCaPath: string;
   /** Issuing root from the management API (/roots/0), fetched once and cached. */
   rootPem(): Promise<string>;
+  /** What Pebble says of the certificate with this (hex) serial: 'Valid' or 'Revoked' (management API). */
+  certificateStatus(serialHex: string): Promise<string>;
   /** '127.0.0.1:<port>' of pebble-challtestsrv's DNS server. */
   dnsAddress: string;
   /** 'http://127.0.0.1:<port>', pebble-challtestsrv's management API. */
@@ -312,6 +314,12 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
           rootCache = undefined;
         });
         return rootCache;
+      },
+      async certificateStatus(serialHex: string): Promise<string> {
+        const res = await request(`https://127.0.0.1:${mgmtPort}/cert-status-by-serial/${serialHex}`, { dispatcher });
+        const text = await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`GET /cert-status-by-serial/${serialHex}: HTTP ${res.statusCode}: ${text}`);
+        return (JSON.parse(text) as { Status: string }).Status;
       },
       dnsAddress: `127.0.0.1:${dnsPort}`,
       challtestsrvUrl,
