@@ -102,6 +102,17 @@ export async function retryStorageErrors<T>(op: () => Promise<T>, retry: Storage
 }
 
 /**
+ * The StorageError behind `err`, if any: `err` itself or one of its causes (a solver's storage
+ * write fails inside an ACME step, which wraps it with the domain and the step).
+ */
+export function storageErrorIn(err: unknown): StorageError | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof StorageError) return e;
+  }
+  return undefined;
+}
+
+/**
  * A JSON value stored under `key`, or null when there is none or it does not parse (a torn or
  * foreign value is treated as absent, and overwritten or dropped by the caller).
  */

@@ -17,7 +17,7 @@ import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, loadCertificate, saveCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import { retryStorageErrors, StorageError, type Lock, type Storage } from '../storage/storage.ts';
+import { retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
 import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
@@ -478,7 +478,11 @@ export class CertificateManager {
         const issued = await production.issue(domain, issueOptions);
         return { ...issued, from: production };
       } catch (err) {
-        if (err instanceof StorageError) throw err; // our storage, not the CA: no backoff
+        // Our storage, not the CA: no backoff. A solver's failed write reaches us wrapped in the
+        // ACME step's error, which names the domain and the step; keep that message.
+        const storageFailure = storageErrorIn(err);
+        if (storageFailure === err) throw err;
+        if (storageFailure) throw new StorageError((err as Error).message, storageFailure.key, storageFailure.step, { cause: err });
         failedCas.push(ca);
         problems.push(`${ca}: ${(err as Error).message}`);
         lastStep = stepOf(err, 'issue');
