@@ -91,7 +91,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const issuerSpecs = await Promise.all(config.acme.issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
 
   const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
-  const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage) : null;
+  const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage, logger) : null;
   const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
 
   const issuers = createIssuers(issuerSpecs, {

@@ -5,8 +5,8 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
-import type { Storage } from '../storage/storage.ts';
-import { StoredTokens } from '../storage/tokens.ts';
+import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
+import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
 import { createTlsAlpnCertificate } from './certs.ts';
 import type { ChallengeSolver } from './client.ts';
 
@@ -32,8 +32,8 @@ export class Http01Solver implements ChallengeSolver {
     });
   }
 
-  async present(_domain: string, token: string, keyAuthorization: string): Promise<void> {
-    await this.tokens.set(token, keyAuthorization);
+  async present(domain: string, token: string, keyAuthorization: string): Promise<void> {
+    await this.tokens.set(token, keyAuthorization, domain);
   }
 
   async cleanup(_domain: string, token: string, _keyAuthorization?: string): Promise<void> {
@@ -50,13 +50,20 @@ export class TlsAlpn01Solver implements ChallengeSolver {
   readonly type = 'tls-alpn-01' as const;
   private readonly contexts = new Map<string, SecureContext>();
 
-  constructor(private readonly storage: Storage) {}
+  constructor(
+    private readonly storage: Storage,
+    private readonly logger?: Logger,
+    /** How long storage errors are retried (see StoredTokens); default TOKEN_STORAGE_RETRY. */
+    private readonly storageRetry: Omit<StorageRetry, 'onRetry'> = TOKEN_STORAGE_RETRY,
+  ) {}
 
   async present(domain: string, _token: string, keyAuthorization: string): Promise<void> {
     const { certPem, keyPem } = await createTlsAlpnCertificate(domain, keyAuthorization);
     this.contexts.set(domain, createSecureContext({ cert: certPem, key: keyPem }));
-    await this.storage.put(keys.tlsAlpnKey(domain), keyPem, { private: true });
-    await this.storage.put(keys.tlsAlpnCert(domain), certPem);
+    await this.retryStorage(domain, 'challenge', 'challenge certificate write', async () => {
+      await this.storage.put(keys.tlsAlpnKey(domain), keyPem, { private: true });
+      await this.storage.put(keys.tlsAlpnCert(domain), certPem);
+    });
   }
 
   async cleanup(domain: string, _token?: string, _keyAuthorization?: string): Promise<void> {
@@ -69,9 +76,20 @@ export class TlsAlpn01Solver implements ChallengeSolver {
   async contextFor(domain: string): Promise<SecureContext | null> {
     const local = this.contexts.get(domain);
     if (local) return local;
-    const cert = await this.storage.get(keys.tlsAlpnCert(domain));
-    const key = await this.storage.get(keys.tlsAlpnKey(domain));
+    // The CA's validation handshake waits while this instance's storage reconnects (see StoredTokens).
+    const [cert, key] = await this.retryStorage(domain, 'tls-alpn-01-validation', 'challenge certificate lookup', () =>
+      Promise.all([this.storage.get(keys.tlsAlpnCert(domain)), this.storage.get(keys.tlsAlpnKey(domain))]),
+    );
     if (!cert || !key) return null;
     return createSecureContext({ cert, key });
+  }
+
+  private retryStorage<T>(domain: string, step: string, what: string, op: () => Promise<T>): Promise<T> {
+    return retryStorageErrors(op, {
+      ...this.storageRetry,
+      onRetry: (err, attempt, delayMs) => {
+        if (attempt === 1) this.logger?.warn({ domain, step, err: err.message, retryInMs: delayMs }, `${what} failed; retrying until storage is back`);
+      },
+    });
   }
 }

@@ -56,10 +56,11 @@ export class PreflightResponder {
     });
   }
 
-  async create(): Promise<{ token: string; answer: string; remove: () => Promise<void> }> {
+  /** A probe token for `domain`. */
+  async create(domain: string): Promise<{ token: string; answer: string; remove: () => Promise<void> }> {
     const token = randomBytes(18).toString('base64url');
     const answer = randomBytes(18).toString('base64url');
-    await this.tokens.set(token, answer);
+    await this.tokens.set(token, answer, domain);
     return { token, answer, remove: () => this.tokens.delete(token) };
   }
 
@@ -110,7 +111,7 @@ export class Preflight {
   private async probe(domain: string): Promise<PreflightResult> {
     const addresses = await this.resolve(domain);
     if (addresses.length === 0) return { ok: false, reason: `${domain} has no A or AAAA record at ${this.describeResolvers()}` };
-    const probe = await this.responder.create();
+    const probe = await this.responder.create(domain);
     try {
       for (const address of addresses.slice(0, MAX_ADDRESSES)) {
         const got = await this.fetch(address, domain, probe.token).catch((err: Error) => ({ error: err.message }));

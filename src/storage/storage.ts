@@ -1,6 +1,7 @@
 // The storage interface every backend implements (file now, Redis next). Keys are
 // '/'-separated paths such as `certificates/<ca>/<domain>/cert.pem`; backends map them to
 // their own layout but must keep them readable by a human.
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface PutOptions {
   /** Secret material (private keys, account keys): file mode 0600 or equivalent. */
@@ -63,6 +64,52 @@ export class StorageError extends Error {
     super(message, options);
     this.name = 'StorageError';
   }
+}
+
+/** How long and how often retryStorageErrors tries again. */
+export interface StorageRetry {
+  /** Time allowed for every attempt together; the last StorageError is thrown after it. */
+  budgetMs: number;
+  /** The first wait, doubled after each failed attempt up to maxDelayMs. */
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** Called before each wait (e.g. to log the first one). */
+  onRetry?: (err: StorageError, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * Runs `op`, trying again after a StorageError with doubling waits until it succeeds or
+ * `budgetMs` is spent (one last attempt lands at the deadline). The Redis backend fails commands
+ * at once while it reconnects (no offline queue, so a handshake never hangs on it); a caller
+ * that can afford to wait rides out a short outage with this instead of failing. Other errors,
+ * and invalid keys (they stay invalid), are thrown at once.
+ */
+export async function retryStorageErrors<T>(op: () => Promise<T>, retry: StorageRetry): Promise<T> {
+  const deadline = Date.now() + retry.budgetMs;
+  let delay = retry.initialDelayMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      const remaining = deadline - Date.now();
+      if (!(err instanceof StorageError) || err.step === 'validate-key' || remaining <= 0) throw err;
+      const wait = Math.min(delay, remaining);
+      retry.onRetry?.(err, attempt, wait);
+      await sleep(wait);
+      delay = Math.min(delay * 2, retry.maxDelayMs);
+    }
+  }
+}
+
+/**
+ * The StorageError behind `err`, if any: `err` itself or one of its causes (a solver's storage
+ * write fails inside an ACME step, which wraps it with the domain and the step).
+ */
+export function storageErrorIn(err: unknown): StorageError | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof StorageError) return e;
+  }
+  return undefined;
 }
 
 /**

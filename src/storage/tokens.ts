@@ -1,9 +1,21 @@
 // Short-lived tokens answered over plain HTTP by every process on one storage: the value is kept
 // in memory (fast path) and in storage, so the process that did not create a token still answers
 // it. Serves the ACME http-01 responder and the pre-flight self-check probe.
+//
+// A storage error is retried for a few seconds before a lookup answers 500: the CA's validation
+// often lands on another instance than the one that placed the order, and if that instance's
+// Redis connection is still reconnecting (commands fail at once meanwhile), a 500 fails the
+// authorization and the name goes into backoff for a storage blip, not a CA problem.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
-import type { Storage } from './storage.ts';
+import { retryStorageErrors, type Storage, type StorageRetry } from './storage.ts';
+
+/**
+ * Default for token reads and writes: up to 5 s, polling every 100-500 ms. Longer than the Redis
+ * client's longest wait between reconnect attempts (about 2.1 s), well inside the time a CA
+ * waits for a validation answer.
+ */
+export const TOKEN_STORAGE_RETRY: StorageRetry = { budgetMs: 5_000, initialDelayMs: 100, maxDelayMs: 500 };
 
 export interface StoredTokensOptions {
   storage: Storage;
@@ -22,6 +34,8 @@ export interface StoredTokensOptions {
   step: string;
   /** Sees every well-formed request, found or not (the http-01 responder logs each validation). */
   onAnswer?: (host: string, token: string, found: boolean, req: IncomingMessage) => void;
+  /** How long storage errors are retried; default TOKEN_STORAGE_RETRY. */
+  storageRetry?: Omit<StorageRetry, 'onRetry'>;
 }
 
 export class StoredTokens {
@@ -29,9 +43,16 @@ export class StoredTokens {
 
   constructor(private readonly opts: StoredTokensOptions) {}
 
-  async set(token: string, value: string): Promise<void> {
+  /** `domain` is the name the token is for, for log lines. */
+  async set(token: string, value: string, domain?: string): Promise<void> {
     this.local.set(token, value);
-    await this.opts.storage.put(this.opts.keyOf(token), value);
+    const key = this.opts.keyOf(token);
+    await retryStorageErrors(() => this.opts.storage.put(key, value), {
+      ...(this.opts.storageRetry ?? TOKEN_STORAGE_RETRY),
+      onRetry: (err, attempt, delayMs) => {
+        if (attempt === 1) this.opts.logger.warn({ domain, step: this.opts.step, token, err: err.message, retryInMs: delayMs }, 'token write failed; retrying until storage is back');
+      },
+    });
   }
 
   async delete(token: string): Promise<void> {
@@ -61,10 +82,18 @@ export class StoredTokens {
       answer(local);
       return true;
     }
-    this.opts.storage.get(this.opts.keyOf(token)).then(
+    const key = this.opts.keyOf(token);
+    const started = performance.now();
+    retryStorageErrors(() => this.opts.storage.get(key), {
+      ...(this.opts.storageRetry ?? TOKEN_STORAGE_RETRY),
+      onRetry: (err, attempt, delayMs) => {
+        if (attempt === 1) this.opts.logger.warn({ domain: host, step: this.opts.step, token, err: err.message, retryInMs: delayMs }, 'token lookup failed; retrying until storage is back');
+      },
+    }).then(
       (v) => answer(v ? v.toString('utf8') : null),
       (err: unknown) => {
-        this.opts.logger.error({ domain: host, step: this.opts.step, token, err }, 'token lookup failed');
+        const ms = Math.round(performance.now() - started);
+        this.opts.logger.error({ domain: host, step: this.opts.step, token, ms, err }, 'token lookup failed: answered 500');
         res.writeHead(500, { 'content-type': 'text/plain' }).end('lookup failed\n');
       },
     );

@@ -5,7 +5,6 @@
 // budgets. Every change is announced on the cluster bus so other processes' caches drop the
 // old one.
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from '../acme/retry.ts';
@@ -18,7 +17,7 @@ import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import { StorageError, type Lock, type Storage } from '../storage/storage.ts';
+import { retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
 import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
@@ -506,7 +505,11 @@ export class CertificateManager {
         const issued = await production.issue(domain, issueOptions);
         return { ...issued, from: production };
       } catch (err) {
-        if (err instanceof StorageError) throw err; // our storage, not the CA: no backoff
+        // Our storage, not the CA: no backoff. A solver's failed write reaches us wrapped in the
+        // ACME step's error, which names the domain and the step; keep that message.
+        const storageFailure = storageErrorIn(err);
+        if (storageFailure === err) throw err;
+        if (storageFailure) throw new StorageError((err as Error).message, storageFailure.key, storageFailure.step, { cause: err });
         failedCas.push(ca);
         problems.push(`${ca}: ${(err as Error).message}`);
         lastStep = stepOf(err, 'issue');
@@ -523,19 +526,15 @@ export class CertificateManager {
   }
 
   /** Runs a storage operation, retrying storage errors with backoff (250 ms doubling to 5 s). */
-  private async retryStorage<T>(domain: string, step: string, op: () => Promise<T>, budgetMs = this.opts.storageRetryMs ?? 60_000): Promise<T> {
-    const deadline = Date.now() + budgetMs;
-    let delay = 250;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await op();
-      } catch (err) {
-        if (!(err instanceof StorageError) || Date.now() + delay > deadline) throw err;
-        if (attempt === 1) this.opts.logger.warn({ domain, step, err: err.message, retryInMs: delay }, 'storage unavailable; retrying with backoff');
-        await sleep(delay);
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
+  private retryStorage<T>(domain: string, step: string, op: () => Promise<T>, budgetMs = this.opts.storageRetryMs ?? 60_000): Promise<T> {
+    return retryStorageErrors(op, {
+      budgetMs,
+      initialDelayMs: 250,
+      maxDelayMs: 5_000,
+      onRetry: (err, attempt, delayMs) => {
+        if (attempt === 1) this.opts.logger.warn({ domain, step, err: err.message, retryInMs: delayMs }, 'storage unavailable; retrying with backoff');
+      },
+    });
   }
 
   private announce(event: Omit<CertificateEvent, 'origin'>): void {

@@ -11,11 +11,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
 import { AcmeError, ACME_ERROR } from '../../src/acme/errors.ts';
 import type { IssuedCertificate } from '../../src/acme/issuer.ts';
+import { SOLVER_ERROR } from '../../src/acme/obtain.ts';
 import type { CertificateIssuer, IssuerChoice } from '../../src/acme/issuers.ts';
 import type { RetrySchedule } from '../../src/acme/retry.ts';
 import { silentLogger } from '../../src/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { FileStorage } from '../../src/storage/file.ts';
+import { StorageError } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager } from '../../src/tls/certificates.ts';
 
@@ -132,6 +134,31 @@ describe('CertificateManager issuance flow', () => {
     assert.deepEqual(outcomes.map((o) => o.kind), ['failed', 'failed']);
     assert.deepEqual(calls, ['ca-race:race.ok.test']);
     assert.match((await b.backoff('race.ok.test')) ?? '', /in backoff after 1 failure/);
+  });
+
+  test('a solver whose storage write fails mid-order: our storage, not the CA; no backoff, the next request orders again', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-storage', calls);
+    // What obtainCertificate throws when present() cannot write the challenge token.
+    ca.fail = (domain) =>
+      new AcmeError({
+        type: SOLVER_ERROR,
+        status: 0,
+        detail: 'http-01 solver could not present the challenge: redis storage: write of "challenges/http-01/t" failed: Redis is unreachable',
+        step: 'challenge',
+        domain,
+        cause: new StorageError('redis storage: write of "challenges/http-01/t" failed: Redis is unreachable', 'challenges/http-01/t', 'write'),
+      });
+    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const m = manager([{ production: ca }], { retry: slow });
+    const name = 'blip.ok.test';
+    const failed = await m.obtain(name);
+    assert.equal(failed.kind, 'failed');
+    assert.match((failed as { reason: string }).reason, /blip\.ok\.test.*challenge.*Redis is unreachable/);
+    assert.equal(await m.backoff(name), null, 'a storage failure is not recorded as the name\'s failure');
+    ca.fail = undefined;
+    assert.equal((await m.obtain(name)).kind, 'ready');
+    assert.deepEqual(calls, [`ca-storage:${name}`, `ca-storage:${name}`]);
   });
 
   test('a name is given up after giveUpAfter; an admin renewal resets it', async () => {
