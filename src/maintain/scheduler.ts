@@ -20,7 +20,7 @@ import type { PolicyDecision } from '../policy/policy.ts';
 import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
-import type { ObtainOutcome, RenewOptions } from '../tls/certificates.ts';
+import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../tls/certificates.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
 import { renewalTime } from './timing.ts';
@@ -179,12 +179,13 @@ export class RenewalScheduler {
 
     const notAfter = Date.parse(entry.notAfter);
     let renewAt = renewalTime(domain, Date.parse(entry.notBefore), notAfter, this.opts);
-    let replaces: string | undefined;
+    let replaces: ReplacedCertificate | undefined;
     const client = entry.directory ? this.opts.ariClient?.(entry.directory) : undefined;
     if (client) {
       await this.refreshAri(client, entry, bundle, now);
       if (entry.ari?.window) renewAt = entry.ari.window.renewAt;
-      if (entry.ari?.supported) replaces = entry.ari.certId;
+      // The certificate's own CA answered for it: an order to that CA may name it in `replaces`.
+      if (entry.ari?.supported) replaces = { certId: entry.ari.certId, ca: entry.ca };
     }
 
     if (renewAt > now) {
@@ -238,7 +239,7 @@ export class RenewalScheduler {
   }
 
   /** False when nothing was attempted (renew() joined a concurrent load and returned the old certificate). */
-  private async renew(domain: string, replaces: string | undefined, from: { key: string; entry: RenewalEntry } | undefined, oldFingerprint: string): Promise<boolean> {
+  private async renew(domain: string, replaces: ReplacedCertificate | undefined, from: { key: string; entry: RenewalEntry } | undefined, oldFingerprint: string): Promise<boolean> {
     const { logger, storage } = this.opts;
     this.active.add(domain);
     const release = await this.slots.acquire();
@@ -247,7 +248,7 @@ export class RenewalScheduler {
     this.stats.maxRunning = Math.max(this.stats.maxRunning, this.stats.running);
     try {
       const started = this.now();
-      logger.info({ domain, step: 'renewal-start', ...(replaces ? { replaces } : {}) }, 'renewing certificate');
+      logger.info({ domain, step: 'renewal-start', ...(replaces ? { replaces: replaces.certId, replacesCa: replaces.ca } : {}) }, 'renewing certificate');
       const outcome = await this.opts.manager.renew(domain, {
         reason: 'renewal',
         ...(replaces ? { replaces } : {}),

@@ -64,10 +64,28 @@ export interface ObtainRequest {
   clientIp?: string | undefined;
 }
 
-export interface RenewOptions extends IssueOptions {
+/** The certificate an ARI renewal replaces (RFC 9773): its certificate ID and the CA that issued it. */
+export interface ReplacedCertificate {
+  /** The ARI certificate ID, sent as the new order's `replaces`. */
+  certId: string;
+  /** Id of the CA that issued it (meta.json `ca`): only an order to this CA may name it. */
+  ca: string;
+}
+
+export interface RenewOptions {
   /** Why: 'renewal' (scheduler) or 'admin' (API call). */
   reason?: 'renewal' | 'admin';
+  /** ACME profile for the new order. */
+  profile?: string;
+  /**
+   * ARI: the certificate this renewal replaces. Sent as `replaces` (and exempt from the budgets)
+   * only in an order to the CA that issued it; orders to other issuers are plain new orders.
+   */
+  replaces?: ReplacedCertificate;
 }
+
+/** How a renewal's orders are made: the profile, and the certificate an ARI renewal replaces. */
+type OrderOptions = Omit<RenewOptions, 'reason'>;
 
 export type ObtainOutcome =
   | { kind: 'ready'; certificate: CachedCertificate; source: 'storage' | 'issued' }
@@ -91,6 +109,9 @@ class IssuersFailed extends Error {
     super(message);
   }
 }
+
+/** A certificate from one issuer, and the certificate its order named in `replaces`, if any. */
+type IssuedFrom = IssuedCertificate & { from: CertificateIssuer; replaced?: ReplacedCertificate };
 
 interface CertificateEvent {
   domain: string;
@@ -199,8 +220,8 @@ export class CertificateManager {
           if (backoff) return { kind: 'failed', reason: backoff };
         }
         const current = this.opts.cache.peek(domain) ?? (await this.fromStorage(domain));
-        const { reason: _reason, ...issueOptions } = opts;
-        return await this.issueUnderLock(domain, reason, { replacing: current?.fingerprint256 ?? 'none', issueOptions });
+        const { reason: _reason, ...orderOptions } = opts;
+        return await this.issueUnderLock(domain, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions });
       } catch (err) {
         return await this.failed(domain, err, true);
       }
@@ -403,7 +424,7 @@ export class CertificateManager {
   private async issueUnderLock(
     domain: string,
     approvedBy: string,
-    { replacing, issueOptions = {} }: { replacing?: string; issueOptions?: IssueOptions } = {},
+    { replacing, orderOptions = {} }: { replacing?: string; orderOptions?: OrderOptions } = {},
   ): Promise<ObtainOutcome> {
     const { storage, logger } = this.opts;
     const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
@@ -426,11 +447,11 @@ export class CertificateManager {
       const priority = reason === 'on-demand' ? IssuancePriority.onDemand : reason === 'admin' ? IssuancePriority.admin : IssuancePriority.renewal;
       const release = await this.issuances.acquire(priority);
       let bundle: CertificateBundle;
-      let issued: IssuedCertificate & { from: CertificateIssuer };
+      let issued: IssuedFrom;
       try {
         logger.info({ domain, step: 'issue-start', approvedBy, reason, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
-        issued = await this.issueFromAny(domain, reason, issueOptions);
-        const { from, ...certificate } = issued;
+        issued = await this.issueFromAny(domain, reason, orderOptions);
+        const { from, replaced: _replaced, ...certificate } = issued;
         bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
       } finally {
         release();
@@ -438,7 +459,7 @@ export class CertificateManager {
       const entry = this.opts.cache.add(bundle);
       this.failures.delete(domain);
       await this.retry.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
-      await this.opts.budgets?.recordIssued(issued.from.ca, domain, { exempt: issueOptions.replaces !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
+      await this.opts.budgets?.recordIssued(issued.from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
       // Certificates of other CAs for the name would shadow this one on load.
       for (const ca of this.cas) {
         if (ca !== issued.from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, 'could not remove the other CA\'s certificate'));
@@ -458,9 +479,10 @@ export class CertificateManager {
    * Tries each issuer in order. An issuer is skipped while its CA asked for a pause (429/503
    * with Retry-After) or a budget for it is spent. After a production failure for this name,
    * validation goes to that issuer's staging directory first and back to production only once
-   * staging succeeds, so repeated failures do not burn production limits.
+   * staging succeeds, so repeated failures do not burn production limits. An ARI renewal's
+   * `replaces` goes only in the order to the CA that issued the replaced certificate.
    */
-  private async issueFromAny(domain: string, reason: 'on-demand' | 'renewal' | 'admin', issueOptions: IssueOptions): Promise<IssuedCertificate & { from: CertificateIssuer }> {
+  private async issueFromAny(domain: string, reason: 'on-demand' | 'renewal' | 'admin', orderOptions: OrderOptions): Promise<IssuedFrom> {
     const { logger, budgets } = this.opts;
     const state = await this.retryStorage(domain, 'retry-state', () => this.retry.get(domain));
     // Another instance may have failed for the name while we waited for the lock.
@@ -495,7 +517,17 @@ export class CertificateManager {
           continue;
         }
       }
-      const refusal = await budgets?.beginOrder(ca, domain, { exempt: issueOptions.replaces !== undefined });
+      // RFC 9773 §5: `replaces` names a certificate of the CA the order goes to; another CA would
+      // refuse the order. So only the issuing CA's order carries it, and only that one is exempt.
+      const replaced = orderOptions.replaces?.ca === ca ? orderOptions.replaces : undefined;
+      if (orderOptions.replaces && !replaced) {
+        logger.debug({ domain, step: 'new-order', ca, replacedCa: orderOptions.replaces.ca }, 'certificate issued by another CA: plain new order, no `replaces`');
+      }
+      const issueOptions: IssueOptions = {
+        ...(orderOptions.profile !== undefined ? { profile: orderOptions.profile } : {}),
+        ...(replaced ? { replaces: replaced.certId } : {}),
+      };
+      const refusal = await budgets?.beginOrder(ca, domain, { exempt: replaced !== undefined });
       if (refusal) {
         problems.push(`${ca}: rate-limit budget ${refusal.budget} spent until ${refusal.freesAt.toISOString()}`);
         continue;
@@ -503,7 +535,7 @@ export class CertificateManager {
       this.events.emit({ type: 'issuance-started', domain, ca, reason });
       try {
         const issued = await production.issue(domain, issueOptions);
-        return { ...issued, from: production };
+        return { ...issued, from: production, ...(replaced ? { replaced } : {}) };
       } catch (err) {
         // Our storage, not the CA: no backoff. A solver's failed write reaches us wrapped in the
         // ACME step's error, which names the domain and the step; keep that message.

@@ -9,12 +9,14 @@
 //   proxy.setProfiles({ tlsserver: '...', shortlived: '...' });
 //   proxy.setRenewalInfo((certId) => ({ start, end, retryAfterSeconds: 60 }));
 //   proxy.failNext('newOrder', 3, { status: 429, retryAfterSeconds: 5 });
+//   proxy.rejectForeignReplaces(true);                     // like a real CA: `replaces` must name one of its certificates
 //   ... proxy.newOrders()  // [{ identifiers, replaces, profile, status, ... }]
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Pool } from 'undici';
+import { ariCertId } from '../../src/acme/ari.ts';
 
 /** What a request is, from Pebble's URL paths (Pebble 2.4) and the proxy's own renewalInfo path. */
 export type AcmeRequestKind =
@@ -93,6 +95,13 @@ export interface AcmeFaultProxy {
   failNext(kind: AcmeRequestKind, count: number, fault: InjectedFault, when?: (path: string) => boolean): void;
   /** Every request of `kind` gets `fault` until cleared with `failAlways(kind, undefined)`. */
   failAlways(kind: AcmeRequestKind, fault: InjectedFault | undefined): void;
+  /**
+   * When on, a newOrder whose `replaces` names a certificate not downloaded through this proxy
+   * (another CA's) is refused with 404 malformed, as Let's Encrypt refuses an unknown certificate.
+   */
+  rejectForeignReplaces(on: boolean): void;
+  /** ARI certificate IDs of the certificates downloaded through this proxy. */
+  servedCertIds(): string[];
   /** newOrder requests seen, in order, with their decoded payloads. */
   newOrders(): NewOrderRecord[];
   /** newOrders that reached Pebble and were answered 201. */
@@ -163,6 +172,8 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
   let renewalInfoAsked: string[] = [];
   let exchanges: AcmeExchangeRecord[] = [];
   let origin = '';
+  const servedCertIds = new Set<string>();
+  let refuseForeignReplaces = false;
 
   const takeFault = (kind: AcmeRequestKind, path: string): InjectedFault | undefined => {
     const rule = oneShot.find((r) => r.kind === kind && r.left > 0 && (!r.when || r.when(path)));
@@ -216,7 +227,10 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
           exchanges.push({ kind, method, path, status, injected, at });
         };
 
-        const fault = takeFault(kind, path);
+        const foreignReplaces = refuseForeignReplaces && typeof payload?.replaces === 'string' && !servedCertIds.has(payload.replaces);
+        const fault: InjectedFault | undefined = foreignReplaces
+          ? { status: 404, type: 'urn:ietf:params:acme:error:malformed', detail: `request included \`replaces\`, but this CA issued no certificate ${String(payload.replaces)}` }
+          : takeFault(kind, path);
         if (fault) {
           const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
           if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
@@ -256,6 +270,10 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
             if (profiles) dirJson.meta = { ...((dirJson.meta as Record<string, unknown> | undefined) ?? {}), profiles };
             text = Buffer.from(JSON.stringify(dirJson, null, 2));
           }
+          if (kind === 'certificate' && up.statusCode === 200) {
+            const certId = ariCertId(text.toString('utf8'));
+            if (certId) servedCertIds.add(certId);
+          }
           recordOrder(up.statusCode, false);
           const out: Record<string, string | string[]> = {};
           for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
@@ -287,6 +305,10 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
       if (fault) always.set(kind, fault);
       else always.delete(kind);
     },
+    rejectForeignReplaces(on) {
+      refuseForeignReplaces = on;
+    },
+    servedCertIds: () => [...servedCertIds],
     newOrders: () => [...orders],
     ordersPlaced: () => orders.filter((o) => !o.injected && o.status === 201).length,
     renewalInfoRequests: () => [...renewalInfoAsked],

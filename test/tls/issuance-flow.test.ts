@@ -1,7 +1,8 @@
 // CertificateManager's issuance flow on real file storage and a real policy, with stand-in
 // issuers (the real AcmeIssuer against Pebble is in test/e2e/issuance*.test.ts): staging-first
 // after a production failure, fallback to the next issuer, a CA pause after 429 + Retry-After,
-// giving up and the operator's reset, and on-demand work going ahead of a renewal backlog.
+// giving up and the operator's reset, on-demand work going ahead of a renewal backlog, and an
+// ARI renewal's `replaces` going only to the CA that issued the certificate.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,11 +11,12 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
 import { AcmeError, ACME_ERROR } from '../../src/acme/errors.ts';
-import type { IssuedCertificate } from '../../src/acme/issuer.ts';
+import type { IssuedCertificate, IssueOptions } from '../../src/acme/issuer.ts';
 import { SOLVER_ERROR } from '../../src/acme/obtain.ts';
 import type { CertificateIssuer, IssuerChoice } from '../../src/acme/issuers.ts';
 import type { RetrySchedule } from '../../src/acme/retry.ts';
 import { silentLogger } from '../../src/log.ts';
+import { LETS_ENCRYPT_BUDGETS, RateBudgets } from '../../src/policy/budgets.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { StorageError } from '../../src/storage/storage.ts';
@@ -27,14 +29,17 @@ class StandInIssuer implements CertificateIssuer {
   delayMs = 5;
   /** When set, every issue() waits for it. */
   gate: Promise<void> | undefined;
+  /** The options of every issue() call, in order. */
+  readonly orders: IssueOptions[] = [];
   constructor(
     readonly ca: string,
     private readonly calls: string[],
   ) {
     this.directory = `https://${ca}.test/dir`;
   }
-  async issue(domain: string): Promise<IssuedCertificate> {
+  async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
     this.calls.push(`${this.ca}:${domain}`);
+    this.orders.push(opts);
     await sleep(this.delayMs);
     await this.gate;
     const err = this.fail?.(domain);
@@ -59,7 +64,7 @@ describe('CertificateManager issuance flow', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  function manager(issuers: IssuerChoice[], opts: { retry?: RetrySchedule; max?: number } = {}) {
+  function manager(issuers: IssuerChoice[], opts: { retry?: RetrySchedule; max?: number; budgets?: RateBudgets } = {}) {
     const policy = new OnDemandPolicy({ allow: ['*.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
     return new CertificateManager({
       storage,
@@ -70,6 +75,7 @@ describe('CertificateManager issuance flow', () => {
       logger: silentLogger(),
       maxConcurrentIssuances: opts.max ?? 8,
       retry: opts.retry ?? FAST,
+      ...(opts.budgets ? { budgets: opts.budgets } : {}),
     });
   }
 
@@ -191,5 +197,32 @@ describe('CertificateManager issuance flow', () => {
     assert.equal((await customer).kind, 'ready');
     await Promise.all(renewals);
     assert.equal(calls.indexOf('ca-queue:new-customer.ok.test'), 1, `order was ${calls.join(' ')}`);
+  });
+
+  test('an ARI renewal sends `replaces` only to the CA that issued the certificate; orders to others are plain and budgeted', async () => {
+    const calls: string[] = [];
+    const first = new StandInIssuer('ca-preferred', calls);
+    const issuing = new StandInIssuer('ca-issuing', calls);
+    first.fail = (domain) => new AcmeError({ type: `${ACME_ERROR}serverInternal`, status: 500, detail: 'internal error', step: 'new-order', domain });
+    const budgets = new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, silentLogger()); // every CA budgeted
+    const m = manager([{ production: first }, { production: issuing }], { budgets });
+    const name = 'ari.ok.test';
+    const left = async (budget: 'newOrders' | 'duplicates', ca: string) => (await budgets.remaining(budget, ca, name)).remaining;
+
+    const renewed = await m.renew(name, { profile: 'tlsserver', replaces: { certId: 'aki.serial-1', ca: 'ca-issuing' } });
+    assert.equal(renewed.kind === 'ready' && renewed.certificate.ca, 'ca-issuing');
+    assert.deepEqual(first.orders, [{ profile: 'tlsserver' }], 'the preferred CA did not issue it: a plain order');
+    assert.deepEqual(issuing.orders, [{ profile: 'tlsserver', replaces: 'aki.serial-1' }]);
+    assert.equal(await left('newOrders', 'ca-preferred'), 299, 'the plain order is budgeted');
+    assert.equal(await left('newOrders', 'ca-issuing'), 300, 'the order with `replaces` is exempt');
+    assert.equal(await left('duplicates', 'ca-issuing'), 5, 'and so is its certificate');
+
+    // A certificate from a CA no longer among the issuers: every order is a plain one.
+    first.fail = undefined;
+    const moved = await m.renew(name, { replaces: { certId: 'aki.serial-2', ca: 'ca-removed' } });
+    assert.equal(moved.kind === 'ready' && moved.certificate.ca, 'ca-preferred');
+    assert.deepEqual(first.orders.at(-1), {});
+    assert.equal(await left('newOrders', 'ca-preferred'), 298);
+    assert.equal(await left('duplicates', 'ca-preferred'), 4);
   });
 });
