@@ -150,7 +150,9 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
-  const metrics = new GatewayMetrics();
+  // Only a process that serves the admin API is ever scraped; the others keep no metrics.
+  const metricsServed = options.admin !== false && config.listen.admin !== false;
+  const metrics = new GatewayMetrics({ enabled: metricsServed });
   const limits = new IssuanceLimits({
     perClient: config.onDemand.limits.perClient,
     global: config.onDemand.limits.global,
@@ -324,6 +326,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       }
     }
   }
+  // prom-client is loaded now that handshakes are being served (observations so far are replayed).
+  if (metricsServed) metrics.start().catch((err: unknown) => logger.error({ step: 'metrics', err }, 'metrics unavailable: prom-client failed to load'));
   logger.info(
     { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca, role: config.role },
     'gateway listening',
