@@ -1,6 +1,6 @@
 // Wires one gateway: storage, policy, ACME issuer, handshake path, proxy and the listeners.
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -31,6 +31,7 @@ import { CertificateManager } from './tls/certificates.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
 import { loadTicketSecret, rotateTicketKeys } from './tls/tickets.ts';
+import { createServer as createHttpServer } from './util/node-http.ts';
 
 export interface GatewayOptions {
   logger?: Logger;

@@ -9,7 +9,8 @@
 // Storage:  preflight/<token>   the expected answer (deleted after the probe)
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request } from '../util/node-http.ts';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
