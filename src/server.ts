@@ -151,7 +151,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
-  // Only a process that serves the admin API is ever scraped; the others keep no metrics.
+  // Only the process that serves the admin API (one per instance) is ever scraped; the others
+  // keep no metrics and load neither prom-client nor the admin server.
   const metricsServed = options.admin !== false && config.listen.admin !== false;
   const metrics = new GatewayMetrics({ enabled: metricsServed });
   const limits = new IssuanceLimits({
@@ -277,6 +278,12 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   // Session tickets every worker and instance on this storage can decrypt.
   const stopTicketRotation = rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger);
 
+  // The admin API's modules (zod, the OpenAPI document) and prom-client, ~250 ms of CPU, are
+  // loaded before the traffic listeners bind, not after: with workers, the others serve while
+  // this one loads, instead of it holding connections it cannot answer yet.
+  const adminModule = metricsServed ? import('./admin/server.ts') : undefined;
+  if (metricsServed) await Promise.all([adminModule, metrics.start()]);
+
   const reusePort = options.reusePort ?? false;
   await listen(https, config.listen.https.host, config.listen.https.port, reusePort);
   try {
@@ -291,11 +298,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   // Every process relays its certificate events to the instance's admin API (worker 0).
   const stopEventRelay = relayEvents(manager.events, bus, logger);
   let admin: AdminServer | undefined;
-  if (options.admin !== false && config.listen.admin !== false) {
+  if (adminModule && config.listen.admin !== false) {
     const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
     try {
-      // Loaded only where it runs (one process per instance): it brings zod and the OpenAPI document.
-      const { startAdminServer } = await import('./admin/server.ts');
+      const { startAdminServer } = await adminModule;
       admin = await startAdminServer({
         host: address.host,
         port: address.port,
@@ -327,8 +333,6 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       }
     }
   }
-  // prom-client is loaded now that handshakes are being served (observations so far are replayed).
-  if (metricsServed) metrics.start().catch((err: unknown) => logger.error({ step: 'metrics', err }, 'metrics unavailable: prom-client failed to load'));
   logger.info(
     { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca, role: config.role },
     'gateway listening',

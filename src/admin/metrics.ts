@@ -6,10 +6,10 @@
 //
 // The admin server serves `render()` at GET /metrics with `contentType`.
 //
-// prom-client (~80 ms to load) is not on the start-up path: it is loaded by `start()`, which
-// the gateway calls once its listeners are up, or by the first `render()`; what is observed
-// before that is replayed. A process that is never scraped (a cluster worker that does not run
-// the admin API) is built with `enabled: false` and never loads it.
+// prom-client (~80 ms to load) is loaded by `start()` (the gateway calls it with the admin
+// server's import) or by the first `render()`; what is observed before that is replayed. A
+// process that is never scraped (a cluster worker that does not run the admin API) is built with
+// `enabled: false` and never loads it.
 import type * as PromClient from 'prom-client';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { LimitScope } from '../policy/limits.ts';
