@@ -3,8 +3,10 @@
 // config its primary sends (src/cluster/worker.ts): start-up time is mostly module loading, so
 // everything else is imported only where it is needed.
 import cluster from 'node:cluster';
+import { dirname } from 'node:path';
 import type { Option as CommandOption } from 'commander';
 import type { LoadedConfig } from './config/load.ts';
+import { ConfigError, readConfigFile, type ConfigFile } from './config/read.ts';
 
 if (cluster.isWorker) {
   const { runWorker } = await import('./cluster/worker.ts');
@@ -14,27 +16,31 @@ if (cluster.isWorker) {
 }
 
 async function runCommandLine(argv: string[]): Promise<void> {
-  const [{ Command, Option }, { ConfigError, loadConfigFile }, { createLogger }] = await Promise.all([
-    import('commander'),
-    import('./config/load.ts'),
-    import('./log.ts'),
-  ]);
+  const { Command, Option } = await import('commander');
 
   const configOption = (): CommandOption => new Option('-c, --config <file>', 'config file (YAML or JSON)').env('CERTGATE_CONFIG');
 
-  const loadOrExit = (file: string | undefined, command: string): LoadedConfig => {
+  const exitWith = (command: string, err: unknown): never => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`certgate ${command}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  };
+  const readOrExit = async (file: string | undefined, command: string): Promise<ConfigFile> => {
     if (!file) {
       process.stderr.write(`certgate ${command}: no config file; pass --config FILE or set CERTGATE_CONFIG\n`);
       process.exit(2);
     }
+    return readConfigFile(file).catch((err: unknown) => exitWith(command, err));
+  };
+  const validateOrExit = async ({ path, raw }: ConfigFile, command: string, beforeExit?: () => Promise<void>): Promise<LoadedConfig> => {
+    const { parseConfig } = await import('./config/load.ts');
     try {
-      return loadConfigFile(file);
+      return parseConfig(raw, { file: path, baseDir: dirname(path) });
     } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`certgate ${command}: ${err.message}\n`);
-        process.exit(2);
-      }
-      throw err;
+      await beforeExit?.();
+      return exitWith(command, err);
     }
   };
 
@@ -48,14 +54,19 @@ async function runCommandLine(argv: string[]): Promise<void> {
     .description('start the gateway: HTTPS listener with on-demand certificates, HTTP listener for http-01 and redirects')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
-      const config = loadOrExit(opts.config, 'run');
+      const file = await readOrExit(opts.config, 'run');
+      const { forkWorkers, requestedWorkerCount } = await import('./cluster/workers.ts');
+      // Workers are forked before the config is validated: they load the gateway's modules while
+      // this process loads the schema and validates. A config that fails validation stops them.
+      const workers = requestedWorkerCount(file.raw);
+      const primary = workers !== undefined && workers > 1 ? forkWorkers(workers) : undefined;
+      const config = await validateOrExit(file, 'run', () => primary?.stop() ?? Promise.resolve());
+      const [{ createLogger }, { runGateway, stopOnSignals }] = await Promise.all([import('./log.ts'), import('./cluster/run.ts')]);
       const logger = createLogger({ level: config.log.level });
-      const { runGateway, stopOnSignals } = await import('./cluster/run.ts');
-      const { runPrimary, workerCount } = await import('./cluster/workers.ts');
-      const workers = workerCount(config);
-      if (workers > 1) {
-        const primary = await runPrimary(workers, logger, config);
+      // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.
+      if (primary) {
         stopOnSignals(logger, () => primary.stop());
+        await primary.run(config, logger);
         return;
       }
       await runGateway(config, logger, { inWorker: false });
@@ -65,8 +76,8 @@ async function runCommandLine(argv: string[]): Promise<void> {
     .command('validate')
     .description('check a config file and print the effective configuration; exits 2 when it is invalid')
     .addOption(configOption())
-    .action((opts: { config?: string }) => {
-      const config = loadOrExit(opts.config, 'validate');
+    .action(async (opts: { config?: string }) => {
+      const config = await validateOrExit(await readOrExit(opts.config, 'validate'), 'validate');
       process.stdout.write(`${config.file}: valid\n`);
       process.stdout.write(JSON.stringify(config, null, 2) + '\n');
     });

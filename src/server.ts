@@ -1,6 +1,6 @@
 // Wires one gateway: storage, policy, ACME issuer, handshake path, proxy and the listeners.
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -31,6 +31,7 @@ import { CertificateManager } from './tls/certificates.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
 import { loadTicketSecret, rotateTicketKeys } from './tls/tickets.ts';
+import { createServer as createHttpServer } from './util/node-http.ts';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -150,7 +151,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
-  const metrics = new GatewayMetrics();
+  // Only the process that serves the admin API (one per instance) is ever scraped; the others
+  // keep no metrics and load neither prom-client nor the admin server.
+  const metricsServed = options.admin !== false && config.listen.admin !== false;
+  const metrics = new GatewayMetrics({ enabled: metricsServed });
   const limits = new IssuanceLimits({
     perClient: config.onDemand.limits.perClient,
     global: config.onDemand.limits.global,
@@ -274,6 +278,12 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   // Session tickets every worker and instance on this storage can decrypt.
   const stopTicketRotation = rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger);
 
+  // The admin API's modules (zod, the OpenAPI document) and prom-client, ~250 ms of CPU, are
+  // loaded before the traffic listeners bind, not after: with workers, the others serve while
+  // this one loads, instead of it holding connections it cannot answer yet.
+  const adminModule = metricsServed ? import('./admin/server.ts') : undefined;
+  if (metricsServed) await Promise.all([adminModule, metrics.start()]);
+
   const reusePort = options.reusePort ?? false;
   await listen(https, config.listen.https.host, config.listen.https.port, reusePort);
   try {
@@ -288,11 +298,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   // Every process relays its certificate events to the instance's admin API (worker 0).
   const stopEventRelay = relayEvents(manager.events, bus, logger);
   let admin: AdminServer | undefined;
-  if (options.admin !== false && config.listen.admin !== false) {
+  if (adminModule && config.listen.admin !== false) {
     const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
     try {
-      // Loaded only where it runs (one process per instance): it brings zod and the OpenAPI document.
-      const { startAdminServer } = await import('./admin/server.ts');
+      const { startAdminServer } = await adminModule;
       admin = await startAdminServer({
         host: address.host,
         port: address.port,

@@ -5,7 +5,12 @@
 // is kept up to date between scrapes.
 //
 // The admin server serves `render()` at GET /metrics with `contentType`.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+//
+// prom-client (~80 ms to load) is loaded by `start()` (the gateway calls it with the admin
+// server's import) or by the first `render()`; what is observed before that is replayed. A
+// process that is never scraped (a cluster worker that does not run the admin API) is built with
+// `enabled: false` and never loads it.
+import type * as PromClient from 'prom-client';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { LimitScope } from '../policy/limits.ts';
 import type { ProxiedResponse } from '../proxy/proxy.ts';
@@ -33,20 +38,27 @@ const HANDSHAKE_OUTCOMES: HandshakeOutcome[] = ['cache-hit', 'storage', 'issued'
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const EXPIRING_WITHIN_MS = 7 * 24 * 3600_000;
 
-export class GatewayMetrics implements MetricsEndpoint {
-  readonly registry = new Registry();
-  private readonly handshakes: Counter<'outcome'>;
-  private readonly issuanceSeconds: Histogram<'ca' | 'challenge'>;
-  private readonly orders: Counter<'ca'>;
-  private readonly failures: Counter<'ca' | 'step'>;
-  private readonly proxiedRequests: Counter<'class'>;
-  private readonly upstreamSeconds: Histogram;
-  private readonly rateLimitedHandshakes: Counter<'scope'>;
-  private readonly budgetProviders: Array<() => BudgetRemaining[] | Promise<BudgetRemaining[]>> = [];
-  private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
-  private cacheSize: () => number = () => 0;
+/** What the gauges read at scrape time. */
+interface ScrapeSources {
+  certificateCounts(): CertificateCounts;
+  cacheSize(): number;
+  budgets(): Promise<BudgetRemaining[]>;
+}
 
-  constructor() {
+/** The prom-client side: a Registry of its own with every certgate metric. */
+class PrometheusMetrics {
+  readonly registry: PromClient.Registry;
+  readonly handshakes: PromClient.Counter<'outcome'>;
+  readonly issuanceSeconds: PromClient.Histogram<'ca' | 'challenge'>;
+  readonly orders: PromClient.Counter<'ca'>;
+  readonly failures: PromClient.Counter<'ca' | 'step'>;
+  readonly proxiedRequests: PromClient.Counter<'class'>;
+  readonly upstreamSeconds: PromClient.Histogram;
+  readonly rateLimitedHandshakes: PromClient.Counter<'scope'>;
+
+  constructor(prom: typeof PromClient, sources: ScrapeSources) {
+    const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = prom;
+    this.registry = new Registry();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'certgate_' });
     this.handshakes = new Counter({
@@ -87,15 +99,12 @@ export class GatewayMetrics implements MetricsEndpoint {
     for (const scope of ['client', 'global']) this.rateLimitedHandshakes.inc({ scope }, 0);
 
     // Gauges computed at scrape time; `this` inside collect() is the gauge.
-    const counts = () => this.certificateCounts();
-    const cacheSize = () => this.cacheSize();
-    const budgets = async () => (await Promise.all(this.budgetProviders.map((provider) => provider()))).flat();
     new Gauge({
       name: 'certgate_certificates_managed',
       help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned)",
       registers,
       collect() {
-        this.set(counts().managed);
+        this.set(sources.certificateCounts().managed);
       },
     });
     new Gauge({
@@ -103,7 +112,7 @@ export class GatewayMetrics implements MetricsEndpoint {
       help: "Certificates in this process's memory cache that expire within 7 days",
       registers,
       collect() {
-        this.set(counts().expiringSoon);
+        this.set(sources.certificateCounts().expiringSoon);
       },
     });
     new Gauge({
@@ -111,7 +120,7 @@ export class GatewayMetrics implements MetricsEndpoint {
       help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize)',
       registers,
       collect() {
-        this.set(cacheSize());
+        this.set(sources.cacheSize());
       },
     });
     new Gauge({
@@ -120,36 +129,64 @@ export class GatewayMetrics implements MetricsEndpoint {
       labelNames: ['limit'],
       registers,
       async collect() {
-        const all = await budgets();
+        const all = await sources.budgets();
         this.reset();
         for (const { limit, remaining } of all) this.set({ limit }, remaining);
       },
     });
   }
+}
 
-  get contentType(): string {
-    return this.registry.contentType;
+/** Observations kept until prom-client is loaded (it takes ~100 ms after the listeners are up). */
+const MAX_PENDING_OBSERVATIONS = 100_000;
+const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export class GatewayMetrics implements MetricsEndpoint {
+  private prometheus: PrometheusMetrics | undefined;
+  private loading: Promise<PrometheusMetrics> | undefined;
+  /** Observations made before prom-client was loaded; null when this process is never scraped. */
+  private pending: Array<(p: PrometheusMetrics) => void> | null;
+  private readonly budgetProviders: Array<() => BudgetRemaining[] | Promise<BudgetRemaining[]>> = [];
+  private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
+  private cacheSize: () => number = () => 0;
+
+  constructor({ enabled = true }: { enabled?: boolean } = {}) {
+    this.pending = enabled ? [] : null;
   }
 
-  render(): Promise<string> {
-    return this.registry.metrics();
+  /** Loads prom-client (once) and applies what was observed meanwhile. */
+  async start(): Promise<void> {
+    await this.load();
+  }
+
+  get contentType(): string {
+    return this.prometheus?.registry.contentType ?? PROMETHEUS_CONTENT_TYPE;
+  }
+
+  async render(): Promise<string> {
+    return (await this.load()).registry.metrics();
   }
 
   /** For HandshakeOptions.onOutcome. */
   readonly handshake = (outcome: HandshakeOutcome): void => {
-    this.handshakes.inc({ outcome });
+    if (this.prometheus) this.prometheus.handshakes.inc({ outcome });
+    else this.later((p) => p.handshakes.inc({ outcome }));
   };
 
   /** For ProxyOptions.onResponse. */
   readonly proxied = (response: ProxiedResponse): void => {
     const cls = `${Math.min(5, Math.max(1, Math.floor(response.status / 100)))}xx`;
-    this.proxiedRequests.inc({ class: cls });
-    if (response.upstream !== null) this.upstreamSeconds.observe(response.ms / 1000);
+    const observe = (p: PrometheusMetrics): void => {
+      p.proxiedRequests.inc({ class: cls });
+      if (response.upstream !== null) p.upstreamSeconds.observe(response.ms / 1000);
+    };
+    if (this.prometheus) observe(this.prometheus);
+    else this.later(observe);
   };
 
   /** For IssuanceLimitsOptions.onLimited. */
   readonly rateLimited = (scope: LimitScope): void => {
-    this.rateLimitedHandshakes.inc({ scope });
+    this.later((p) => p.rateLimitedHandshakes.inc({ scope }));
   };
 
   /** Adds a source of rate-limit budgets (the issuance limits, the ACME order budget, ...), read at scrape time. */
@@ -173,19 +210,41 @@ export class GatewayMetrics implements MetricsEndpoint {
     return events.on((event: CertificateEvent) => {
       switch (event.type) {
         case 'issuance-started':
-          this.orders.inc({ ca: event.ca });
+          this.later((p) => p.orders.inc({ ca: event.ca }));
           break;
         case 'issuance-succeeded':
         case 'renewed':
-          this.issuanceSeconds.observe({ ca: event.ca, challenge: event.challenge ?? 'unknown' }, event.ms / 1000);
+          this.later((p) => p.issuanceSeconds.observe({ ca: event.ca, challenge: event.challenge ?? 'unknown' }, event.ms / 1000));
           break;
         case 'issuance-failed':
-          this.failures.inc({ ca: event.ca, step: event.step });
+          this.later((p) => p.failures.inc({ ca: event.ca, step: event.step }));
           break;
         default:
           break;
       }
     });
+  }
+
+  /** Applies an observation now when prom-client is loaded, else keeps it for then. */
+  private later(observe: (p: PrometheusMetrics) => void): void {
+    if (this.prometheus) observe(this.prometheus);
+    else if (this.pending && this.pending.length < MAX_PENDING_OBSERVATIONS) this.pending.push(observe);
+  }
+
+  private load(): Promise<PrometheusMetrics> {
+    if (this.pending === null) return Promise.reject(new Error('metrics: not kept in this process (the process running the admin API serves them)'));
+    this.loading ??= import('prom-client').then((prom) => {
+      const prometheus = new PrometheusMetrics(prom, {
+        certificateCounts: () => this.certificateCounts(),
+        cacheSize: () => this.cacheSize(),
+        budgets: async () => (await Promise.all(this.budgetProviders.map((provider) => provider()))).flat(),
+      });
+      for (const observe of this.pending ?? []) observe(prometheus);
+      this.pending = [];
+      this.prometheus = prometheus;
+      return prometheus;
+    });
+    return this.loading;
   }
 }
 

@@ -5,7 +5,8 @@
 // API is open to whoever can reach it, so it refuses to start on a non-loopback address without
 // one. /healthz, /readyz and /openapi.json are always open (load balancers, tooling).
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../util/node-http.ts';
 import { isIP, type AddressInfo } from 'node:net';
 import type { z } from 'zod';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';

@@ -1,46 +1,17 @@
-// Reads a YAML or JSON config file, validates it and resolves relative paths against the
-// file's directory. Errors name the key and say how to fix it.
-import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+// Validates a config (src/config/schema.ts) and resolves relative paths against the file's
+// directory. Errors name the key and say how to fix it.
+import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
+import { ConfigError } from './read.ts';
 import { configSchema, type Config } from './schema.ts';
 
-export class ConfigError extends Error {
-  constructor(
-    message: string,
-    readonly file: string | undefined,
-    readonly problems: string[],
-  ) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface LoadedConfig extends Config {
   /** Directory relative paths were resolved against. */
   baseDir: string;
   /** The config file, when one was read. */
   file?: string;
-}
-
-export function loadConfigFile(file: string): LoadedConfig {
-  const path = resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new ConfigError(`cannot read config file ${path}: ${reason}`, path, [reason]);
-  }
-  let raw: unknown;
-  try {
-    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
-  } catch (err) {
-    const reason = (err as Error).message.split('\n')[0] ?? 'syntax error';
-    throw new ConfigError(`config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${reason}`, path, [reason]);
-  }
-  return parseConfig(raw ?? {}, { file: path, baseDir: dirname(path) });
 }
 
 export function parseConfig(raw: unknown, where: { file?: string; baseDir: string }): LoadedConfig {

@@ -6,7 +6,6 @@
 // directories are budgeted (their limits are not other CAs' limits); with it, every issuer is.
 //
 // Storage:  budgets/<ca>/<budget>/<scope>   JSON array of ms timestamps inside the window
-import { getDomain } from 'tldts';
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
@@ -78,12 +77,12 @@ export class RateBudgets {
   }
 
   /** What a budget is counted by, for a name ordered from `ca`. */
-  scopeOf(budget: BudgetName, domain: string): string {
+  async scopeOf(budget: BudgetName, domain: string): Promise<string> {
     switch (budget) {
       case 'newOrders':
         return 'account';
       case 'certificatesPerDomain':
-        return getDomain(domain, { allowPrivateDomains: true }) ?? domain;
+        return (await registeredDomain(domain)) ?? domain;
       case 'duplicates':
       case 'failedAuthorizations':
         return domain;
@@ -93,7 +92,7 @@ export class RateBudgets {
   /** For metrics and the admin API: how much of a budget is left for this name at `ca`. */
   async remaining(budget: BudgetName, ca: string, domain: string): Promise<BudgetRemaining> {
     const { limit, windowMs } = this.config[budget];
-    const log = await this.read(budget, ca, this.scopeOf(budget, domain));
+    const log = await this.read(budget, ca, await this.scopeOf(budget, domain));
     const left = Math.max(0, limit - log.length);
     return { remaining: left, limit, ...(left === 0 && log.length > 0 ? { freesAt: new Date(log[log.length - limit]! + windowMs) } : {}) };
   }
@@ -105,23 +104,24 @@ export class RateBudgets {
   async beginOrder(ca: string, domain: string, opts: { exempt?: boolean } = {}): Promise<BudgetRefusal | null> {
     if (opts.exempt || !this.appliesTo(ca)) return null;
     for (const budget of ['failedAuthorizations', 'duplicates', 'certificatesPerDomain'] as const) {
-      const refusal = this.refusal(budget, this.scopeOf(budget, domain), await this.read(budget, ca, this.scopeOf(budget, domain)));
+      const scope = await this.scopeOf(budget, domain);
+      const refusal = this.refusal(budget, scope, await this.read(budget, ca, scope));
       if (refusal) return this.refused(ca, domain, refusal);
     }
-    const refusal = await this.take('newOrders', ca, this.scopeOf('newOrders', domain));
+    const refusal = await this.take('newOrders', ca, await this.scopeOf('newOrders', domain));
     return refusal ? this.refused(ca, domain, refusal) : null;
   }
 
   /** After a certificate was issued: counts it per registered domain and as a duplicate. */
   async recordIssued(ca: string, domain: string, opts: { exempt?: boolean } = {}): Promise<void> {
     if (opts.exempt || !this.appliesTo(ca)) return;
-    await this.record('certificatesPerDomain', ca, this.scopeOf('certificatesPerDomain', domain));
-    await this.record('duplicates', ca, this.scopeOf('duplicates', domain));
+    await this.record('certificatesPerDomain', ca, await this.scopeOf('certificatesPerDomain', domain));
+    await this.record('duplicates', ca, await this.scopeOf('duplicates', domain));
   }
 
   async recordFailedAuthorization(ca: string, domain: string): Promise<void> {
     if (!this.appliesTo(ca)) return;
-    await this.record('failedAuthorizations', ca, this.scopeOf('failedAuthorizations', domain));
+    await this.record('failedAuthorizations', ca, await this.scopeOf('failedAuthorizations', domain));
   }
 
   private refused(ca: string, domain: string, refusal: BudgetRefusal): BudgetRefusal {
@@ -178,4 +178,15 @@ export class RateBudgets {
     // Only the newest `limit` entries can ever matter.
     await this.storage.put(keys.budgetLog(ca, budget, scope), JSON.stringify(log.slice(-this.config[budget].limit)));
   }
+}
+
+let tldts: Promise<typeof import('tldts')> | undefined;
+
+/**
+ * The registered domain (public suffix + one label, private suffixes included) of a name.
+ * tldts and its suffix list (~35 ms to load) are loaded at the first budgeted order, not at start-up.
+ */
+async function registeredDomain(domain: string): Promise<string | null> {
+  tldts ??= import('tldts');
+  return (await tldts).getDomain(domain, { allowPrivateDomains: true });
 }

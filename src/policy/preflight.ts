@@ -9,13 +9,14 @@
 // Storage:  preflight/<token>   the expected answer (deleted after the probe)
 import { randomBytes } from 'node:crypto';
 import type { Resolver } from 'node:dns/promises';
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
+import { request } from '../util/node-http.ts';
 import { answerOf, createResolver } from './resolver.ts';
 
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';

@@ -1,7 +1,8 @@
 // Reverse proxy: routes each request by Host to an upstream origin and streams it through a
 // keep-alive undici Pool per origin. Upgrade requests (WebSocket) go through a raw tunnel
 // (see tunnel.ts).
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from '../util/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';

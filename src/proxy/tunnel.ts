@@ -1,6 +1,7 @@
 // Upgrade requests (WebSocket, h2c, ...): a raw TCP/TLS connection to the upstream carrying the
 // rewritten request head, then bytes piped both ways. No WebSocket parsing happens here.
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from '../util/node-http.ts';
 import { connect as netConnect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';

@@ -84,6 +84,30 @@ describe('GatewayMetrics (unit: own registry, hooks, events, scrape-time gauges)
   });
 });
 
+describe('GatewayMetrics before prom-client is loaded', () => {
+  test('observations made before start() are counted once it has loaded', async () => {
+    const events = new CertificateEvents();
+    const metrics = new GatewayMetrics();
+    const stop = wireMetrics(metrics, { events, cache: new CertificateCache(10) });
+    metrics.handshake('storage');
+    metrics.rateLimited('global');
+    events.emit({ type: 'issuance-started', domain: 'early.test', ca: 'ca-two', reason: 'on-demand' });
+    await metrics.start();
+    metrics.handshake('storage');
+    const m = parsePrometheusText(await metrics.render());
+    assert.equal(sampleValue(m, 'certgate_handshakes_total', { outcome: 'storage' }), 2);
+    assert.equal(sampleValue(m, 'certgate_rate_limited_handshakes_total', { scope: 'global' }), 1);
+    assert.equal(sampleValue(m, 'certgate_acme_orders_total', { ca: 'ca-two' }), 1);
+    stop();
+  });
+
+  test('a process that is never scraped keeps nothing and says so when asked', async () => {
+    const metrics = new GatewayMetrics({ enabled: false });
+    metrics.handshake('cache-hit');
+    await assert.rejects(metrics.render(), /not kept in this process/);
+  });
+});
+
 describe('metrics of a running gateway (real Pebble, real clients)', () => {
   let pebble: PebbleHandle;
   let upstream: FakeUpstream;

@@ -1,6 +1,7 @@
 // Issue 2 acceptance: a bad config file fails `certgate validate` and `certgate run` with a
 // message naming the key; a good one validates; --help works on each command.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,16 @@ describe('certgate validate / run with a bad config', () => {
       }
     });
   }
+
+  test('run with workers forks them before validating; a bad config stops them and exits 2', async () => {
+    const file = await configFile('bad-with-workers.yaml', 'workers: 2\nonDemand:\n  alow: ["a.example.com"]\n');
+    const { code, output } = await runToEnd([CERTGATE_BIN, 'run', '--config', file]);
+    assert.equal(code, 2, output);
+    assert.match(output, /onDemand\.alow: unknown key/);
+    // Workers run the same command line; none may outlive the primary.
+    const left = spawnSync('pgrep', ['-f', file], { encoding: 'utf8' });
+    assert.equal(left.stdout.trim(), '', `processes left running with ${file}`);
+  });
 
   test('a missing file is named', async () => {
     const { code, output } = await runToEnd([CERTGATE_BIN, 'validate', '--config', join(dir, 'nope.yaml')]);

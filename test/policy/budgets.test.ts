@@ -47,8 +47,8 @@ describe('RateBudgets', () => {
 
   test('certificates per registered domain use the public suffix list with private suffixes', async () => {
     const b = budgets();
-    assert.equal(b.scopeOf('certificatesPerDomain', 'a.b.shop.example.co.uk'), 'example.co.uk');
-    assert.equal(b.scopeOf('certificatesPerDomain', 'me.github.io'), 'me.github.io');
+    assert.equal(await b.scopeOf('certificatesPerDomain', 'a.b.shop.example.co.uk'), 'example.co.uk');
+    assert.equal(await b.scopeOf('certificatesPerDomain', 'me.github.io'), 'me.github.io');
   });
 
   test('budgets limited to some CAs leave the others unbudgeted; LE is recognised by its directory', async () => {

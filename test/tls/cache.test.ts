@@ -143,6 +143,67 @@ describe('CertificateCache (two tiers)', () => {
   });
 });
 
+/** Two leaves issued by one CA: bundles whose certPem is leaf + CA, as an ACME CA's chains are. */
+async function issuedByOneCa(domains: string[]): Promise<{ caFingerprint: string; bundles: CertificateBundle[] }> {
+  await import('../../src/acme/reflect-shim.ts');
+  const x509 = await import('@peculiar/x509');
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const caKeys = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(Date.now() + 30 * 86_400_000);
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    name: 'CN=cache test CA', keys: caKeys, signingAlgorithm: alg, notBefore, notAfter, serialNumber: '01',
+    extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+  });
+  const bundles: CertificateBundle[] = [];
+  for (const [i, domain] of domains.entries()) {
+    const keys = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const leaf = await x509.X509CertificateGenerator.create({
+      subject: `CN=${domain}`, issuer: ca.subject, publicKey: keys.publicKey, signingKey: caKeys.privateKey, signingAlgorithm: alg,
+      notBefore, notAfter, serialNumber: `0${i + 2}`, extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: domain }])],
+    });
+    const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
+    const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+    const certPem = `${leaf.toString('pem')}\n${ca.toString('pem')}\n`;
+    const parsed = new X509Certificate(certPem);
+    bundles.push({ domain, ca: 'test-ca', certPem, keyPem, notBefore: parsed.validFromDate, notAfter: parsed.validToDate, fingerprint256: parsed.fingerprint256 });
+  }
+  return { caFingerprint: new X509Certificate(ca.toString('pem')).fingerprint256, bundles };
+}
+
+describe('CertificateCache keeps chains whole while sharing them between entries', () => {
+  test('contexts rebuilt from compact entries serve each leaf with its issuer chain', async () => {
+    const { caFingerprint, bundles } = await issuedByOneCa(['one.chain.test', 'two.chain.test', 'three.chain.test']);
+    const cache = new CertificateCache(10, 1);
+    for (const bundle of bundles) cache.add(bundle); // only the last is live; the others rebuild theirs
+    const server = createServer({
+      SNICallback(name: string, cb: (err: Error | null, ctx?: SecureContext) => void) {
+        const hit = cache.get(name);
+        cb(hit ? null : new Error(`not cached: ${name}`), hit?.context);
+      },
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      for (const bundle of [...bundles, ...bundles]) {
+        const served = await new Promise<{ leaf: string; issuer: string | undefined }>((resolve, reject) => {
+          const socket = connect({ host: '127.0.0.1', port, servername: bundle.domain, rejectUnauthorized: false }, () => {
+            const peer = socket.getPeerCertificate(true);
+            socket.end();
+            resolve({ leaf: peer.fingerprint256, issuer: peer.issuerCertificate?.fingerprint256 });
+          });
+          socket.setTimeout(10_000, () => socket.destroy(new Error('handshake timeout')));
+          socket.on('error', reject);
+        });
+        assert.equal(served.leaf, bundle.fingerprint256, bundle.domain);
+        assert.equal(served.issuer, caFingerprint, `${bundle.domain}: the CA certificate is sent after the leaf`);
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
 describe('CertificateCache frees what leaves the hot tier', () => {
   test('an evicted SecureContext is closed after a grace period (its SSL_CTX no longer serves)', async () => {
     const defaultPair = await createSelfSignedCertificate('default.cache.test');
