@@ -61,12 +61,14 @@ async function runCommandLine(argv: string[]): Promise<void> {
       const workers = requestedWorkerCount(file.raw);
       const primary = workers !== undefined && workers > 1 ? forkWorkers(workers) : undefined;
       const config = await validateOrExit(file, 'run', () => primary?.stop() ?? Promise.resolve());
+      // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.
+      // The workers get their config before this process loads its logger: they are the ones that serve.
+      primary?.configure(config);
       const [{ createLogger }, { runGateway, stopOnSignals }] = await Promise.all([import('./log.ts'), import('./cluster/run.ts')]);
       const logger = createLogger({ level: config.log.level });
-      // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.
       if (primary) {
         stopOnSignals(logger, () => primary.stop());
-        await primary.run(config, logger);
+        await primary.run(logger);
         return;
       }
       await runGateway(config, logger, { inWorker: false });

@@ -42,11 +42,10 @@ function isConfigMessage(m: unknown): m is ConfigMessage {
 }
 
 export interface Primary {
-  /**
-   * Gives the workers the validated config (the ones that asked already, and any restarted
-   * later) and logs through `logger` from now on; resolves once every worker is listening.
-   */
-  run(config: LoadedConfig, logger: Logger): Promise<void>;
+  /** Gives the workers the validated config: the ones that asked already, and any restarted later. */
+  configure(config: LoadedConfig): void;
+  /** Logs through `logger` from now on; resolves once every worker is listening. */
+  run(logger: Logger): Promise<void>;
   /** Stops the workers: SIGTERM, SIGKILL after 8 s. */
   stop(): Promise<void>;
 }
@@ -77,7 +76,7 @@ export function workerExecArgv(execArgv = process.execArgv, nodeOptions = proces
   return set ? [...execArgv] : [...execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`];
 }
 
-/** Runs in the primary: forks, relays, restarts. The workers wait for their config until `run()`. */
+/** Runs in the primary: forks, relays, restarts. The workers wait for their config until `configure()`. */
 export function forkWorkers(count: number): Primary {
   // 'advanced': structured clone, so the config arrives exactly as validated.
   cluster.setupPrimary({ serialization: 'advanced', execArgv: workerExecArgv() });
@@ -128,11 +127,13 @@ export function forkWorkers(count: number): Primary {
   for (let i = 0; i < count; i++) fork(i);
 
   return {
-    async run(validated, log) {
+    configure(validated) {
       config = validated;
-      logger = log;
       for (const worker of waitingForConfig) sendConfig(worker);
       waitingForConfig.clear();
+    },
+    async run(log) {
+      logger = log;
       await allReady;
     },
     async stop() {
