@@ -170,11 +170,12 @@ export class GatewayMetrics implements MetricsEndpoint {
   /** For HandshakeOptions.onOutcome. */
   readonly handshake = (outcome: HandshakeOutcome): void => {
     if (this.prometheus) this.prometheus.handshakes.inc({ outcome });
-    else this.later((p) => p.handshakes.inc({ outcome }));
+    else if (this.pending) this.later((p) => p.handshakes.inc({ outcome }));
   };
 
   /** For ProxyOptions.onResponse. */
   readonly proxied = (response: ProxiedResponse): void => {
+    if (!this.prometheus && !this.pending) return; // not kept in this process
     const cls = `${Math.min(5, Math.max(1, Math.floor(response.status / 100)))}xx`;
     const observe = (p: PrometheusMetrics): void => {
       p.proxiedRequests.inc({ class: cls });
