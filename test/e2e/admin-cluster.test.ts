@@ -3,14 +3,12 @@
 // unbinding through A makes B serve the fallback for the name within a second, and B's route for
 // it is gone; nothing orders a new certificate for it.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { keys } from '../../src/storage/layout.ts';
 import { adminCall, insecureGet, openEvents } from '../support/admin.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
@@ -39,9 +37,9 @@ describe('admin API on two instances sharing Redis', () => {
 
   before(async () => {
     redis = await startRedis();
-    const httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    let httpsPort: number;
+    let httpPort: number;
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     platform = await startUpstream(echoHandler('platform'));
     customer = await startUpstream(echoHandler('customer'));
     const config = { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin } };
@@ -49,8 +47,7 @@ describe('admin API on two instances sharing Redis', () => {
     // A listens where Pebble validates; B elsewhere (it loads what A issued from Redis).
     a = await startTestGateway({ pebble, httpsPort, httpPort, config, redis: shared });
     b = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), config, redis: shared });
-    root = await pebble.rootPem();
-    fallbackB = new X509Certificate((await b.storage.get(keys.fallbackCert))!).fingerprint256;
+    fallbackB = await fallbackFingerprint(b);
   });
 
   after(async () => {

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadCertificate } from '../../src/storage/certificates.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { seedCertificates } from '../maintain/seed.ts';
 
@@ -18,9 +18,9 @@ let gw: TestGateway;
 let edge: TestGateway;
 
 before(async () => {
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+  let httpsPort: number;
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts());
   gw = await startTestGateway({ pebble, httpsPort, httpPort, config: { onDemand: { allow: ['*.hs.test'] }, renewal: { checkInterval: '1h' } } });
   edge = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), dataDir: gw.dataDir, config: { role: 'edge', onDemand: { allow: ['*.hs.test'] } } });
 });

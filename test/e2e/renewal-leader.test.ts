@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { CERTGATE_BIN, runProcess, type RunningProcess } from '../support/process.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
@@ -68,9 +68,9 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'certgate-leader-'));
   redis = await startRedis();
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort, certificateValidityPeriod: 40 });
+  let httpsPort: number;
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts({ certificateValidityPeriod: 40 }));
   edge = await startTestGateway({ pebble, httpsPort, httpPort, redis: { url: redis.url, prefix }, config: { role: 'edge', onDemand: { allow: ['*.leader.test'] } } });
 });
 

@@ -10,8 +10,7 @@ import { loadCertificate } from '../../src/storage/certificates.ts';
 import { dueTime, renewalTime } from '../../src/maintain/timing.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { seedCertificates } from '../maintain/seed.ts';
 
 const DAY = 86_400_000;
@@ -26,9 +25,8 @@ let gw: TestGateway;
 let httpsPort: number;
 
 before(async () => {
-  httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts());
   gw = await startTestGateway({
     pebble,
     httpsPort,

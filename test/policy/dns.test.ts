@@ -8,8 +8,7 @@ import { DnsOwnershipCheck, type DnsCheckOptions } from '../../src/policy/dns.ts
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { mockDns, startPebble, type MockDns, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 
 describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   let pebble: PebbleHandle;
@@ -19,8 +18,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   const fresh = (label: string) => `${label}-${++run}-${process.pid}.customer.test`;
 
   before(async () => {
-    pebble = await startPebble({ httpPort: await freePort(), tlsPort: await freePort() });
-    dns = mockDns(pebble.challtestsrvUrl);
+    ({ pebble, dns } = await startPebbleOnFreePorts());
   });
   after(async () => {
     await pebble?.stop();
