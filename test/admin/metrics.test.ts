@@ -11,8 +11,7 @@ import { CertificateEvents } from '../../src/events.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { parsePrometheusText, sampleValue, type Family } from '../support/prometheus.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
@@ -116,10 +115,8 @@ describe('metrics of a running gateway (real Pebble, real clients)', () => {
   let root: string;
 
   before(async () => {
-    httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-    root = await pebble.rootPem();
+    let httpPort: number;
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     upstream = await startUpstream(echoHandler('app'));
     gw = await startTestGateway({
       pebble,

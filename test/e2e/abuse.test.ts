@@ -4,19 +4,15 @@
 // while a legitimate client on a cached name keeps being served; and the per-client limit keeps
 // approved names from turning into a burst of CA orders, with one log line, not one per handshake.
 import assert from 'node:assert/strict';
-import { randomBytes, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
-import { keys } from '../../src/storage/layout.ts';
 import { httpsGet } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { freePort } from '../support/ports.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
 const FLOOD = 10_000;
@@ -64,10 +60,7 @@ describe('abuse limits', () => {
   let root: string;
 
   before(async () => {
-    httpsPort = await freePort();
-    httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-    root = await pebble.rootPem();
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     upstream = await startUpstream(echoHandler('app'));
   });
   after(async () => {
@@ -86,7 +79,7 @@ describe('abuse limits', () => {
       },
     });
     try {
-      const fallback = new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
+      const fallback = await fallbackFingerprint(gw);
       const legit = await httpsGet('legit.abuse.test', httpsPort, root);
       assert.equal(legit.status, 200);
       const orders = pebble.ordersPlaced();
@@ -177,7 +170,7 @@ describe('abuse limits', () => {
       },
     });
     try {
-      const fallback = new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
+      const fallback = await fallbackFingerprint(gw);
       const orders = pebble.ordersPlaced();
       const served: string[] = [];
       for (let i = 0; i < 12; i++) served.push(await handshake(httpsPort, `n${i}.approved.abuse.test`));

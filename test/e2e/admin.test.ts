@@ -5,15 +5,12 @@
 // stream shows issuance as it happens; unbind stops serving and routing the name.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keys } from '../../src/storage/layout.ts';
 import { adminCall, insecureGet, openEvents, type SseClient } from '../support/admin.ts';
 import { httpsGet, opensslFingerprint } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
 const TOKEN = 'e2e-admin-token-0123456789';
@@ -32,9 +29,8 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
   const upstreamOf = async (name: string) => (JSON.parse((await insecureGet(name, httpsPort)).body) as { name: string }).name;
 
   before(async () => {
-    httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    let httpPort: number;
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     platform = await startUpstream(echoHandler('platform'));
     customer = await startUpstream(echoHandler('customer'));
     gw = await startTestGateway({
@@ -44,8 +40,7 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
       config: { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin } },
     });
     admin = gw.gateway.adminPort!;
-    fallback = new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
-    root = await pebble.rootPem();
+    fallback = await fallbackFingerprint(gw);
     events = await openEvents(admin, TOKEN);
   });
 

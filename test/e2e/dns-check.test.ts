@@ -4,16 +4,11 @@
 // in challtestsrv, the next request issues. The target is a host name (the platform's edge),
 // which itself resolves to 127.0.0.1 (challtestsrv's default answer).
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { keys } from '../../src/storage/layout.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { mockDns, startPebble, type MockDns, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { fallbackFingerprint as fallbackOf, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
 // Both negative caches (the DNS check's and the certificate manager's denied names) are short
@@ -31,11 +26,8 @@ describe('DNS ownership check: DNS pointing elsewhere → no order; fixed → is
   const edge = `edge-${process.pid}.platform.test`;
 
   before(async () => {
-    httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-    dns = mockDns(pebble.challtestsrvUrl);
-    root = await pebble.rootPem();
+    let httpPort: number;
+    ({ pebble, httpsPort, httpPort, root, dns } = await startPebbleOnFreePorts());
     upstream = await startUpstream(echoHandler('app'));
     gw = await startTestGateway({
       pebble,
@@ -50,7 +42,7 @@ describe('DNS ownership check: DNS pointing elsewhere → no order; fixed → is
         proxy: { upstream: upstream.origin },
       },
     });
-    fallbackFingerprint = new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
+    fallbackFingerprint = await fallbackOf(gw);
   });
 
   after(async () => {

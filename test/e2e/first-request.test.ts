@@ -10,8 +10,7 @@ import { keys } from '../../src/storage/layout.ts';
 import { curlGet, httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway } from '../support/gateway.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 
 interface Env {
   pebble: PebbleHandle;
@@ -22,10 +21,8 @@ interface Env {
 }
 
 async function setUp(): Promise<Env> {
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  const pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-  return { pebble, httpsPort, httpPort, root: await pebble.rootPem(), upstream: await startUpstream(echoHandler('app')) };
+  const { pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts();
+  return { pebble, httpsPort, httpPort, root, upstream: await startUpstream(echoHandler('app')) };
 }
 
 async function tearDown(env: Env | undefined): Promise<void> {

@@ -6,7 +6,6 @@
 // - staging retry: after a production failure the next attempt validates against staging
 //   first and goes back to production once staging succeeds.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,29 +13,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { fallbackFingerprint as fallbackOf, startTestGateway } from '../support/gateway.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 
 describe('issuance against a CA that limits us', () => {
   let pebble: PebbleHandle;
+  let dns: MockDns;
   let httpsPort: number;
   let httpPort: number;
 
   before(async () => {
-    httpsPort = await freePort();
-    httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    ({ pebble, dns, httpsPort, httpPort } = await startPebbleOnFreePorts());
   });
   // Each test starts (and closes) its own proxy, so faults and counters start clean.
   after(async () => {
     await pebble?.stop();
   });
-
-  async function fallbackOf(gw: TestGateway): Promise<string> {
-    return new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
-  }
 
   test('first issuer answers 503 with Retry-After: the second issues and the first is paused for every name', async () => {
     const proxy: AcmeFaultProxy = await startAcmeProxy(pebble);
@@ -98,10 +91,10 @@ describe('issuance against a CA that limits us', () => {
     try {
       const fallback = await fallbackOf(gw);
       const name = 'staged.limits.test';
-      await mockDns(pebble.challtestsrvUrl).setA(name, ['127.0.0.2']);
+      await dns.setA(name, ['127.0.0.2']);
       assert.equal((await peerCertificate(httpsPort, name)).fingerprint256, fallback);
       assert.equal(proxy.newOrders().length, 1, 'the failed production order');
-      await mockDns(pebble.challtestsrvUrl).clearA(name);
+      await dns.clearA(name);
       const pebbleOrders = pebble.ordersPlaced();
       const deadline = Date.now() + 60_000;
       let fp = fallback;

@@ -4,33 +4,29 @@
 // order, and retries are spaced as configured (shortened here): checked on the backoff the log
 // recorded and the time of the next attempt, not on wall-clock speed.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateEvent } from '../../src/events.ts';
-import { keys } from '../../src/storage/layout.ts';
 import { peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';
-import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 
 const DELAYS_MS = [2000, 3000];
 const DEADLINE_MS = 90_000;
 
 describe('issuance retries: badNonce and failed validations', () => {
   let pebble: PebbleHandle;
+  let dns: MockDns;
   let gw: TestGateway;
   let fallback: string;
   let lines: LogLine[];
   const events: CertificateEvent[] = [];
 
   before(async () => {
-    const httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort, env: { PEBBLE_WFE_NONCEREJECT: '15' } });
+    let httpsPort: number;
+    let httpPort: number;
+    ({ pebble, dns, httpsPort, httpPort } = await startPebbleOnFreePorts({ env: { PEBBLE_WFE_NONCEREJECT: '15' } }));
     const capture = capturingLogger();
     lines = capture.lines;
     gw = await startTestGateway({
@@ -44,7 +40,7 @@ describe('issuance retries: badNonce and failed validations', () => {
       },
     });
     gw.gateway.events.on((e) => events.push(e));
-    fallback = new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
+    fallback = await fallbackFingerprint(gw);
   });
 
   after(async () => {
@@ -78,7 +74,7 @@ describe('issuance retries: badNonce and failed validations', () => {
 
   test('every certificate is obtained eventually; retries are spaced as configured', async () => {
     const flaky = ['flaky-once.retry.test', 'flaky-twice.retry.test'];
-    for (const name of flaky) await mockDns(pebble.challtestsrvUrl).setA(name, ['127.0.0.2']);
+    for (const name of flaky) await dns.setA(name, ['127.0.0.2']);
 
     // First attempt fails; right after, the name is in backoff: fallback at once, no order.
     for (const name of flaky) await untilFailures(name, 1);
@@ -87,9 +83,9 @@ describe('issuance retries: badNonce and failed validations', () => {
     assert.equal(pebble.ordersPlaced(), orders, 'a name in backoff causes no order');
     assert.match((await gw.gateway.manager.backoff(flaky[0]!)) ?? '', /in backoff after 1 failure/);
 
-    await mockDns(pebble.challtestsrvUrl).clearA(flaky[0]!);
+    await dns.clearA(flaky[0]!);
     await untilFailures(flaky[1]!, 2);
-    await mockDns(pebble.challtestsrvUrl).clearA(flaky[1]!);
+    await dns.clearA(flaky[1]!);
 
     // Names that validate at once, under 15% nonce rejection, and the flaky ones once fixed.
     const fine = Array.from({ length: 4 }, (_, i) => `ok${i}.retry.test`);

@@ -4,32 +4,27 @@
 // - budgets: with N new orders per window, N+5 new names give N orders and 5 fallbacks, and
 //   the log names the budget.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { fallbackFingerprint, startTestGateway } from '../support/gateway.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { mockDns, startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
-async function fallbackFingerprint(gw: TestGateway): Promise<string> {
-  return new X509Certificate(await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8')).fingerprint256;
-}
-
 describe('issuance: pre-flight, issuer fallback, budgets', () => {
   let pebble: PebbleHandle;
+  let dns: MockDns;
   let upstream: FakeUpstream;
   let httpsPort: number;
   let httpPort: number;
+  let root: string;
 
   before(async () => {
-    httpsPort = await freePort();
-    httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    ({ pebble, dns, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     upstream = await startUpstream(echoHandler('app'));
   });
 
@@ -52,7 +47,7 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
     });
     try {
       // 127.0.0.2 is loopback too, but nothing listens there on the gateway's HTTP port.
-      await mockDns(pebble.challtestsrvUrl).setA('elsewhere.preflight.test', ['127.0.0.2']);
+      await dns.setA('elsewhere.preflight.test', ['127.0.0.2']);
       const orders = pebble.ordersPlaced();
       const cert = await peerCertificate(httpsPort, 'elsewhere.preflight.test');
       assert.equal(cert.fingerprint256, await fallbackFingerprint(gw));
@@ -62,7 +57,7 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
       assert.match(String(refusal.reason), /127\.0\.0\.2/);
 
       // The default answer (127.0.0.1) reaches this gateway: the probe passes and a certificate is issued.
-      const res = await httpsGet('here.preflight.test', httpsPort, await pebble.rootPem());
+      const res = await httpsGet('here.preflight.test', httpsPort, root);
       assert.equal(res.status, 200);
       assert.equal(pebble.ordersPlaced(), orders + 1);
       assert.ok(lines.some((l) => l.step === 'preflight' && l.domain === 'here.preflight.test' && l.ok === true));
@@ -88,7 +83,7 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
     });
     try {
       const orders = pebble.ordersPlaced();
-      const res = await httpsGet('shared.cluster.test', httpsPort, await pebble.rootPem());
+      const res = await httpsGet('shared.cluster.test', httpsPort, root);
       assert.notEqual(res.fingerprint256, await fallbackFingerprint(a));
       assert.equal(pebble.ordersPlaced(), orders + 1);
       assert.ok(lines.some((l) => l.step === 'preflight' && l.domain === 'shared.cluster.test' && l.ok === true));
@@ -115,7 +110,7 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
     });
     try {
       const orders = pebble.ordersPlaced();
-      const res = await httpsGet('shop.fallback.test', httpsPort, await pebble.rootPem());
+      const res = await httpsGet('shop.fallback.test', httpsPort, root);
       assert.equal(res.status, 200);
       assert.notEqual(res.fingerprint256, await fallbackFingerprint(gw));
       assert.equal(pebble.ordersPlaced(), orders + 1);

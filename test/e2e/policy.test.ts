@@ -2,17 +2,13 @@
 // the fallback certificate and cause zero ACME orders; an `ask` endpoint that says 403, times
 // out or is down denies. Clients are openssl s_client (it sends any SNI, or none) and Node.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { keys } from '../../src/storage/layout.ts';
 import { httpsGet, opensslFingerprint, peerCertificate } from '../support/clients.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { fallbackFingerprint as fallbackOf, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 
 describe('policy: denied and invalid names never reach the CA', () => {
@@ -22,12 +18,12 @@ describe('policy: denied and invalid names never reach the CA', () => {
   let upstream: FakeUpstream;
   let fallbackFingerprint: string;
   let httpsPort: number;
+  let root: string;
   const asked: string[] = [];
 
   before(async () => {
-    httpsPort = await freePort();
-    const httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    let httpPort: number;
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     upstream = await startUpstream(echoHandler('app'));
     // The platform's ask endpoint: allows ask-ok.*, says 403 to ask-no.*, never answers ask-hang.*
     ask = createServer((req, res) => {
@@ -48,8 +44,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
         proxy: { upstream: upstream.origin },
       },
     });
-    const fallbackPem = await readFile(join(gw.dataDir, keys.fallbackCert), 'utf8');
-    fallbackFingerprint = new X509Certificate(fallbackPem).fingerprint256;
+    fallbackFingerprint = await fallbackOf(gw);
   });
 
   after(async () => {
@@ -98,8 +93,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
     try {
       const orders = pebble.ordersPlaced();
       const cert = await peerCertificate(down.gateway.httpsPort, 'ask-ok.example.net');
-      const fallbackPem = await readFile(join(down.dataDir, keys.fallbackCert), 'utf8');
-      assert.equal(cert.fingerprint256, new X509Certificate(fallbackPem).fingerprint256);
+      assert.equal(cert.fingerprint256, await fallbackOf(down));
       assert.equal(pebble.ordersPlaced(), orders);
     } finally {
       await down.close();
@@ -108,7 +102,7 @@ describe('policy: denied and invalid names never reach the CA', () => {
 
   test('ask 2xx approves: a certificate is issued', async () => {
     const orders = pebble.ordersPlaced();
-    const res = await httpsGet('ask-ok.example.net', httpsPort, await pebble.rootPem());
+    const res = await httpsGet('ask-ok.example.net', httpsPort, root);
     assert.equal(res.status, 200);
     assert.notEqual(res.fingerprint256, fallbackFingerprint);
     assert.equal(pebble.ordersPlaced(), orders + 1);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { connect } from 'node:tls';
 import { httpsGet } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { decodeFrames, echoHandler, encodeFrame, startUpstream, webSocketEcho, type FakeUpstream } from '../support/upstream.ts';
 
@@ -23,10 +23,7 @@ describe('proxying through the gateway', () => {
   let org: FakeUpstream;
 
   before(async () => {
-    httpsPort = await freePort();
-    httpPort = await freePort();
-    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-    root = await pebble.rootPem();
+    ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     apps = await startUpstream(echoHandler('default'));
     shop = await startUpstream(echoHandler('shop'), { onUpgrade: webSocketEcho('echo:') });
     org = await startUpstream(echoHandler('org'));

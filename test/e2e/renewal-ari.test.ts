@@ -11,8 +11,7 @@ import { loadCertificate } from '../../src/storage/certificates.ts';
 import { startAcmeProxy, type AcmeFaultProxy, type RenewalInfoAnswer } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -23,9 +22,9 @@ let gw: TestGateway;
 const windows = new Map<string, RenewalInfoAnswer>();
 
 before(async () => {
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+  let httpsPort: number;
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts());
   proxy = await startAcmeProxy(pebble);
   proxy.setProfiles({ tlsserver: 'https://ca.test/profiles/tlsserver', shortlived: 'https://ca.test/profiles/shortlived' });
   // Certificates the test has not set a window for: far in the future, asked again after 1 s.

@@ -10,8 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadCertificate } from '../../src/storage/certificates.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 
 let pebble: PebbleHandle;
 let gw: TestGateway;
@@ -20,9 +19,9 @@ const allowed = new Set<string>();
 const asked: Array<{ domain: string; at: number }> = [];
 
 before(async () => {
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort, certificateValidityPeriod: 20 });
+  let httpsPort: number;
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts({ certificateValidityPeriod: 20 }));
   ask = createServer((req, res) => {
     const domain = new URL(req.url ?? '/', 'http://x').searchParams.get('domain') ?? '';
     asked.push({ domain, at: Date.now() });

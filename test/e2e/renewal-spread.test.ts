@@ -10,8 +10,7 @@ import { loadCertificate } from '../../src/storage/certificates.ts';
 import { dueTime, renewalTime } from '../../src/maintain/timing.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { seedCertificates } from '../maintain/seed.ts';
 
 const DAY = 86_400_000;
@@ -26,9 +25,8 @@ let gw: TestGateway;
 let httpsPort: number;
 
 before(async () => {
-  httpsPort = await freePort();
-  const httpPort = await freePort();
-  pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+  let httpPort: number;
+  ({ pebble, httpsPort, httpPort } = await startPebbleOnFreePorts());
   gw = await startTestGateway({
     pebble,
     httpsPort,
@@ -94,10 +92,15 @@ test('renewal: 200 certificates due in the same hour renew spread over the windo
   })();
 
   const deadline = Date.now() + 150_000;
+  // Names the scheduler has taken up by mid-window (renewing, waiting for a slot, or done): when
+  // they come due, whatever the machine's speed. (Renewals *started* by then also depend on how
+  // fast Pebble issues, as only `concurrency` run at once.)
   let atMidWindow: number | undefined;
   const midWindow = windowStart + JITTER_MS / 2;
   while (renewed.size < COUNT && Date.now() < deadline) {
-    if (atMidWindow === undefined && Date.now() >= midWindow) atMidWindow = starts.size;
+    if (atMidWindow === undefined && Date.now() >= midWindow) {
+      atMidWindow = new Set([...gateway.maintainer!.scheduler.renewing, ...renewed.keys()]).size;
+    }
     await sleep(200);
   }
   stop = true;
@@ -114,7 +117,7 @@ test('renewal: 200 certificates due in the same hour renew spread over the windo
   const last = Math.max(...starts.values());
   assert.ok(first < dueAt - JITTER_MS / 2, `first renewal ${first - windowStart} ms into the window`);
   assert.ok(last - first >= JITTER_MS / 2, `renewals span ${last - first} ms`);
-  assert.ok((atMidWindow ?? 0) >= COUNT * 0.2, `${atMidWindow} of ${COUNT} started by mid-window`);
+  assert.ok((atMidWindow ?? 0) >= COUNT * 0.2, `${atMidWindow} of ${COUNT} taken up by mid-window`);
 
   // Never more than the configured concurrency at once.
   assert.ok(maxRunning <= CONCURRENCY, `max ${maxRunning} renewals at once`);

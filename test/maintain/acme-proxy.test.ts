@@ -7,15 +7,14 @@ import { AcmeClient } from '../../src/acme/client.ts';
 import { generateAccountKey } from '../../src/acme/certs.ts';
 import { isAcmeError } from '../../src/acme/errors.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 
 let pebble: PebbleHandle;
 let proxy: AcmeFaultProxy;
 let client: AcmeClient;
 
 before(async () => {
-  pebble = await startPebble({ httpPort: await freePort(), tlsPort: await freePort() });
+  ({ pebble } = await startPebbleOnFreePorts());
   proxy = await startAcmeProxy(pebble);
   client = new AcmeClient({
     directoryUrl: proxy.directoryUrl,

@@ -2,14 +2,12 @@
 // sets through its management API. Names without a record of their own answer A with
 // 127.0.0.1 (the default the Pebble helper sets) and AAAA with nothing.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { DnsOwnershipCheck, type DnsCheckOptions } from '../../src/policy/dns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { mockDns, startPebble, type MockDns, type PebbleHandle } from '../support/pebble.ts';
-import { freePort } from '../support/ports.ts';
+import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 
 describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   let pebble: PebbleHandle;
@@ -19,8 +17,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   const fresh = (label: string) => `${label}-${++run}-${process.pid}.customer.test`;
 
   before(async () => {
-    pebble = await startPebble({ httpPort: await freePort(), tlsPort: await freePort() });
-    dns = mockDns(pebble.challtestsrvUrl);
+    ({ pebble, dns } = await startPebbleOnFreePorts());
   });
   after(async () => {
     await pebble?.stop();
@@ -34,7 +31,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
       positiveTtlMs: 60_000,
       negativeTtlMs: 60_000,
       staleMs: 60_000,
-      timeoutMs: 1000,
+      timeoutMs: 10_000, // a local DNS server: only a stalled machine would come near it
       logger,
       ...rest,
     });
@@ -91,27 +88,32 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
     assert.equal((await checker({ targets: ['127.0.0.1', '2001:DB8:0::1'] }).check(v6)).ok, true);
   });
 
+  // The cache tests pass check() the time to judge the cache at (its `now` argument) instead of
+  // sleeping past a TTL: an answer is cached at the real time it arrives, which is no later than
+  // `cachedBy` read right after, so `cachedBy + TTL + 100` is past the TTL however slow the lookup.
+
   test('a negative answer is cached for negativeTtl; after it the fixed record passes', async () => {
-    const check = checker({ negativeTtlMs: 1500 });
+    const check = checker({ negativeTtlMs: 60_000 });
     const name = fresh('fixme');
     await dns.setA(name, ['192.0.2.1']);
     assert.equal((await check.check(name)).ok, false);
+    const cachedBy = Date.now();
     await dns.setA(name, ['127.0.0.1']);
-    assert.equal((await check.check(name)).ok, false, 'still the cached negative answer');
-    await sleep(1600);
-    assert.equal((await check.check(name)).ok, true);
+    assert.equal((await check.check(name, cachedBy)).ok, false, 'still the cached negative answer');
+    assert.equal((await check.check(name, cachedBy + 60_000 + 100)).ok, true);
   });
 
   test('a positive answer is cached; when the resolver fails it is used for staleFor, then not', async () => {
-    const check = checker({ positiveTtlMs: 300, staleMs: 1200 });
+    const check = checker({ positiveTtlMs: 300, staleMs: 60_000 });
     const name = fresh('stale');
     assert.equal((await check.check(name)).ok, true);
+    const cachedBy = Date.now();
     await dns.setServfail(name);
     try {
-      await sleep(400); // past the positive TTL: a refresh is attempted, SERVFAIL, stale answer used
-      assert.equal((await check.check(name)).ok, true);
-      await sleep(1200); // past staleFor
-      const verdict = await check.check(name);
+      // Past the positive TTL, within staleFor: a refresh is attempted, SERVFAIL, stale answer used.
+      assert.equal((await check.check(name, cachedBy + 300 + 100)).ok, true);
+      // Past staleFor.
+      const verdict = await check.check(name, cachedBy + 300 + 60_000 + 100);
       assert.equal(verdict.ok, false);
       assert.match((verdict as { reason: string }).reason, /ESERVFAIL/);
       // Without any earlier positive answer a resolver failure fails the check.

@@ -87,28 +87,25 @@ describe('RouteTable', () => {
     }
   });
 
-  it('handles 100k routes with constant-time lookups', () => {
+  // Correctness at scale only: how fast building and lookups are is `npm run bench`'s business,
+  // not a timed assertion here.
+  it('handles 100k routes: every exact host and wildcard is found, nothing else', () => {
     const routes = [];
     for (let i = 0; i < 50_000; i++) {
       routes.push({ hosts: [`site${i}.example.com`, `*.tenant${i}.example.net`], upstream: i % 2 ? A : B });
     }
-    const built = performance.now();
     const table = new RouteTable(routes);
-    const buildMs = performance.now() - built;
     assert.equal(table.size, 100_000);
     assert.equal(table.lookup('site49999.example.com')?.origin, A);
     assert.equal(table.lookup('www.tenant12.example.net')?.origin, B);
     assert.equal(table.lookup('tenant12.example.net'), undefined);
+    assert.equal(table.lookup('site50000.example.com'), undefined);
 
-    const start = performance.now();
     let hits = 0;
     for (let i = 0; i < 200_000; i++) {
-      if (table.lookup(`a.b.tenant${i % 50_000}.example.net`) !== undefined) hits++;
+      const tenant = i % 50_000;
+      if (table.lookup(`a.b.tenant${tenant}.example.net`)?.origin === (tenant % 2 ? A : B)) hits++;
     }
-    const lookupMs = performance.now() - start;
     assert.equal(hits, 200_000);
-    // A linear scan would be ~10^10 comparisons; maps make this a few milliseconds.
-    assert.ok(lookupMs < 2000, `200k lookups took ${lookupMs.toFixed(0)} ms`);
-    assert.ok(buildMs < 5000, `building took ${buildMs.toFixed(0)} ms`);
   });
 });

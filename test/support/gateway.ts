@@ -1,5 +1,6 @@
 // Runs a certgate gateway in-process for end-to-end tests, against a real Pebble, with its
 // storage wrapped so tests can count reads, and a trivial upstream to proxy to.
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { startGateway, type Gateway } from '../../src/server.ts';
 import { FileStorage } from '../../src/storage/file.ts';
+import { keys } from '../../src/storage/layout.ts';
 import { RedisStorage } from '../../src/storage/redis.ts';
 import type { ListOptions, Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
 import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
@@ -103,4 +105,14 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       if (!keepData && !opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * SHA-256 fingerprint (as node:tls reports it) of the fallback certificate `gw` serves for names
+ * it has no certificate for. Read past the counting wrapper, so storage counts stay the test's own.
+ */
+export async function fallbackFingerprint(gw: TestGateway): Promise<string> {
+  const pem = await gw.storage.inner.get(keys.fallbackCert);
+  if (pem === null) throw new Error(`no fallback certificate in ${gw.storage.description}`);
+  return new X509Certificate(pem).fingerprint256;
 }

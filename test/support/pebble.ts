@@ -335,6 +335,34 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
   }
 }
 
+/** Pebble for one test file's gateways, as startPebbleOnFreePorts returns it. */
+export interface PebbleOnFreePorts {
+  pebble: PebbleHandle;
+  /** Where Pebble validates tls-alpn-01: the HTTPS port the gateway under test must listen on. */
+  httpsPort: number;
+  /** Where Pebble validates http-01: the gateway's HTTP port. */
+  httpPort: number;
+  /** Pebble's issuing root (PEM), to verify what the gateway serves. */
+  root: string;
+  /** challtestsrv's mock DNS, which Pebble's validator asks (and the gateway, when pointed at it). */
+  dns: MockDns;
+}
+
+/**
+ * The usual e2e start: Pebble validating against two free ports, where the test then starts its
+ * gateway (startTestGateway in gateway.ts), with its root fetched and its DNS at hand.
+ */
+export async function startPebbleOnFreePorts(opts: Omit<PebbleOptions, 'httpPort' | 'tlsPort'> = {}): Promise<PebbleOnFreePorts> {
+  const [httpsPort, httpPort] = (await distinctFreePorts(2)) as [number, number];
+  const pebble = await startPebble({ ...opts, httpPort, tlsPort: httpsPort });
+  try {
+    return { pebble, httpsPort, httpPort, root: await pebble.rootPem(), dns: mockDns(pebble.challtestsrvUrl) };
+  } catch (err) {
+    await pebble.stop();
+    throw err;
+  }
+}
+
 /**
  * pebble-challtestsrv's mock DNS, set through its management API (`challtestsrvUrl`). Names
  * with no record of their own answer A queries with the default IPv4 (127.0.0.1 here) and AAAA

@@ -15,9 +15,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 
 import { trackChild, trackDir, untrackDir } from './cleanup.ts';
 import { freePort } from './ports.ts';
@@ -308,50 +307,4 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
     throw err;
   }
   return { urls: ports.map((p) => `redis://127.0.0.1:${p}`), ports, stop };
-}
-
-// -------------------------------------------------------------------------------------------------
-// Child-process entry for the cross-process lock test (test/storage/redis.test.ts):
-//   node --import tsx test/support/redis.ts counter <url> <iterations> <prefix>:<lock|nolock>...
-// Connects one RedisStorage per phase (one phase per argument: its key prefix and whether it
-// takes the lock), prints "ready", then for each phase waits for "go" on stdin, loops
-// [lock →] read counter → sleep 3 ms → write counter+1 [→ unlock], and prints "done".
-
-async function runChild(args: string[]): Promise<void> {
-  const [mode, url, iterationsArg, ...phaseArgs] = args;
-  if (mode !== 'counter' || url === undefined || iterationsArg === undefined || phaseArgs.length === 0) {
-    throw new Error('usage: redis.ts counter <url> <iterations> <prefix>:<lock|nolock>...');
-  }
-  const { RedisStorage } = await import('../../src/storage/redis.ts');
-  const { silentLogger } = await import('../../src/log.ts');
-  const { createInterface } = await import('node:readline');
-  const phases = await Promise.all(
-    phaseArgs.map(async (arg) => {
-      const colon = arg.lastIndexOf(':');
-      const prefix = arg.slice(0, colon);
-      const storage = await RedisStorage.connect({ url, prefix, logger: silentLogger() });
-      return { storage, useLock: arg.slice(colon + 1) === 'lock' };
-    }),
-  );
-  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-  process.stdout.write('ready\n');
-  for (const { storage, useLock } of phases) {
-    for (let line = await lines.next(); !line.done && line.value.trim() !== 'go'; line = await lines.next()) {
-      // wait for "go"
-    }
-    for (let i = 0; i < Number(iterationsArg); i++) {
-      const lock = useLock ? await storage.lock('counter', { ttlMs: 5_000, waitMs: 20_000 }) : null;
-      const value = Number((await storage.get('counter'))?.toString() ?? '0');
-      await sleep(3);
-      await storage.put('counter', String(value + 1));
-      await lock?.release();
-    }
-    process.stdout.write('done\n');
-  }
-  await Promise.all(phases.map((p) => p.storage.close()));
-  process.exit(0);
-}
-
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  await runChild(process.argv.slice(2));
 }
