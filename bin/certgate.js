@@ -1,10 +1,31 @@
 #!/usr/bin/env node
 // Launcher: the compiled build when present (`npm run build`), else the TypeScript sources via tsx.
-import { existsSync } from 'node:fs';
+// A build older than the sources next to it is not used: a checkout whose dist/ was left behind
+// would otherwise run yesterday's code (and its tests would test it).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const compiled = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
-if (existsSync(compiled)) {
+const root = fileURLToPath(new URL('..', import.meta.url));
+const compiled = join(root, 'dist', 'src', 'cli.js');
+
+/** The newest modification time among the files under `dir` whose names end in `ext`. */
+function newest(dir, ext) {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path, ext) : entry.name.endsWith(ext) ? statSync(path).mtimeMs : 0);
+  }
+  return latest;
+}
+
+const sources = join(root, 'src');
+let useCompiled = existsSync(compiled);
+if (useCompiled && existsSync(sources) && newest(sources, '.ts') > newest(join(root, 'dist', 'src'), '.js')) {
+  process.stderr.write('certgate: dist/ is older than src/ (run `npm run build`); running the sources\n');
+  useCompiled = false;
+}
+if (useCompiled) {
   await import(compiled);
 } else {
   const { register } = await import('tsx/esm/api');
