@@ -57,8 +57,9 @@ export interface Primary {
  * Mirrors `workers` in src/config/schema.ts (default "auto", 1-256).
  */
 export function requestedWorkerCount(raw: unknown): number | undefined {
-  const workers = typeof raw === 'object' && raw !== null ? ((raw as { workers?: unknown }).workers ?? 'auto') : undefined;
-  if (workers === 'auto') return availableParallelism();
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const workers = (raw as { workers?: unknown }).workers;
+  if (workers === undefined || workers === 'auto') return availableParallelism();
   return typeof workers === 'number' && Number.isInteger(workers) && workers >= 1 && workers <= 256 ? workers : undefined;
 }
 

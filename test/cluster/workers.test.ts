@@ -1,0 +1,33 @@
+// The primary reads `workers` from the raw config to fork before validating
+// (src/cluster/workers.ts requestedWorkerCount). That reading must agree with the schema: a
+// value it accepts is one the schema accepts with the same count, and whatever the schema
+// refuses it leaves undefined (the primary then validates first and reports the problem).
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { test } from 'node:test';
+import { requestedWorkerCount, workerCount, workerExecArgv } from '../../src/cluster/workers.ts';
+import { parseConfig } from '../../src/config/load.ts';
+
+const values: unknown[] = [undefined, 'auto', 1, 2, 64, 256, 0, -1, 257, 1.5, '2', 'all', null, true, [2], { n: 2 }];
+
+test('the workers read before validation agree with the schema for every kind of value', () => {
+  for (const value of values) {
+    const raw = value === undefined ? {} : { workers: value };
+    const early = requestedWorkerCount(raw);
+    let validated: number | undefined;
+    try {
+      validated = workerCount(parseConfig(raw, { baseDir: '/tmp' }));
+    } catch {
+      validated = undefined;
+    }
+    assert.equal(early, validated, `workers: ${JSON.stringify(value)}`);
+  }
+  assert.equal(requestedWorkerCount({}), availableParallelism(), 'default is one per CPU');
+  assert.equal(requestedWorkerCount(null), undefined, 'not a mapping: validate first');
+});
+
+test('workers cap the young generation unless the operator chose a size', () => {
+  assert.deepEqual(workerExecArgv(['--import', 'tsx'], ''), ['--import', 'tsx', '--max-semi-space-size=16']);
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=64'], ''), ['--max-semi-space-size=64']);
+  assert.deepEqual(workerExecArgv([], '--max-old-space-size=512 --max-semi-space-size=8'), []);
+});
