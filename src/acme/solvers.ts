@@ -54,7 +54,7 @@ export class TlsAlpn01Solver implements ChallengeSolver {
     private readonly storage: Storage,
     private readonly logger?: Logger,
     /** How long storage errors are retried (see StoredTokens); default TOKEN_STORAGE_RETRY. */
-    private readonly storageRetry: Omit<StorageRetry, 'onRetry'> = TOKEN_STORAGE_RETRY,
+    private readonly storageRetry: StorageRetry = TOKEN_STORAGE_RETRY,
   ) {}
 
   async present(domain: string, _token: string, keyAuthorization: string): Promise<void> {
@@ -85,11 +85,6 @@ export class TlsAlpn01Solver implements ChallengeSolver {
   }
 
   private retryStorage<T>(domain: string, step: string, what: string, op: () => Promise<T>): Promise<T> {
-    return retryStorageErrors(op, {
-      ...this.storageRetry,
-      onRetry: (err, attempt, delayMs) => {
-        if (attempt === 1) this.logger?.warn({ domain, step, err: err.message, retryInMs: delayMs }, `${what} failed; retrying until storage is back`);
-      },
-    });
+    return retryStorageErrors(op, this.storageRetry, this.logger && { logger: this.logger, fields: { domain, step }, message: `${what} failed; retrying until storage is back` });
   }
 }

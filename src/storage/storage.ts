@@ -2,6 +2,7 @@
 // '/'-separated paths such as `certificates/<ca>/<domain>/cert.pem`; backends map them to
 // their own layout but must keep them readable by a human.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../log.ts';
 
 export interface PutOptions {
   /** Secret material (private keys, account keys): file mode 0600 or equivalent. */
@@ -73,8 +74,13 @@ export interface StorageRetry {
   /** The first wait, doubled after each failed attempt up to maxDelayMs. */
   initialDelayMs: number;
   maxDelayMs: number;
-  /** Called before each wait (e.g. to log the first one). */
-  onRetry?: (err: StorageError, attempt: number, delayMs: number) => void;
+}
+
+/** The one warning a retried operation logs, before its first wait (with `err` and `retryInMs` added). */
+export interface StorageRetryNotice {
+  logger: Pick<Logger, 'warn'>;
+  fields: Record<string, unknown>;
+  message: string;
 }
 
 /**
@@ -82,9 +88,10 @@ export interface StorageRetry {
  * `budgetMs` is spent (one last attempt lands at the deadline). The Redis backend fails commands
  * at once while it reconnects (no offline queue, so a handshake never hangs on it); a caller
  * that can afford to wait rides out a short outage with this instead of failing. Other errors,
- * and invalid keys (they stay invalid), are thrown at once.
+ * and invalid keys (they stay invalid), are thrown at once. `notice` is logged once, at the
+ * first retry, so an outage costs one line per operation.
  */
-export async function retryStorageErrors<T>(op: () => Promise<T>, retry: StorageRetry): Promise<T> {
+export async function retryStorageErrors<T>(op: () => Promise<T>, retry: StorageRetry, notice?: StorageRetryNotice): Promise<T> {
   const deadline = Date.now() + retry.budgetMs;
   let delay = retry.initialDelayMs;
   for (let attempt = 1; ; attempt++) {
@@ -94,7 +101,7 @@ export async function retryStorageErrors<T>(op: () => Promise<T>, retry: Storage
       const remaining = deadline - Date.now();
       if (!(err instanceof StorageError) || err.step === 'validate-key' || remaining <= 0) throw err;
       const wait = Math.min(delay, remaining);
-      retry.onRetry?.(err, attempt, wait);
+      if (attempt === 1) notice?.logger.warn({ ...notice.fields, err: err.message, retryInMs: wait }, notice.message);
       await sleep(wait);
       delay = Math.min(delay * 2, retry.maxDelayMs);
     }

@@ -35,7 +35,7 @@ export interface StoredTokensOptions {
   /** Sees every well-formed request, found or not (the http-01 responder logs each validation). */
   onAnswer?: (host: string, token: string, found: boolean, req: IncomingMessage) => void;
   /** How long storage errors are retried; default TOKEN_STORAGE_RETRY. */
-  storageRetry?: Omit<StorageRetry, 'onRetry'>;
+  storageRetry?: StorageRetry;
 }
 
 export class StoredTokens {
@@ -47,11 +47,10 @@ export class StoredTokens {
   async set(token: string, value: string, domain?: string): Promise<void> {
     this.local.set(token, value);
     const key = this.opts.keyOf(token);
-    await retryStorageErrors(() => this.opts.storage.put(key, value), {
-      ...(this.opts.storageRetry ?? TOKEN_STORAGE_RETRY),
-      onRetry: (err, attempt, delayMs) => {
-        if (attempt === 1) this.opts.logger.warn({ domain, step: this.opts.step, token, err: err.message, retryInMs: delayMs }, 'token write failed; retrying until storage is back');
-      },
+    await retryStorageErrors(() => this.opts.storage.put(key, value), this.opts.storageRetry ?? TOKEN_STORAGE_RETRY, {
+      logger: this.opts.logger,
+      fields: { domain, step: this.opts.step, token },
+      message: 'token write failed; retrying until storage is back',
     });
   }
 
@@ -84,11 +83,10 @@ export class StoredTokens {
     }
     const key = this.opts.keyOf(token);
     const started = performance.now();
-    retryStorageErrors(() => this.opts.storage.get(key), {
-      ...(this.opts.storageRetry ?? TOKEN_STORAGE_RETRY),
-      onRetry: (err, attempt, delayMs) => {
-        if (attempt === 1) this.opts.logger.warn({ domain: host, step: this.opts.step, token, err: err.message, retryInMs: delayMs }, 'token lookup failed; retrying until storage is back');
-      },
+    retryStorageErrors(() => this.opts.storage.get(key), this.opts.storageRetry ?? TOKEN_STORAGE_RETRY, {
+      logger: this.opts.logger,
+      fields: { domain: host, step: this.opts.step, token },
+      message: 'token lookup failed; retrying until storage is back',
     }).then(
       (v) => answer(v ? v.toString('utf8') : null),
       (err: unknown) => {

@@ -559,14 +559,11 @@ export class CertificateManager {
 
   /** Runs a storage operation, retrying storage errors with backoff (250 ms doubling to 5 s). */
   private retryStorage<T>(domain: string, step: string, op: () => Promise<T>, budgetMs = this.opts.storageRetryMs ?? 60_000): Promise<T> {
-    return retryStorageErrors(op, {
-      budgetMs,
-      initialDelayMs: 250,
-      maxDelayMs: 5_000,
-      onRetry: (err, attempt, delayMs) => {
-        if (attempt === 1) this.opts.logger.warn({ domain, step, err: err.message, retryInMs: delayMs }, 'storage unavailable; retrying with backoff');
-      },
-    });
+    return retryStorageErrors(
+      op,
+      { budgetMs, initialDelayMs: 250, maxDelayMs: 5_000 },
+      { logger: this.opts.logger, fields: { domain, step }, message: 'storage unavailable; retrying with backoff' },
+    );
   }
 
   private announce(event: Omit<CertificateEvent, 'origin'>): void {
