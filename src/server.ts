@@ -153,7 +153,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   // Only the process that serves the admin API (one per instance) is ever scraped; the others
   // keep no metrics and load neither prom-client nor the admin server.
-  const metricsServed = options.admin !== false && config.listen.admin !== false;
+  const adminAddress = options.admin === false || config.listen.admin === false ? undefined : (config.listen.admin ?? DEFAULT_ADMIN_LISTEN);
+  const metricsServed = adminAddress !== undefined;
   const metrics = new GatewayMetrics({ enabled: metricsServed });
   const limits = new IssuanceLimits({
     perClient: config.onDemand.limits.perClient,
@@ -298,13 +299,12 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   // Every process relays its certificate events to the instance's admin API (worker 0).
   const stopEventRelay = relayEvents(manager.events, bus, logger);
   let admin: AdminServer | undefined;
-  if (adminModule && config.listen.admin !== false) {
-    const address = config.listen.admin ?? DEFAULT_ADMIN_LISTEN;
+  if (adminModule && adminAddress) {
     try {
       const { startAdminServer } = await adminModule;
       admin = await startAdminServer({
-        host: address.host,
-        port: address.port,
+        host: adminAddress.host,
+        port: adminAddress.port,
         ...(adminToken(config) ? { token: adminToken(config)! } : {}),
         storage,
         registry,
@@ -323,7 +323,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       const inUse = (err as { code?: string }).code === 'EADDRINUSE';
       // The default port taken (another instance on this machine has it) is not fatal.
       if (inUse && config.listen.admin === undefined) {
-        logger.warn({ step: 'listen', admin: `${address.host}:${address.port}`, err: (err as Error).message }, 'admin API port in use; running without the admin API (set listen.admin)');
+        logger.warn({ step: 'listen', admin: `${adminAddress.host}:${adminAddress.port}`, err: (err as Error).message }, 'admin API port in use; running without the admin API (set listen.admin)');
       } else {
         stopEventRelay();
         stopTicketRotation();
