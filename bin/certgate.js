@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Launcher: the compiled build when present (`npm run build`), else the TypeScript sources via tsx.
+// Launcher: the build when present (`npm run build` bundles into dist/), else the TypeScript
+// sources via tsx.
 // A build older than the sources next to it is not used: a checkout whose dist/ was left behind
 // would otherwise run yesterday's code (and its tests would test it).
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -7,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const compiled = join(root, 'dist', 'src', 'cli.js');
+const compiled = join(root, 'dist', 'cli.js');
 
 /** The newest modification time among the files under `dir` whose names end in `ext`. */
 function newest(dir, ext) {
@@ -21,7 +22,7 @@ function newest(dir, ext) {
 
 const sources = join(root, 'src');
 let useCompiled = existsSync(compiled);
-if (useCompiled && existsSync(sources) && newest(sources, '.ts') > newest(join(root, 'dist', 'src'), '.js')) {
+if (useCompiled && existsSync(sources) && newest(sources, '.ts') > statSync(compiled).mtimeMs) {
   process.stderr.write('certgate: dist/ is older than src/ (run `npm run build`); running the sources\n');
   useCompiled = false;
 }

@@ -12,6 +12,7 @@ import {
 } from 'node:crypto';
 import { isIP } from 'node:net';
 import type * as X509 from '@peculiar/x509';
+import { commonJsExports } from '../util/commonjs.ts';
 
 // @peculiar/x509's typings use the DOM's Crypto; node's webcrypto is the same API.
 const crypto = webcrypto as unknown as Parameters<typeof X509.X509CertificateGenerator.createSelfSigned>[1];
@@ -24,7 +25,7 @@ let x509Loaded: Promise<typeof X509> | undefined;
 function loadX509(): Promise<typeof X509> {
   x509Loaded ??= (async () => {
     await import('./reflect-shim.ts');
-    const x509 = await import('@peculiar/x509');
+    const x509 = commonJsExports(await import('@peculiar/x509'));
     x509.cryptoProvider.set(crypto);
     return x509;
   })();

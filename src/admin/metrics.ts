@@ -16,6 +16,7 @@ import type { LimitScope } from '../policy/limits.ts';
 import type { ProxiedResponse } from '../proxy/proxy.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { HandshakeOutcome } from '../tls/handshake.ts';
+import { commonJsExports } from '../util/commonjs.ts';
 
 /** What the admin server needs to answer GET /metrics. */
 export interface MetricsEndpoint {
@@ -234,7 +235,7 @@ export class GatewayMetrics implements MetricsEndpoint {
 
   private load(): Promise<PrometheusMetrics> {
     if (this.pending === null) return Promise.reject(new Error('metrics: not kept in this process (the process running the admin API serves them)'));
-    this.loading ??= import('prom-client').then((prom) => {
+    this.loading ??= import('prom-client').then(commonJsExports).then((prom) => {
       const prometheus = new PrometheusMetrics(prom, {
         certificateCounts: () => this.certificateCounts(),
         cacheSize: () => this.cacheSize(),

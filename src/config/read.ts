@@ -3,6 +3,7 @@
 // before it loads the schema (zod) and validates (src/config/load.ts).
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { commonJsExports } from '../util/commonjs.ts';
 
 export class ConfigError extends Error {
   constructor(
@@ -34,7 +35,7 @@ export async function readConfigFile(file: string): Promise<ConfigFile> {
   const json = path.endsWith('.json');
   try {
     // yaml is loaded only for YAML files (~50 ms of start-up).
-    const raw: unknown = json ? JSON.parse(text) : (await import('yaml')).parse(text, { prettyErrors: true });
+    const raw: unknown = json ? JSON.parse(text) : commonJsExports(await import('yaml')).parse(text, { prettyErrors: true });
     return { path, raw: raw ?? {} };
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0] ?? 'syntax error';

@@ -9,6 +9,7 @@
 import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
+import { commonJsExports } from '../util/commonjs.ts';
 
 export interface BudgetLimit {
   limit: number;
@@ -187,6 +188,6 @@ let tldts: Promise<typeof import('tldts')> | undefined;
  * tldts and its suffix list (~35 ms to load) are loaded at the first budgeted order, not at start-up.
  */
 async function registeredDomain(domain: string): Promise<string | null> {
-  tldts ??= import('tldts');
+  tldts ??= import('tldts').then(commonJsExports);
   return (await tldts).getDomain(domain, { allowPrivateDomains: true });
 }
