@@ -52,6 +52,28 @@ describe('certgate validate / run with a bad config', () => {
     assert.equal(left.stdout.trim(), '', `processes left running with ${file}`);
   });
 
+  test('run takes its config file from every spelling; anything else is commander\'s error', async () => {
+    // `run --config FILE` and its variants are read without commander (src/cli.ts): each must
+    // reach the same file, and the rest must still get commander's checks.
+    const file = await configFile('bad-spellings.yaml', 'onDemand:\n  alow: ["a.example.com"]\n');
+    for (const [args, env] of [
+      [['run', '--config', file], {}],
+      [['run', '-c', file], {}],
+      [[`run`, `--config=${file}`], {}],
+      [['run'], { CERTGATE_CONFIG: file }],
+    ] as Array<[string[], Record<string, string>]>) {
+      const { code, output } = await runToEnd([CERTGATE_BIN, ...args], { env });
+      assert.equal(code, 2, `${args.join(' ')}\n${output}`);
+      assert.match(output, /onDemand\.alow: unknown key/, args.join(' '));
+    }
+    const none = await runToEnd([CERTGATE_BIN, 'run'], { env: { CERTGATE_CONFIG: '' } });
+    assert.equal(none.code, 2, none.output);
+    assert.match(none.output, /no config file; pass --config FILE or set CERTGATE_CONFIG/);
+    const unknown = await runToEnd([CERTGATE_BIN, 'run', '--config', file, '--verbose']);
+    assert.equal(unknown.code, 1, unknown.output);
+    assert.match(unknown.output, /unknown option '--verbose'/);
+  });
+
   test('a missing file is named', async () => {
     const { code, output } = await runToEnd([CERTGATE_BIN, 'validate', '--config', join(dir, 'nope.yaml')]);
     assert.equal(code, 2);
