@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { createAccessLog, createLogger } from '../../src/log.ts';
 
 let dir: string;
@@ -16,22 +16,34 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
+const END = 'end of test output';
+
+/**
+ * The lines `write` made the logger write to a file. A warn-level marker written after the access
+ * log's end-of-turn flush follows every line before it through the same destination: the lines
+ * are all there once the marker is (no fixed wait for the asynchronous writes).
+ */
 async function linesWrittenBy(level: string, write: (logger: ReturnType<typeof createLogger>) => void): Promise<Array<Record<string, unknown>>> {
   const file = join(dir, `${level}-${Math.random().toString(36).slice(2)}.log`);
   const fd = openSync(file, 'w');
   try {
     const logger = createLogger({ level, fd });
     write(logger);
-    await sleep(50); // one event-loop turn for the access log, then the async destination
+    await nextTurn(); // the access log hands its lines over at the end of the turn they were written in
+    logger.warn(END);
     logger.flush();
-    await sleep(50);
+    for (const deadline = Date.now() + 10_000; !readFileSync(file, 'utf8').includes(END); ) {
+      assert.ok(Date.now() < deadline, `the marker line never reached ${file}`);
+      await sleep(5);
+    }
   } finally {
     closeSync(fd);
   }
   return readFileSync(file, 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg !== END);
 }
 
 test('an access line is the one pino would write (same fields, same order)', async () => {
