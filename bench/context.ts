@@ -96,6 +96,30 @@ export const QUICK: Settings = {
   settleMaxMs: 15_000,
 };
 
+/**
+ * The smallest run that still goes through every section with both gateways: what
+ * test/bench/bench.test.ts runs in `npm test` (it checks the figures are there and sound, never
+ * how fast). Caddy 2.6's order limiter (10 per 10 s) allows first + burst names within it.
+ */
+export const SMOKE: Settings = {
+  ...QUICK,
+  firstCount: 2,
+  firstWarmups: 1,
+  burstNames: 6,
+  burstConcurrency: 3,
+  burstBoundMs: 10_000,
+  burstTailMs: 10_000,
+  tiers: [1, 100],
+  coldSlice: 50,
+  coldBoundMs: 5_000,
+  coldMaxNames: 100,
+  warmSet: 20,
+  warmPrepasses: 1,
+  roundMs: 1_000,
+  wrkSeconds: 1,
+  settleMaxMs: 10_000,
+};
+
 export interface Rig {
   kind: GatewayKind;
   httpsPort: number;

@@ -4,6 +4,8 @@
 //
 //   npm run bench                       full run (< 10 min)
 //   npm run bench -- --quick            smaller counts and shorter loads (< 2 min)
+//   npm run bench -- --smoke            every section at the smallest counts (what npm test runs)
+//   npm run bench -- --out FILE         write the results JSON there instead of bench/results/
 //   npm run bench -- --only first,proxy sections: first, burst, handshakes, memory, proxy
 //   npm run bench -- --no-caddy         certgate alone
 //   npm run bench -- --profile          certgate under node --cpu-prof; top frames printed and saved
@@ -15,7 +17,7 @@ import { startPebble } from '../test/support/pebble.ts';
 import { freePort } from '../test/support/ports.ts';
 import { startAcmeProxy } from './acme-proxy.ts';
 import { buildCertgate } from './build.ts';
-import { FULL, QUICK, type Ctx, type Rig, type Row } from './context.ts';
+import { FULL, QUICK, SMOKE, type Ctx, type Rig, type Row } from './context.ts';
 import { caddyAvailable, type GatewayKind } from './gateways.ts';
 import { formatTable } from './report.ts';
 import { prepareTrees } from './seed.ts';
@@ -28,20 +30,35 @@ type Section = (typeof SECTIONS)[number];
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--only first,burst,handshakes,memory,proxy] [--no-caddy] [--profile] [--keep]\n');
+  process.stderr.write('usage: npm run bench -- [--quick | --smoke] [--only first,burst,handshakes,memory,proxy] [--no-caddy] [--profile] [--keep] [--out FILE]\n');
   process.exit(2);
 }
 
-function parseArgs(argv: string[]): { quick: boolean; only: Section[]; noCaddy: boolean; profile: boolean; keep: boolean } {
-  let quick = false;
+interface Args {
+  size: 'full' | 'quick' | 'smoke';
+  only: Section[];
+  noCaddy: boolean;
+  profile: boolean;
+  keep: boolean;
+  out: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
+  let size: Args['size'] = 'full';
+  let out: string | undefined;
   let keep = false;
   let noCaddy = false;
   let profile = false;
   let only: Section[] = [...SECTIONS];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--quick') quick = true;
-    else if (a === '--no-caddy') noCaddy = true;
+    if (a === '--quick' || a === '--smoke') {
+      if (size !== 'full') usage('--quick and --smoke exclude each other');
+      size = a === '--quick' ? 'quick' : 'smoke';
+    } else if (a === '--out' || a.startsWith('--out=')) {
+      out = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (!out) usage('--out needs a file');
+    } else if (a === '--no-caddy') noCaddy = true;
     else if (a === '--profile') profile = true;
     else if (a === '--keep') keep = true;
     else if (a === '--only' || a.startsWith('--only=')) {
@@ -53,7 +70,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: Section[]; noCaddy: 
     } else if (a === '--help' || a === '-h') usage();
     else usage(`unknown option ${a}`);
   }
-  return { quick, only, noCaddy, profile, keep };
+  return { size, only, noCaddy, profile, keep, out };
 }
 
 async function versions(): Promise<Record<string, string>> {
@@ -77,7 +94,7 @@ async function versions(): Promise<Record<string, string>> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const settings = args.quick ? QUICK : FULL;
+  const settings = { full: FULL, quick: QUICK, smoke: SMOKE }[args.size];
   const started = now();
   const startedAt = new Date();
   const withCaddy = !args.noCaddy && caddyAvailable();
@@ -147,13 +164,13 @@ async function main(): Promise<void> {
 
   const durationS = Math.round((now() - started) / 100) / 10;
   const header = [
-    `certgate bench${settings.quick ? ' (--quick)' : ''} — ${startedAt.toISOString()} — ${durationS} s`,
+    `certgate bench${args.size === 'full' ? '' : ` (--${args.size})`} — ${startedAt.toISOString()} — ${durationS} s`,
     `${info.machine.cpuModel}, ${info.machine.cpus} CPUs, ${info.machine.memTotalMiB} MiB; node ${info.versions.node}; caddy ${info.versions.caddy}; certgate ${info.versions.certgateCommit} (${certgate.kind})`,
     ...(caddyNote ? [caddyNote] : []),
   ];
   const table = formatTable(ctx.rows, kinds);
   process.stdout.write(`\n${header.join('\n')}\n\n${table}\n`);
-  const file = join(resultsDir, `${stamp}.json`);
+  const file = args.out ?? join(resultsDir, `${stamp}.json`);
   const result = {
     startedAt: startedAt.toISOString(),
     durationS,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // One-shot set-up run before `npm test`, `npm run demo` and `npm run bench`: installs npm
-// packages when missing or stale, and Debian's pebble/redis-server (bench: caddy, wrk, h2load)
-// when missing (with apt-get, as root), otherwise stops with the exact command to run. Plain JS
+// packages when missing or stale, and Debian's pebble (test: also redis-server; test and bench:
+// caddy, wrk, h2load) when missing (with apt-get, as root), otherwise stops with the exact command to run. Plain JS
 // on purpose: it runs on whatever `node` is on PATH before node_modules/.bin (and so the pinned
 // Node 24) exists.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -43,8 +43,10 @@ function have(cmd) {
 
 // Debian packages each purpose needs, keyed by the binary that proves the package is there.
 const needed = { pebble: 'pebble', 'pebble-challtestsrv': 'pebble', openssl: 'openssl', curl: 'curl' };
-if (purpose === 'test') needed['redis-server'] = 'redis-server';
-if (purpose === 'bench') Object.assign(needed, { caddy: 'caddy', wrk: 'wrk', h2load: 'nghttp2-client' });
+// The bench's tools: `npm test` runs the bench too (test/bench/bench.test.ts, --smoke).
+const benchTools = { caddy: 'caddy', wrk: 'wrk', h2load: 'nghttp2-client' };
+if (purpose === 'test') Object.assign(needed, { 'redis-server': 'redis-server' }, benchTools);
+if (purpose === 'bench') Object.assign(needed, benchTools);
 const missing = [...new Set(Object.entries(needed).filter(([bin]) => !have(bin)).map(([, pkg]) => pkg))];
 
 if (missing.length > 0) {

@@ -1,0 +1,154 @@
+// Issue 3 acceptance: `npm run bench` runs certgate and Caddy, each against its own Pebble, through
+// every section, and reports figures that are there and sound: each first request and burst name
+// answered with its own certificate, seeded certificates served at every stored count, memory and
+// start-up read for both, proxy throughput for both and for the upstream alone, ratios =
+// certgate / Caddy. Run with --smoke (smallest counts, ~40 s). How fast is never asserted here:
+// speed is what `npm run bench` itself reports.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { NODE, PROJECT_ROOT } from '../support/process.ts';
+
+interface Row {
+  section: string;
+  metric: string;
+  unit: string;
+  certgate?: number;
+  caddy?: number;
+  ratio?: number;
+}
+interface Attempt {
+  name: string;
+  ok: boolean;
+  rightCertificate: boolean;
+}
+interface HandshakeFigures {
+  handshakes: number;
+  errors: number;
+  wrong: number;
+  touched?: number;
+  complete?: boolean;
+}
+type PerGateway<T> = Record<'certgate' | 'caddy', T>;
+interface Results {
+  gateways: string[];
+  settings: { firstCount: number; burstNames: number; tiers: number[] };
+  sectionTimesMs: Record<string, number>;
+  rows: Row[];
+  raw: {
+    first: PerGateway<{ results: Attempt[] }>;
+    burst: PerGateway<{ results: Attempt[] }>;
+    handshakes: Record<string, { warm: PerGateway<HandshakeFigures>; cold?: PerGateway<HandshakeFigures>; memoryIdle: PerGateway<{ rssMiB: number }> }>;
+    proxy: { upstream: { requestsPerSecond: number } } & PerGateway<{ requestsPerSecond: number }>;
+  };
+}
+
+const BOUND_MS = 170_000;
+const TOOLS = ['/usr/bin/caddy', '/usr/bin/wrk', '/usr/bin/h2load'];
+
+describe('npm run bench (--smoke)', () => {
+  let dir: string;
+  let results: Results;
+  let table: string;
+
+  before(async () => {
+    const missing = TOOLS.filter((t) => !existsSync(t));
+    assert.deepEqual(missing, [], 'npm test installs caddy, wrk and nghttp2-client (scripts/setup.mjs); as root: apt-get install -y caddy wrk nghttp2-client');
+    dir = await mkdtemp(join(tmpdir(), 'certgate-bench-test-'));
+    const out = join(dir, 'results.json');
+    // Its own process group, so that a run past the bound is stopped with everything it started.
+    const child = spawn(NODE, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--out', out], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => {
+      const bound = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), BOUND_MS);
+      child.once('exit', (exitCode) => {
+        clearTimeout(bound);
+        resolve(exitCode);
+      });
+    });
+    assert.equal(code, 0, `bench exited ${code}:\n${output.slice(-6000)}`);
+    table = output;
+    results = JSON.parse(await readFile(out, 'utf8')) as Results;
+  });
+
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const row = (pattern: RegExp): Row => {
+    const found = results.rows.filter((r) => pattern.test(r.metric));
+    assert.equal(found.length, 1, `one row matching ${pattern}: ${found.map((r) => r.metric).join(' | ')}`);
+    return found[0]!;
+  };
+  const both = (pattern: RegExp): Row => {
+    const r = row(pattern);
+    for (const kind of ['certgate', 'caddy'] as const) assert.ok(typeof r[kind] === 'number' && r[kind] > 0, `${r.metric}: ${kind} = ${r[kind]}`);
+    return r;
+  };
+
+  test('both gateways ran every section, and the table was printed', () => {
+    assert.deepEqual(results.gateways, ['certgate', 'caddy']);
+    assert.deepEqual(Object.keys(results.sectionTimesMs).sort(), ['burst', 'first', 'handshakes', 'proxy']);
+    assert.deepEqual(results.rows.filter((r) => /FAILED/.test(r.metric)), []);
+    assert.match(table, /^metric +\| unit +\| certgate +\| +caddy +\| +ratio/m);
+    assert.match(table, /ratio = certgate \/ caddy/);
+  });
+
+  test('first requests: each new name answered with its own certificate; the CA share recorded', () => {
+    for (const kind of ['certgate', 'caddy'] as const) {
+      const attempts = results.raw.first[kind].results;
+      assert.equal(attempts.length, results.settings.firstCount, kind);
+      for (const a of attempts) assert.ok(a.ok && a.rightCertificate, `${kind} ${a.name}: ${JSON.stringify(a)}`);
+    }
+    both(/^First request, median/);
+    both(/^CA share: Pebble newOrder→cert download/);
+    both(/^CA share: Pebble answer time per order/);
+  });
+
+  test('burst: certgate answers every name, one order each', () => {
+    const attempts = results.raw.burst.certgate.results;
+    assert.equal(attempts.length, results.settings.burstNames);
+    for (const a of attempts) assert.ok(a.ok && a.rightCertificate, `${a.name}: ${JSON.stringify(a)}`);
+    assert.equal(row(/^Burst: successes/).certgate, results.settings.burstNames);
+    assert.equal(row(/^Burst: orders placed at the CA/).certgate, results.settings.burstNames);
+    assert.ok(results.raw.burst.caddy.results.length > 0, 'Caddy took part');
+  });
+
+  test('handshakes: the seeded certificates are served at every stored count, cold and warm', () => {
+    assert.deepEqual(Object.keys(results.raw.handshakes).map(Number), results.settings.tiers);
+    for (const [tier, figures] of Object.entries(results.raw.handshakes)) {
+      for (const kind of ['certgate', 'caddy'] as const) {
+        const warm = figures.warm[kind];
+        assert.ok(warm.handshakes > 0 && warm.errors === 0 && warm.wrong === 0, `${tier} stored, warm, ${kind}: ${JSON.stringify(warm)}`);
+        assert.ok(figures.memoryIdle[kind].rssMiB > 0, `${tier} stored, RSS idle, ${kind}`);
+        if (Number(tier) > 1) {
+          const cold = figures.cold?.[kind];
+          assert.ok(cold, `${tier} stored: a cold pass for ${kind}`);
+          // Every seeded name was touched once, each with its own certificate.
+          assert.equal(cold.touched, Number(tier), `${tier} stored, cold, ${kind}: ${JSON.stringify(cold)}`);
+          assert.ok(cold.complete && cold.errors === 0 && cold.wrong === 0, `${tier} stored, cold, ${kind}: ${JSON.stringify(cold)}`);
+        }
+      }
+    }
+    both(/^TARGET handshakes\/s/);
+    both(/^RSS after cold pass/);
+    both(/^Cold start .*stored$/);
+  });
+
+  test('proxy: throughput through each gateway and of the upstream alone', () => {
+    both(/^Keep-alive proxy req\/s \(wrk/);
+    assert.ok(results.raw.proxy.upstream.requestsPerSecond > 0);
+  });
+
+  test('every ratio is certgate / Caddy', () => {
+    const withBoth = results.rows.filter((r) => typeof r.certgate === 'number' && typeof r.caddy === 'number' && r.caddy !== 0);
+    assert.ok(withBoth.length >= 15, `rows with both figures: ${withBoth.length}`);
+    for (const r of withBoth) assert.ok(Math.abs(r.ratio! - r.certgate! / r.caddy!) < 1e-9, `${r.metric}: ratio ${r.ratio} for ${r.certgate} / ${r.caddy}`);
+  });
+});
