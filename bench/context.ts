@@ -3,7 +3,7 @@
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PebbleHandle } from '../test/support/pebble.ts';
-import type { AcmeProxy } from './acme-proxy.ts';
+import type { AcmeFaultProxy } from '../test/support/acme-proxy.ts';
 import type { CertgateBuild } from './build.ts';
 import { startGateway, waitUntilServing, type GatewayKind, type GatewaySpec, type RunningGateway } from './gateways.ts';
 import { formatProfile, summariseProfiles, type ProfileSummary } from './profile.ts';
@@ -125,7 +125,7 @@ export interface Rig {
   httpsPort: number;
   httpPort: number;
   pebble: PebbleHandle;
-  acme: AcmeProxy;
+  acme: AcmeFaultProxy;
 }
 
 export type Better = 'lower' | 'higher';
@@ -269,7 +269,7 @@ export async function saveAcmeEvidence(ctx: Ctx, kind: GatewayKind, label: strin
   const rig = ctx.rigs.get(kind)!;
   const base = join(ctx.logsRoot, `${label}-${kind}`);
   await writeFile(`${base}-pebble.log`, rig.pebble.output());
-  await writeFile(`${base}-acme-exchanges.jsonl`, rig.acme.exchanges.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  await writeFile(`${base}-acme-exchanges.jsonl`, rig.acme.exchanges().map((e) => JSON.stringify(e)).join('\n') + '\n');
   return base;
 }
 

@@ -13,9 +13,9 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startAcmeProxy } from '../test/support/acme-proxy.ts';
 import { startPebble } from '../test/support/pebble.ts';
 import { freePort } from '../test/support/ports.ts';
-import { startAcmeProxy } from './acme-proxy.ts';
 import { buildCertgate } from './build.ts';
 import { FULL, QUICK, SMOKE, type Ctx, type Rig, type Row } from './context.ts';
 import { caddyAvailable, type GatewayKind } from './gateways.ts';
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
       let httpPort = await freePort();
       while (httpPort === httpsPort) httpPort = await freePort();
       const pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-      const acme = await startAcmeProxy(pebble.directoryUrl, pebble.listenerCaPath);
+      const acme = await startAcmeProxy(pebble);
       rigs.set(kind, { kind, httpsPort, httpPort, pebble, acme });
     }
     const run: Record<Section, (c: Ctx) => Promise<void>> = { first: firstRequest, burst, handshakes, proxy: proxyThroughput };

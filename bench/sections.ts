@@ -3,6 +3,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort } from '../test/support/ports.ts';
+import { domainTimings } from './acme-timings.ts';
 import { TSX_ENTRY } from './build.ts';
 import { httpsGet, type RequestResult } from './clients.ts';
 import { row, saveAcmeEvidence, settle, startSet, turn, type Ctx, type GatewaySet } from './context.ts';
@@ -44,7 +45,7 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
     const summary: Record<string, Record<string, number>> = {};
     for (const kind of ctx.kinds) {
       const list = results.get(kind)!;
-      const timings = ctx.rigs.get(kind)!.acme.timings();
+      const timings = domainTimings(ctx.rigs.get(kind)!.acme.exchanges());
       const ok = list.filter((r) => r.ok);
       const windows: number[] = [];
       const busy: number[] = [];
@@ -104,7 +105,7 @@ export async function burst(ctx: Ctx): Promise<void> {
     try {
       const warm = await httpsGet(rig.httpsPort, `w-${RUN_TAG}.burst.bench.test`, 60_000);
       await sleep(500);
-      const orders0 = rig.acme.orders();
+      const orders0 = rig.acme.ordersPlaced();
       const issued0 = rig.pebble.certificatesIssued();
       const names = Array.from({ length: s.burstNames }, (_, i) => `b${i}-${RUN_TAG}.burst.bench.test`);
       const results: RequestResult[] = [];
@@ -136,7 +137,7 @@ export async function burst(ctx: Ctx): Promise<void> {
         unfinished: results.filter((r) => /no response within/.test(r.error ?? '')).length,
         wallMs,
         bounded,
-        orders: rig.acme.orders() - orders0,
+        orders: rig.acme.ordersPlaced() - orders0,
         certificatesIssued: rig.pebble.certificatesIssued() - issued0,
         perSecond: (ok / wallMs) * 1000,
         medianMs: median(results.filter((r) => r.ok).map((r) => r.ms)),

@@ -1,5 +1,7 @@
-// A fault-injecting HTTPS proxy in front of a real Pebble, for what Debian's Pebble 2.4 lacks:
+// An HTTPS proxy in front of a real Pebble. For tests it injects what Debian's Pebble 2.4 lacks:
 // ARI (RFC 9773 renewalInfo), profiles (meta.profiles), rate limits (429/503 with Retry-After).
+// For the bench it records every exchange at the wire, timed and attributed to the domain whose
+// order it belongs to (Pebble logs with one-second resolution, too coarse for a ~0.5 s issuance).
 // Everything a test does not ask for passes through unchanged. Pebble builds its URLs from the
 // Host header, which is passed through, so every URL in directory, orders and authorizations
 // points back at the proxy. The proxy serves Pebble's own listener certificate (for 127.0.0.1,
@@ -77,7 +79,15 @@ export interface AcmeExchangeRecord {
   path: string;
   status: number;
   injected: boolean;
+  /** Date.now() when the request arrived. */
   at: number;
+  /** performance.now() when the request arrived and when its answer was written. */
+  t0: number;
+  t1: number;
+  /** Pebble's answer time (0 for an answer the proxy made itself). */
+  caMs: number;
+  /** The identifier of the order this request belongs to (newOrder payload, then its URLs). */
+  domain?: string;
 }
 
 export interface AcmeFaultProxy {
@@ -108,8 +118,8 @@ export interface AcmeFaultProxy {
   ordersPlaced(): number;
   /** certIDs asked for with GET renewalInfo, in order. */
   renewalInfoRequests(): string[];
-  /** Every request, in order. */
-  exchanges(): AcmeExchangeRecord[];
+  /** Every request, in order (the array itself; cleared by reset()). */
+  exchanges(): readonly AcmeExchangeRecord[];
   /** Forgets recorded orders, renewalInfo requests and exchanges (not the configured faults). */
   reset(): void;
   close(): Promise<void>;
@@ -150,6 +160,20 @@ function iso(d: Date | string): string {
 
 const HOP_BY_HOP = new Set(['transfer-encoding', 'connection', 'keep-alive', 'content-length']);
 
+/** Every string in a JSON value that is a URL on `origin`, as a path. */
+function pathsOn(value: unknown, origin: string, out: string[]): void {
+  if (typeof value === 'string') {
+    if (value.startsWith(origin)) out.push(value.slice(origin.length));
+  } else if (Array.isArray(value)) {
+    for (const v of value) pathsOn(v, origin, out);
+  } else if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) pathsOn(v, origin, out);
+  }
+}
+
+/** URLs shared by every order (directory, nonce, account, newOrder): never attributed to a domain. */
+const SHARED_KINDS = new Set<AcmeRequestKind>(['directory', 'newNonce', 'newAccount', 'newOrder', 'keyChange', 'revokeCert', 'renewalInfo', 'other']);
+
 /**
  * Starts the proxy on a free loopback port in front of `pebble.directoryUrl`. It reuses the
  * listener certificate and key startPebble wrote next to `listenerCaPath`.
@@ -162,7 +186,7 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
     readFile(join(dir, 'listener-key.pem'), 'utf8'),
   ]);
   const target = new URL(pebble.directoryUrl);
-  const pool = new Pool(target.origin, { connect: { ca }, connections: 32, pipelining: 1 });
+  const pool = new Pool(target.origin, { connect: { ca }, connections: 64, pipelining: 1 });
 
   let profiles: Record<string, string> | undefined;
   let renewalInfo: RenewalInfoSource | undefined;
@@ -170,7 +194,9 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
   const always = new Map<AcmeRequestKind, InjectedFault>();
   let orders: NewOrderRecord[] = [];
   let renewalInfoAsked: string[] = [];
-  let exchanges: AcmeExchangeRecord[] = [];
+  const exchanges: AcmeExchangeRecord[] = [];
+  /** Order, authorization, challenge, finalize and certificate paths → the order's domain. */
+  const domainOfPath = new Map<string, string>();
   let origin = '';
   const servedCertIds = new Set<string>();
   let refuseForeignReplaces = false;
@@ -206,7 +232,10 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
         const path = req.url ?? '/';
         const kind = requestKind(method, path);
         const at = Date.now();
+        const t0 = performance.now();
         const payload = kind === 'newOrder' && method === 'POST' ? decodeJwsPayload(body) : undefined;
+        const firstIdentifier = Array.isArray(payload?.identifiers) ? (payload.identifiers as { value?: unknown }[])[0]?.value : undefined;
+        const domain = typeof firstIdentifier === 'string' ? firstIdentifier : domainOfPath.get(path.split('?')[0] ?? path);
         const recordOrder = (status: number, injected: boolean): void => {
           if (kind !== 'newOrder' || method !== 'POST') return;
           const ids = Array.isArray(payload?.identifiers) ? (payload.identifiers as { value?: unknown }[]) : [];
@@ -220,11 +249,27 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
             at,
           });
         };
-        const send = (status: number, headers: Record<string, string | string[]>, text: Buffer | string, injected: boolean): void => {
+        const send = (status: number, headers: Record<string, string | string[]>, text: Buffer | string, injected: boolean, caMs = 0): void => {
           const buf = typeof text === 'string' ? Buffer.from(text) : text;
           res.writeHead(status, { ...headers, 'content-length': String(buf.length) });
-          res.end(buf);
-          exchanges.push({ kind, method, path, status, injected, at });
+          // Recorded at once (a test may look as soon as its client has the answer); t1 once written.
+          const record: AcmeExchangeRecord = { kind, method, path, status, injected, at, t0, t1: performance.now(), caMs, ...(domain ? { domain } : {}) };
+          exchanges.push(record);
+          res.end(buf, () => (record.t1 = performance.now()));
+        };
+        /** The URLs Pebble answered with for this domain's order (Location, JSON bodies) belong to it. */
+        const attribute = (headers: Record<string, string | string[] | undefined>, text: Buffer): void => {
+          if (!domain) return;
+          const found: string[] = [];
+          if (typeof headers.location === 'string') pathsOn(headers.location, origin, found);
+          if (String(headers['content-type'] ?? '').includes('json')) {
+            try {
+              pathsOn(JSON.parse(text.toString('utf8')), origin, found);
+            } catch {
+              // not JSON after all
+            }
+          }
+          for (const p of found) if (!SHARED_KINDS.has(requestKind('GET', p))) domainOfPath.set(p, domain);
         };
 
         const foreignReplaces = refuseForeignReplaces && typeof payload?.replaces === 'string' && !servedCertIds.has(payload.replaces);
@@ -264,6 +309,8 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
         try {
           const up = await pool.request({ method: method as 'GET', path, headers, body: body.length > 0 ? body : null });
           let text = Buffer.from(await up.body.arrayBuffer());
+          const caMs = performance.now() - t0;
+          attribute(up.headers, text);
           if (kind === 'directory' && up.statusCode === 200) {
             const dirJson = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
             if (renewalInfo) dirJson.renewalInfo = `${origin}${RENEWAL_INFO_PATH}`;
@@ -277,7 +324,7 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
           recordOrder(up.statusCode, false);
           const out: Record<string, string | string[]> = {};
           for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-          send(up.statusCode, out, text, false);
+          send(up.statusCode, out, text, false, caMs);
         } catch (err) {
           send(502, { 'content-type': 'text/plain' }, `acme proxy: ${(err as Error).message}\n`, false);
         }
@@ -312,11 +359,11 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
     newOrders: () => [...orders],
     ordersPlaced: () => orders.filter((o) => !o.injected && o.status === 201).length,
     renewalInfoRequests: () => [...renewalInfoAsked],
-    exchanges: () => [...exchanges],
+    exchanges: () => exchanges,
     reset() {
       orders = [];
       renewalInfoAsked = [];
-      exchanges = [];
+      exchanges.length = 0;
     },
     close: async () => {
       await new Promise<void>((resolve) => {
