@@ -11,16 +11,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { Row } from '../../bench/context.ts';
 import { NODE, PROJECT_ROOT } from '../support/process.ts';
 
-interface Row {
-  section: string;
-  metric: string;
-  unit: string;
-  certgate?: number;
-  caddy?: number;
-  ratio?: number;
-}
 interface Attempt {
   name: string;
   ok: boolean;
