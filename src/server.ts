@@ -10,7 +10,7 @@ import { relayEvents } from './admin/relay.ts';
 import type { AdminServer, MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
 import type { ChallengeSolver } from './acme/client.ts';
-import { GatewayMetrics, wireMetrics } from './admin/metrics.ts';
+import { GatewayMetrics, wireMetrics, type MetricsSnapshot, type PeerSnapshots } from './admin/metrics.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -46,7 +46,19 @@ export interface GatewayOptions {
   admin?: boolean;
   /** Served at the admin API's GET /metrics. */
   metrics?: MetricsSource;
+  /** In a cluster worker: how its metrics reach the worker serving GET /metrics, which adds them up. */
+  clusterMetrics?: ClusterMetrics;
 }
+
+export interface ClusterMetrics {
+  /** The other workers' snapshots (for the worker serving GET /metrics). */
+  peers(): Promise<PeerSnapshots>;
+  /** Answers the other workers' requests with this worker's snapshot. */
+  answer(snapshot: () => Promise<MetricsSnapshot>): void;
+}
+
+/** A worker that does not serve GET /metrics loads prom-client this long after it listens. */
+const PEER_METRICS_LOAD_DELAY_MS = 1000;
 
 export const DEFAULT_ADMIN_LISTEN = { host: '127.0.0.1', port: 2019 } as const;
 
@@ -151,11 +163,15 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     logger,
   });
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
-  // Only the process that serves the admin API (one per instance) is ever scraped; the others
-  // keep no metrics and load neither prom-client nor the admin server.
+  // The process that serves the admin API (one per instance) is scraped and, with workers, adds
+  // the others' metrics to its own; a single process without it keeps none.
   const adminAddress = options.admin === false || config.listen.admin === false ? undefined : (config.listen.admin ?? DEFAULT_ADMIN_LISTEN);
   const metricsServed = adminAddress !== undefined;
-  const metrics = new GatewayMetrics({ enabled: metricsServed });
+  const clusterMetrics = options.clusterMetrics;
+  const metrics = new GatewayMetrics({
+    enabled: metricsServed || clusterMetrics !== undefined,
+    ...(metricsServed && clusterMetrics ? { peers: () => clusterMetrics.peers() } : {}),
+  });
   const limits = new IssuanceLimits({
     perClient: config.onDemand.limits.perClient,
     global: config.onDemand.limits.global,
@@ -295,6 +311,11 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   }
   const httpsPort = (https.address() as AddressInfo).port;
   const httpPort = (http.address() as AddressInfo).port;
+  if (clusterMetrics) {
+    clusterMetrics.answer(() => metrics.snapshot());
+    // Off the start-up path, but before the observations kept meanwhile pile up.
+    if (!metricsServed) setTimeout(() => void metrics.start().catch((err: unknown) => logger.warn({ step: 'metrics', err }, 'could not load prom-client')), PEER_METRICS_LOAD_DELAY_MS).unref();
+  }
 
   // Every process relays its certificate events to the instance's admin API (worker 0).
   const stopEventRelay = relayEvents(manager.events, bus, logger);

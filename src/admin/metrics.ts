@@ -7,9 +7,15 @@
 // The admin server serves `render()` at GET /metrics with `contentType`.
 //
 // prom-client (~80 ms to load) is loaded by `start()` (the gateway calls it with the admin
-// server's import) or by the first `render()`; what is observed before that is replayed. A
-// process that is never scraped (a cluster worker that does not run the admin API) is built with
+// server's import; other cluster workers a little after they listen) or by the first `render()`;
+// what is observed before that is replayed. A single process without the admin API is built with
 // `enabled: false` and never loads it.
+//
+// With workers, the process serving GET /metrics adds up every worker's registry (`peers`, over
+// the cluster's IPC channel): counters and histograms are summed, the cache gauges take the
+// largest worker's value (each worker caches what it served, mostly the same names), budgets the
+// smallest; `certgate_metrics_workers_reporting` and `_missing` say how many processes the answer
+// covers and how many did not answer in time.
 import type * as PromClient from 'prom-client';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { LimitScope } from '../policy/limits.ts';
@@ -22,6 +28,16 @@ import { commonJsExports } from '../util/commonjs.ts';
 export interface MetricsEndpoint {
   readonly contentType: string;
   render(): Promise<string>;
+}
+
+/** One process's registry, as prom-client's getMetricsAsJSON() gives it. */
+export type MetricsSnapshot = PromClient.MetricObjectWithValues<PromClient.MetricValue<string>>[];
+
+/** The other workers' snapshots, for the process that serves GET /metrics. */
+export interface PeerSnapshots {
+  snapshots: MetricsSnapshot[];
+  /** Workers that were asked and did not answer in time (left out of the sums). */
+  missing: number;
 }
 
 export interface BudgetRemaining {
@@ -48,6 +64,7 @@ interface ScrapeSources {
 
 /** The prom-client side: a Registry of its own with every certgate metric. */
 class PrometheusMetrics {
+  readonly prom: typeof PromClient;
   readonly registry: PromClient.Registry;
   readonly handshakes: PromClient.Counter<'outcome'>;
   readonly issuanceSeconds: PromClient.Histogram<'ca' | 'challenge'>;
@@ -59,6 +76,7 @@ class PrometheusMetrics {
 
   constructor(prom: typeof PromClient, sources: ScrapeSources) {
     const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = prom;
+    this.prom = prom;
     this.registry = new Registry();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'certgate_' });
@@ -102,33 +120,37 @@ class PrometheusMetrics {
     // Gauges computed at scrape time; `this` inside collect() is the gauge.
     new Gauge({
       name: 'certgate_certificates_managed',
-      help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned)",
+      help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned); with workers, the largest worker's",
       registers,
+      aggregator: 'max',
       collect() {
         this.set(sources.certificateCounts().managed);
       },
     });
     new Gauge({
       name: 'certgate_certificates_expiring_7d',
-      help: "Certificates in this process's memory cache that expire within 7 days",
+      help: "Certificates in this process's memory cache that expire within 7 days; with workers, the largest worker's",
       registers,
+      aggregator: 'max',
       collect() {
         this.set(sources.certificateCounts().expiringSoon);
       },
     });
     new Gauge({
       name: 'certgate_certificate_cache_entries',
-      help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize)',
+      help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize per process); with workers, the largest worker\'s',
       registers,
+      aggregator: 'max',
       collect() {
         this.set(sources.cacheSize());
       },
     });
     new Gauge({
       name: 'certgate_rate_limit_budget_remaining',
-      help: 'Tokens left in each rate-limit budget, by limit',
+      help: 'Tokens left in each rate-limit budget, by limit; with workers, the smallest worker\'s',
       labelNames: ['limit'],
       registers,
+      aggregator: 'min',
       async collect() {
         const all = await sources.budgets();
         this.reset();
@@ -151,8 +173,15 @@ export class GatewayMetrics implements MetricsEndpoint {
   private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
   private cacheSize: () => number = () => 0;
 
-  constructor({ enabled = true }: { enabled?: boolean } = {}) {
+  private readonly peers: (() => Promise<PeerSnapshots>) | undefined;
+
+  /**
+   * `enabled: false`: this process is never scraped and keeps nothing. `peers`: the other
+   * workers' snapshots, added to this process's own in render().
+   */
+  constructor({ enabled = true, peers }: { enabled?: boolean; peers?: () => Promise<PeerSnapshots> } = {}) {
     this.pending = enabled ? [] : null;
+    this.peers = peers;
   }
 
   /** Loads prom-client (once) and applies what was observed meanwhile. */
@@ -165,7 +194,26 @@ export class GatewayMetrics implements MetricsEndpoint {
   }
 
   async render(): Promise<string> {
-    return (await this.load()).registry.metrics();
+    const prometheus = await this.load();
+    if (!this.peers) return prometheus.registry.metrics();
+    const [own, others] = await Promise.all([prometheus.registry.getMetricsAsJSON(), this.peers()]);
+    const total = prometheus.prom.AggregatorRegistry.aggregate([own, ...others.snapshots]);
+    new prometheus.prom.Gauge({
+      name: 'certgate_metrics_workers_reporting',
+      help: 'Processes whose metrics this answer adds up (this one and the workers that answered in time)',
+      registers: [total],
+    }).set(1 + others.snapshots.length);
+    new prometheus.prom.Gauge({
+      name: 'certgate_metrics_workers_missing',
+      help: 'Workers that did not answer in time: their counts are missing from this answer',
+      registers: [total],
+    }).set(others.missing);
+    return total.metrics();
+  }
+
+  /** This process's metrics, for the process that serves GET /metrics to add up. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    return (await this.load()).registry.getMetricsAsJSON();
   }
 
   /** For HandshakeOptions.onOutcome. */

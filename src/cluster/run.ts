@@ -2,7 +2,7 @@
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type * as Server from '../server.ts';
-import { announceWorkerReady, IpcBus, runsAdminApi } from './workers.ts';
+import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 
 export async function runGateway(
   config: LoadedConfig,
@@ -19,6 +19,8 @@ export async function runGateway(
       ...(runsAdminApi() ? {} : { admin: false }),
       // File storage has no pub/sub of its own: workers tell each other through the primary.
       ...(inWorker && config.storage.file ? { bus: new IpcBus() } : {}),
+      // The worker serving GET /metrics adds up every worker's (through the primary).
+      ...(inWorker ? { clusterMetrics: { peers: requestPeerMetrics, answer: answerMetricsRequests } } : {}),
     });
   } catch (err) {
     logger.fatal({ step: 'start', err }, 'certgate failed to start');

@@ -1,10 +1,12 @@
 // `workers: N`: a primary process forks N workers with node:cluster. Each worker binds the
 // listening ports itself with SO_REUSEPORT (`exclusive` + `reusePort`), so the kernel spreads
 // connections and the primary never touches traffic; the primary only restarts workers that
-// die and relays bus messages between them (cache coherence on file storage). Workers get the
-// validated config from the primary (src/cluster/worker.ts), not by reading the file again.
+// die and relays bus messages between them (cache coherence on file storage) and metrics
+// snapshots to the worker serving GET /metrics. Workers get the validated config from the
+// primary (src/cluster/worker.ts), not by reading the file again.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import type { MetricsSnapshot, PeerSnapshots } from '../admin/metrics.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
@@ -31,14 +33,39 @@ interface ConfigMessage {
 interface ConfigRequest {
   certgate: 'config-request';
 }
-type WorkerMessage = BusMessage | ReadyMessage | ConfigRequest;
+/** The worker serving GET /metrics asks for the others' snapshots (`id` matches the reply). */
+interface MetricsRequest {
+  certgate: 'metrics-request';
+  id: number;
+}
+/** A worker's answer to the primary's `metrics-collect`; null when it could not take one. */
+interface MetricsReport {
+  certgate: 'metrics-report';
+  id: number;
+  snapshot: MetricsSnapshot | null;
+}
+/** Primary → the other workers. */
+interface MetricsCollect {
+  certgate: 'metrics-collect';
+  id: number;
+}
+/** Primary → the asking worker. */
+interface MetricsReply extends PeerSnapshots {
+  certgate: 'metrics-reply';
+  id: number;
+}
+type WorkerMessage = BusMessage | ReadyMessage | ConfigRequest | MetricsRequest | MetricsReport;
+type PrimaryMessage = ConfigMessage | BusMessage | MetricsCollect | MetricsReply;
+
+/** How long the primary waits for the workers' snapshots before answering without the late ones. */
+const METRICS_COLLECT_TIMEOUT_MS = 2000;
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'certgate' in m;
 }
 
-function isConfigMessage(m: unknown): m is ConfigMessage {
-  return isWorkerMessage(m) && (m as { certgate: string }).certgate === 'config';
+function isPrimaryMessage<K extends PrimaryMessage['certgate']>(m: unknown, kind: K): m is Extract<PrimaryMessage, { certgate: K }> {
+  return typeof m === 'object' && m !== null && (m as { certgate?: unknown }).certgate === kind;
 }
 
 export interface Primary {
@@ -102,6 +129,10 @@ export function forkWorkers(count: number): Primary {
         sendConfig(worker);
       } else if (msg.certgate === 'bus') {
         for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
+      } else if (msg.certgate === 'metrics-request') {
+        void collectMetrics(worker, msg.id);
+      } else if (msg.certgate === 'metrics-report') {
+        collecting.get(msg.id)?.(worker, msg.snapshot);
       } else if (msg.certgate === 'ready') {
         ready.add(index);
         restartDelayMs = 1000;
@@ -123,6 +154,35 @@ export function forkWorkers(count: number): Primary {
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
     return worker;
+  };
+
+  /** Snapshot handlers of the collections under way, by request id. */
+  const collecting = new Map<number, (from: Worker, snapshot: MetricsSnapshot | null) => void>();
+  let nextCollection = 0;
+  /** Asks every other live worker for its snapshot and answers `asker` with what came in time. */
+  const collectMetrics = async (asker: Worker, requestId: number): Promise<void> => {
+    const others = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== asker && w.isConnected());
+    const id = nextCollection++;
+    const snapshots: MetricsSnapshot[] = [];
+    await new Promise<void>((resolve) => {
+      const waiting = new Set(others);
+      const done = (): void => {
+        clearTimeout(timer);
+        collecting.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, METRICS_COLLECT_TIMEOUT_MS);
+      collecting.set(id, (from, snapshot) => {
+        if (!waiting.delete(from)) return;
+        if (snapshot) snapshots.push(snapshot);
+        if (waiting.size === 0) done();
+      });
+      for (const w of others) w.send({ certgate: 'metrics-collect', id } satisfies MetricsCollect);
+      if (waiting.size === 0) done();
+    });
+    const missing = others.length - snapshots.length;
+    if (missing > 0) logger?.warn({ step: 'metrics', missing, asked: others.length }, 'workers did not send their metrics in time; /metrics leaves them out');
+    if (asker.isConnected()) asker.send({ certgate: 'metrics-reply', id: requestId, snapshots, missing } satisfies MetricsReply);
   };
 
   for (let i = 0; i < count; i++) fork(i);
@@ -171,7 +231,7 @@ export function runsAdminApi(): boolean {
 export function requestConfig(): Promise<LoadedConfig> {
   return new Promise((resolve) => {
     const onMessage = (msg: unknown) => {
-      if (!isConfigMessage(msg)) return;
+      if (!isPrimaryMessage(msg, 'config')) return;
       process.off('message', onMessage);
       resolve(msg.config);
     };
@@ -185,13 +245,43 @@ export function announceWorkerReady(httpsPort: number, httpPort: number): void {
   process.send?.({ certgate: 'ready', httpsPort, httpPort } satisfies ReadyMessage);
 }
 
+/** In a worker: answers the primary's requests for this worker's metrics with `snapshot()`. */
+export function answerMetricsRequests(snapshot: () => Promise<MetricsSnapshot>): void {
+  process.on('message', (msg: unknown) => {
+    if (!isPrimaryMessage(msg, 'metrics-collect')) return;
+    const report = (taken: MetricsSnapshot | null): void => void process.send?.({ certgate: 'metrics-report', id: msg.id, snapshot: taken } satisfies MetricsReport);
+    snapshot().then(report, () => report(null));
+  });
+}
+
+let nextMetricsRequest = 0;
+
+/** In the worker serving GET /metrics: the other workers' snapshots, through the primary. */
+export function requestPeerMetrics(): Promise<PeerSnapshots> {
+  const id = nextMetricsRequest++;
+  return new Promise((resolve) => {
+    // The primary answers within its own timeout; this one only guards against a lost primary.
+    const timer = setTimeout(() => finish({ snapshots: [], missing: 0 }), METRICS_COLLECT_TIMEOUT_MS * 2);
+    const onMessage = (msg: unknown): void => {
+      if (isPrimaryMessage(msg, 'metrics-reply') && msg.id === id) finish({ snapshots: msg.snapshots, missing: msg.missing });
+    };
+    const finish = (answer: PeerSnapshots): void => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(answer);
+    };
+    process.on('message', onMessage);
+    process.send?.({ certgate: 'metrics-request', id } satisfies MetricsRequest);
+  });
+}
+
 /** A bus between the workers of one primary (file storage: one machine, shared directory). */
 export class IpcBus implements ClusterBus {
   private readonly local = new LocalBus();
 
   constructor() {
     process.on('message', (msg: unknown) => {
-      if (isWorkerMessage(msg) && msg.certgate === 'bus') void this.local.publish(msg.channel, msg.message);
+      if (isPrimaryMessage(msg, 'bus')) void this.local.publish(msg.channel, msg.message);
     });
   }
 

@@ -1,7 +1,7 @@
 // `workers: 2` with the admin API: the API runs once per instance (in worker 0), so an explicit
 // listen.admin port does not make the other worker fail; a binding made through it reaches the
-// other worker's routing at once (registry changes travel over the workers' bus). Real CLI
-// processes; no CA is needed (nothing is issued).
+// other worker's routing at once (registry changes travel over the workers' bus); its /metrics
+// add up both workers. Real CLI processes; no CA is needed (nothing is issued).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -77,5 +77,28 @@ describe('admin API with workers: 2', () => {
       for (let i = 0; i < 12; i++) seen.push(await upstreamOf());
     } while (seen.some((s) => s !== 'customer') && Date.now() < deadline);
     assert.deepEqual(seen, Array<string>(12).fill('customer'));
+  });
+
+  test('GET /metrics adds up both workers', async () => {
+    // Sums of a counter family over its label values, from the Prometheus text.
+    const scrape = async (): Promise<(family: string) => number> => {
+      const res = await adminCall(adminPort, 'GET', '/metrics', { token: TOKEN });
+      assert.equal(res.status, 200, res.body);
+      return (family) =>
+        res.body
+          .split('\n')
+          .filter((line) => line.startsWith(`${family}{`) || line.startsWith(`${family} `))
+          .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+    };
+    const before = await scrape();
+    assert.equal(before('certgate_metrics_workers_reporting'), 2);
+    assert.equal(before('certgate_metrics_workers_missing'), 0);
+    // Fresh connections: the kernel spreads them over both workers' sockets (SO_REUSEPORT), so
+    // one worker's share alone would come out short (all 30 on one worker: 1 chance in 2^29).
+    const requests = 30;
+    for (let i = 0; i < requests; i++) assert.equal((await insecureGet('sum.customer.test', httpsPort)).status, 200);
+    const after = await scrape();
+    assert.equal(after('certgate_handshakes_total') - before('certgate_handshakes_total'), requests);
+    assert.equal(after('certgate_proxied_requests_total') - before('certgate_proxied_requests_total'), requests);
   });
 });
