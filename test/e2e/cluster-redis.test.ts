@@ -55,7 +55,7 @@ async function startInstance(name: string, extra: Record<string, unknown> = {}):
       workers: 1,
       listen: { https: `127.0.0.1:${ports.https}`, http: `127.0.0.1:${ports.http}` },
       storage: { redis: { url: redis.url, prefix } },
-      acme: { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPath], lockTtl: '3s' },
+      acme: { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPath], lockTtl: '8s' },
       onDemand: { allow: ['*.cluster.test'] },
       proxy: { upstream: upstream.origin, accessLog: true },
       ...extra,
@@ -137,7 +137,7 @@ describe('two instances on one Redis', () => {
   });
 
   test('tls-alpn-01: the validation lands on the instance that did not place the order', async () => {
-    const c = await startInstance('c-tls-alpn-only', { acme: { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPath], challenges: ['tls-alpn-01'], lockTtl: '3s' } });
+    const c = await startInstance('c-tls-alpn-only', { acme: { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPath], challenges: ['tls-alpn-01'], lockTtl: '8s' } });
     tlsBalancer.backends = [a.ports.https];
     try {
       const name = 'alpn-cross.cluster.test';
