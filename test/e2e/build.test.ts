@@ -4,7 +4,7 @@
 // workers, Redis storage, issuance from Pebble (x509, the ACME client), budgets (tldts), the
 // proxy (undici, loaded at run time from node_modules) and the admin API's metrics (prom-client).
 import assert from 'node:assert/strict';
-import { symlink, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -59,6 +59,17 @@ describe('the bundle `npm run build` makes', () => {
     await redis?.dispose();
     await ca?.pebble.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('every chunk of the bundle parses (also those no test below loads)', async () => {
+    // A chunk that does not parse (the banner every chunk starts with, or anything esbuild emits)
+    // fails only when something first imports it, which may be long after start-up.
+    const chunks = (await readdir(join(dir, 'dist'))).filter((f) => f.endsWith('.js'));
+    assert.ok(chunks.length > 10, `chunks: ${chunks.join(' ')}`);
+    for (const chunk of chunks) {
+      const { code, output } = await runToEnd(['--check', join(dir, 'dist', chunk)]);
+      assert.equal(code, 0, `${chunk}: ${output}`);
+    }
   });
 
   test('validate reads a YAML config and prints the effective one', async () => {
