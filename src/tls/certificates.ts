@@ -120,6 +120,9 @@ interface CertificateEvent {
   origin: string;
 }
 
+/** The `issuers` mark of a failure record kept in this process only (storage could not take it). */
+const MEMORY_ONLY_RECORD = '(in memory only: storage could not take it)';
+
 export class CertificateManager {
   private readonly inflight = new Map<string, Promise<ObtainOutcome>>();
   private readonly denied: LruCache<string, string>;
@@ -256,10 +259,22 @@ export class CertificateManager {
   /**
    * The name's failures since its last success as shared storage holds them (any instance's, and
    * kept across restarts), or null when there are none. For reporting (the admin API); backoff
-   * decisions go through retryState, which remembers the record in this process.
+   * decisions go through retryState, which remembers the record in this process. A failure that
+   * could not be written to storage (it was down) lives only in this process's memory: reported
+   * from there when storage has none or cannot be read.
    */
   async failureRecord(domain: string): Promise<NameRetryState | null> {
-    return this.retry.get(domain);
+    const inMemoryOnly = (): NameRetryState | undefined => {
+      const remembered = this.failures.peek(domain);
+      return remembered?.issuers === MEMORY_ONLY_RECORD ? remembered : undefined;
+    };
+    try {
+      return (await this.retry.get(domain)) ?? inMemoryOnly() ?? null;
+    } catch (err) {
+      const remembered = inMemoryOnly();
+      if (remembered) return remembered;
+      throw err;
+    }
   }
 
   /** The name's failure record: memory first, then shared storage (remembered until its retryAt). */
@@ -392,7 +407,7 @@ export class CertificateManager {
           reason,
           step,
           stagingFirst: previous?.stagingFirst ?? [],
-          issuers: '',
+          issuers: MEMORY_ONLY_RECORD,
         });
       }
     }

@@ -167,6 +167,31 @@ describe('CertificateManager issuance flow', () => {
     assert.deepEqual(calls, [`ca-storage:${name}`, `ca-storage:${name}`]);
   });
 
+  test('a failure storage could not take is kept in memory, backs the name off, and is reported (admin API)', async () => {
+    const calls: string[] = [];
+    const ca = new StandInIssuer('ca-norecord', calls);
+    ca.fail = invalid;
+    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const m = manager([{ production: ca }], { retry: slow });
+    const name = 'unrecorded.ok.test';
+    const put = storage.put.bind(storage);
+    storage.put = async (key, value) => {
+      if (key.startsWith('retry/names/')) throw new StorageError(`file storage: write of "${key}" failed: disk full`, key, 'write');
+      return put(key, value);
+    };
+    try {
+      assert.equal((await m.obtain(name)).kind, 'failed');
+    } finally {
+      storage.put = put;
+    }
+    assert.match((await m.backoff(name)) ?? '', /in backoff after 1 failure/);
+    const record = await m.failureRecord(name);
+    assert.ok(record, 'the memory-only record is reported');
+    assert.equal(record.failures, 1);
+    assert.equal(record.step, 'authorization');
+    assert.match(record.reason, /connection refused/);
+  });
+
   test('a name is given up after giveUpAfter; an admin renewal resets it', async () => {
     const calls: string[] = [];
     const ca = new StandInIssuer('ca-giveup', calls);
