@@ -58,6 +58,12 @@ const REDIS_CLI = '/usr/bin/redis-cli';
 const SETPRIV_BIN = '/usr/bin/setpriv';
 const HAVE_SETPRIV = existsSync(SETPRIV_BIN);
 const START_TIMEOUT_MS = 10_000;
+/**
+ * Nodes of a new cluster find each other by gossip, one round a second or so: seconds on a quiet
+ * machine, and a full run (two test files at once on 2 cores, one of them the bench smoke) once
+ * took more than 10 s. Bounded all the same.
+ */
+const CLUSTER_JOIN_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 
@@ -290,10 +296,10 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
     const create = spawnSync(
       REDIS_CLI,
       ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
-      { encoding: 'utf8', timeout: START_TIMEOUT_MS },
+      { encoding: 'utf8', timeout: CLUSTER_JOIN_TIMEOUT_MS },
     );
-    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
-    const deadline = Date.now() + START_TIMEOUT_MS;
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed (${create.signal ? `killed by ${create.signal} after ${CLUSTER_JOIN_TIMEOUT_MS} ms` : `exit ${create.status}`}):\n${create.stdout}\n${create.stderr}`);
+    const deadline = Date.now() + CLUSTER_JOIN_TIMEOUT_MS;
     for (const port of ports) {
       for (;;) {
         const info = await rawCommand(port, 'CLUSTER INFO');
