@@ -354,7 +354,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     }
   }
   logger.info(
-    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, ca: issuer.ca, role: config.role },
+    { step: 'listen', https: `${config.listen.https.host}:${httpsPort}`, http: `${config.listen.http.host}:${httpPort}`, storage: storage.description, cas: issuers.map((i) => i.production.ca), role: config.role },
     'gateway listening',
   );
   maintainer?.start();
