@@ -30,6 +30,7 @@ import { CertificateCache } from './tls/cache.ts';
 import { CertificateManager } from './tls/certificates.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
+import { tlsServerOptions } from './tls/settings.ts';
 import { loadTicketSecret, rotateTicketKeys } from './tls/tickets.ts';
 import { createServer as createHttpServer } from './util/node-http.ts';
 
@@ -269,7 +270,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       // Served when the client sends no SNI at all.
       cert: fallback.certPem,
       key: fallback.keyPem,
-      minVersion: 'TLSv1.2',
+      ...tlsServerOptions(config.tls),
       SNICallback: callbacks.SNICallback,
       ALPNCallback: callbacks.ALPNCallback,
     },

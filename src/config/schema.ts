@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../policy/patterns.ts';
 import { normalizeServerName } from '../tls/names.ts';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 
@@ -248,6 +249,14 @@ const configSchema = z.strictObject({
       contextCacheSize: z.number().int().min(1).default(1000),
       ticketKeyRotation: duration('12h').prefault('12h'),
       fallback: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      // Protocol settings of the HTTPS listener; defaults: Mozilla intermediate, ECDHE + AEAD only.
+      minVersion: z.enum(TLS_MIN_VERSIONS, { message: `must be one of ${TLS_MIN_VERSIONS.join(', ')}` }).default('TLSv1.2'),
+      ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
+      curves: z.string().min(1).default(DEFAULT_TLS_CURVES),
+    })
+    .superRefine((t, ctx) => {
+      const problem = tlsSettingsProblem(t);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['ciphers'] });
     })
     .prefault({}),
   proxy: z
