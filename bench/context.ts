@@ -242,7 +242,7 @@ export async function startSet(ctx: Ctx, opts: SetOptions): Promise<GatewaySet> 
         workDir: dir,
         acmeDirectory: rig.acme.directoryUrl,
         acmeRootPath: rig.pebble.listenerCaPath,
-        allow: ['*.bench.test'],
+        allow: ['**.bench.test'], // any depth: names like f0-<tag>.first.bench.test
         ask: ctx.ask.url,
         upstreamPort: ctx.upstream.port,
         certgateEntry: opts.entry ?? ctx.certgate.entry,

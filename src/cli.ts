@@ -70,8 +70,10 @@ async function run(configFile: string | undefined): Promise<void> {
   // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.
   // The workers get their config before this process loads its logger: they are the ones that serve.
   primary?.configure(config);
-  const [{ createLogger }, { runGateway, stopOnSignals }] = await Promise.all([import('./log.ts'), import('./cluster/run.ts')]);
+  const [{ createLogger }, { runGateway, stopOnSignals }, { wildcardWarnings }] = await Promise.all([import('./log.ts'), import('./cluster/run.ts'), import('./config/describe.ts')]);
   const logger = createLogger({ level: config.log.level });
+  // Here, not in the gateway: one line per pattern for the whole process tree, not per worker.
+  for (const w of wildcardWarnings(config)) logger.warn({ step: 'config', pattern: w.pattern, keys: w.keys }, w.message);
   if (primary) {
     stopOnSignals(logger, () => primary.stop());
     await primary.run(logger);
@@ -98,12 +100,13 @@ async function runCommandLine(argv: string[]): Promise<void> {
 
   program
     .command('validate')
-    .description('check a config file and print the effective configuration; exits 2 when it is invalid')
+    .description('check a config file and print what each host pattern matches and the effective configuration (secrets redacted); exits 2 when it is invalid')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
       const config = await validateOrExit(await readOrExit(opts.config, 'validate'), 'validate');
-      process.stdout.write(`${config.file}: valid\n`);
-      process.stdout.write(JSON.stringify(config, null, 2) + '\n');
+      const { formatValidation } = await import('./config/describe.ts');
+      // What each host pattern matches, then the effective config with its secrets redacted.
+      process.stdout.write(formatValidation(config));
     });
 
   await program.parseAsync(argv);

@@ -8,7 +8,7 @@ import { certificateStatusSchema, noCertificateSchema } from './certificate-stat
 const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => json(ref('Error'), description);
-const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'Domain name (IDN allowed; stored as punycode).' };
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'Domain name (IDN allowed, stored as punycode; an xn-- label must be valid punycode that round-trips).' };
 const auth = [{ bearer: [] }];
 
 export function openApiDocument(): object {

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../policy/patterns.ts';
-import { normalizeServerName } from '../tls/names.ts';
+import { normalizeDomainName } from '../tls/names.ts';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -59,11 +59,11 @@ const httpUrl = (example: string) =>
   );
 
 const hostPattern = z.string().refine(isValidPattern, {
-  message: 'not a valid host pattern; use an exact name like "shop.example.com" or a wildcard like "*.customers.example"',
+  message: 'not a valid host pattern; use an exact name like "shop.example.com", "*.customers.example" (one label below it) or "**.customers.example" (any depth)',
 });
 
 /** A DNS ownership target: an IP address or a host name such as "edge.platform.example". */
-const dnsTarget = z.string().refine((v) => isIP(v) !== 0 || normalizeServerName(v) !== undefined, {
+const dnsTarget = z.string().refine((v) => isIP(v) !== 0 || normalizeDomainName(v) !== undefined, {
   message: 'each target must be an IP address like "203.0.113.10" or a host name like "edge.platform.example"',
 });
 

@@ -18,7 +18,7 @@ import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy
 import type { ClusterBus } from '../storage/bus.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
-import { normalizeServerName } from '../tls/names.ts';
+import { normalizeDomainName, normalizeServerName } from '../tls/names.ts';
 import { LruCache } from '../util/lru.ts';
 
 export const REGISTRY_CHANNEL = 'registry';
@@ -77,7 +77,7 @@ interface CacheEntry {
 
 export class InvalidDomainError extends Error {
   constructor(readonly input: string) {
-    super(`${JSON.stringify(input)} is not a valid domain name (a DNS host name with at least two labels, no IP address)`);
+    super(`${JSON.stringify(input)} is not a valid domain name (a DNS host name with at least two labels, no IP address, every xn-- label valid punycode that round-trips)`);
     this.name = 'InvalidDomainError';
   }
 }
@@ -123,9 +123,12 @@ export class DomainRegistry implements DynamicRoutes {
     return () => this.#listeners.delete(listener);
   }
 
-  /** The normalised name, or throws InvalidDomainError. */
+  /**
+   * The normalised name (a Unicode name becomes its A-labels), or throws InvalidDomainError: also
+   * for an `xn--` label that is not valid punycode or does not round-trip (IDNA 2008 / UTS 46).
+   */
   static normalize(input: string): string {
-    const name = normalizeServerName(input);
+    const name = normalizeDomainName(input);
     if (name === undefined) throw new InvalidDomainError(input);
     return name;
   }

@@ -1,12 +1,15 @@
 // Host → upstream routing table. Built once per setRoutes() and swapped atomically; lookups are
-// one Map probe for the exact name plus one probe per label for '*.suffix' patterns, so the cost
-// does not depend on the number of routes.
+// one Map probe for the exact name, one for '*.parent' and one per label for '**.suffix'
+// patterns, so the cost does not depend on the number of routes.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
-import { HostPatternMap } from '../policy/patterns.ts';
+import { HostPatternMap, splitPattern } from '../policy/patterns.ts';
 
 export interface ProxyRoute {
-  /** Exact host names ('app.example.org') or wildcard patterns ('*.example.org'). */
+  /**
+   * Exact host names ('app.example.org') or wildcard patterns: '*.example.org' (one label below
+   * it) or '**.example.org' (any depth below it); neither matches 'example.org' itself.
+   */
   hosts: string[];
   /** 'http://host:port' or 'https://host:port'; no path, query or credentials. */
   upstream: string;
@@ -147,18 +150,14 @@ export class RouteTable {
     for (const route of routes) {
       const target = intern(route.upstream);
       for (const pattern of route.hosts) {
-        if (pattern.startsWith('*.')) {
-          const suffix = normalizeConfiguredName(pattern.slice(2));
-          if (suffix === '' || suffix.startsWith('[')) {
-            throw new Error(`invalid host pattern ${JSON.stringify(pattern)}`);
-          }
-          // Routes are matched in order: the first route naming a pattern wins.
-          this.#hosts.add(suffix, true, target);
-        } else {
-          const name = normalizeConfiguredName(pattern);
-          if (name === '') throw new Error(`invalid host name ${JSON.stringify(pattern)}`);
-          this.#hosts.add(name, false, target);
+        // `*.suffix`: one label below it; `**.suffix`: any depth (src/policy/patterns.ts).
+        const { kind, rest } = splitPattern(pattern);
+        const name = normalizeConfiguredName(rest);
+        if (name === '' || (kind !== 'exact' && name.startsWith('['))) {
+          throw new Error(`invalid host ${kind === 'exact' ? 'name' : 'pattern'} ${JSON.stringify(pattern)}`);
         }
+        // Routes are matched in order: the first route naming a pattern wins.
+        this.#hosts.add(name, kind, target);
       }
     }
     this.#default = defaultUpstream === undefined ? undefined : intern(defaultUpstream);

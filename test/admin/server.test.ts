@@ -110,6 +110,10 @@ describe('admin API: auth, validation, paging, health', () => {
       ['PUT', '/v1/domains/a.example.com', { body: ['http://127.0.0.1:8080'] }, 'body'],
       ['PUT', '/v1/domains/127.0.0.1', { body: {} }, 'name'],
       ['PUT', '/v1/domains/localhost', { body: {} }, 'name'],
+      // xn-- labels must be valid punycode that round-trips (IDNA 2008 / UTS 46).
+      ['PUT', '/v1/domains/xn--a.example.com', { body: {} }, 'name'],
+      ['PUT', '/v1/domains/xn--abc-.example.com', { body: {} }, 'name'],
+      ['PUT', '/v1/domains/shop.xn--a-ecp.example', { body: {} }, 'name'],
       ['GET', '/v1/domains?limit=0', {}, 'limit'],
       ['GET', '/v1/domains?limit=abc', {}, 'limit'],
       ['GET', '/v1/domains?cursor=%2F..%2Fx', {}, 'cursor'],
@@ -125,6 +129,18 @@ describe('admin API: auth, validation, paging, health', () => {
     assert.equal((await adminCall(port, 'PUT', '/v1/domains/a.example.com', { token: TOKEN, rawBody: '{}', contentType: 'text/plain' })).status, 415);
     assert.equal((await adminCall(port, 'GET', '/v1/nothing', { token: TOKEN })).status, 404);
     assert.equal((await adminCall(port, 'GET', '/v1/domains/a.example.com', { token: TOKEN })).status, 404, 'nothing was bound by the bad calls');
+  });
+
+  test('IDN names: valid A-labels and Unicode (converted to A-labels) are accepted', async () => {
+    for (const [path, name] of [
+      ['/v1/domains/xn--bcher-kva.idn.example', 'xn--bcher-kva.idn.example'],
+      [`/v1/domains/${encodeURIComponent('straße.idn.example')}`, 'xn--strae-oqa.idn.example'],
+    ] as const) {
+      const put = await adminCall(port, 'PUT', path, { token: TOKEN, body: {} });
+      assert.equal(put.status, 201, put.body);
+      assert.equal((put.json as DomainBinding).name, name);
+      assert.equal((await adminCall(port, 'DELETE', `/v1/domains/${name}`, { token: TOKEN })).status, 204);
+    }
   });
 
   test('PUT/GET/DELETE a binding', async () => {

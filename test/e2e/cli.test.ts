@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CERTGATE_BIN, runToEnd } from '../support/process.ts';
+import { CERTGATE_BIN, runProcess, runToEnd } from '../support/process.ts';
 
 let dir: string;
 before(async () => {
@@ -114,6 +114,57 @@ describe('certgate validate with a good config', () => {
 
     const viaEnv = await runToEnd([CERTGATE_BIN, 'validate'], { env: { CERTGATE_CONFIG: file } });
     assert.equal(viaEnv.code, 0, viaEnv.output);
+  });
+
+  test('says what each host pattern matches and prints no secret', async () => {
+    const file = await configFile(
+      'secrets.yaml',
+      [
+        'listen: { https: "127.0.0.1:5001", http: "127.0.0.1:5002" }',
+        'storage: { redis: { url: "redis://:REDIS-PASSWORD@127.0.0.1:6379" } }',
+        'acme:',
+        '  issuers:',
+        '    - { directory: "https://127.0.0.1:14000/dir", eab: { kid: "kid-1", hmac: "EAB-HMAC-SECRET" } }',
+        'onDemand:',
+        '  allow: ["*.one.test", "**.any.test"]',
+        'admin: { token: "ADMIN-TOKEN-SECRET-0123" }',
+      ].join('\n'),
+    );
+    const { code, output } = await runToEnd([CERTGATE_BIN, 'validate', '--config', file]);
+    assert.equal(code, 0, output);
+    for (const secret of ['REDIS-PASSWORD', 'EAB-HMAC-SECRET', 'ADMIN-TOKEN-SECRET-0123']) assert.ok(!output.includes(secret), `${secret} printed:\n${output}`);
+    const effective = JSON.parse(output.slice(output.indexOf('{')));
+    assert.equal(effective.admin.token, '[redacted]');
+    assert.equal(effective.acme.issuers[0].eab.hmac, '[redacted]');
+    assert.equal(effective.acme.issuers[0].eab.kid, 'kid-1');
+    assert.equal(effective.storage.redis.url, 'redis://:[redacted]@127.0.0.1:6379');
+    assert.match(output, /onDemand\.allow\[0\] {2}\*\.one\.test: one label below one\.test/);
+    assert.match(output, /onDemand\.allow\[1\] {2}\*\*\.any\.test: any depth below any\.test/);
+  });
+
+  test('run warns once per *. pattern at start (primary only, not per worker)', async () => {
+    const file = await configFile(
+      'wildcards.yaml',
+      [
+        'listen: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: false }',
+        `storage: { file: { path: "${join(dir, 'wildcards-data')}" } }`,
+        'workers: 2',
+        'acme: { directory: "https://127.0.0.1:9/dir" }',
+        'onDemand: { allow: ["*.one.test", "**.any.test", "exact.test"] }',
+        'proxy: { routes: [{ hosts: ["*.one.test", "*.route.test"], upstream: "http://127.0.0.1:9090" }] }',
+      ].join('\n'),
+    );
+    const proc = runProcess([CERTGATE_BIN, 'run', '--config', file]);
+    try {
+      await proc.waitFor(/certgate listening/, 60_000);
+    } finally {
+      await proc.stop();
+    }
+    const warnings = proc.output().split('\n').filter((l) => l.includes('"step":"config"'));
+    assert.equal(warnings.length, 2, proc.output());
+    assert.match(warnings[0]!, /\*\.one\.test \(onDemand\.allow\[0\], proxy\.routes\[0\]\.hosts\[0\]\) now matches exactly one label below one\.test.*\*\*\.one\.test/);
+    assert.match(warnings[1]!, /\*\.route\.test \(proxy\.routes\[0\]\.hosts\[1\]\) now matches exactly one label/);
+    assert.ok(warnings.every((l) => JSON.parse(l).level === 'warn'));
   });
 
   test('--help on each command', async () => {

@@ -35,7 +35,7 @@ describe('DNS ownership check: DNS pointing elsewhere → no order; fixed → is
       httpPort,
       config: {
         onDemand: {
-          allow: ['*.customers.test'],
+          allow: ['**.customers.test'],
           askDenyCacheTtl: NEGATIVE_TTL_MS,
           dns: { targets: [edge], resolvers: [pebble.dnsAddress], negativeCacheTtl: NEGATIVE_TTL_MS, timeout: '1s' },
         },

@@ -33,12 +33,12 @@ describe('proxying through the gateway', () => {
       httpsPort,
       httpPort,
       config: {
-        onDemand: { allow: ['*.customers.test', 'shop.example.com', '*.example.org', 'down.example.net'] },
+        onDemand: { allow: ['*.customers.test', 'shop.example.com', '**.example.org', 'down.example.net'] },
         proxy: {
           upstream: apps.origin,
           routes: [
             { hosts: ['shop.example.com', 'ws.customers.test'], upstream: shop.origin },
-            { hosts: ['*.example.org'], upstream: org.origin },
+            { hosts: ['**.example.org'], upstream: org.origin },
             { hosts: ['down.example.net'], upstream: `http://127.0.0.1:${downPort}` },
           ],
         },

@@ -6,14 +6,21 @@ import { silentLogger } from '../../src/log.ts';
 import { HostPatternSet } from '../../src/policy/patterns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 
-test('host patterns: exact and *.suffix', () => {
-  const set = new HostPatternSet(['shop.example.com', '*.customers.test']);
+test('host patterns: exact, *.suffix (one label) and **.suffix (any depth)', () => {
+  const set = new HostPatternSet(['shop.example.com', '*.customers.test', '**.deep.test', '*.both.test', '**.both.test', '*.bücher.test']);
   assert.ok(set.matches('shop.example.com'));
   assert.ok(set.matches('a.customers.test'));
-  assert.ok(set.matches('a.b.customers.test'));
+  assert.ok(!set.matches('a.b.customers.test'), '*. is one label');
   assert.ok(!set.matches('customers.test'));
   assert.ok(!set.matches('www.shop.example.com'));
   assert.ok(!set.matches('xcustomers.test'));
+  assert.ok(set.matches('a.deep.test'));
+  assert.ok(set.matches('a.b.c.deep.test'), '**. is any depth');
+  assert.ok(!set.matches('deep.test'), '**. does not match the suffix itself');
+  assert.ok(set.matches('a.both.test') && set.matches('a.b.both.test'));
+  assert.ok(set.matches('a.xn--bcher-kva.test'), 'Unicode suffixes are converted to A-labels');
+  assert.throws(() => new HostPatternSet(['*.xn--a.test']), /invalid host pattern "\*\.xn--a\.test"/);
+  assert.throws(() => new HostPatternSet(['***.x.test']), /invalid host pattern/);
 });
 
 /** The time limit of the time-out case, and how late the slow answer comes (50 times later). */

@@ -66,9 +66,9 @@ describe('ReverseProxy', () => {
     const { proxy, front } = await proxied(t, {
       routes: [
         { hosts: ['app.example.test', 'Ünï.example.test'], upstream: a.origin },
-        { hosts: ['*.example.test'], upstream: b.origin },
+        { hosts: ['**.example.test'], upstream: b.origin },
         // app.example.test is already taken by the first route: first route wins.
-        { hosts: ['*.deep.example.test', 'app.example.test'], upstream: c.origin },
+        { hosts: ['**.deep.example.test', 'app.example.test'], upstream: c.origin },
         { hosts: ['[::1]'], upstream: v6.origin },
       ],
       defaultUpstream: d.origin,

@@ -66,10 +66,32 @@ describe('RouteTable', () => {
     assert.equal(at('x.example.org'), B);
     assert.equal(at('a.example.org'), B, '*.a.example.org does not match a.example.org itself');
     assert.equal(at('x.a.example.org'), C);
-    assert.equal(at('y.x.a.example.org'), C);
+    assert.equal(at('y.x.a.example.org'), 'http://127.0.0.1:1009', '*. matches exactly one label');
+    assert.equal(at('y.x.example.org'), 'http://127.0.0.1:1009');
     assert.equal(at('example.com'), 'http://127.0.0.1:1009');
     assert.equal(at(''), 'http://127.0.0.1:1009');
     assert.equal(new RouteTable([{ hosts: ['*.example.org'], upstream: B }]).lookup('example.org'), undefined);
+  });
+
+  it('**.suffix matches any depth; the most specific pattern wins, *. before **. at one suffix', () => {
+    const D = 'http://127.0.0.1:1004';
+    const table = new RouteTable([
+      { hosts: ['**.example.org'], upstream: A },
+      { hosts: ['*.example.org', '**.a.example.org'], upstream: B },
+      { hosts: ['*.a.example.org'], upstream: C },
+      { hosts: ['exact.a.example.org', '**.bücher.test'], upstream: D },
+    ]);
+    const at = (h: string): string | undefined => table.lookup(normalizeHost(h))?.origin;
+    assert.equal(at('example.org'), undefined, 'neither wildcard matches the suffix itself');
+    assert.equal(at('x.example.org'), B, '*.example.org is more specific than **.example.org');
+    assert.equal(at('x.y.example.org'), A, 'only **.example.org matches two labels down');
+    assert.equal(at('a.example.org'), B);
+    assert.equal(at('x.a.example.org'), C);
+    assert.equal(at('exact.a.example.org'), D);
+    assert.equal(at('x.y.a.example.org'), B, '**.a.example.org before the farther **.example.org');
+    assert.equal(at('p.q.r.s.a.example.org'), B);
+    assert.equal(at('p.q.xn--bcher-kva.test'), D, 'Unicode patterns become A-labels');
+    assert.equal(at('xn--bcher-kva.test'), undefined);
   });
 
   it('shares one target per origin and lists them', () => {
@@ -82,7 +104,7 @@ describe('RouteTable', () => {
   });
 
   it('rejects malformed patterns', () => {
-    for (const bad of ['*', '*.', '*.*.example.org', 'a.*.example.org', 'foo*.example.org', '', '[zz]']) {
+    for (const bad of ['*', '*.', '*.*.example.org', 'a.*.example.org', 'foo*.example.org', '', '[zz]', '**', '**.', '***.example.org', '**.*.example.org', '*.**.example.org', '**.[::1]']) {
       assert.throws(() => new RouteTable([{ hosts: [bad], upstream: A }]), /invalid host/, bad);
     }
   });
@@ -92,7 +114,7 @@ describe('RouteTable', () => {
   it('handles 100k routes: every exact host and wildcard is found, nothing else', () => {
     const routes = [];
     for (let i = 0; i < 50_000; i++) {
-      routes.push({ hosts: [`site${i}.example.com`, `*.tenant${i}.example.net`], upstream: i % 2 ? A : B });
+      routes.push({ hosts: [`site${i}.example.com`, i % 2 ? `*.tenant${i}.example.net` : `**.tenant${i}.example.net`], upstream: i % 2 ? A : B });
     }
     const table = new RouteTable(routes);
     assert.equal(table.size, 100_000);
@@ -104,8 +126,10 @@ describe('RouteTable', () => {
     let hits = 0;
     for (let i = 0; i < 200_000; i++) {
       const tenant = i % 50_000;
-      if (table.lookup(`a.b.tenant${tenant}.example.net`)?.origin === (tenant % 2 ? A : B)) hits++;
+      // `*.` (odd tenants) matches one label only; `**.` (even tenants) any depth.
+      if (table.lookup(`a.tenant${tenant}.example.net`)?.origin === (tenant % 2 ? A : B)) hits++;
+      if (table.lookup(`a.b.tenant${tenant}.example.net`)?.origin === (tenant % 2 ? undefined : B)) hits++;
     }
-    assert.equal(hits, 200_000);
+    assert.equal(hits, 400_000);
   });
 });
