@@ -327,6 +327,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         host: adminAddress.host,
         port: adminAddress.port,
         ...(adminToken(config) ? { token: adminToken(config)! } : {}),
+        maxEventClients: config.admin.maxEventClients,
         storage,
         registry,
         manager,

@@ -268,6 +268,7 @@ const configSchema = z.strictObject({
   admin: z
     .strictObject({
       token: z.string().min(16, { message: 'must be at least 16 characters; generate one with `openssl rand -hex 32`' }).optional(),
+      maxEventClients: z.number().int({ message: 'must be a whole number of event stream clients, like 100' }).min(1, { message: 'must be at least 1' }).default(100),
     })
     .prefault({}),
   role: z.enum(['all', 'edge', 'maintainer'], { message: 'must be "all" (serve and maintain), "edge" (serve only) or "maintainer" (renew and clean up)' }).default('all'),
