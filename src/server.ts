@@ -246,6 +246,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     fallback: fallback.context,
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger,
+    limits,
     onOutcome: options.onHandshake
       ? (outcome, domain) => {
           metrics.handshake(outcome);
