@@ -118,9 +118,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   });
   const issuer = issuers[0]!.production;
   // Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only.
+  const budgetShare = config.onDemand.limits.budgetShare;
   const budgets = config.acme.budgets
-    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger)
-    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)));
+    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger, Date.now, undefined, budgetShare)
+    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)), budgetShare);
   const preflightResponder = new PreflightResponder(storage, logger);
   const preflight =
     config.onDemand.preflight === false

@@ -94,8 +94,13 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
-  perClient: tokenBucket(20, 500),
+  perClient: tokenBucket(2, 50),
   global: tokenBucket(100, 1000),
+  budgetShare: z
+    .number({ message: 'must be a fraction of each CA budget from 0 to 1, like 0.25' })
+    .gt(0, { message: 'must be a fraction of each CA budget above 0 and at most 1, like 0.25 (1: no per-client share)' })
+    .max(1, { message: 'must be a fraction of each CA budget above 0 and at most 1, like 0.25 (1: no per-client share)' })
+    .default(0.25),
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 

@@ -150,7 +150,8 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
       httpPort,
       logger,
       config: {
-        onDemand: { allow: ['*.budget.test'] },
+        // Every handshake here comes from one client: no per-client share, the whole budget is the test's.
+        onDemand: { allow: ['*.budget.test'], limits: { budgetShare: 1 } },
         acme: { budgets: { newOrders: { limit: N, window: '1h' } } },
         proxy: { upstream: upstream.origin },
       },
