@@ -238,6 +238,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   registry.onChange((change) => {
     policy.forget(change.name);
     manager.forgetDecision(change.name);
+    // Disabled: stop serving it at once (the handshake path then refuses to cache it again).
+    if (change.type === 'domain-bound' && change.binding.status === 'disabled') cache.delete(change.name);
   });
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
@@ -248,6 +250,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger,
     limits,
+    isDisabled: async (domain) => (await registry.get(domain))?.status === 'disabled',
     onOutcome: options.onHandshake
       ? (outcome, domain) => {
           metrics.handshake(outcome);

@@ -11,7 +11,10 @@
 //     3. memory cache hit → serve it at once (no storage, no network)
 //     4. otherwise the CertificateManager loads it from storage or issues it (policy first);
 //        the handshake waits at most `handshakeWait`, then gets the fallback while the
-//        issuance goes on in the background.
+//        issuance goes on in the background. A certificate it returns for a name whose domain
+//        binding is disabled is dropped from memory and the fallback served instead (so a
+//        disabled name costs a storage load per handshake, never a cache hit; re-enabling it
+//        serves the stored certificate again, no new order).
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../log.ts';
@@ -40,6 +43,11 @@ export interface HandshakeOptions {
    * looked up in storage; the manager applies the same ones to issuance-starting handshakes.
    */
   limits?: Pick<IssuanceLimits, 'admit'>;
+  /**
+   * Whether a name must not be served although a certificate exists (its domain binding is
+   * disabled). Asked only after step 4 found or issued one, so unknown names never pay for it.
+   */
+  isDisabled?: (domain: string) => Promise<boolean>;
   /** Application protocols we speak, in preference order. */
   protocols?: string[];
   /** Observes every SNI decision (metrics, tests). */
@@ -141,6 +149,12 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
         return fallback;
       }
       if (result.kind === 'ready') {
+        if (await disabled(domain)) {
+          // Loaded into memory on the way (or issued before the binding changed): drop it again.
+          cache.delete(domain);
+          outcome('fallback', domain);
+          return fallback;
+        }
         outcome(result.source, domain);
         return result.certificate.context;
       }
@@ -148,6 +162,18 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return fallback;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  async function disabled(domain: string): Promise<boolean> {
+    if (!opts.isDisabled) return false;
+    try {
+      return await opts.isDisabled(domain);
+    } catch (err) {
+      // The certificate was just read from the same storage: serve it rather than fail closed
+      // on a binding lookup that could not be made.
+      logger.warn({ domain, step: 'binding-check', err }, 'could not read the domain binding; serving the certificate');
+      return false;
     }
   }
 
