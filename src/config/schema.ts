@@ -94,7 +94,7 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
-  perClient: tokenBucket(2, 50),
+  perClient: tokenBucket(5, 100),
   global: tokenBucket(100, 1000),
   budgetShare: z
     .number({ message: 'must be a fraction of each CA budget from 0 to 1, like 0.25' })
