@@ -80,6 +80,9 @@ export function caddyIssuerKey(directoryUrl: string): string {
 async function writeCertgateConfig(spec: GatewaySpec): Promise<string> {
   const onDemand: Record<string, unknown> = { ask: spec.ask };
   if (!spec.askOnly && spec.allow) onDemand.allow = spec.allow;
+  // The burst section stands for many customers' first visits at once, yet all come from the
+  // one loopback client: give it the pre-issue-13 per-client bucket, not the stricter default.
+  onDemand.limits = { perClient: { rate: 20, burst: 500 } };
   const config: Record<string, unknown> = {
     listen: { https: `127.0.0.1:${spec.httpsPort}`, http: `127.0.0.1:${spec.httpPort}` },
     storage: { file: { path: spec.storageDir } },

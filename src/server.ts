@@ -119,9 +119,10 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   });
   const issuer = issuers[0]!.production;
   // Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only.
+  const budgetShare = config.onDemand.limits.budgetShare;
   const budgets = config.acme.budgets
-    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger)
-    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)));
+    ? new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger, Date.now, undefined, budgetShare)
+    : new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca)), budgetShare);
   const preflightResponder = new PreflightResponder(storage, logger);
   const preflight =
     config.onDemand.preflight === false
@@ -238,6 +239,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   registry.onChange((change) => {
     policy.forget(change.name);
     manager.forgetDecision(change.name);
+    // Disabled: stop serving it at once (the handshake path then refuses to cache it again).
+    if (change.type === 'domain-bound' && change.binding.status === 'disabled') cache.delete(change.name);
   });
   const fallback = await loadFallbackCertificate(storage, config.tls.fallback);
   const callbacks = createHandshakeCallbacks({
@@ -247,6 +250,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     fallback: fallback.context,
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger,
+    limits,
+    isDisabled: async (domain) => (await registry.get(domain))?.status === 'disabled',
     onOutcome: options.onHandshake
       ? (outcome, domain) => {
           metrics.handshake(outcome);
@@ -328,6 +333,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         host: adminAddress.host,
         port: adminAddress.port,
         ...(adminToken(config) ? { token: adminToken(config)! } : {}),
+        maxEventClients: config.admin.maxEventClients,
         storage,
         registry,
         manager,

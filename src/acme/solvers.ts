@@ -7,17 +7,32 @@ import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
 import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
+import { LogSampler, truncateForLog, type LogSamplerOptions } from '../util/log-sampler.ts';
 import { createTlsAlpnCertificate } from './certs.ts';
 import type { ChallengeSolver } from './client.ts';
 
-const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+/**
+ * An ACME token as CAs issue them: base64url, 43+ characters (256 bits at Let's Encrypt and
+ * Pebble; RFC 8555 §8.1 asks for at least 128). Anything else is answered 404 without a storage
+ * read, so scanners probing the path cost nothing.
+ */
+const TOKEN = /^[A-Za-z0-9_-]{43,256}$/;
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
+
+/** Unknown challenge requests and handshakes are logged at most this often (then counted). */
+const UNKNOWN_LOG = { maxPerInterval: 5, intervalMs: 10_000 } as const;
+/** Attacker-chosen strings are cut to this in log lines. */
+const LOGGED_UA_CHARS = 100;
+const LOGGED_UNKNOWN_TOKEN_CHARS = 16;
 
 export class Http01Solver implements ChallengeSolver {
   readonly type = 'http-01' as const;
   private readonly tokens: StoredTokens;
 
-  constructor(storage: Storage, logger: Logger) {
+  constructor(storage: Storage, logger: Logger, opts: { unknownLog?: LogSamplerOptions } = {}) {
+    // A real validation is logged every time; an unknown token (a scanner, a stale CA retry)
+    // only as sampled, with token and User-Agent cut, so a flood cannot fill the disk.
+    const unknown = new LogSampler(opts.unknownLog ?? UNKNOWN_LOG);
     this.tokens = new StoredTokens({
       storage,
       logger,
@@ -27,8 +42,19 @@ export class Http01Solver implements ChallengeSolver {
       contentType: 'application/octet-stream',
       unknownBody: 'unknown challenge\n',
       step: 'http-01-validation',
-      onAnswer: (host, token, found, req) =>
-        logger.info({ domain: host, step: 'http-01-validation', token, found, ua: req.headers['user-agent'] }, 'http-01 challenge request'),
+      onAnswer: (host, token, found, req) => {
+        const ua = truncateForLog(req.headers['user-agent'], LOGGED_UA_CHARS);
+        if (found) {
+          logger.info({ domain: host, step: 'http-01-validation', token, found, ua }, 'http-01 challenge request');
+          return;
+        }
+        const suppressedSinceLastLine = unknown.sample();
+        if (suppressedSinceLastLine === undefined) return;
+        logger.info(
+          { domain: truncateForLog(host, 253), step: 'http-01-validation', token: truncateForLog(token, LOGGED_UNKNOWN_TOKEN_CHARS), found, ua, suppressedSinceLastLine },
+          'http-01 request for an unknown token (logged at most 5 per 10 s)',
+        );
+      },
     });
   }
 
@@ -49,6 +75,7 @@ export class Http01Solver implements ChallengeSolver {
 export class TlsAlpn01Solver implements ChallengeSolver {
   readonly type = 'tls-alpn-01' as const;
   private readonly contexts = new Map<string, SecureContext>();
+  private readonly unknownLog = new LogSampler(UNKNOWN_LOG);
 
   constructor(
     private readonly storage: Storage,
@@ -70,6 +97,21 @@ export class TlsAlpn01Solver implements ChallengeSolver {
     this.contexts.delete(domain);
     await this.storage.delete(keys.tlsAlpnCert(domain));
     await this.storage.delete(keys.tlsAlpnKey(domain));
+  }
+
+  /** The validation certificate of a challenge this process presented; no storage read. */
+  localContext(domain: string): SecureContext | undefined {
+    return this.contexts.get(domain);
+  }
+
+  /**
+   * Logs a validation handshake for which no challenge is pending, sampled: random names cost
+   * a few lines per interval, with the count of those left out.
+   */
+  logUnknown(domain: string): void {
+    const suppressedSinceLastLine = this.unknownLog.sample();
+    if (suppressedSinceLastLine === undefined) return;
+    this.logger?.warn({ domain, step: 'tls-alpn-01-validation', suppressedSinceLastLine }, 'tls-alpn-01 request with no pending challenge (logged at most 5 per 10 s)');
   }
 
   /** The validation certificate for `domain`, from memory or storage; null when none is pending. */

@@ -102,7 +102,7 @@ export function openApiDocument(): object {
       '/v1/events': {
         get: {
           summary: 'Server-Sent Events: issuance-started/-succeeded/-failed, renewed, deleted, domain-bound, domain-unbound',
-          responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 401: error('No or wrong token') },
+          responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 401: error('No or wrong token'), 503: error('admin.maxEventClients streams are already open (Retry-After: 30)') },
         },
       },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format' } } } },

@@ -59,6 +59,8 @@ export interface AdminServerOptions {
   /** Seam for the renewal scheduler. */
   nextRenewal?: (meta: CertificateMeta) => Date | null;
   keepAliveMs?: number;
+  /** Cap on GET /v1/events clients at once (admin.maxEventClients); over it: 503. Default 100. */
+  maxEventClients?: number;
 }
 
 export interface AdminServer {
@@ -96,7 +98,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   }
   const tokenDigest = opts.token ? sha256(opts.token) : undefined;
   const nextRenewal = opts.nextRenewal ?? defaultNextRenewal;
-  const stream = new EventStream({ ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}) });
+  const stream = new EventStream({
+    ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}),
+    ...(opts.maxEventClients !== undefined ? { maxClients: opts.maxEventClients } : {}),
+  });
 
   const onEvent = (event: CertificateEvent) => stream.send(event.type, event);
   // Every process's events through the bus when there is one (see relay.ts), else this one's.
@@ -169,8 +174,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return;
     }
     if (path === '/v1/events' && method === 'GET') {
-      stream.add(res);
-      return;
+      if (stream.add(res)) return;
+      res.setHeader('retry-after', '30');
+      throw new HttpError(503, `too many event stream clients: ${stream.clients} of admin.maxEventClients (${stream.maxClients}) are connected; close one or raise the limit`);
     }
     if (path === '/v1/domains' && method === 'GET') {
       const limitText = url.searchParams.get('limit');

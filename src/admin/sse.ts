@@ -1,22 +1,27 @@
 // Server-Sent Events for the admin API: one EventStream fans events out to every connected
 // client. A comment line every keepAliveMs keeps proxies and load balancers from closing an idle
 // stream. Each client's unsent output is bounded: a client that stops reading (its socket buffer
-// over maxBufferedBytes) is disconnected rather than buffered without limit.
+// over maxBufferedBytes) is disconnected rather than buffered without limit, and the number of
+// clients is capped (maxClients), so idle streams cannot pile up sockets and memory.
 import type { ServerResponse } from 'node:http';
 
 export interface EventStreamOptions {
   keepAliveMs?: number;
   maxBufferedBytes?: number;
+  /** Most clients connected at once (admin.maxEventClients); default 100. */
+  maxClients?: number;
 }
 
 export class EventStream {
   readonly #clients = new Set<ServerResponse>();
   readonly #maxBuffered: number;
+  readonly #maxClients: number;
   readonly #timer: NodeJS.Timeout;
   #nextId = 1;
 
   constructor(opts: EventStreamOptions = {}) {
     this.#maxBuffered = opts.maxBufferedBytes ?? 1024 * 1024;
+    this.#maxClients = opts.maxClients ?? 100;
     this.#timer = setInterval(() => this.#writeAll(': keep-alive\n\n'), opts.keepAliveMs ?? 15_000);
     this.#timer.unref();
   }
@@ -25,8 +30,17 @@ export class EventStream {
     return this.#clients.size;
   }
 
-  /** Takes over a response: headers now, then events until the client goes away. */
-  add(res: ServerResponse): void {
+  /** The cap on clients connected at once. */
+  get maxClients(): number {
+    return this.#maxClients;
+  }
+
+  /**
+   * Takes over a response: headers now, then events until the client goes away. Returns false,
+   * leaving `res` untouched for the caller to answer, when maxClients are already connected.
+   */
+  add(res: ServerResponse): boolean {
+    if (this.#clients.size >= this.#maxClients) return false;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -36,6 +50,7 @@ export class EventStream {
     res.write(': certgate events\n\n');
     this.#clients.add(res);
     res.on('close', () => this.#clients.delete(res));
+    return true;
   }
 
   /** `type` becomes the SSE event name; `data` is sent as one JSON line. */

@@ -95,8 +95,13 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
-  perClient: tokenBucket(20, 500),
+  perClient: tokenBucket(5, 100),
   global: tokenBucket(100, 1000),
+  budgetShare: z
+    .number({ message: 'must be a fraction of each CA budget from 0 to 1, like 0.25' })
+    .gt(0, { message: 'must be a fraction of each CA budget above 0 and at most 1, like 0.25 (1: no per-client share)' })
+    .max(1, { message: 'must be a fraction of each CA budget above 0 and at most 1, like 0.25 (1: no per-client share)' })
+    .default(0.25),
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 
@@ -277,6 +282,7 @@ const configSchema = z.strictObject({
   admin: z
     .strictObject({
       token: z.string().min(16, { message: 'must be at least 16 characters; generate one with `openssl rand -hex 32`' }).optional(),
+      maxEventClients: z.number().int({ message: 'must be a whole number of event stream clients, like 100' }).min(1, { message: 'must be at least 1' }).default(100),
     })
     .prefault({}),
   role: z.enum(['all', 'edge', 'maintainer'], { message: 'must be "all" (serve and maintain), "edge" (serve only) or "maintainer" (renew and clean up)' }).default('all'),

@@ -1,7 +1,9 @@
 // Abuse limits on handshakes that would start an issuance (onDemand.limits): a token bucket per
 // client IP and one for the whole process. Checked after the memory cache and storage missed,
 // before policy, ask, DNS or the CA, so a flood of random SNI names costs a storage miss and a
-// bucket check each. Rejections are logged at most once per interval, with a count.
+// bucket check each. acme-tls/1 handshakes for a challenge this process does not hold in memory
+// take the same tokens before their storage lookup (src/tls/handshake.ts step 2). Rejections
+// are logged at most once per interval, with a count.
 import type { Logger } from '../log.ts';
 import { KeyedTokenBuckets, TokenBucket, type BucketLimit } from '../util/ratelimit.ts';
 
@@ -68,7 +70,7 @@ export class IssuanceLimits {
     this.lastLogAt = now;
     this.opts.logger.warn(
       { domain, step: 'rate-limit', scope, client: clientIp, limitedSinceLastLine: sinceLastLine },
-      'handshakes that would start an issuance are rate limited: fallback certificate',
+      'handshakes that would start an issuance (or look up a tls-alpn-01 challenge) are rate limited: fallback certificate, or a refused acme-tls/1 handshake',
     );
   }
 }

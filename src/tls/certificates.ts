@@ -84,8 +84,11 @@ export interface RenewOptions {
   replaces?: ReplacedCertificate;
 }
 
-/** How a renewal's orders are made: the profile, and the certificate an ARI renewal replaces. */
-type OrderOptions = Omit<RenewOptions, 'reason'>;
+/**
+ * How orders are made: a renewal's profile and the certificate an ARI renewal replaces; for an
+ * on-demand order, the client address whose share of the budgets it spends.
+ */
+type OrderOptions = Omit<RenewOptions, 'reason'> & { clientIp?: string | undefined };
 
 export type ObtainOutcome =
   | { kind: 'ready'; certificate: CachedCertificate; source: 'storage' | 'issued' }
@@ -367,7 +370,7 @@ export class CertificateManager {
         if (!check.ok) return { kind: 'failed', reason: check.reason };
       }
 
-      return await this.issueUnderLock(domain, decision.source);
+      return await this.issueUnderLock(domain, decision.source, { orderOptions: { clientIp: request?.clientIp } });
     } catch (err) {
       return await this.failed(domain, err, false);
     }
@@ -542,7 +545,7 @@ export class CertificateManager {
         ...(orderOptions.profile !== undefined ? { profile: orderOptions.profile } : {}),
         ...(replaced ? { replaces: replaced.certId } : {}),
       };
-      const refusal = await budgets?.beginOrder(ca, domain, { exempt: replaced !== undefined });
+      const refusal = await budgets?.beginOrder(ca, domain, { exempt: replaced !== undefined, client: orderOptions.clientIp });
       if (refusal) {
         problems.push(`${ca}: rate-limit budget ${refusal.budget} spent until ${refusal.freesAt.toISOString()}`);
         continue;

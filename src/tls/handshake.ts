@@ -4,14 +4,21 @@
 //                 `acme-tls/1` this is a CA validating a tls-alpn-01 challenge; mark the socket.
 //   SNICallback   then picks the certificate:
 //     1. normalise the name; empty/invalid/IP → fallback, no policy call, no CA call
-//     2. marked acme-tls/1 → the challenge certificate (memory, else shared storage)
+//     2. marked acme-tls/1 → the challenge certificate: from memory if this process presented
+//        it; otherwise only within the abuse limits (per client and global, the buckets of 4)
+//        is shared storage read, so random names cost a bucket check, not storage reads.
+//        Limited or nothing pending → the handshake fails (a sampled log line, no fallback)
 //     3. memory cache hit → serve it at once (no storage, no network)
 //     4. otherwise the CertificateManager loads it from storage or issues it (policy first);
 //        the handshake waits at most `handshakeWait`, then gets the fallback while the
-//        issuance goes on in the background.
+//        issuance goes on in the background. A certificate it returns for a name whose domain
+//        binding is disabled is dropped from memory and the fallback served instead (so a
+//        disabled name costs a storage load per handshake, never a cache hit; re-enabling it
+//        serves the stored certificate again, no new order).
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../log.ts';
+import type { IssuanceLimits } from '../policy/limits.ts';
 import type { CertificateCache } from './cache.ts';
 import type { CertificateManager } from './certificates.ts';
 import { normalizeServerName } from './names.ts';
@@ -31,6 +38,16 @@ export interface HandshakeOptions {
   fallback: SecureContext;
   handshakeWaitMs: number;
   logger: Logger;
+  /**
+   * The abuse limits (onDemand.limits) an acme-tls/1 handshake must pass before its challenge is
+   * looked up in storage; the manager applies the same ones to issuance-starting handshakes.
+   */
+  limits?: Pick<IssuanceLimits, 'admit'>;
+  /**
+   * Whether a name must not be served although a certificate exists (its domain binding is
+   * disabled). Asked only after step 4 found or issued one, so unknown names never pay for it.
+   */
+  isDisabled?: (domain: string) => Promise<boolean>;
   /** Application protocols we speak, in preference order. */
   protocols?: string[];
   /** Observes every SNI decision (metrics, tests). */
@@ -66,6 +83,19 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
     }
 
     if ((this as MarkedSocket)[offersAcmeTls]) {
+      const local = tlsAlpn!.localContext(domain);
+      if (local) {
+        challengeServed(domain);
+        cb(null, local);
+        return;
+      }
+      const limited = opts.limits?.admit(domain, this.remoteAddress);
+      if (limited && !limited.ok) {
+        // IssuanceLimits logs (sampled) and counts it; a CA's validations (~3 connections per
+        // challenge) stay far below the limits, and its challenges are mostly in memory anyway.
+        done(cb, new Error(`${domain}: acme-tls/1 handshake refused: ${limited.reason} (step: tls-alpn-01-validation)`));
+        return;
+      }
       challengeContext(domain).then(
         (ctx) => done(cb, null, ctx),
         (err: Error) => done(cb, err),
@@ -94,12 +124,16 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
   async function challengeContext(domain: string): Promise<SecureContext> {
     const ctx = await tlsAlpn!.contextFor(domain);
     if (!ctx) {
-      logger.warn({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 request with no pending challenge');
+      tlsAlpn!.logUnknown(domain);
       throw new Error(`${domain}: no pending tls-alpn-01 challenge (step: tls-alpn-01-validation)`);
     }
+    challengeServed(domain);
+    return ctx;
+  }
+
+  function challengeServed(domain: string): void {
     logger.info({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 challenge handshake');
     outcome('challenge', domain);
-    return ctx;
   }
 
   async function certificateFor(domain: string, clientIp: string | undefined): Promise<SecureContext> {
@@ -115,6 +149,12 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
         return fallback;
       }
       if (result.kind === 'ready') {
+        if (await disabled(domain)) {
+          // Loaded into memory on the way (or issued before the binding changed): drop it again.
+          cache.delete(domain);
+          outcome('fallback', domain);
+          return fallback;
+        }
         outcome(result.source, domain);
         return result.certificate.context;
       }
@@ -122,6 +162,18 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return fallback;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  async function disabled(domain: string): Promise<boolean> {
+    if (!opts.isDisabled) return false;
+    try {
+      return await opts.isDisabled(domain);
+    } catch (err) {
+      // The certificate was just read from the same storage: serve it rather than fail closed
+      // on a binding lookup that could not be made.
+      logger.warn({ domain, step: 'binding-check', err }, 'could not read the domain binding; serving the certificate');
+      return false;
     }
   }
 

@@ -223,6 +223,34 @@ describe('admin API start-up rules', () => {
     );
   });
 
+  test('admin.maxEventClients: one stream over the cap gets 503 with a JSON error naming the key; a freed slot is taken again', async (t) => {
+    delete process.env.CERTGATE_ADMIN_TOKEN;
+    const capped = await gatewayOn(redis, 'admin-e:', await tmpDir(t, 'certgate-admin-'), { admin: { token: TOKEN, maxEventClients: 2 } });
+    const port = capped.gateway.adminPort!;
+    const open = [await openEvents(port, TOKEN), await openEvents(port, TOKEN)];
+    try {
+      assert.deepEqual(open.map((c) => c.status), [200, 200]);
+      const over = await adminCall(port, 'GET', '/v1/events', { token: TOKEN });
+      assert.equal(over.status, 503, over.body);
+      assert.match((over.json as { error: string }).error, /admin\.maxEventClients \(2\)/);
+      assert.equal(over.headers['retry-after'], '30');
+      open.shift()!.close();
+      // The server sees the close asynchronously: poll (no time bound but the test's own).
+      for (;;) {
+        const next = await openEvents(port, TOKEN);
+        open.push(next);
+        if (next.status === 200) break;
+        open.pop()!.close();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(open.length, 2);
+    } finally {
+      for (const client of open) client.close();
+      await capped.gateway.close();
+      await capped.storage.close();
+    }
+  });
+
   test('CERTGATE_ADMIN_TOKEN is the token when set; loopback without any token is open', async (t) => {
     process.env.CERTGATE_ADMIN_TOKEN = 'from-the-environment-123456';
     const withEnv = await gatewayOn(redis, 'admin-c:', await tmpDir(t, 'certgate-admin-'), { listen: { admin: '0.0.0.0:0' }, admin: {} });

@@ -25,3 +25,10 @@ test('onDemand.registry: a boolean, default false', () => {
   assert.equal(parse({ onDemand: { registry: true } }).onDemand.registry, true);
   assert.match(problems({ onDemand: { registry: 'yes' } }), /onDemand\.registry: expected boolean, got string "yes"/);
 });
+
+test('admin.maxEventClients: a whole number of at least 1, default 100', () => {
+  assert.equal(parse({}).admin.maxEventClients, 100);
+  assert.equal(parse({ admin: { maxEventClients: 5 } }).admin.maxEventClients, 5);
+  assert.match(problems({ admin: { maxEventClients: 0 } }), /admin\.maxEventClients/);
+  assert.match(problems({ admin: { maxEventClients: 'many' } }), /admin\.maxEventClients: expected number/);
+});

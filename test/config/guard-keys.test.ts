@@ -25,9 +25,10 @@ test('onDemand.dns: off by default; targets required; defaults for the rest', ()
 });
 
 test('onDemand.limits: on by default; false turns a bucket off; errors name the key', () => {
-  assert.deepEqual(parse({}).onDemand.limits, { perClient: { rate: 20, burst: 500 }, global: { rate: 100, burst: 1000 }, unknownNameCache: 100_000 });
-  const limits = parse({ onDemand: { limits: { perClient: false, global: { rate: 0.5, burst: 10 }, unknownNameCache: 5000 } } }).onDemand.limits;
-  assert.deepEqual(limits, { perClient: false, global: { rate: 0.5, burst: 10 }, unknownNameCache: 5000 });
+  assert.deepEqual(parse({}).onDemand.limits, { perClient: { rate: 5, burst: 100 }, global: { rate: 100, burst: 1000 }, budgetShare: 0.25, unknownNameCache: 100_000 });
+  const limits = parse({ onDemand: { limits: { perClient: false, global: { rate: 0.5, burst: 10 }, budgetShare: 1, unknownNameCache: 5000 } } }).onDemand.limits;
+  assert.deepEqual(limits, { perClient: false, global: { rate: 0.5, burst: 10 }, budgetShare: 1, unknownNameCache: 5000 });
+  for (const bad of [0, -0.1, 1.5, '25%']) assert.match(problems({ onDemand: { limits: { budgetShare: bad } } }), /onDemand\.limits\.budgetShare/);
   assert.match(problems({ onDemand: { limits: { perClient: { rate: 0, burst: 1 } } } }), /onDemand\.limits\.perClient/);
   assert.match(problems({ onDemand: { limits: { global: { rate: 1, burst: 0 } } } }), /onDemand\.limits\.global/);
   assert.match(problems({ onDemand: { limits: { unknownNameCache: 10 } } }), /onDemand\.limits\.unknownNameCache: must be at least 100/);

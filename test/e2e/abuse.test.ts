@@ -2,9 +2,12 @@
 // a flood of 10,000 handshakes with random unknown names from one client causes zero orders,
 // bounded memory (RSS growth printed and bounded; every per-name memory stays under its bound)
 // while a legitimate client on a cached name keeps being served; and the per-client limit keeps
-// approved names from turning into a burst of CA orders, with one log line, not one per handshake.
+// approved names from turning into a burst of CA orders, with one log line, not one per handshake;
+// acme-tls/1 handshakes with random names pass the same limits before any storage read, while the
+// CA's real tls-alpn-01 validation still passes.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
 import { connect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -13,6 +16,7 @@ import { httpsGet } from '../support/clients.ts';
 import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { capturingLogger } from '../support/log-lines.ts';
+import { freePort } from '../support/ports.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
 const FLOOD = 10_000;
@@ -188,4 +192,61 @@ describe('abuse limits', () => {
       await gw.close();
     }
   });
+
+  test('acme-tls/1 with random names is inside the per-client limit (no storage read past it), while a real tls-alpn-01 validation answered from storage still passes', async () => {
+    const BURST = 10;
+    const FLOOD_ALPN = 300;
+    const { logger, lines } = capturingLogger('info');
+    const config = {
+      acme: { challenges: ['tls-alpn-01'] },
+      onDemand: { allow: ['*.alpn.abuse.test'], limits: { perClient: { rate: 0.001, burst: BURST } } },
+      proxy: { upstream: upstream.origin },
+    };
+    // A is where Pebble validates; B (same file storage, other ports) places the order, so A
+    // answers the CA's validation from storage: through the limits, as any acme-tls/1 handshake.
+    const a = await startTestGateway({ pebble, httpsPort, httpPort, logger, config });
+    const b = await startTestGateway({ pebble, httpsPort: await freePort(), httpPort: await freePort(), dataDir: a.dataDir, config });
+    try {
+      let floodReads = 0;
+      const get = a.storage.get.bind(a.storage);
+      a.storage.get = (key: string) => {
+        if (key.startsWith('challenges/tls-alpn-01/') && key.includes('.flood.alpn.abuse.test/')) floodReads++;
+        return get(key);
+      };
+      let next = 0;
+      let served = 0;
+      const flood = Promise.all(
+        Array.from({ length: 10 }, async () => {
+          while (next < FLOOD_ALPN) {
+            next++;
+            if (await acmeTlsHandshakeFrom('127.0.0.2', httpsPort, `${randomBytes(8).toString('hex')}.flood.alpn.abuse.test`)) served++;
+          }
+        }),
+      );
+      const orders = pebble.ordersPlaced();
+      const [res] = await Promise.all([httpsGet('real.alpn.abuse.test', b.gateway.httpsPort, root), flood]);
+      assert.equal(res.status, 200, 'the real name was issued (its validation passed on A)');
+      assert.equal(pebble.ordersPlaced(), orders + 1);
+      assert.equal(served, 0, 'no flood handshake got a challenge certificate');
+      assert.ok(floodReads <= 2 * BURST, `${floodReads} storage reads for ${FLOOD_ALPN} acme-tls/1 handshakes (cert + key per lookup, ${BURST} lookups at most)`);
+      const noise = lines.filter((l) => l.step === 'tls-alpn-01-validation' && l.level === 40);
+      assert.ok(noise.length <= 10, `${noise.length} warnings for ${FLOOD_ALPN} unknown challenge handshakes`);
+    } finally {
+      await b.close({ keepData: true });
+      await a.close();
+    }
+  });
 });
+
+/** An acme-tls/1 handshake from `localAddress` (another client); resolves true if it completed. */
+function acmeTlsHandshakeFrom(localAddress: string, port: number, servername: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const tcp = netConnect({ host: '127.0.0.1', port, localAddress });
+    const socket = connect({ socket: tcp, servername, rejectUnauthorized: false, ALPNProtocols: ['acme-tls/1'] }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.setTimeout(30_000, () => socket.destroy(new Error('handshake timeout')));
+    socket.on('error', () => resolve(false));
+  });
+}

@@ -1,7 +1,8 @@
 // Issue 6 acceptance, shared case: two gateway instances on one Redis (real Pebble, real
 // redis-server). A binding made through instance A's admin API routes on B without restart;
 // unbinding through A makes B serve the fallback for the name within a second, and B's route for
-// it is gone; nothing orders a new certificate for it.
+// it is gone; nothing orders a new certificate for it. Disabling a binding through A stops both
+// instances serving its certificate within a second; re-enabling serves it again without an order.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -106,5 +107,35 @@ describe('admin API on two instances sharing Redis', () => {
     assert.equal((await adminCall(b.gateway.adminPort!, 'GET', `/v1/domains/${name}`, { token: TOKEN })).status, 404);
     assert.equal((await adminCall(b.gateway.adminPort!, 'POST', `/v1/domains/${name}/issue`, { token: TOKEN })).status, 403, 'B’s policy denies it now');
     assert.equal(pebble.ordersPlaced(), orders, 'nothing re-ordered it');
+  });
+
+  test('disable through A: both instances serve the fallback within a second (no cache expiry awaited); re-enable serves the stored certificate again, no new order', async () => {
+    const name = 'paused.customer.test';
+    const put = await adminCall(a.gateway.adminPort!, 'PUT', `/v1/domains/${name}`, { token: TOKEN, body: { upstream: customer.origin } });
+    assert.equal(put.status, 201, put.body);
+    const issued = await httpsGet(name, a.gateway.httpsPort, root);
+    await within(BUS_MS, async () => (await peerCertificate(b.gateway.httpsPort, name)).fingerprint256 === issued.fingerprint256);
+    assert.ok(a.gateway.cache.peek(name) && b.gateway.cache.peek(name), 'both hold the certificate in memory');
+    const fallbackA = await fallbackFingerprint(a);
+    const orders = pebble.ordersPlaced();
+
+    const disabled = await adminCall(a.gateway.adminPort!, 'PUT', `/v1/domains/${name}`, { token: TOKEN, body: { upstream: customer.origin, status: 'disabled' } });
+    assert.equal(disabled.status, 200, disabled.body);
+    const ms = await within(BUS_MS, async () => (await peerCertificate(b.gateway.httpsPort, name)).fingerprint256 === fallbackB);
+    process.stdout.write(`# B served the fallback ${Math.round(ms)} ms after the binding was disabled\n`);
+    assert.equal((await peerCertificate(a.gateway.httpsPort, name)).fingerprint256, fallbackA, 'A too');
+    // Not a one-off: later handshakes (a storage load each) keep getting the fallback, and nothing stays in memory.
+    for (let i = 0; i < 3; i++) assert.equal((await peerCertificate(b.gateway.httpsPort, name)).fingerprint256, fallbackB);
+    assert.equal(b.gateway.cache.peek(name), undefined, 'not in B’s memory');
+    assert.equal(a.gateway.cache.peek(name), undefined, 'not in A’s memory');
+    assert.equal((await adminCall(b.gateway.adminPort!, 'GET', `/v1/certificates/${name}`, { token: TOKEN })).status, 200, 'the certificate is kept in storage');
+
+    const enabled = await adminCall(a.gateway.adminPort!, 'PUT', `/v1/domains/${name}`, { token: TOKEN, body: { upstream: customer.origin, status: 'active' } });
+    assert.equal(enabled.status, 200, enabled.body);
+    await within(BUS_MS, async () => (await peerCertificate(b.gateway.httpsPort, name)).fingerprint256 === issued.fingerprint256);
+    const resB = await httpsGet(name, b.gateway.httpsPort, root);
+    assert.equal(resB.fingerprint256, issued.fingerprint256, 'the same certificate, from storage');
+    assert.equal(resB.headers['x-upstream'], 'customer');
+    assert.equal(pebble.ordersPlaced(), orders, 'no order while disabled or after re-enabling');
   });
 });

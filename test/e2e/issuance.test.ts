@@ -2,11 +2,14 @@
 // - pre-flight: a name whose DNS does not point at us gets the fallback and zero orders;
 // - issuer fallback: the first issuer is down, the second issues, meta.json records which;
 // - budgets: with N new orders per window, N+5 new names give N orders and 5 fallbacks, and
-//   the log names the budget.
+//   the log names the budget; one client address spends at most onDemand.limits.budgetShare of
+//   it, so another client's new name is still issued.
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as netConnect } from 'node:net';
+import { connect } from 'node:tls';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { fallbackFingerprint, startTestGateway } from '../support/gateway.ts';
@@ -150,7 +153,8 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
       httpPort,
       logger,
       config: {
-        onDemand: { allow: ['*.budget.test'] },
+        // Every handshake here comes from one client: no per-client share, the whole budget is the test's.
+        onDemand: { allow: ['*.budget.test'], limits: { budgetShare: 1 } },
         acme: { budgets: { newOrders: { limit: N, window: '1h' } } },
         proxy: { upstream: upstream.origin },
       },
@@ -175,4 +179,59 @@ describe('issuance: pre-flight, issuer fallback, budgets', () => {
       await gw.close();
     }
   });
+
+  test('budget share per client: client A\'s flood of allowed names spends at most its share; client B\'s new name still gets its certificate', async () => {
+    const N = 8;
+    const SHARE = 0.25; // of 8: two orders per client address
+    const { logger, lines } = capturingLogger();
+    const gw = await startTestGateway({
+      pebble,
+      httpsPort,
+      httpPort,
+      logger,
+      config: {
+        onDemand: { allow: ['*.share.test'], limits: { budgetShare: SHARE } },
+        acme: { budgets: { newOrders: { limit: N, window: '1h' } } },
+        proxy: { upstream: upstream.origin },
+      },
+    });
+    try {
+      const fallback = await fallbackFingerprint(gw);
+      const orders = pebble.ordersPlaced();
+      // Client A (127.0.0.1): as many random allowed names as the whole budget.
+      const servedA: string[] = [];
+      for (let i = 0; i < N; i++) servedA.push((await peerCertificate(httpsPort, `a${i}.share.test`)).fingerprint256);
+      const ordersA = pebble.ordersPlaced() - orders;
+      assert.equal(ordersA, N * SHARE, 'A placed exactly its share of orders');
+      assert.equal(servedA.filter((f) => f === fallback).length, N - N * SHARE, 'then A got the fallback');
+      const shareLines = lines.filter((l) => l.step === 'budget' && l.client === '127.0.0.1');
+      assert.ok(shareLines.length >= 1);
+      assert.match(String(shareLines[0]!.msg), /client 127\.0\.0\.1 spent its share/);
+
+      // Client B, another source address on the loopback range: its new customer's name is issued.
+      const root = await pebble.rootPem();
+      const b = await verifiedHandshakeFrom('127.0.0.2', httpsPort, 'customer-b.share.test', root);
+      assert.equal(b.authorized, true, `B got a certificate that verifies: ${b.error ?? ''}`);
+      assert.notEqual(b.fingerprint256, fallback);
+      assert.equal(pebble.ordersPlaced() - orders, N * SHARE + 1, 'one order for B');
+      const left = await gw.gateway.budgets.remaining('newOrders', gw.gateway.issuer.ca, 'any.share.test');
+      assert.equal(left.remaining, N - N * SHARE - 1, 'A\'s refused names did not count against the CA budget');
+    } finally {
+      await gw.close();
+    }
+  });
 });
+
+/** A TLS handshake from `localAddress` (another loopback address = another client), verified against `ca`. */
+function verifiedHandshakeFrom(localAddress: string, port: number, servername: string, ca: string): Promise<{ authorized: boolean; error?: string; fingerprint256: string }> {
+  return new Promise((resolve, reject) => {
+    const tcp = netConnect({ host: '127.0.0.1', port, localAddress });
+    const socket = connect({ socket: tcp, servername, ca, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      const result = { authorized: socket.authorized, fingerprint256: socket.getPeerCertificate().fingerprint256, ...(socket.authorizationError ? { error: String(socket.authorizationError) } : {}) };
+      socket.end();
+      resolve(result);
+    });
+    socket.setTimeout(60_000, () => socket.destroy(new Error(`handshake timeout for ${servername} from ${localAddress}`)));
+    socket.on('error', reject);
+  });
+}

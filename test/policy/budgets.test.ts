@@ -71,4 +71,45 @@ describe('RateBudgets', () => {
     await small.recordFailedAuthorization('ca4', 'bad.example.com');
     assert.equal((await small.beginOrder('ca4', 'bad.example.com'))?.budget, 'failedAuthorizations');
   });
+
+  test('client share: one address spends at most its share of newOrders, counted by every instance together; another address still orders', async () => {
+    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 8, windowMs: 60_000 } };
+    // Two instances on one storage, share 0.25 of 8: two orders per client address per window.
+    const a = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.25);
+    const b = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.25);
+    assert.equal(await a.beginOrder('ca5', 'x1.share.example', { client: '192.0.2.7' }), null);
+    assert.equal(await b.beginOrder('ca5', 'x2.share.example', { client: '192.0.2.7' }), null);
+    const refused = await a.beginOrder('ca5', 'x3.share.example', { client: '192.0.2.7' });
+    assert.equal(refused?.budget, 'newOrders');
+    assert.equal(refused?.client, '192.0.2.7');
+    assert.equal(refused?.limit, 2);
+    assert.equal(refused?.freesAt.getTime(), now + 60_000);
+    // The refused order was not counted against the CA's budget.
+    assert.equal((await a.remaining('newOrders', 'ca5', 'any.example')).remaining, 6);
+    // Another address (IPv6 too) has its own share; orders without a client (renewals, admin) have none.
+    assert.equal(await b.beginOrder('ca5', 'y1.share.example', { client: '2001:db8::1' }), null);
+    assert.equal(await b.beginOrder('ca5', 'y2.share.example', { client: '2001:db8::1' }), null);
+    assert.equal((await b.beginOrder('ca5', 'y3.share.example', { client: '2001:db8::1' }))?.client, '2001:db8::1');
+    assert.equal(await a.beginOrder('ca5', 'renewal.share.example'), null);
+    now += 60_001;
+    assert.equal(await a.beginOrder('ca5', 'x4.share.example', { client: '192.0.2.7' }), null, 'the share frees with the window');
+  });
+
+  test('client share of certificatesPerDomain: one address ordering many names under one registered domain', async () => {
+    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, certificatesPerDomain: { limit: 4, windowMs: 60_000 } };
+    const budgets = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.5);
+    assert.equal(await budgets.beginOrder('ca6', 'a.tenant.example.com', { client: '198.51.100.1' }), null);
+    assert.equal(await budgets.beginOrder('ca6', 'b.tenant.example.com', { client: '198.51.100.1' }), null);
+    const refused = await budgets.beginOrder('ca6', 'c.tenant.example.com', { client: '198.51.100.1' });
+    assert.equal(refused?.budget, 'certificatesPerDomain');
+    assert.equal(refused?.scope, 'example.com');
+    assert.equal(await budgets.beginOrder('ca6', 'a.other.example.net', { client: '198.51.100.1' }), null, 'another registered domain');
+    assert.equal(await budgets.beginOrder('ca6', 'c.tenant.example.com', { client: '198.51.100.2' }), null, 'another address');
+  });
+
+  test('share 1 (or no client): no per-client counting at all', async () => {
+    const whole = new RateBudgets(storage, { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 3, windowMs: 60_000 } }, silentLogger(), () => now, undefined, 1);
+    for (let i = 0; i < 3; i++) assert.equal(await whole.beginOrder('ca7', `w${i}.example.com`, { client: '192.0.2.9' }), null);
+    assert.equal((await whole.beginOrder('ca7', 'w3.example.com', { client: '192.0.2.9' }))?.client, undefined);
+  });
 });

@@ -20,7 +20,11 @@ export function adminCall(
     const payload = opts.rawBody ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
     const headers: Record<string, string> = {};
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+    if (payload !== undefined) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      // Framed explicitly: Node sends a GET/DELETE body without Content-Length or chunking otherwise.
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
     const req = httpRequest({ host: '127.0.0.1', port, method, path, headers, agent: false, timeout: 120_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

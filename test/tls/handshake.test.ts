@@ -3,7 +3,8 @@
 //   tls-alpn-01 path relies on;
 // - an SNI lookup that fails answers cb(err): the client sees a failed handshake, the server
 //   stays up and nothing rejects unhandled;
-// - a slow issuance gets the fallback after handshakeWait and keeps running.
+// - a slow issuance gets the fallback after handshakeWait and keeps running;
+// - acme-tls/1 handshakes for challenges not in memory pass the abuse limits before storage.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -14,10 +15,13 @@ import { connect, createSecureContext, createServer, type SecureContext, type TL
 import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
 import { TlsAlpn01Solver } from '../../src/acme/solvers.ts';
 import { silentLogger } from '../../src/log.ts';
+import { IssuanceLimits } from '../../src/policy/limits.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import type { CertificateManager, ObtainOutcome } from '../../src/tls/certificates.ts';
 import { createHandshakeCallbacks, type HandshakeOutcome } from '../../src/tls/handshake.ts';
+import { CountingStorage } from '../support/gateway.ts';
+import { capturingLogger, type LogLine } from '../support/log-lines.ts';
 
 function handshake(port: number, servername: string, alpn: string[]): Promise<{ ok: true; cert: string; alpn: string | false | null } | { ok: false; error: string }> {
   return new Promise((resolve) => {
@@ -153,5 +157,83 @@ describe('createHandshakeCallbacks', () => {
   test('a client that speaks no protocol we do is refused', async () => {
     const r = await handshake(port, 'ready.test', ['h2']);
     assert.equal(r.ok, false);
+  });
+});
+
+describe('acme-tls/1 handshakes inside the abuse limits (step 2)', () => {
+  const BURST = 3;
+  let dir: string;
+  let port: number;
+  let server: ReturnType<typeof createServer>;
+  let storage: CountingStorage;
+  let here: TlsAlpn01Solver;
+  let elsewhere: TlsAlpn01Solver;
+  let lines: LogLine[];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'certgate-hs-limits-'));
+    const inner = await FileStorage.open(dir);
+    storage = new CountingStorage(inner);
+    const captured = capturingLogger('info');
+    lines = captured.lines;
+    here = new TlsAlpn01Solver(storage, captured.logger);
+    // Another process on the same storage: its challenges are found in storage only.
+    elsewhere = new TlsAlpn01Solver(inner);
+    const fallback = await createSelfSignedCertificate('fallback.invalid');
+    const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: BURST }, global: false, maxClients: 100, logger: captured.logger });
+    const callbacks = createHandshakeCallbacks({
+      cache: new CertificateCache(10),
+      manager: { obtain: () => Promise.resolve({ kind: 'denied', reason: 'no' }) } as unknown as CertificateManager,
+      tlsAlpn: here,
+      fallback: createSecureContext({ cert: fallback.certPem, key: fallback.keyPem }),
+      handshakeWaitMs: 300,
+      logger: captured.logger,
+      limits,
+    });
+    server = createServer({ cert: fallback.certPem, key: fallback.keyPem, ...callbacks } as Parameters<typeof createServer>[0], (s) => s.end());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    server.close();
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('100 random names: storage is read only within the client\'s bucket, and a handful of log lines', async () => {
+    const reads = storage.counts.get;
+    for (let i = 0; i < 100; i++) {
+      const r = await handshake(port, `r${i}.random.test`, ['acme-tls/1']);
+      assert.equal(r.ok, false, 'no challenge, no certificate');
+    }
+    // Each lookup reads cert and key: BURST lookups at most (the bucket refills 1 per 1000 s).
+    assert.ok(storage.counts.get - reads <= 2 * BURST, `${storage.counts.get - reads} storage reads for 100 handshakes`);
+    const warnings = lines.filter((l) => l.step === 'tls-alpn-01-validation' || l.step === 'rate-limit');
+    assert.ok(warnings.length <= 2 * BURST, `${warnings.length} log lines for 100 handshakes`);
+  });
+
+  test('with the bucket empty, a challenge this process presented is still served from memory', async () => {
+    await here.present('mine.test', 'token', 'token.thumbprint');
+    try {
+      const reads = storage.counts.get;
+      const r = await handshake(port, 'mine.test', ['acme-tls/1']);
+      assert.ok(r.ok && r.alpn === 'acme-tls/1');
+      assert.equal(storage.counts.get, reads, 'no storage read');
+    } finally {
+      await here.cleanup('mine.test');
+    }
+  });
+
+  test('with the bucket empty, a challenge another process presented is refused (limits first, then storage)', async () => {
+    await elsewhere.present('theirs.test', 'token', 'token.thumbprint');
+    try {
+      const reads = storage.counts.get;
+      const r = await handshake(port, 'theirs.test', ['acme-tls/1']);
+      assert.equal(r.ok, false);
+      assert.equal(storage.counts.get, reads, 'no storage read');
+    } finally {
+      await elsewhere.cleanup('theirs.test');
+    }
   });
 });
