@@ -12,11 +12,11 @@ import { createTlsAlpnCertificate } from './certs.ts';
 import type { ChallengeSolver } from './client.ts';
 
 /**
- * An ACME token as CAs issue them: base64url, 43+ characters (256 bits at Let's Encrypt and
- * Pebble; RFC 8555 §8.1 asks for at least 128). Anything else is answered 404 without a storage
+ * An ACME token as RFC 8555 §8.1 allows it: base64url with at least 128 bits of entropy, so 22+
+ * characters (Let's Encrypt and Pebble send 43). Anything else is answered 404 without a storage
  * read, so scanners probing the path cost nothing.
  */
-const TOKEN = /^[A-Za-z0-9_-]{43,256}$/;
+const TOKEN = /^[A-Za-z0-9_-]{22,256}$/;
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 
 /** Unknown challenge requests and handshakes are logged at most this often (then counted). */
