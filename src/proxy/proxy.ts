@@ -2,14 +2,13 @@
 // keep-alive undici Pool per origin. Upgrade requests (WebSocket) go through a raw tunnel
 // (see tunnel.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { STATUS_CODES } from '../util/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
-import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
+import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
 import { openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
@@ -315,7 +314,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.ctx.log.warn({ host: this.host, upstream, code: failure.code, err: err.message, status: failure.status, path: pathOf(this.req.url) }, `upstream ${failure.reason}`);
-    this.sendError(failure.status, `${failure.status} ${STATUS_CODES[failure.status]}: upstream ${upstream} ${failure.reason}\n`);
+    this.sendError(failure.status, failureBody(failure));
   }
 
   sendError(status: number, body: string): void {

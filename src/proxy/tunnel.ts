@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Logger } from '../log.ts';
-import { classifyUpstreamError, errorCode } from './errors.ts';
+import { classifyUpstreamError, errorCode, failureBody } from './errors.ts';
 import { forwardRequestHeaders } from './headers.ts';
 import type { UpstreamTarget } from './routes.ts';
 
@@ -122,7 +122,7 @@ export function openTunnel(
     ctx.log.warn({ ...logFields, code: failure.code, err: err.message, status: failure.status }, `upstream ${failure.reason}`);
     client.unpipe(upstream);
     upstream.destroy();
-    rejectUpgrade(client, failure.status, `${failure.status} ${STATUS_CODES[failure.status]}: upstream ${target.origin} ${failure.reason}\n`);
+    rejectUpgrade(client, failure.status, failureBody(failure));
   };
 
   /** First response bytes: forward them, read the status, then hand over to pipe(). */

@@ -1,6 +1,7 @@
 // Shared helpers for the proxy tests: a front server wired to a ReverseProxy, a small HTTP
 // client, a self-signed certificate and a log capture.
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import {
   createServer as createHttpServer,
@@ -15,9 +16,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.ts';
-import type { ReverseProxy } from '../../src/proxy/proxy.ts';
+import type { TestContext } from 'node:test';
+import { silentLogger } from '../../src/log.ts';
+import { ReverseProxy, type ProxyOptions } from '../../src/proxy/proxy.ts';
+import { decodeFrames, encodeFrame, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
 export interface Front {
   server: Server;
@@ -159,4 +164,84 @@ export async function waitFor(check: () => boolean, ms = 3000, what = 'condition
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Start a proxy and a front server for it; both are closed when the test ends. */
+export async function proxied(t: TestContext, opts: Partial<ProxyOptions>, tls?: TestCert): Promise<{ proxy: ReverseProxy; front: Front }> {
+  const proxy = new ReverseProxy({ logger: silentLogger(), ...opts });
+  const front = await startFront(proxy, tls);
+  t.after(async () => {
+    await front.close();
+    await proxy.close();
+  });
+  return { proxy, front };
+}
+
+/** startUpstream, closed when the test ends. */
+export async function upstream(t: TestContext, ...args: Parameters<typeof startUpstream>): Promise<FakeUpstream> {
+  const u = await startUpstream(...args);
+  t.after(() => u.close());
+  return u;
+}
+
+/** A WebSocket opening handshake for `host` (GET /ws). */
+export function handshake(host: string): string {
+  return (
+    `GET /ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`
+  );
+}
+
+/** Read until the peer closes; resolves with everything as latin1 text. */
+export function readAll(socket: Socket | TLSSocket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    socket.on('error', reject);
+    setTimeout(() => reject(new Error('peer did not close')), 5000).unref();
+  });
+}
+
+/**
+ * Hand-made WebSocket client: send the handshake (and, with `together`, the first masked text
+ * frame in the same write), expect 101, return the text of the first frame received.
+ */
+export async function webSocketRoundTrip(socket: Socket, host: string, text: string, together = false): Promise<string> {
+  const frame = encodeFrame(1, Buffer.from(text), randomBytes(4));
+  if (together) socket.write(Buffer.concat([Buffer.from(handshake(host)), frame]));
+  else socket.write(handshake(host));
+  let buf = Buffer.alloc(0);
+  let headDone = false;
+  let sentFrame = together;
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no WebSocket reply')), 5000);
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!headDone) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        if (!head.startsWith('HTTP/1.1 101')) {
+          clearTimeout(timer);
+          reject(new Error(`handshake failed: ${head}`));
+          return;
+        }
+        headDone = true;
+        buf = buf.subarray(end + 4);
+        if (!sentFrame) {
+          sentFrame = true;
+          socket.write(frame);
+        }
+      }
+      const { frames } = decodeFrames(buf);
+      const first = frames[0];
+      if (first) {
+        clearTimeout(timer);
+        socket.write(encodeFrame(8, Buffer.from([0x03, 0xe8]), randomBytes(4)));
+        resolve(first.payload.toString('utf8'));
+      }
+    });
+  });
 }
