@@ -49,6 +49,8 @@ export function classifyUpstreamError(err: unknown, ctx: FailureContext): Upstre
     case 'ENETUNREACH':
     case 'EHOSTDOWN':
       return { status: 502, reason: 'is unreachable', code };
+    case 'UPSTREAM_INVALID_RESPONSE':
+      return { status: 502, reason: 'sent an invalid response', code };
     case 'UND_ERR_HEADERS_OVERFLOW':
       return { status: 502, reason: 'sent response headers that are too large', code };
     default:

@@ -136,3 +136,37 @@ export function returnResponseHeaders(
   }
   return out;
 }
+
+/** True when a request announces a body: any Transfer-Encoding, or a Content-Length other than 0. */
+export function hasRequestBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** A request target split for forwarding; see parseRequestTarget. */
+export interface RequestTarget {
+  /** Origin-form path and query to send upstream, e.g. '/chat?room=1'. */
+  path: string;
+  /** For an absolute-form target ('http://a.example/x'): its host[:port] as the URL parser gives it (lower-case, no default port). */
+  authority?: string;
+}
+
+/**
+ * The path to request upstream: origin-form as is, absolute-form (http/https, any case) reduced
+ * to path + query with its authority returned apart. undefined for anything else (authority-form,
+ * asterisk-form, unparsable URLs): the caller answers 400.
+ */
+export function parseRequestTarget(url: string | undefined): RequestTarget | undefined {
+  if (url === undefined || url === '') return undefined;
+  if (url.charCodeAt(0) === 47 /* '/' */) return { path: url };
+  const scheme = url.slice(0, 8).toLowerCase();
+  if (scheme.startsWith('http://') || scheme === 'https://') {
+    try {
+      const parsed = new URL(url);
+      return { path: parsed.pathname + parsed.search, authority: parsed.host };
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}

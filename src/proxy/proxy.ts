@@ -2,6 +2,7 @@
 // keep-alive undici Pool per origin. Upgrade requests (WebSocket) go through a raw tunnel
 // (see tunnel.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from '../util/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
@@ -9,9 +10,9 @@ import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
-import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
+import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
-import { openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
+import { checkUpgrade, openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
 
 export type { DynamicRoutes, ProxyRoute, UpstreamTarget } from './routes.ts';
 export { RouteTable, normalizeHost, parseUpstream } from './routes.ts';
@@ -132,19 +133,16 @@ export class ReverseProxy {
       exchange.sendError(502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    const path = requestTarget(req.url);
+    const path = parseRequestTarget(req.url)?.path;
     if (path === undefined) {
       exchange.sendError(400, '400 Bad Request: invalid request target\n');
       return;
     }
-    const headers = req.headers;
-    const hasBody = headers['transfer-encoding'] !== undefined ||
-      (headers['content-length'] !== undefined && headers['content-length'] !== '0');
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path,
       method: req.method ?? 'GET',
       headers: forwardRequestHeaders(req, false),
-      body: hasBody ? req : null,
+      body: hasRequestBody(req.headers) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
@@ -152,19 +150,30 @@ export class ReverseProxy {
     this.#pool(target).dispatch(options, exchange);
   }
 
-  /** Attach as the 'upgrade' listener (WebSocket and any other Upgrade). */
+  /**
+   * Attach as the 'upgrade' listener (WebSocket and any other Upgrade except h2c). Requests with
+   * a body or an absolute-form target naming another host are refused (400, see tunnel.ts); the
+   * client's bytes reach the upstream only after it answered 101.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
-    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
-    if (dynamic instanceof Promise) {
-      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host)));
+    const check = checkUpgrade(req, host);
+    if (!check.ok) {
+      this.#log.debug({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade, step: 'upgrade', status: check.status }, `upgrade refused: ${check.reason}`);
+      rejectUpgrade(socket, check.status, `${check.status} ${STATUS_CODES[check.status]}: ${check.reason}\n`);
       return;
     }
-    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host));
+    const path = check.path;
+    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
+    if (dynamic instanceof Promise) {
+      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host), path));
+      return;
+    }
+    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host), path);
   }
 
-  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined): void {
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, path: string): void {
     if (this.#closed) {
       rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
       return;
@@ -174,7 +183,7 @@ export class ReverseProxy {
       rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    openTunnel(this.#tunnel, req, socket, head, host, target);
+    openTunnel(this.#tunnel, req, socket, head, host, target, path);
   }
 
   /**
@@ -370,21 +379,6 @@ function positive(value: number | undefined, fallback: number, name: string): nu
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
   return value;
-}
-
-/** The path to request upstream: origin-form as is, absolute-form reduced to path + query. */
-function requestTarget(url: string | undefined): string | undefined {
-  if (url === undefined || url === '') return undefined;
-  if (url.charCodeAt(0) === 47 /* '/' */) return url;
-  if (url.startsWith('http://') || url.startsWith('https://')) {
-    try {
-      const parsed = new URL(url);
-      return parsed.pathname + parsed.search;
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
 }
 
 /** Path without the query string (queries often carry tokens; keep them out of logs). */

@@ -12,7 +12,7 @@ import {
   type Server,
 } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -22,7 +22,7 @@ import type { Logger } from '../../src/log.ts';
 import type { TestContext } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
 import { ReverseProxy, type ProxyOptions } from '../../src/proxy/proxy.ts';
-import { decodeFrames, encodeFrame, startUpstream, type FakeUpstream } from '../support/upstream.ts';
+import { decodeFrames, encodeFrame, startUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../support/upstream.ts';
 
 export interface Front {
   server: Server;
@@ -177,6 +177,106 @@ export async function proxied(t: TestContext, opts: Partial<ProxyOptions>, tls?:
   return { proxy, front };
 }
 
+/** An upstream that records every plain request it parses; see recordingUpstream. */
+export interface RecordingUpstream extends FakeUpstream {
+  /** 'METHOD url' of every request that reached the request handler, in order. */
+  readonly requests: string[];
+  /** Resolves once `n` requests arrived. */
+  arrived(n: number): Promise<void>;
+  /** Resolves once no connection to it is open any more (so no further request can arrive). */
+  idle(): Promise<void>;
+}
+
+/**
+ * An upstream that does not switch protocols (unless `onUpgrade` is given): Node treats an
+ * upgrade request as a plain one and keeps the connection alive, so a second request on the same
+ * connection would be parsed and answered too. Answers `plain <method> <url>` after `delayMs`.
+ */
+export async function recordingUpstream(t: TestContext, delayMs = 0, onUpgrade?: FakeUpstreamOptions['onUpgrade']): Promise<RecordingUpstream> {
+  const requests: string[] = [];
+  const up = await upstream(
+    t,
+    (req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      req.resume();
+      setTimeout(() => res.end(`plain ${req.method} ${req.url}`), delayMs);
+    },
+    onUpgrade ? { onUpgrade } : {},
+  );
+  let open = 0;
+  up.server.on('connection', (socket: Socket) => {
+    open++;
+    socket.on('close', () => open--);
+  });
+  return Object.assign(up, {
+    requests,
+    arrived: (n: number) => waitFor(() => requests.length >= n, 10_000, `${n} upstream requests`),
+    idle: () => waitFor(() => open === 0, 10_000, 'upstream connections to close'),
+  });
+}
+
+/** A byte-level upstream; see rawUpstream. */
+export interface RawUpstream {
+  origin: string;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** Every byte received, per connection, in order. */
+  readonly received: Buffer[];
+  /** The request lines ('GET /x HTTP/1.1') anywhere in the bytes received: what any HTTP server could have parsed. */
+  requestLines(): string[];
+  /** Resolves once no connection to it is open any more. */
+  idle(): Promise<void>;
+}
+
+/**
+ * An upstream that never switches protocols and records every byte it is sent: after the first
+ * request head on a connection it waits `delayMs`, answers `200 plain` (keep-alive), and keeps
+ * reading until the peer closes. Unlike a Node server, which stops parsing after an Upgrade
+ * request's head, it sees whatever was forwarded.
+ */
+export async function rawUpstream(t: TestContext, delayMs = 0): Promise<RawUpstream> {
+  const received: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createNetServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    const index = received.push(Buffer.alloc(0)) - 1;
+    let answered = false;
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('end', () => socket.end());
+    socket.on('data', (chunk: Buffer) => {
+      received[index] = Buffer.concat([received[index]!, chunk]);
+      if (answered || received[index].indexOf('\r\n\r\n') === -1) return;
+      answered = true;
+      setTimeout(() => {
+        if (socket.writable) socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nplain');
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
+  });
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  );
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get connections() {
+      return connections;
+    },
+    received,
+    requestLines: () => received.flatMap((bytes) => bytes.toString('latin1').match(/^[!-~]+ [^ \r\n]+ HTTP\/1\.[01]\r?$/gm) ?? []).map((l) => l.replace(/\r$/, '')),
+    idle: () => waitFor(() => sockets.size === 0, 10_000, 'upstream connections to close'),
+  };
+}
+
 /** startUpstream, closed when the test ends. */
 export async function upstream(t: TestContext, ...args: Parameters<typeof startUpstream>): Promise<FakeUpstream> {
   const u = await startUpstream(...args);
@@ -204,13 +304,14 @@ export function readAll(socket: Socket | TLSSocket): Promise<string> {
 }
 
 /**
- * Hand-made WebSocket client: send the handshake (and, with `together`, the first masked text
- * frame in the same write), expect 101, return the text of the first frame received.
+ * Hand-made WebSocket client: send the handshake (passed through `rewrite`; and, with `together`,
+ * the first masked text frame in the same write), expect 101, return the text of the first frame received.
  */
-export async function webSocketRoundTrip(socket: Socket, host: string, text: string, together = false): Promise<string> {
+export async function webSocketRoundTrip(socket: Socket, host: string, text: string, together = false, rewrite = (head: string) => head): Promise<string> {
   const frame = encodeFrame(1, Buffer.from(text), randomBytes(4));
-  if (together) socket.write(Buffer.concat([Buffer.from(handshake(host)), frame]));
-  else socket.write(handshake(host));
+  const request = rewrite(handshake(host));
+  if (together) socket.write(Buffer.concat([Buffer.from(request), frame]));
+  else socket.write(request);
   let buf = Buffer.alloc(0);
   let headDone = false;
   let sentFrame = together;
