@@ -260,6 +260,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     dynamicRoutes: registry,
     upstreamTimeoutMs: config.proxy.upstreamTimeout,
     accessLog: config.proxy.accessLog,
+    ...(config.proxy.strictHost ? { strictHost: { fallbackCert: fallback.certPem } } : {}),
     logger,
     onResponse: metrics.proxied,
   });

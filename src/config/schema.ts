@@ -263,6 +263,7 @@ const configSchema = z.strictObject({
         .default([]),
       upstreamTimeout: duration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
+      strictHost: z.boolean({ message: 'must be true (421 when Host is not a name the connection\'s certificate covers) or false' }).default(false),
     })
     .prefault({}),
   admin: z

@@ -12,6 +12,7 @@ import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
+import { StrictHostCheck } from './strict-host.ts';
 import { checkUpgrade, openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
 
 export type { DynamicRoutes, ProxyRoute, UpstreamTarget } from './routes.ts';
@@ -43,6 +44,12 @@ export interface ProxyOptions {
   maxConnectionsPerUpstream?: number;
   /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
   upstreamTls?: UpstreamTlsOptions;
+  /**
+   * Answer 421 Misdirected Request when a request's Host (port stripped, normalised) is not a
+   * name the certificate served on its TLS connection covers (see strict-host.ts). `fallbackCert`
+   * (PEM): connections served this certificate cover no name. Unset: Host alone routes, as always.
+   */
+  strictHost?: { fallbackCert?: string };
   /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
   onResponse?: (response: ProxiedResponse) => void;
 }
@@ -57,6 +64,7 @@ export interface ProxiedResponse {
   aborted: boolean;
 }
 
+const MISDIRECTED = "421 Misdirected Request: this connection's certificate does not cover the requested host\n";
 const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 128;
@@ -74,6 +82,7 @@ export class ReverseProxy {
   readonly #tls: UpstreamTlsOptions;
   readonly #tunnel: TunnelContext;
   readonly #exchange: ExchangeContext;
+  readonly #strictHost: StrictHostCheck | undefined;
   #closed = false;
 
   constructor(opts: ProxyOptions) {
@@ -89,6 +98,7 @@ export class ReverseProxy {
     this.#tls = { ...opts.upstreamTls };
     this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
     this.#dynamic = opts.dynamicRoutes;
+    this.#strictHost = opts.strictHost ? new StrictHostCheck(opts.strictHost.fallbackCert) : undefined;
     this.#tunnel = {
       log: this.#log,
       accessLog: this.#accessLog,
@@ -111,6 +121,12 @@ export class ReverseProxy {
     const start = performance.now();
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
+    if (this.#strictHost?.covers(req.socket, host) === false) {
+      const exchange = new Exchange(this.#exchange, req, res, host, undefined, start);
+      res.on('close', exchange.onClientClose);
+      exchange.sendError(421, MISDIRECTED);
+      return;
+    }
     const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
     if (dynamic instanceof Promise) {
       // Not in memory yet: the request body stays paused (nothing reads it) until we dispatch.
@@ -162,6 +178,10 @@ export class ReverseProxy {
     if (!check.ok) {
       this.#log.debug({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade, step: 'upgrade', status: check.status }, `upgrade refused: ${check.reason}`);
       rejectUpgrade(socket, check.status, `${check.status} ${STATUS_CODES[check.status]}: ${check.reason}\n`);
+      return;
+    }
+    if (this.#strictHost?.covers(req.socket, host) === false) {
+      rejectUpgrade(socket, 421, MISDIRECTED);
       return;
     }
     const path = check.path;

@@ -72,8 +72,8 @@ export interface SendOptions {
   headers?: OutgoingHttpHeaders;
   body?: Buffer | string;
   agent?: Agent | false;
-  /** Use https with this CA and SNI name. */
-  tls?: { ca: string; servername: string };
+  /** Use https with this CA and SNI name; `anyName`: accept a certificate for another name (a fallback). */
+  tls?: { ca: string; servername: string; anyName?: boolean };
 }
 
 /** One request to 127.0.0.1:port; resolves with the whole response. */
@@ -90,7 +90,7 @@ export function send(port: number, opts: SendOptions = {}): Promise<Reply> {
       agent: opts.agent ?? false,
     };
     const req = opts.tls
-      ? httpsRequest({ ...common, ca: opts.tls.ca, servername: opts.tls.servername })
+      ? httpsRequest({ ...common, ca: opts.tls.ca, servername: opts.tls.servername, ...(opts.tls.anyName ? { checkServerIdentity: () => undefined } : {}) })
       : httpRequest(common);
     req.on('error', reject);
     req.on('response', (res) => {
@@ -116,8 +116,8 @@ export interface TestCert {
   cert: string;
 }
 
-/** A throwaway self-signed certificate for localhost, *.example.test and 127.0.0.1. */
-export function selfSignedCert(): TestCert {
+/** A throwaway self-signed certificate, by default for localhost, example.test, *.example.test and 127.0.0.1. */
+export function selfSignedCert(subjectAltName = 'DNS:localhost,DNS:example.test,DNS:*.example.test,IP:127.0.0.1'): TestCert {
   const dir = mkdtempSync(join(tmpdir(), 'certgate-proxy-test-'));
   try {
     const keyPath = join(dir, 'key.pem');
@@ -127,7 +127,7 @@ export function selfSignedCert(): TestCert {
       [
         'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
         '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=localhost',
-        '-addext', 'subjectAltName=DNS:localhost,DNS:example.test,DNS:*.example.test,IP:127.0.0.1',
+        '-addext', `subjectAltName=${subjectAltName}`,
       ],
       { stdio: 'ignore', timeout: 10_000 },
     );
