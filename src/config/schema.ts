@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../policy/patterns.ts';
+import { parseCidr } from '../proxy/upstream-allow.ts';
 import { normalizeServerName } from '../tls/names.ts';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -263,7 +264,14 @@ const configSchema = z.strictObject({
         .default([]),
       upstreamTimeout: duration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
-      strictHost: z.boolean({ message: 'must be true (421 when Host is not a name the connection\'s certificate covers) or false' }).default(false),
+      upstreamAllow: z
+        .array(
+          z.string().refine((v) => parseCidr(v) !== undefined, {
+            message: 'each entry must be a CIDR like "10.0.0.0/8" or "2001:db8::/32" (or one address like "10.0.0.7")',
+          }),
+        )
+        .optional(),
+      strictHost: z.boolean().default(false),
     })
     .prefault({}),
   admin: z

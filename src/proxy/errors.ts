@@ -2,6 +2,7 @@
 // never names the upstream's address (internal topology is not the client's business); the
 // warn log line that goes with it does.
 import { STATUS_CODES } from '../util/node-http.ts';
+import { UPSTREAM_NOT_ALLOWED } from './upstream-allow.ts';
 
 export interface UpstreamFailure {
   status: 502 | 504;
@@ -49,6 +50,8 @@ export function classifyUpstreamError(err: unknown, ctx: FailureContext): Upstre
     case 'ENETUNREACH':
     case 'EHOSTDOWN':
       return { status: 502, reason: 'is unreachable', code };
+    case UPSTREAM_NOT_ALLOWED:
+      return { status: 502, reason: 'is not an allowed address', code };
     case 'UPSTREAM_INVALID_RESPONSE':
       return { status: 502, reason: 'sent an invalid response', code };
     case 'UND_ERR_HEADERS_OVERFLOW':

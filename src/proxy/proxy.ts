@@ -3,6 +3,7 @@
 // (see tunnel.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from '../util/node-http.ts';
+import { isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +14,7 @@ import { classifyUpstreamError, errorCode, failureBody, type FailureContext } fr
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
 import { StrictHostCheck } from './strict-host.ts';
+import { UPSTREAM_NOT_ALLOWED, type UpstreamAllowList } from './upstream-allow.ts';
 import { checkUpgrade, openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
 
 export type { DynamicRoutes, ProxyRoute, UpstreamTarget } from './routes.ts';
@@ -50,6 +52,11 @@ export interface ProxyOptions {
    * (PEM): connections served this certificate cover no name. Unset: Host alone routes, as always.
    */
   strictHost?: { fallbackCert?: string };
+  /**
+   * Addresses upstreams from `dynamicRoutes` (the domain registry) may point at (see
+   * upstream-allow.ts); a refused one gets 502. Unset: not checked (configured routes never are).
+   */
+  upstreamAllow?: UpstreamAllowList;
   /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
   onResponse?: (response: ProxiedResponse) => void;
 }
@@ -65,6 +72,7 @@ export interface ProxiedResponse {
 }
 
 const MISDIRECTED = "421 Misdirected Request: this connection's certificate does not cover the requested host\n";
+const NOT_ALLOWED = classifyUpstreamError({ code: UPSTREAM_NOT_ALLOWED }, { connectTimeoutMs: 0, upstreamTimeoutMs: 0 });
 const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 128;
@@ -83,6 +91,7 @@ export class ReverseProxy {
   readonly #tunnel: TunnelContext;
   readonly #exchange: ExchangeContext;
   readonly #strictHost: StrictHostCheck | undefined;
+  readonly #upstreamAllow: UpstreamAllowList | undefined;
   #closed = false;
 
   constructor(opts: ProxyOptions) {
@@ -99,6 +108,7 @@ export class ReverseProxy {
     this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
     this.#dynamic = opts.dynamicRoutes;
     this.#strictHost = opts.strictHost ? new StrictHostCheck(opts.strictHost.fallbackCert) : undefined;
+    this.#upstreamAllow = opts.upstreamAllow;
     this.#tunnel = {
       log: this.#log,
       accessLog: this.#accessLog,
@@ -130,13 +140,13 @@ export class ReverseProxy {
     const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
     if (dynamic instanceof Promise) {
       // Not in memory yet: the request body stays paused (nothing reads it) until we dispatch.
-      void dynamic.then((target) => this.#handleRequest(req, res, host, rawHost, target ?? this.#table.lookup(host), start));
+      void dynamic.then((target) => this.#handleRequest(req, res, host, rawHost, target ?? this.#table.lookup(host), start, target !== undefined));
       return;
     }
-    this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start);
+    this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start, dynamic !== undefined);
   }
 
-  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number): void {
+  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number, fromRegistry: boolean): void {
     const exchange = new Exchange(this.#exchange, req, res, host, target, start);
     res.on('close', exchange.onClientClose);
 
@@ -147,6 +157,11 @@ export class ReverseProxy {
     if (target === undefined) {
       this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url) }, 'no upstream for host');
       exchange.sendError(502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
+      return;
+    }
+    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
+    if (lookup === null) {
+      exchange.sendError(502, failureBody(NOT_ALLOWED));
       return;
     }
     const path = parseRequestTarget(req.url)?.path;
@@ -163,7 +178,7 @@ export class ReverseProxy {
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
     };
-    this.#pool(target).dispatch(options, exchange);
+    this.#pool(target, lookup).dispatch(options, exchange);
   }
 
   /**
@@ -187,13 +202,13 @@ export class ReverseProxy {
     const path = check.path;
     const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
     if (dynamic instanceof Promise) {
-      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host), path));
+      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host), path, target !== undefined));
       return;
     }
-    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host), path);
+    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host), path, dynamic !== undefined);
   }
 
-  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, path: string): void {
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, path: string, fromRegistry: boolean): void {
     if (this.#closed) {
       rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
       return;
@@ -203,7 +218,12 @@ export class ReverseProxy {
       rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    openTunnel(this.#tunnel, req, socket, head, host, target, path);
+    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
+    if (lookup === null) {
+      rejectUpgrade(socket, 502, failureBody(NOT_ALLOWED));
+      return;
+    }
+    openTunnel(this.#tunnel, req, socket, head, host, target, path, lookup);
   }
 
   /**
@@ -243,8 +263,25 @@ export class ReverseProxy {
     this.#exchange.access?.flush();
   }
 
-  #pool(target: UpstreamTarget): Pool {
-    let pool = this.#pools.get(target.origin);
+  /**
+   * Steps 1-2 of upstream-allow.ts for a registry upstream: null when its IP literal is refused
+   * (logged here), the allow-list's DNS lookup for a host name, undefined when nothing more is
+   * needed (an allowed IP literal, or no allow-list).
+   */
+  #admit(target: UpstreamTarget, host: string): LookupFunction | undefined | null {
+    const allow = this.#upstreamAllow;
+    if (allow === undefined) return undefined;
+    if (isIP(target.hostname) === 0) return allow.lookupFor(target.port);
+    const refusal = allow.refusal(target.hostname, target.port);
+    if (refusal === undefined) return undefined;
+    this.#log.warn({ host, upstream: target.origin, step: 'upstream-allow', code: UPSTREAM_NOT_ALLOWED }, `registry upstream refused: ${refusal}`);
+    return null;
+  }
+
+  /** The pool for `target`; with `lookup` (a registry host name) one of its own that resolves through it. */
+  #pool(target: UpstreamTarget, lookup?: LookupFunction): Pool {
+    const key = lookup === undefined ? target.origin : `registry ${target.origin}`;
+    let pool = this.#pools.get(key);
     if (pool !== undefined) return pool;
     const options: Pool.Options = {
       connections: this.#maxConnections,
@@ -253,15 +290,15 @@ export class ReverseProxy {
       connectTimeout: this.#connectTimeoutMs,
       allowH2: false,
     };
-    if (target.secure) {
+    if (target.secure || lookup !== undefined) {
+      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false, ...(lookup ? { lookup } : {}) });
       // undici would send the client's Host as SNI (and check the certificate against it); use
       // the upstream's own host name instead, and no SNI for IP literals.
-      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false });
       const servername = target.servername;
-      options.connect = (opts, callback) => connector({ ...opts, servername }, callback);
+      options.connect = target.secure ? (opts, callback) => connector({ ...opts, servername }, callback) : connector;
     }
     pool = new (undici().Pool)(target.origin, options);
-    this.#pools.set(target.origin, pool);
+    this.#pools.set(key, pool);
     return pool;
   }
 }

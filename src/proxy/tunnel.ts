@@ -21,7 +21,7 @@
 //        the upstream has sent its answer
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from '../util/node-http.ts';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type LookupFunction, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
@@ -126,7 +126,8 @@ type Phase = 'connecting' | 'waiting' | 'open' | 'answered' | 'done';
 
 /**
  * Steps 4-7 for an upgrade request checkUpgrade accepted: `path` is its origin-form target,
- * `head` the bytes that arrived after the request head. Owns both sockets from here on: every
+ * `head` the bytes that arrived after the request head, `lookup` the DNS lookup for the
+ * upstream connection (the allow-list's, for registry upstreams). Owns both sockets from here on: every
  * outcome ends in an answer to the client and both sockets closed, and one access-log line.
  */
 export function openTunnel(
@@ -137,6 +138,7 @@ export function openTunnel(
   host: string,
   target: UpstreamTarget,
   path: string,
+  lookup?: LookupFunction,
 ): void {
   const start = performance.now();
   const fields = forwardRequestHeaders(req, true);
@@ -151,8 +153,9 @@ export function openTunnel(
         port: target.port,
         servername: target.servername,
         ALPNProtocols: ['http/1.1'],
+        ...(lookup ? { lookup } : {}),
       })
-    : netConnect({ host: target.hostname, port: target.port });
+    : netConnect({ host: target.hostname, port: target.port, ...(lookup ? { lookup } : {}) });
   ctx.open.add(upstream);
 
   let phase: Phase = 'connecting';
