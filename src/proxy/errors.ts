@@ -4,6 +4,7 @@
 import { STATUS_CODES } from '../util/node-http.ts';
 import { UPSTREAM_NOT_ALLOWED } from './upstream-allow.ts';
 
+/** How an upstream failure is answered: status, wording, and the error code for logs. */
 export interface UpstreamFailure {
   status: 502 | 504;
   /** Completes "upstream ..." (and "upstream <origin> ..." in log lines). */
@@ -11,6 +12,7 @@ export interface UpstreamFailure {
   code: string;
 }
 
+/** The time-outs the wording of 504 answers quotes. */
 export interface FailureContext {
   connectTimeoutMs: number;
   upstreamTimeoutMs: number;

@@ -54,6 +54,7 @@ function blockListOf(cidrs: readonly string[]): BlockList {
   return list;
 }
 
+/** What UpstreamAllowList checks against. */
 export interface UpstreamAllowOptions {
   /** CIDRs registry upstreams must be inside; undefined: anything outside DEFAULT_DENIED. */
   allow?: readonly string[];
