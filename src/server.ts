@@ -23,6 +23,7 @@ import { OnDemandPolicy } from './policy/policy.ts';
 import { Preflight, PreflightResponder } from './policy/preflight.ts';
 import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
+import { UpstreamAllowList } from './proxy/upstream-allow.ts';
 import { LocalBus, type ClusterBus } from './storage/bus.ts';
 import { openStorage } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
@@ -260,12 +261,20 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       : metrics.handshake,
   });
 
+  // Registry upstreams are set through the admin API, possibly from customer input: where they
+  // may point is checked (the admin API itself never).
+  const upstreamAllow = new UpstreamAllowList({
+    ...(config.proxy.upstreamAllow ? { allow: config.proxy.upstreamAllow } : {}),
+    ...(adminAddress ? { admin: adminAddress } : {}),
+  });
   const proxy = new ReverseProxy({
     ...(config.proxy.upstream ? { defaultUpstream: config.proxy.upstream } : {}),
     routes: config.proxy.routes,
     dynamicRoutes: registry,
     upstreamTimeoutMs: config.proxy.upstreamTimeout,
     accessLog: config.proxy.accessLog,
+    ...(config.proxy.strictHost ? { strictHost: { fallbackCert: fallback.certPem } } : {}),
+    upstreamAllow,
     logger,
     onResponse: metrics.proxied,
   });
@@ -346,6 +355,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
         nextRenewal: (meta) =>
           new Date(renewalTime(meta.domain, Date.parse(meta.notBefore), Date.parse(meta.notAfter), { fraction: config.renewal.fraction, jitterMs: config.renewal.jitter })),
         listenersUp: () => https.listening && http.listening,
+        upstreamAllow,
       });
     } catch (err) {
       const inUse = (err as { code?: string }).code === 'EADDRINUSE';

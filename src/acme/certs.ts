@@ -184,7 +184,11 @@ export interface ParsedCertificate {
   fingerprint256: string;
 }
 
-function sanNames(subjectAltName: string | undefined): string[] {
+/**
+ * The DNS names and IP addresses of a subjectAltName text as node:crypto writes it
+ * ('DNS:a.example, DNS:*.b.example, IP Address:127.0.0.1'), in order, as written (quotes removed).
+ */
+export function sanNames(subjectAltName: string | undefined): string[] {
   if (!subjectAltName) return [];
   const names: string[] = [];
   for (const part of subjectAltName.split(/,\s*/)) {

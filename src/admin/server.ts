@@ -13,6 +13,8 @@ import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import { DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
 import { bindingInputSchema } from './bindings.ts';
+import { parseUpstream } from '../proxy/routes.ts';
+import type { UpstreamAllowList } from '../proxy/upstream-allow.ts';
 import { failureHistory, type CertificateStatus, type FailureHistory } from './certificate-status.ts';
 import type { CertificateMeta } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
@@ -54,6 +56,8 @@ export interface AdminServerOptions {
   bus?: ClusterBus;
   logger: Logger;
   metrics?: MetricsSource;
+  /** `proxy.upstreamAllow`: a binding whose upstream is an IP literal it refuses gets 400. */
+  upstreamAllow: UpstreamAllowList;
   /** Readiness beyond storage: e.g. the gateway's listeners are up. */
   listenersUp: () => boolean;
   /** Seam for the renewal scheduler. */
@@ -203,6 +207,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       }
       if (method === 'PUT') {
         const body = parseBody(bindingInputSchema, await readJson(req));
+        if (body.upstream !== undefined) {
+          // Literal addresses are checked now; host names when the proxy resolves them.
+          const target = parseUpstream(body.upstream);
+          const refusal = isIP(target.hostname) === 0 ? undefined : opts.upstreamAllow.refusal(target.hostname, target.port);
+          if (refusal !== undefined) throw new HttpError(400, `upstream ${target.origin} for ${name}: ${refusal}`, 'upstream');
+        }
         const { binding, created } = await registry.put(name, body);
         return send(res, created ? 201 : 200, binding);
       }

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../policy/patterns.ts';
+import { parseCidr } from '../proxy/upstream-allow.ts';
 import { normalizeDomainName } from '../tls/names.ts';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
 
@@ -277,6 +278,14 @@ const configSchema = z.strictObject({
         .default([]),
       upstreamTimeout: duration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
+      upstreamAllow: z
+        .array(
+          z.string().refine((v) => parseCidr(v) !== undefined, {
+            message: 'each entry must be a CIDR like "10.0.0.0/8" or "2001:db8::/32" (or one address like "10.0.0.7")',
+          }),
+        )
+        .optional(),
+      strictHost: z.boolean().default(false),
     })
     .prefault({}),
   admin: z

@@ -16,14 +16,20 @@ const HOP_BY_HOP = [
 
 /**
  * Request fields never copied verbatim: hop-by-hop ones, fields the proxy sets itself (host,
- * content-length, x-forwarded-*), and Expect (Node already answered 100-continue; undici
- * refuses the field).
+ * content-length, x-forwarded-*, x-real-ip), Expect (Node already answered 100-continue; undici
+ * refuses the field), HTTP2-Settings (connection-specific, RFC 9113 §3.2.1: an h2c upgrade
+ * never reaches an upstream) and a client's Forwarded (RFC 7239): an upstream reading its
+ * first `for=` would trust whatever the client wrote, and the proxy has no trusted hops to
+ * append to it yet.
  */
 const SKIP_REQUEST = new Set([
   ...HOP_BY_HOP,
   'host',
   'content-length',
   'expect',
+  'http2-settings',
+  'forwarded',
+  'x-real-ip',
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
@@ -51,6 +57,7 @@ export function clientAddress(req: IncomingMessage): string | undefined {
   return address;
 }
 
+/** True when the request came over TLS. */
 export function isEncrypted(req: IncomingMessage): boolean {
   return (req.socket as { encrypted?: boolean }).encrypted === true;
 }
@@ -58,8 +65,9 @@ export function isEncrypted(req: IncomingMessage): boolean {
 /**
  * Headers to send upstream, as a flat [name, value, ...] list keeping the client's spelling and
  * repeated fields. The original Host is kept; X-Forwarded-For gets the client address appended,
- * X-Forwarded-Proto and X-Forwarded-Host are replaced. With `upgrade`, Connection: Upgrade and
- * the Upgrade field are kept (for the raw tunnel path).
+ * X-Forwarded-Proto and X-Forwarded-Host are replaced, X-Real-IP is replaced by the client
+ * address (the connection's peer), and a client's Forwarded is dropped. With `upgrade`,
+ * Connection: Upgrade and the Upgrade field are kept (for the raw tunnel path).
  */
 export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean): string[] {
   const raw = req.rawHeaders;
@@ -89,6 +97,7 @@ export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean): s
   const prior = Array.isArray(priorField) ? priorField.join(', ') : priorField;
   if (ip !== undefined) out.push('x-forwarded-for', prior ? `${prior}, ${ip}` : ip);
   else if (prior) out.push('x-forwarded-for', prior);
+  if (ip !== undefined) out.push('x-real-ip', ip);
   out.push('x-forwarded-proto', isEncrypted(req) ? 'https' : 'http');
   if (host !== undefined) out.push('x-forwarded-host', host);
   return out;
@@ -126,4 +135,38 @@ export function returnResponseHeaders(
     else out.push(name, value);
   }
   return out;
+}
+
+/** True when a request announces a body: any Transfer-Encoding, or a Content-Length other than 0. */
+export function hasRequestBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** A request target split for forwarding; see parseRequestTarget. */
+export interface RequestTarget {
+  /** Origin-form path and query to send upstream, e.g. '/chat?room=1'. */
+  path: string;
+  /** For an absolute-form target ('http://a.example/x'): its host[:port] as the URL parser gives it (lower-case, no default port). */
+  authority?: string;
+}
+
+/**
+ * The path to request upstream: origin-form as is, absolute-form (http/https, any case) reduced
+ * to path + query with its authority returned apart. undefined for anything else (authority-form,
+ * asterisk-form, unparsable URLs): the caller answers 400.
+ */
+export function parseRequestTarget(url: string | undefined): RequestTarget | undefined {
+  if (url === undefined || url === '') return undefined;
+  if (url.charCodeAt(0) === 47 /* '/' */) return { path: url };
+  const scheme = url.slice(0, 8).toLowerCase();
+  if (scheme.startsWith('http://') || scheme === 'https://') {
+    try {
+      const parsed = new URL(url);
+      return { path: parsed.pathname + parsed.search, authority: parsed.host };
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }

@@ -3,16 +3,19 @@
 // (see tunnel.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from '../util/node-http.ts';
+import { isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
-import { classifyUpstreamError, errorCode, type FailureContext } from './errors.ts';
-import { forwardRequestHeaders, returnResponseHeaders } from './headers.ts';
+import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
+import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
-import { openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
+import { StrictHostCheck } from './strict-host.ts';
+import { UPSTREAM_NOT_ALLOWED, type UpstreamAllowList } from './upstream-allow.ts';
+import { checkUpgrade, openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
 
 export type { DynamicRoutes, ProxyRoute, UpstreamTarget } from './routes.ts';
 export { RouteTable, normalizeHost, parseUpstream } from './routes.ts';
@@ -43,6 +46,17 @@ export interface ProxyOptions {
   maxConnectionsPerUpstream?: number;
   /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
   upstreamTls?: UpstreamTlsOptions;
+  /**
+   * Answer 421 Misdirected Request when a request's Host (port stripped, normalised) is not a
+   * name the certificate served on its TLS connection covers (see strict-host.ts). `fallbackCert`
+   * (PEM): connections served this certificate cover no name. Unset: Host alone routes, as always.
+   */
+  strictHost?: { fallbackCert?: string };
+  /**
+   * Addresses upstreams from `dynamicRoutes` (the domain registry) may point at (see
+   * upstream-allow.ts); a refused one gets 502. Unset: not checked (configured routes never are).
+   */
+  upstreamAllow?: UpstreamAllowList;
   /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
   onResponse?: (response: ProxiedResponse) => void;
 }
@@ -57,6 +71,8 @@ export interface ProxiedResponse {
   aborted: boolean;
 }
 
+const MISDIRECTED = "421 Misdirected Request: this connection's certificate does not cover the requested host\n";
+const NOT_ALLOWED = classifyUpstreamError({ code: UPSTREAM_NOT_ALLOWED }, { connectTimeoutMs: 0, upstreamTimeoutMs: 0 });
 const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 128;
@@ -74,6 +90,8 @@ export class ReverseProxy {
   readonly #tls: UpstreamTlsOptions;
   readonly #tunnel: TunnelContext;
   readonly #exchange: ExchangeContext;
+  readonly #strictHost: StrictHostCheck | undefined;
+  readonly #upstreamAllow: UpstreamAllowList | undefined;
   #closed = false;
 
   constructor(opts: ProxyOptions) {
@@ -89,6 +107,8 @@ export class ReverseProxy {
     this.#tls = { ...opts.upstreamTls };
     this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
     this.#dynamic = opts.dynamicRoutes;
+    this.#strictHost = opts.strictHost ? new StrictHostCheck(opts.strictHost.fallbackCert) : undefined;
+    this.#upstreamAllow = opts.upstreamAllow;
     this.#tunnel = {
       log: this.#log,
       accessLog: this.#accessLog,
@@ -111,16 +131,22 @@ export class ReverseProxy {
     const start = performance.now();
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
+    if (this.#strictHost?.covers(req.socket, host) === false) {
+      const exchange = new Exchange(this.#exchange, req, res, host, undefined, start);
+      res.on('close', exchange.onClientClose);
+      exchange.sendError(421, MISDIRECTED);
+      return;
+    }
     const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
     if (dynamic instanceof Promise) {
       // Not in memory yet: the request body stays paused (nothing reads it) until we dispatch.
-      void dynamic.then((target) => this.#handleRequest(req, res, host, rawHost, target ?? this.#table.lookup(host), start));
+      void dynamic.then((target) => this.#handleRequest(req, res, host, rawHost, target ?? this.#table.lookup(host), start, target !== undefined));
       return;
     }
-    this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start);
+    this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start, dynamic !== undefined);
   }
 
-  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number): void {
+  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number, fromRegistry: boolean): void {
     const exchange = new Exchange(this.#exchange, req, res, host, target, start);
     res.on('close', exchange.onClientClose);
 
@@ -133,39 +159,56 @@ export class ReverseProxy {
       exchange.sendError(502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    const path = requestTarget(req.url);
+    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
+    if (lookup === null) {
+      exchange.sendError(502, failureBody(NOT_ALLOWED));
+      return;
+    }
+    const path = parseRequestTarget(req.url)?.path;
     if (path === undefined) {
       exchange.sendError(400, '400 Bad Request: invalid request target\n');
       return;
     }
-    const headers = req.headers;
-    const hasBody = headers['transfer-encoding'] !== undefined ||
-      (headers['content-length'] !== undefined && headers['content-length'] !== '0');
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path,
       method: req.method ?? 'GET',
       headers: forwardRequestHeaders(req, false),
-      body: hasBody ? req : null,
+      body: hasRequestBody(req.headers) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
     };
-    this.#pool(target).dispatch(options, exchange);
+    this.#pool(target, lookup).dispatch(options, exchange);
   }
 
-  /** Attach as the 'upgrade' listener (WebSocket and any other Upgrade). */
+  /**
+   * Attach as the 'upgrade' listener (WebSocket and any other Upgrade except h2c). Requests with
+   * a body or an absolute-form target naming another host are refused (400, see tunnel.ts); the
+   * client's bytes reach the upstream only after it answered 101.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rawHost = req.headers.host;
     const host = rawHost === undefined ? '' : normalizeHost(rawHost);
-    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
-    if (dynamic instanceof Promise) {
-      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host)));
+    const check = checkUpgrade(req, host);
+    if (!check.ok) {
+      this.#log.debug({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade, step: 'upgrade', status: check.status }, `upgrade refused: ${check.reason}`);
+      rejectUpgrade(socket, check.status, `${check.status} ${STATUS_CODES[check.status]}: ${check.reason}\n`);
       return;
     }
-    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host));
+    if (this.#strictHost?.covers(req.socket, host) === false) {
+      rejectUpgrade(socket, 421, MISDIRECTED);
+      return;
+    }
+    const path = check.path;
+    const dynamic = host === '' ? undefined : this.#dynamic?.lookup(host);
+    if (dynamic instanceof Promise) {
+      void dynamic.then((target) => this.#handleUpgrade(req, socket, head, host, rawHost, target ?? this.#table.lookup(host), path, target !== undefined));
+      return;
+    }
+    this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host), path, dynamic !== undefined);
   }
 
-  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined): void {
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, path: string, fromRegistry: boolean): void {
     if (this.#closed) {
       rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
       return;
@@ -175,7 +218,12 @@ export class ReverseProxy {
       rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    openTunnel(this.#tunnel, req, socket, head, host, target);
+    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
+    if (lookup === null) {
+      rejectUpgrade(socket, 502, failureBody(NOT_ALLOWED));
+      return;
+    }
+    openTunnel(this.#tunnel, req, socket, head, host, target, path, lookup);
   }
 
   /**
@@ -215,8 +263,25 @@ export class ReverseProxy {
     this.#exchange.access?.flush();
   }
 
-  #pool(target: UpstreamTarget): Pool {
-    let pool = this.#pools.get(target.origin);
+  /**
+   * Steps 1-2 of upstream-allow.ts for a registry upstream: null when its IP literal is refused
+   * (logged here), the allow-list's DNS lookup for a host name, undefined when nothing more is
+   * needed (an allowed IP literal, or no allow-list).
+   */
+  #admit(target: UpstreamTarget, host: string): LookupFunction | undefined | null {
+    const allow = this.#upstreamAllow;
+    if (allow === undefined) return undefined;
+    if (isIP(target.hostname) === 0) return allow.lookupFor(target.port);
+    const refusal = allow.refusal(target.hostname, target.port);
+    if (refusal === undefined) return undefined;
+    this.#log.warn({ host, upstream: target.origin, step: 'upstream-allow', code: UPSTREAM_NOT_ALLOWED }, `registry upstream refused: ${refusal}`);
+    return null;
+  }
+
+  /** The pool for `target`; with `lookup` (a registry host name) one of its own that resolves through it. */
+  #pool(target: UpstreamTarget, lookup?: LookupFunction): Pool {
+    const key = lookup === undefined ? target.origin : `registry ${target.origin}`;
+    let pool = this.#pools.get(key);
     if (pool !== undefined) return pool;
     const options: Pool.Options = {
       connections: this.#maxConnections,
@@ -225,15 +290,15 @@ export class ReverseProxy {
       connectTimeout: this.#connectTimeoutMs,
       allowH2: false,
     };
-    if (target.secure) {
+    if (target.secure || lookup !== undefined) {
+      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false, ...(lookup ? { lookup } : {}) });
       // undici would send the client's Host as SNI (and check the certificate against it); use
       // the upstream's own host name instead, and no SNI for IP literals.
-      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false });
       const servername = target.servername;
-      options.connect = (opts, callback) => connector({ ...opts, servername }, callback);
+      options.connect = target.secure ? (opts, callback) => connector({ ...opts, servername }, callback) : connector;
     }
     pool = new (undici().Pool)(target.origin, options);
-    this.#pools.set(target.origin, pool);
+    this.#pools.set(key, pool);
     return pool;
   }
 }
@@ -315,7 +380,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.ctx.log.warn({ host: this.host, upstream, code: failure.code, err: err.message, status: failure.status, path: pathOf(this.req.url) }, `upstream ${failure.reason}`);
-    this.sendError(failure.status, `${failure.status} ${STATUS_CODES[failure.status]}: upstream ${upstream} ${failure.reason}\n`);
+    this.sendError(failure.status, failureBody(failure));
   }
 
   sendError(status: number, body: string): void {
@@ -371,21 +436,6 @@ function positive(value: number | undefined, fallback: number, name: string): nu
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
   return value;
-}
-
-/** The path to request upstream: origin-form as is, absolute-form reduced to path + query. */
-function requestTarget(url: string | undefined): string | undefined {
-  if (url === undefined || url === '') return undefined;
-  if (url.charCodeAt(0) === 47 /* '/' */) return url;
-  if (url.startsWith('http://') || url.startsWith('https://')) {
-    try {
-      const parsed = new URL(url);
-      return parsed.pathname + parsed.search;
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
 }
 
 /** Path without the query string (queries often carry tokens; keep them out of logs). */

@@ -1,21 +1,41 @@
-// Upgrade requests (WebSocket, h2c, ...): a raw TCP/TLS connection to the upstream carrying the
-// rewritten request head, then bytes piped both ways. No WebSocket parsing happens here.
+// Upgrade requests (WebSocket and the like): a raw TCP/TLS connection to the upstream carrying
+// the rewritten request head, then bytes piped both ways. No WebSocket parsing happens here.
+// The client's bytes after its request head reach the upstream only once the upstream switched
+// protocols: before that they would be read by the upstream as HTTP, i.e. as a second request
+// the proxy never saw (request smuggling).
+//
+//   checkUpgrade (ReverseProxy.handleUpgrade, before any routing work):
+//     1. `Upgrade: h2c` (or `h2`) → 400: HTTP/2 behind the proxy's back is never tunnelled
+//     2. a body (Content-Length > 0, any Transfer-Encoding) → 400: it would be read as a request
+//     3. the target: origin-form as is; absolute-form becomes origin-form when its host is the
+//        Host header's, else 400 (routing follows Host; the upstream must not see another name)
+//   openTunnel:
+//     4. connect and send the rewritten request head only; the client socket is not read, and
+//        the bytes that came with the request head (`head`) are held
+//     5. read the upstream's response head (bounded; within upstreamTimeout); 1xx other than
+//        101 are passed on and the next head awaited
+//     6. 101 → the head (and what followed it) to the client, then the held bytes upstream,
+//        then bytes piped both ways
+//     7. any other status → that answer to the client with `Connection: close`; the client's
+//        further bytes are read and dropped (never forwarded), and both connections close once
+//        the upstream has sent its answer
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from '../util/node-http.ts';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type LookupFunction, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Logger } from '../log.ts';
-import { classifyUpstreamError, errorCode } from './errors.ts';
-import { forwardRequestHeaders } from './headers.ts';
-import type { UpstreamTarget } from './routes.ts';
+import { classifyUpstreamError, errorCode, failureBody } from './errors.ts';
+import { forwardRequestHeaders, hasRequestBody, parseRequestTarget } from './headers.ts';
+import { normalizeHost, type UpstreamTarget } from './routes.ts';
 
+/** What openTunnel needs from the proxy; one per ReverseProxy. */
 export interface TunnelContext {
   log: Logger;
   accessLog: boolean;
   connectTimeoutMs: number;
-  /** Time allowed between sending the request head and the upstream's first response bytes. */
+  /** Time allowed between sending the request head and the upstream's complete response head. */
   upstreamTimeoutMs: number;
   tls: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
   /** Upstream sockets of live tunnels, destroyed by ReverseProxy.close(). */
@@ -24,8 +44,33 @@ export interface TunnelContext {
 
 /** How long a closing side may take to flush before it is destroyed. */
 const CLOSE_GRACE_MS = 5_000;
+/** Largest upstream response head accepted (Node's own limit is 16 KiB). */
+const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+const HEAD_END = Buffer.from('\r\n\r\n');
 
 function noop(): void {}
+
+/** The outcome of checkUpgrade: the origin-form path to send upstream, or a 400 and why. */
+export type UpgradeCheck = { ok: true; path: string } | { ok: false; status: 400; reason: string };
+
+/**
+ * Steps 1-3: may this upgrade request be tunnelled at all? `host` is the normalised Host header
+ * ('' when absent). A refusal is the client's fault (400); nothing has been sent anywhere yet.
+ */
+export function checkUpgrade(req: IncomingMessage, host: string): UpgradeCheck {
+  const upgrade = req.headers.upgrade ?? '';
+  for (const offered of upgrade.split(',')) {
+    const protocol = offered.trim().split('/')[0]!.toLowerCase();
+    if (protocol === 'h2c' || protocol === 'h2') return { ok: false, status: 400, reason: `upgrade to ${protocol} is not supported` };
+  }
+  if (hasRequestBody(req.headers)) return { ok: false, status: 400, reason: 'an upgrade request must not have a body' };
+  const target = parseRequestTarget(req.url);
+  if (target === undefined) return { ok: false, status: 400, reason: 'invalid request target' };
+  if (target.authority !== undefined && normalizeHost(target.authority) !== host) {
+    return { ok: false, status: 400, reason: 'the request target names another host than the Host header' };
+  }
+  return { ok: true, path: target.path };
+}
 
 /** Answer an upgrade request with a plain HTTP error on the raw client socket, then close it. */
 export function rejectUpgrade(socket: Duplex, status: number, body: string): void {
@@ -40,11 +85,14 @@ export function rejectUpgrade(socket: Duplex, status: number, body: string): voi
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
     'Cache-Control: no-store\r\n' +
     'Connection: close\r\n\r\n';
+  // Whatever else the client sent is read and dropped, so that closing does not reset the
+  // connection before the client has read this answer.
+  socket.resume();
   endThenDestroy(socket, head + body);
 }
 
 /** End the writable side (after `data`), destroy once flushed or after a grace period. */
-function endThenDestroy(socket: Duplex, data?: string): void {
+function endThenDestroy(socket: Duplex, data?: string | Buffer): void {
   if (socket.destroyed) return;
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
   timer.unref();
@@ -54,15 +102,34 @@ function endThenDestroy(socket: Duplex, data?: string): void {
   });
 }
 
-/** 'HTTP/1.1 101 Switching Protocols...' → 101; undefined when it does not look like a status line. */
-function parseStatus(buf: Buffer): number | undefined {
-  if (buf.length < 12 || buf.toString('latin1', 0, 7) !== 'HTTP/1.') return undefined;
-  const status = Number(buf.toString('latin1', 9, 12));
-  return Number.isInteger(status) ? status : undefined;
+/** 'HTTP/1.1 101 Switching Protocols' → 101; undefined when it is not an HTTP/1.x status line. */
+function parseStatus(head: string): number | undefined {
+  const m = /^HTTP\/1\.[01] (\d{3})(?: |\r|$)/.exec(head);
+  return m ? Number(m[1]) : undefined;
 }
 
-type Phase = 'connecting' | 'waiting' | 'open' | 'done';
+/** A response head (without its final CRLF CRLF) with Connection/Keep-Alive replaced by `Connection: close`. */
+function closingHead(head: string): string {
+  const lines = head.split('\r\n');
+  const out = [lines[0]!];
+  let dropping = false;
+  for (const line of lines.slice(1)) {
+    const folded = line.startsWith(' ') || line.startsWith('\t');
+    if (!folded) dropping = /^(?:connection|keep-alive)[ \t]*:/i.test(line);
+    if (!dropping) out.push(line);
+  }
+  out.push('Connection: close');
+  return out.join('\r\n') + '\r\n\r\n';
+}
 
+type Phase = 'connecting' | 'waiting' | 'open' | 'answered' | 'done';
+
+/**
+ * Steps 4-7 for an upgrade request checkUpgrade accepted: `path` is its origin-form target,
+ * `head` the bytes that arrived after the request head, `lookup` the DNS lookup for the
+ * upstream connection (the allow-list's, for registry upstreams). Owns both sockets from here on: every
+ * outcome ends in an answer to the client and both sockets closed, and one access-log line.
+ */
 export function openTunnel(
   ctx: TunnelContext,
   req: IncomingMessage,
@@ -70,9 +137,10 @@ export function openTunnel(
   head: Buffer,
   host: string,
   target: UpstreamTarget,
+  path: string,
+  lookup?: LookupFunction,
 ): void {
   const start = performance.now();
-  const path = req.url ?? '/';
   const fields = forwardRequestHeaders(req, true);
   let requestHead = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < fields.length; i += 2) requestHead += `${fields[i]}: ${fields[i + 1]}\r\n`;
@@ -85,16 +153,18 @@ export function openTunnel(
         port: target.port,
         servername: target.servername,
         ALPNProtocols: ['http/1.1'],
+        ...(lookup ? { lookup } : {}),
       })
-    : netConnect({ host: target.hostname, port: target.port });
+    : netConnect({ host: target.hostname, port: target.port, ...(lookup ? { lookup } : {}) });
   ctx.open.add(upstream);
 
   let phase: Phase = 'connecting';
   let status: number | undefined;
   let errorName: string | undefined;
-  let sniff: Buffer | null = null;
+  /** Upstream bytes not yet handled while its response head is awaited. */
+  let pending: Buffer = Buffer.alloc(0);
   let timer = setTimeout(() => onTimeout(), ctx.connectTimeoutMs);
-  const logFields = { host, upstream: target.origin, path: pathOf(path), upgrade: req.headers.upgrade };
+  const logFields = { host, upstream: target.origin, path: pathOf(path), upgrade: req.headers.upgrade, step: 'upgrade' };
 
   const onTimeout = (): void => {
     const connecting = phase === 'connecting';
@@ -110,7 +180,7 @@ export function openTunnel(
     clearTimeout(timer);
     const failure = classifyUpstreamError(err, ctx);
     errorName = failure.code;
-    if (phase === 'open') {
+    if (phase === 'open' || phase === 'answered') {
       phase = 'done';
       ctx.log.warn({ ...logFields, code: failure.code, err: err.message }, 'upstream tunnel failed');
       upstream.destroy();
@@ -120,43 +190,73 @@ export function openTunnel(
     phase = 'done';
     status = failure.status;
     ctx.log.warn({ ...logFields, code: failure.code, err: err.message, status: failure.status }, `upstream ${failure.reason}`);
-    client.unpipe(upstream);
     upstream.destroy();
-    rejectUpgrade(client, failure.status, `${failure.status} ${STATUS_CODES[failure.status]}: upstream ${target.origin} ${failure.reason}\n`);
+    rejectUpgrade(client, failure.status, failureBody(failure));
   };
 
-  /** First response bytes: forward them, read the status, then hand over to pipe(). */
+  /** Step 5: collect the upstream's response heads; hand over at the final one. */
   const onData = (chunk: Buffer): void => {
-    if (phase === 'waiting') {
-      phase = 'open';
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    for (;;) {
+      const end = pending.indexOf(HEAD_END);
+      if (end === -1) {
+        if (pending.length > MAX_RESPONSE_HEAD_BYTES) {
+          fail(Object.assign(new Error('response head too large'), { code: 'UND_ERR_HEADERS_OVERFLOW' }));
+        }
+        return;
+      }
+      const responseHead = pending.toString('latin1', 0, end);
+      const code = parseStatus(responseHead);
+      if (code === undefined) {
+        fail(Object.assign(new Error('invalid response status line'), { code: 'UPSTREAM_INVALID_RESPONSE' }));
+        return;
+      }
+      const rest = pending.subarray(end + HEAD_END.length);
+      if (code >= 100 && code < 200 && code !== 101) {
+        // Informational (100, 103): pass it on, the final answer follows.
+        client.write(pending.subarray(0, end + HEAD_END.length));
+        pending = rest;
+        continue;
+      }
       clearTimeout(timer);
+      upstream.off('data', onData);
+      status = code;
+      if (code === 101) switched(pending);
+      else answered(responseHead, rest);
+      pending = Buffer.alloc(0);
+      return;
     }
-    client.write(chunk);
-    sniff = sniff === null ? chunk : Buffer.concat([sniff, chunk]);
-    if (sniff.length < 12) return;
-    status = parseStatus(sniff);
-    sniff = null;
-    upstream.off('data', onData);
-    if (status !== 101) {
-      // Not switched: the upstream answered as plain HTTP. Stop relaying the client's bytes so
-      // that further requests cannot be smuggled through this tunnel without the proxy's headers,
-      // and let the upstream close once its answer is out.
-      client.unpipe(upstream);
-      upstream.end();
-    }
+  };
+
+  /** Step 6: the upstream switched protocols; from now on bytes flow both ways untouched. */
+  const switched = (response: Buffer): void => {
+    phase = 'open';
+    client.write(response);
+    if (head.length > 0) upstream.write(head);
+    upstream.pipe(client);
+    client.pipe(upstream);
+  };
+
+  /** Step 7: a plain HTTP answer; it is the last thing on both connections. */
+  const answered = (responseHead: string, rest: Buffer): void => {
+    phase = 'answered';
+    client.resume(); // read and drop: never forwarded, and no reset before the answer is read
+    client.write(closingHead(responseHead), 'latin1');
+    if (rest.length > 0) client.write(rest);
+    upstream.end();
     upstream.pipe(client);
   };
 
   client.on('error', noop);
   client.on('close', () => {
-    if (phase !== 'open') {
-      if (phase !== 'done') errorName = 'CLIENT_GONE';
-      phase = 'done';
-      clearTimeout(timer);
-      upstream.destroy();
-    } else {
+    if (phase === 'open') {
       endThenDestroy(upstream);
+      return;
     }
+    if (phase !== 'done' && phase !== 'answered') errorName = 'CLIENT_GONE';
+    phase = 'done';
+    clearTimeout(timer);
+    upstream.destroy();
   });
 
   upstream.once(target.secure ? 'secureConnect' : 'connect', () => {
@@ -165,13 +265,12 @@ export function openTunnel(
     clearTimeout(timer);
     timer = setTimeout(() => onTimeout(), ctx.upstreamTimeoutMs);
     upstream.setNoDelay(true);
-    upstream.write(requestHead);
-    if (head.length > 0) upstream.write(head);
+    // latin1: header values keep the bytes the client sent (Node decoded them as latin1).
+    upstream.write(requestHead, 'latin1');
     upstream.on('data', onData);
-    client.pipe(upstream);
   });
   upstream.on('error', (err) => {
-    if (phase === 'open') {
+    if (phase === 'open' || phase === 'answered') {
       ctx.log.debug({ ...logFields, code: errorCode(err) }, 'upstream tunnel error');
       errorName ??= errorCode(err);
       client.destroy();
@@ -187,7 +286,7 @@ export function openTunnel(
   upstream.on('close', () => {
     ctx.open.delete(upstream);
     clearTimeout(timer);
-    if (phase === 'open') {
+    if (phase === 'open' || phase === 'answered') {
       phase = 'done';
       endThenDestroy(client);
     } else if (phase !== 'done') {

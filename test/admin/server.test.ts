@@ -103,6 +103,12 @@ describe('admin API: auth, validation, paging, health', () => {
     const cases: Array<[string, string, { body?: unknown; rawBody?: string }, string]> = [
       ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'ftp://127.0.0.1:21' } }, 'upstream'],
       ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'http://127.0.0.1:8080/path' } }, 'upstream'],
+      // proxy.upstreamAllow unset: no loopback, link-local (cloud metadata) or unspecified addresses.
+      ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'http://127.0.0.1:8080' } }, 'upstream'],
+      ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'http://169.254.169.254' } }, 'upstream'],
+      ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'https://[fe80::1]:8443' } }, 'upstream'],
+      ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'http://[::ffff:127.0.0.1]:8080' } }, 'upstream'],
+      ['PUT', '/v1/domains/a.example.com', { body: { upstream: 'http://0.0.0.0:8080' } }, 'upstream'],
       ['PUT', '/v1/domains/a.example.com', { body: { status: 'paused' } }, 'status'],
       ['PUT', '/v1/domains/a.example.com', { body: { tenant: 42 } }, 'tenant'],
       ['PUT', '/v1/domains/a.example.com', { body: { upstrem: 'http://127.0.0.1:8080' } }, 'upstrem'],
@@ -144,7 +150,7 @@ describe('admin API: auth, validation, paging, health', () => {
   });
 
   test('PUT/GET/DELETE a binding', async () => {
-    const put = await adminCall(port, 'PUT', '/v1/domains/Crud.Example.com', { token: TOKEN, body: { upstream: 'http://127.0.0.1:8080', tenant: 'acme' } });
+    const put = await adminCall(port, 'PUT', '/v1/domains/Crud.Example.com', { token: TOKEN, body: { upstream: 'http://10.0.0.7:8080', tenant: 'acme' } });
     assert.equal(put.status, 201, put.body);
     assert.equal((put.json as DomainBinding).name, 'crud.example.com');
     assert.equal((await adminCall(port, 'PUT', '/v1/domains/crud.example.com', { token: TOKEN, body: { tenant: 'acme' } })).status, 200);

@@ -49,7 +49,7 @@ describe('admin API on two instances sharing Redis', () => {
     ({ pebble, httpsPort, httpPort, root } = await startPebbleOnFreePorts());
     platform = await startUpstream(echoHandler('platform'));
     customer = await startUpstream(echoHandler('customer'));
-    const config = { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin } };
+    const config = { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin, upstreamAllow: ['127.0.0.0/8'] } };
     const shared = { url: redis.url, prefix: 'admin-cluster:' };
     // A listens where Pebble validates; B elsewhere (it loads what A issued from Redis).
     a = await startTestGateway({ pebble, httpsPort, httpPort, config, redis: shared });

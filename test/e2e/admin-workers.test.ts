@@ -39,7 +39,7 @@ describe('admin API with workers: 2', () => {
         acme: { directory: 'https://127.0.0.1:9/dir' },
         onDemand: { registry: true },
         admin: { token: TOKEN },
-        proxy: { upstream: platform.origin },
+        proxy: { upstream: platform.origin, upstreamAllow: ['127.0.0.0/8'] },
       }),
     );
     proc = runProcess([CERTGATE_BIN, 'run', '--config', file], { env: { CERTGATE_ADMIN_TOKEN: '' } });

@@ -37,7 +37,8 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
       pebble,
       httpsPort,
       httpPort,
-      config: { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin } },
+      // The customers' upstreams run on loopback, which registry upstreams may not use by default.
+      config: { onDemand: { registry: true }, admin: { token: TOKEN }, proxy: { upstream: platform.origin, upstreamAllow: ['127.0.0.0/8'] } },
     });
     admin = gw.gateway.adminPort!;
     fallback = await fallbackFingerprint(gw);

@@ -1,23 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
 import { domainToASCII } from 'node:url';
-import { before, describe, it, type TestContext } from 'node:test';
-import { silentLogger } from '../../src/log.ts';
-import { ReverseProxy, type ProxyOptions } from '../../src/proxy/proxy.ts';
+import { before, describe, it } from 'node:test';
 import { freePort } from '../support/ports.ts';
 import {
-  decodeFrames,
   echoHandler,
-  encodeFrame,
-  startUpstream,
   webSocketEcho,
   type FakeUpstream,
 } from '../support/upstream.ts';
-import { captureLogs, selfSignedCert, send, startFront, waitFor, type Front, type TestCert } from './helpers.ts';
+import { captureLogs, handshake, proxied, readAll, selfSignedCert, send, upstream, waitFor, webSocketRoundTrip, type TestCert } from './helpers.ts';
 
 const T = { timeout: 15_000 };
 
@@ -32,23 +27,6 @@ interface Echo {
 
 function json(body: Buffer): Echo {
   return JSON.parse(body.toString('utf8')) as Echo;
-}
-
-/** Start a proxy and a front server for it; both are closed when the test ends. */
-async function proxied(t: TestContext, opts: Partial<ProxyOptions>, tls?: TestCert): Promise<{ proxy: ReverseProxy; front: Front }> {
-  const proxy = new ReverseProxy({ logger: silentLogger(), ...opts });
-  const front = await startFront(proxy, tls);
-  t.after(async () => {
-    await front.close();
-    await proxy.close();
-  });
-  return { proxy, front };
-}
-
-async function upstream(t: TestContext, ...args: Parameters<typeof startUpstream>): Promise<FakeUpstream> {
-  const u = await startUpstream(...args);
-  t.after(() => u.close());
-  return u;
 }
 
 describe('ReverseProxy', () => {
@@ -563,7 +541,8 @@ describe('ReverseProxy', () => {
     dead.write(handshake('dead.example.test'));
     const answer = await readAll(dead);
     assert.match(answer, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
-    assert.match(answer, /refused the connection/);
+    assert.match(answer, /\r\n\r\n502 Bad Gateway: upstream refused the connection\n$/);
+    assert.ok(!answer.includes('127.0.0.1') && !answer.includes(String(deadPort)), `the answer names the upstream: ${answer}`);
   });
 
   it('answers 502 when the upstream refuses, 504 when it never answers, and cuts a broken body', T, async (t) => {
@@ -589,7 +568,8 @@ describe('ReverseProxy', () => {
 
     const refused = await send(front.port, { host: 'dead.example.test' });
     assert.equal(refused.status, 502);
-    assert.equal(refused.body.toString(), `502 Bad Gateway: upstream http://127.0.0.1:${deadPort} refused the connection\n`);
+    // The body never names the upstream's address; the log line does.
+    assert.equal(refused.body.toString(), '502 Bad Gateway: upstream refused the connection\n');
     const refusedLog = logs.lines.find((l) => l.code === 'ECONNREFUSED');
     assert.ok(refusedLog, 'log line for the refused connection');
     assert.equal(refusedLog.level, 'warn');
@@ -600,7 +580,7 @@ describe('ReverseProxy', () => {
     const timedOut = await send(front.port, { host: 'silent.example.test' });
     const elapsed = Date.now() - started;
     assert.equal(timedOut.status, 504);
-    assert.match(timedOut.body.toString(), /^504 Gateway Timeout: upstream http:\/\/127\.0\.0\.1:\d+ did not answer within 300 ms\n$/);
+    assert.equal(timedOut.body.toString(), '504 Gateway Timeout: upstream did not answer within 300 ms\n');
     assert.ok(elapsed >= 250 && elapsed < 3000, `504 after ${elapsed} ms`);
     assert.ok(logs.lines.some((l) => l.code === 'UND_ERR_HEADERS_TIMEOUT' && l.level === 'warn'));
 
@@ -657,67 +637,6 @@ describe('ReverseProxy', () => {
     assert.equal((await send(front.port)).status, 503);
   });
 });
-
-function handshake(host: string): string {
-  return (
-    `GET /ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`
-  );
-}
-
-/** Read until the peer closes; resolves with everything as latin1 text. */
-function readAll(socket: Socket | import('node:tls').TLSSocket): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-    socket.on('error', reject);
-    setTimeout(() => reject(new Error('peer did not close')), 5000).unref();
-  });
-}
-
-/**
- * Hand-made WebSocket client: send the handshake (and, with `together`, the first masked text
- * frame in the same write), expect 101, return the text of the first frame received.
- */
-async function webSocketRoundTrip(socket: Socket, host: string, text: string, together = false): Promise<string> {
-  const frame = encodeFrame(1, Buffer.from(text), randomBytes(4));
-  if (together) socket.write(Buffer.concat([Buffer.from(handshake(host)), frame]));
-  else socket.write(handshake(host));
-  let buf = Buffer.alloc(0);
-  let headDone = false;
-  let sentFrame = together;
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no WebSocket reply')), 5000);
-    socket.on('error', reject);
-    socket.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (!headDone) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const head = buf.subarray(0, end).toString('latin1');
-        if (!head.startsWith('HTTP/1.1 101')) {
-          clearTimeout(timer);
-          reject(new Error(`handshake failed: ${head}`));
-          return;
-        }
-        headDone = true;
-        buf = buf.subarray(end + 4);
-        if (!sentFrame) {
-          sentFrame = true;
-          socket.write(frame);
-        }
-      }
-      const { frames } = decodeFrames(buf);
-      const first = frames[0];
-      if (first) {
-        clearTimeout(timer);
-        socket.write(encodeFrame(8, Buffer.from([0x03, 0xe8]), randomBytes(4)));
-        resolve(first.payload.toString('utf8'));
-      }
-    });
-  });
-}
 
 /** Wait until `value()` stops growing for 300 ms (the writer is blocked on back-pressure). */
 async function settle(value: () => number): Promise<void> {

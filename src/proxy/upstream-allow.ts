@@ -1,0 +1,126 @@
+// `proxy.upstreamAllow`: the addresses upstreams from the domain registry (PUT /v1/domains/{name}
+// `upstream`, set by whoever holds the admin token, often a platform's panel fed by customers)
+// may point at. Configured routes are the operator's own and are not checked.
+//
+//   1. an IP-literal upstream is checked when it is bound (admin API: 400) and before every
+//      request or upgrade (502: a binding made before the list changed)
+//   2. a host-name upstream is checked when it is resolved, at every new upstream connection: the
+//      connection's own DNS lookup drops addresses outside the list and fails when none is left,
+//      so the address connected to is the address checked (no DNS rebinding in between)
+//   3. the gateway's own admin API (its port on a loopback or local address) is always refused
+//   Unset, every address is allowed except DEFAULT_DENIED: loopback, link-local (cloud metadata
+//   lives at 169.254.169.254, fd00:ec2::254), unspecified.
+import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOneOptions } from 'node:dns';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { networkInterfaces } from 'node:os';
+
+/** The error code of a connection refused by the allow-list (src/proxy/errors.ts maps it to 502). */
+export const UPSTREAM_NOT_ALLOWED = 'UPSTREAM_NOT_ALLOWED';
+
+/** Ranges registry upstreams may not point at when `proxy.upstreamAllow` is unset. */
+export const DEFAULT_DENIED = ['127.0.0.0/8', '::1/128', '169.254.0.0/16', 'fe80::/10', '0.0.0.0/8', '::/128', 'fd00:ec2::254/128'];
+
+/** A parsed CIDR ('10.0.0.0/8', '2001:db8::/32'; a bare address is a /32 or /128). */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+/** Parse a CIDR or a bare IP address; undefined when it is neither. */
+export function parseCidr(text: string): Cidr | undefined {
+  const [address = '', prefixText, ...rest] = text.trim().split('/');
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return undefined;
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return undefined;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** '::ffff:127.0.0.1' → '127.0.0.1' (an IPv4-mapped address reaches the IPv4 host). */
+function plainAddress(address: string): string {
+  const lower = address.toLowerCase();
+  return lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
+}
+
+function blockListOf(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const text of cidrs) {
+    const cidr = parseCidr(text);
+    if (cidr === undefined) throw new Error(`proxy.upstreamAllow: ${JSON.stringify(text)} is not a CIDR like "10.0.0.0/8" or "2001:db8::/32"`);
+    list.addSubnet(cidr.address, cidr.prefix, cidr.family);
+  }
+  return list;
+}
+
+/** What UpstreamAllowList checks against. */
+export interface UpstreamAllowOptions {
+  /** CIDRs registry upstreams must be inside; undefined: anything outside DEFAULT_DENIED. */
+  allow?: readonly string[];
+  /** The admin API's listen address: never an upstream. */
+  admin?: { host: string; port: number };
+}
+
+/** Decides whether a registry upstream address may be connected to; see the header above. */
+export class UpstreamAllowList {
+  readonly #allow: BlockList | undefined;
+  readonly #deny: BlockList;
+  readonly #admin: { host: string; port: number } | undefined;
+  readonly #describe: string;
+
+  /** Throws when a CIDR in `allow` is malformed (the config schema checks them first). */
+  constructor(opts: UpstreamAllowOptions = {}) {
+    this.#allow = opts.allow === undefined ? undefined : blockListOf(opts.allow);
+    this.#deny = blockListOf(DEFAULT_DENIED);
+    this.#admin = opts.admin;
+    this.#describe = opts.allow === undefined
+      ? 'proxy.upstreamAllow is unset, which refuses loopback, link-local and unspecified addresses'
+      : `proxy.upstreamAllow is [${opts.allow.join(', ')}]`;
+  }
+
+  /** Why `address:port` may not be an upstream, or undefined when it may. `address` is an IP literal. */
+  refusal(address: string, port: number): string | undefined {
+    const ip = plainAddress(address);
+    const family = isIP(ip) === 4 ? 'ipv4' : 'ipv6';
+    if (this.#isAdmin(ip, port)) return `${address}:${port} is the gateway's admin API`;
+    const allowed = this.#allow ? this.#allow.check(ip, family) : !this.#deny.check(ip, family);
+    return allowed ? undefined : `address ${address} is not allowed (${this.#describe})`;
+  }
+
+  /**
+   * A DNS lookup for the connections to a host-name upstream on `port` (net/tls `lookup`
+   * option): addresses the list refuses are dropped; none left → an error with code
+   * UPSTREAM_NOT_ALLOWED.
+   */
+  lookupFor(port: number): LookupFunction {
+    return ((hostname: string, options: LookupOneOptions | LookupAllOptions, callback: (...args: unknown[]) => void) => {
+      dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+        if (err) return callback(err);
+        const allowed = addresses.filter((a) => this.refusal(a.address, port) === undefined);
+        if (allowed.length === 0) {
+          const first = addresses[0]?.address ?? '(none)';
+          const error = Object.assign(new Error(`upstream ${hostname} resolves to ${first}: ${this.refusal(first, port) ?? 'no address'}`), { code: UPSTREAM_NOT_ALLOWED });
+          return callback(error);
+        }
+        if (options.all === true) return callback(null, allowed);
+        return callback(null, allowed[0]!.address, allowed[0]!.family);
+      });
+    }) as LookupFunction;
+  }
+
+  #isAdmin(ip: string, port: number): boolean {
+    const admin = this.#admin;
+    if (admin === undefined || port !== admin.port) return false;
+    if (ip.startsWith('127.') || ip === '::1' || ip === '0.0.0.0' || ip === '::') return true;
+    const host = plainAddress(admin.host);
+    if (ip === host) return true;
+    return (host === '::' || host === '0.0.0.0') && localAddresses().has(ip);
+  }
+}
+
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(plainAddress(a.address));
+  return out;
+}
