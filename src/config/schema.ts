@@ -196,7 +196,7 @@ const configSchema = z.strictObject({
         })
         .prefault({}),
       timeout: duration('90s').prefault('90s'),
-      lockTtl: duration('60s').prefault('60s'),
+      lockTtl: duration('10s').prefault('10s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
     })
     .superRefine((a, ctx) => {

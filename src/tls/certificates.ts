@@ -17,13 +17,20 @@ import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import { retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
+import { keepLockAlive, retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
 import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
 import type { CachedCertificate, CertificateCache } from './cache.ts';
 
 export const CERTIFICATE_EVENTS = 'certificates';
+
+/**
+ * Default issuance lock expiry (acme.lockTtl): a dead holder's name is taken over within about
+ * this long (CertMagic calls a lock stale after 10 s without a refresh), while a live holder,
+ * refreshing every 2 s, rides out an event-loop stall of ~8 s.
+ */
+export const DEFAULT_ISSUE_LOCK_TTL_MS = 10_000;
 
 export interface CertificateManagerOptions {
   storage: Storage;
@@ -43,7 +50,11 @@ export interface CertificateManagerOptions {
   budgets?: RateBudgets;
   /** Pre-flight self-check before on-demand orders; none = off. */
   preflight?: Preflight;
-  /** Lock expiry; the holder refreshes it at a third of this while it works. */
+  /**
+   * Expiry of the per-name issuance lock (acme.lockTtl, default DEFAULT_ISSUE_LOCK_TTL_MS): how
+   * soon another instance takes over a name whose issuing process died. The holder refreshes it
+   * five times per expiry while it works (keepLockAlive), so a slow CA never makes it lose it.
+   */
   issueLockTtlMs?: number;
   /** How long to wait for another process's issuance lock. */
   issueLockWaitMs?: number;
@@ -442,15 +453,12 @@ export class CertificateManager {
     { replacing, orderOptions = {} }: { replacing?: string; orderOptions?: OrderOptions } = {},
   ): Promise<ObtainOutcome> {
     const { storage, logger } = this.opts;
-    const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
+    const ttlMs = this.opts.issueLockTtlMs ?? DEFAULT_ISSUE_LOCK_TTL_MS;
     const started = performance.now();
     const lock: Lock = await this.retryStorage(domain, 'lock', () =>
       storage.lock(keys.issueLock(domain), { ttlMs, waitMs: this.opts.issueLockWaitMs ?? 180_000 }),
     );
-    const keepAlive = setInterval(() => {
-      lock.refresh().catch((err: unknown) => logger.warn({ domain, step: 'lock-refresh', err }, 'issuance lock refresh failed'));
-    }, ttlMs / 3);
-    keepAlive.unref();
+    const stopKeepAlive = keepLockAlive(lock, ttlMs, (err) => logger.warn({ domain, step: 'lock-refresh', err }, 'issuance lock refresh failed'));
     try {
       // Another process may have finished while we waited for the lock.
       const stored = await this.fromStorage(domain);
@@ -485,7 +493,7 @@ export class CertificateManager {
       this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issued.from.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge: issued.challenge });
       return { kind: 'ready', certificate: entry, source: 'issued' };
     } finally {
-      clearInterval(keepAlive);
+      stopKeepAlive();
       await lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
     }
   }
