@@ -94,6 +94,7 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
+  maxQueuedIssuances: z.number().int().min(0, { message: 'must be a whole number of issuances, 0 or more' }).default(32),
   perClient: tokenBucket(20, 500),
   global: tokenBucket(100, 1000),
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
