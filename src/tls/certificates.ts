@@ -2,8 +2,8 @@
 // storage → policy → retry backoff → pre-flight → one issuance per name (in this process: a
 // shared promise; across processes and instances: a storage lock, taken only once the name has
 // a slot in the bounded ACME work queue, on-demand ahead of renewals, so no waiter holds a lock),
-// trying each configured issuer in order within the rate-limit budgets. Every change is announced on the cluster bus so other processes' caches drop the
-// old one.
+// trying each configured issuer in order within the rate-limit budgets. Every change is
+// announced on the cluster bus so other processes' caches drop the old one.
 import { randomUUID } from 'node:crypto';
 import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
