@@ -81,8 +81,9 @@ async function writeCertgateConfig(spec: GatewaySpec): Promise<string> {
   const onDemand: Record<string, unknown> = { ask: spec.ask };
   if (!spec.askOnly && spec.allow) onDemand.allow = spec.allow;
   // The burst section stands for many customers' first visits at once, yet all come from the
-  // one loopback client: give it the pre-issue-13 per-client bucket, not the stricter default.
-  onDemand.limits = { perClient: { rate: 20, burst: 500 } };
+  // one loopback client: give it the pre-issue-13 per-client bucket, not the stricter default,
+  // and room for all 300 in the issuance queue (Caddy has no such bound).
+  onDemand.limits = { perClient: { rate: 20, burst: 500 }, maxQueuedIssuances: 1000 };
   const config: Record<string, unknown> = {
     listen: { https: `127.0.0.1:${spec.httpsPort}`, http: `127.0.0.1:${spec.httpPort}` },
     storage: { file: { path: spec.storageDir } },

@@ -194,6 +194,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     cache,
     logger,
     maxConcurrentIssuances: config.onDemand.maxConcurrentIssuances,
+    maxQueuedIssuances: config.onDemand.limits.maxQueuedIssuances,
     deniedTtlMs: config.onDemand.askDenyCacheTtl,
     issueLockTtlMs: config.acme.lockTtl,
     issueLockWaitMs: config.acme.timeout * 2,

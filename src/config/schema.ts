@@ -96,6 +96,7 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
+  maxQueuedIssuances: z.number().int().min(0, { message: 'must be a whole number of issuances, 0 or more' }).default(256),
   perClient: tokenBucket(5, 100),
   global: tokenBucket(100, 1000),
   budgetShare: z
@@ -203,7 +204,7 @@ const configSchema = z.strictObject({
         })
         .prefault({}),
       timeout: duration('90s').prefault('90s'),
-      lockTtl: duration('60s').prefault('60s'),
+      lockTtl: duration('10s').prefault('10s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
     })
     .superRefine((a, ctx) => {

@@ -41,9 +41,9 @@
 // compare-value-then-DEL-and-PUBLISH (so a stale holder never deletes a newer holder's lock and the
 // notification goes out atomically with the delete). lock() waits without a tight polling loop:
 // after a failed attempt it subscribes to the lock's channel, tries again (a release between the
-// first attempt and the subscription is not missed), then sleeps until a release notification or
-// a slow poll (pollMs, default 1 s, ±20 %), which covers a missed notification and a holder that
-// died (its key expires). Leases depend on Redis' clock only (PX), not on the hosts' clocks. A
+// first attempt and the subscription is not missed), then sleeps until a release notification,
+// the end of the holder's lease (PTTL: a holder that died is replaced as soon as its key
+// expires), or a slow poll (pollMs, default 1 s, ±20 %), which covers a missed notification. Leases depend on Redis' clock only (PX), not on the hosts' clocks. A
 // holder that stalls for longer than ttlMs loses the lock and learns it on its next refresh().
 // If the SET NX reply is lost (connection dropped after Redis executed it), the lock may be held
 // by nobody who knows it until it expires.
@@ -122,6 +122,8 @@ const DEFAULT_PREFIX = 'certgate:';
 const DEFAULT_TIMEOUT_MS = 5_000;
 /** Fallback poll while waiting for a lock; release notifications normally wake waiters first. */
 const DEFAULT_LOCK_POLL_MS = 1_000;
+/** A waiter tries again this long after the holder's lease should have run out (PTTL rounding). */
+const LEASE_END_MARGIN_MS = 5;
 const LIST_PAGE = 5_000;
 const SCAN_COUNT = 1_000;
 /** How often to check whether a Sentinel-managed master is reachable again. */
@@ -763,7 +765,11 @@ export class RedisStorage implements Storage, ClusterBus {
             'lock',
           );
         }
-        await waker.wait(Math.min(remaining, pollMs * (0.8 + Math.random() * 0.4)));
+        // Wake when the holder's lease runs out, not up to a poll later: a dead holder's name is
+        // taken over as soon as its lock expires.
+        const expiresIn = await this.expiresIn(target);
+        const poll = pollMs * (0.8 + Math.random() * 0.4);
+        await waker.wait(Math.min(remaining, expiresIn === undefined ? poll : Math.min(poll, expiresIn + LEASE_END_MARGIN_MS)));
       }
     } finally {
       this.#waiters.delete(waker);
@@ -975,6 +981,17 @@ export class RedisStorage implements Storage, ClusterBus {
   private async releaseLock(target: LockTarget, value: string): Promise<void> {
     // Not ours any more (expired, maybe taken over): nothing to do, and no notification.
     await this.script(RELEASE, [target.key], [value, target.key, RELEASED], 'release', target.name);
+  }
+
+  /** Milliseconds until the lock's lease runs out by Redis' clock (0: gone), or undefined if unknown. */
+  private async expiresIn(target: LockTarget): Promise<number | undefined> {
+    try {
+      const pttl = Number(await this.run('lock', target.name, () => this.#driver.send(['PTTL', target.key], target.key, false)));
+      if (pttl === -2) return 0;
+      return pttl >= 0 ? pttl : undefined;
+    } catch {
+      return undefined; // the poll still gets there
+    }
   }
 
   /** For error messages: who holds the lock now (best effort). */

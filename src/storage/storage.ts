@@ -198,6 +198,33 @@ export class HeldLock implements Lock {
   }
 }
 
+/** A held lock is refreshed this many times per ttlMs by keepLockAlive. */
+export const LOCK_REFRESHES_PER_TTL = 5;
+
+/**
+ * Refreshes `lock` every ttlMs / LOCK_REFRESHES_PER_TTL until the returned function is called.
+ * Refreshing five times per lease (not once, just before it ends) is what lets a short lease
+ * (quick take-over from a dead holder) survive a live holder's bad moments: the lease only runs
+ * out after four refreshes in a row failed, or an event-loop stall of about 4/5 of ttlMs. A
+ * failure is reported to `onError` and tried again at the next tick; a refresh still running
+ * when the next tick comes is not doubled.
+ */
+export function keepLockAlive(lock: Lock, ttlMs: number, onError: (err: unknown) => void): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    lock
+      .refresh()
+      .catch(onError)
+      .finally(() => {
+        running = false;
+      });
+  }, ttlMs / LOCK_REFRESHES_PER_TTL);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Applies ListOptions to a sorted key list (for backends that cannot page natively). */
 export function pageOf(sorted: string[], opts: ListOptions | undefined): string[] {
   if (!opts) return sorted;

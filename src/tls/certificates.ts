@@ -1,9 +1,9 @@
 // Finds or obtains the certificate for a name that is not in the memory cache:
 // storage → policy → retry backoff → pre-flight → one issuance per name (in this process: a
-// shared promise; across processes and instances: a storage lock) in the ACME work queue
-// (on-demand ahead of renewals), trying each configured issuer in order within the rate-limit
-// budgets. Every change is announced on the cluster bus so other processes' caches drop the
-// old one.
+// shared promise; across processes and instances: a storage lock, taken only once the name has
+// a slot in the bounded ACME work queue, on-demand ahead of renewals, so no waiter holds a lock),
+// trying each configured issuer in order within the rate-limit budgets. Every change is
+// announced on the cluster bus so other processes' caches drop the old one.
 import { randomUUID } from 'node:crypto';
 import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
@@ -17,13 +17,29 @@ import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
-import { retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
+import { keepLockAlive, retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
 import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
 import type { CachedCertificate, CertificateCache } from './cache.ts';
 
 export const CERTIFICATE_EVENTS = 'certificates';
+
+/**
+ * Default issuance lock expiry (acme.lockTtl): a dead holder's name is taken over within about
+ * this long (CertMagic calls a lock stale after 10 s without a refresh), while a live holder,
+ * refreshing every 2 s, rides out an event-loop stall of ~8 s.
+ */
+export const DEFAULT_ISSUE_LOCK_TTL_MS = 10_000;
+
+/**
+ * Default bound on on-demand issuances waiting for a CA slot (onDemand.limits.maxQueuedIssuances).
+ * A waiter costs a few hundred bytes and holds no lock, and one that outlives its handshake's wait
+ * is still issued in the background, so its customer's next visit succeeds: the bound is set for
+ * a platform's burst of new names (a migration, a marketing launch), not for one handshake's wait.
+ * A flood from one address cannot fill it alone: onDemand.limits.perClient (burst 100) stops it first.
+ */
+export const DEFAULT_MAX_QUEUED_ISSUANCES = 256;
 
 export interface CertificateManagerOptions {
   storage: Storage;
@@ -43,8 +59,18 @@ export interface CertificateManagerOptions {
   budgets?: RateBudgets;
   /** Pre-flight self-check before on-demand orders; none = off. */
   preflight?: Preflight;
-  /** Lock expiry; the holder refreshes it at a third of this while it works. */
+  /**
+   * Expiry of the per-name issuance lock (acme.lockTtl, default DEFAULT_ISSUE_LOCK_TTL_MS): how
+   * soon another instance takes over a name whose issuing process died. The holder refreshes it
+   * five times per expiry while it works (keepLockAlive), so a slow CA never makes it lose it.
+   */
   issueLockTtlMs?: number;
+  /**
+   * On-demand issuances that may wait for a CA slot in this process
+   * (onDemand.limits.maxQueuedIssuances, default DEFAULT_MAX_QUEUED_ISSUANCES); a name beyond
+   * gets the fallback at once, with no order. Renewals and admin work are not bounded.
+   */
+  maxQueuedIssuances?: number;
   /** How long to wait for another process's issuance lock. */
   issueLockWaitMs?: number;
   /** How long storage errors (e.g. Redis down) are retried, with backoff, before giving up. */
@@ -97,7 +123,12 @@ export type ObtainOutcome =
 
 /** No issuer could even be asked (budgets spent, CAs paused, name in backoff): no new failure to record. */
 class IssuanceSkipped extends Error {
-  readonly step = 'issuer-skipped';
+  constructor(
+    message: string,
+    readonly step = 'issuer-skipped',
+  ) {
+    super(message);
+  }
 }
 
 /** Every issuer was tried and failed for the name. */
@@ -138,6 +169,9 @@ export class CertificateManager {
   private readonly retry: RetryState;
   private readonly schedule: RetrySchedule;
   private readonly origin = randomUUID();
+  /** The sampled "queue full" warning: when it was last logged, and names skipped since. */
+  private queueFullLoggedAt = -Infinity;
+  private queueFullSinceLastLine = 0;
   private bus: ClusterBus | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
   private stopReconnectListener: (() => void) | undefined;
@@ -383,8 +417,9 @@ export class CertificateManager {
     const step = stepOf(err, renewal ? 'renew' : 'obtain');
     const ca = (err instanceof IssuersFailed ? err.failedCas.at(-1) : undefined) ?? this.cas[0]!;
     if (err instanceof IssuanceSkipped) {
-      // Budgets spent or CAs paused: the log line came from there; the name is not at fault.
-      logger.info({ domain, step, reason }, 'no order placed: fallback certificate');
+      // Budgets spent, CAs paused, queue full: the log line came from there; the name is not at
+      // fault. A full queue is a flood: its own warning is sampled, so per name only at debug.
+      logger[step === 'queue-full' ? 'debug' : 'info']({ domain, step, reason }, 'no order placed: fallback certificate');
       return { kind: 'failed', reason };
     }
     // A storage outage is not the name's fault either: the next handshake tries again.
@@ -435,9 +470,14 @@ export class CertificateManager {
   }
 
   /**
-   * Issues under the per-name storage lock. Without `replacing`, a certificate found in storage
-   * once the lock is held wins (another process just issued it). With `replacing` (a renewal),
-   * only a stored certificate other than the one being replaced does.
+   * Issues under the per-name storage lock, in four steps:
+   *   1. a slot in the ACME work queue, holding no lock while it waits (on-demand waiters are
+   *      bounded: over onDemand.limits.maxQueuedIssuances the name gets the fallback, no order);
+   *   2. the name's lock, taken only with the slot; when another process holds it, the slot is
+   *      given back while we wait for that lock, then we go back to step 1 unless step 3 ends it;
+   *   3. storage again: without `replacing`, a certificate found there wins (another process just
+   *      issued it); with `replacing` (a renewal), only one other than the one being replaced;
+   *   4. the order, with the lock refreshed throughout (keepLockAlive) and both released after.
    */
   private async issueUnderLock(
     domain: string,
@@ -445,52 +485,111 @@ export class CertificateManager {
     { replacing, orderOptions = {} }: { replacing?: string; orderOptions?: OrderOptions } = {},
   ): Promise<ObtainOutcome> {
     const { storage, logger } = this.opts;
-    const ttlMs = this.opts.issueLockTtlMs ?? 60_000;
+    const ttlMs = this.opts.issueLockTtlMs ?? DEFAULT_ISSUE_LOCK_TTL_MS;
+    const reason = replacing === undefined ? 'on-demand' : approvedBy === 'admin' ? 'admin' : 'renewal';
+    const priority = reason === 'on-demand' ? IssuancePriority.onDemand : reason === 'admin' ? IssuancePriority.admin : IssuancePriority.renewal;
     const started = performance.now();
-    const lock: Lock = await this.retryStorage(domain, 'lock', () =>
-      storage.lock(keys.issueLock(domain), { ttlMs, waitMs: this.opts.issueLockWaitMs ?? 180_000 }),
-    );
-    const keepAlive = setInterval(() => {
-      lock.refresh().catch((err: unknown) => logger.warn({ domain, step: 'lock-refresh', err }, 'issuance lock refresh failed'));
-    }, ttlMs / 3);
-    keepAlive.unref();
-    try {
-      // Another process may have finished while we waited for the lock.
+    const storedWins = async (): Promise<CachedCertificate | null> => {
       const stored = await this.fromStorage(domain);
-      if (stored && (replacing === undefined || stored.fingerprint256 !== replacing)) {
-        return { kind: 'ready', certificate: stored, source: 'storage' };
-      }
-
-      const reason = replacing === undefined ? 'on-demand' : approvedBy === 'admin' ? 'admin' : 'renewal';
-      const priority = reason === 'on-demand' ? IssuancePriority.onDemand : reason === 'admin' ? IssuancePriority.admin : IssuancePriority.renewal;
-      const release = await this.issuances.acquire(priority);
-      let bundle: CertificateBundle;
-      let issued: IssuedFrom;
+      return stored && (replacing === undefined || stored.fingerprint256 !== replacing) ? stored : null;
+    };
+    for (;;) {
+      // 1. A CA slot, no lock held while waiting for it.
+      const release = await this.queueSlot(domain, priority);
+      // 2. The lock, only with the slot.
+      let lock: Lock | null;
       try {
-        logger.info({ domain, step: 'issue-start', approvedBy, reason, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
-        issued = await this.issueFromAny(domain, reason, orderOptions);
-        const { from, replaced: _replaced, ...certificate } = issued;
-        bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
+        lock = await this.retryStorage(domain, 'lock', () => storage.tryLock(keys.issueLock(domain), { ttlMs }));
+      } catch (err) {
+        release();
+        throw err;
+      }
+      if (!lock) {
+        // Another process is issuing the name: wait for it without holding one of our slots.
+        release();
+        const waited = await this.retryStorage(domain, 'lock', () =>
+          storage.lock(keys.issueLock(domain), { ttlMs, waitMs: this.opts.issueLockWaitMs ?? 180_000 }),
+        );
+        try {
+          const stored = await storedWins();
+          if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+        } finally {
+          await waited.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
+        }
+        continue; // it died or failed: queue for a slot of our own
+      }
+      const stopKeepAlive = keepLockAlive(lock, ttlMs, (err) => logger.warn({ domain, step: 'lock-refresh', err }, 'issuance lock refresh failed'));
+      try {
+        // 3. Another process may have finished while we waited for the slot.
+        const stored = await storedWins();
+        if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+        // 4. The order.
+        return await this.issueHolding(domain, { approvedBy, reason, replacing, orderOptions, started, release });
       } finally {
         release();
+        stopKeepAlive();
+        await lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
       }
-      const entry = this.opts.cache.add(bundle);
-      this.failures.delete(domain);
-      await this.retry.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
-      await this.opts.budgets?.recordIssued(issued.from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
-      // Certificates of other CAs for the name would shadow this one on load.
-      for (const ca of this.cas) {
-        if (ca !== issued.from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, 'could not remove the other CA\'s certificate'));
-      }
-      this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
-      const ms = Math.round(performance.now() - started);
-      logger.info({ domain, step: 'issued', ca: issued.from.ca, directory: issued.from.directory, challenge: issued.challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
-      this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issued.from.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge: issued.challenge });
-      return { kind: 'ready', certificate: entry, source: 'issued' };
-    } finally {
-      clearInterval(keepAlive);
-      await lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
     }
+  }
+
+  /**
+   * A slot in the ACME work queue for `priority`. On-demand work waits behind at most
+   * maxQueuedIssuances others; beyond that the name is skipped (fallback, no order, no backoff:
+   * the next handshake asks again) and a warning says so, at most once per 10 s with a count.
+   */
+  private async queueSlot(domain: string, priority: number): Promise<() => void> {
+    if (priority !== IssuancePriority.onDemand) return this.issuances.acquire(priority);
+    const bound = this.opts.maxQueuedIssuances ?? DEFAULT_MAX_QUEUED_ISSUANCES;
+    const release = await this.issuances.acquireWithin(priority, bound);
+    if (release) return release;
+    this.queueFullSinceLastLine++;
+    const now = Date.now();
+    if (now - this.queueFullLoggedAt >= 10_000) {
+      this.opts.logger.warn(
+        { domain, step: 'queue-full', waiting: this.issuances.waiting(priority), bound, rejectedSinceLastLine: this.queueFullSinceLastLine },
+        'issuance queue full (onDemand.limits.maxQueuedIssuances): fallback certificate, no order',
+      );
+      this.queueFullLoggedAt = now;
+      this.queueFullSinceLastLine = 0;
+    }
+    throw new IssuanceSkipped(`no order for ${domain}: ${bound} on-demand issuances already wait for a CA slot (onDemand.limits.maxQueuedIssuances)`, 'queue-full');
+  }
+
+  /**
+   * The order itself, with the CA slot and the name's lock held; stores and announces the result.
+   * The slot is given back (`release`, idempotent) once the certificate is stored.
+   */
+  private async issueHolding(
+    domain: string,
+    {
+      approvedBy,
+      reason,
+      replacing,
+      orderOptions,
+      started,
+      release,
+    }: { approvedBy: string; reason: 'on-demand' | 'renewal' | 'admin'; replacing: string | undefined; orderOptions: OrderOptions; started: number; release: () => void },
+  ): Promise<ObtainOutcome> {
+    const { storage, logger } = this.opts;
+    logger.info({ domain, step: 'issue-start', approvedBy, reason, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
+    const issued = await this.issueFromAny(domain, reason, orderOptions);
+    const { from, replaced: _replaced, ...certificate } = issued;
+    const bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
+    release();
+    const entry = this.opts.cache.add(bundle);
+    this.failures.delete(domain);
+    await this.retry.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
+    await this.opts.budgets?.recordIssued(issued.from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
+    // Certificates of other CAs for the name would shadow this one on load.
+    for (const ca of this.cas) {
+      if (ca !== issued.from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, 'could not remove the other CA\'s certificate'));
+    }
+    this.announce({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
+    const ms = Math.round(performance.now() - started);
+    logger.info({ domain, step: 'issued', ca: issued.from.ca, directory: issued.from.directory, challenge: issued.challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
+    this.events.emit({ type: replacing === undefined ? 'issuance-succeeded' : 'renewed', domain, ca: issued.from.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge: issued.challenge });
+    return { kind: 'ready', certificate: entry, source: 'issued' };
   }
 
   /**

@@ -48,6 +48,17 @@ export class PriorityWorkQueue {
     };
   }
 
+  /**
+   * Like acquire, but a bounded queue: resolves null at once, taking nothing, when the work would
+   * have to wait while `maxWaiting` or more of its own priority already wait (0: never wait).
+   * Other priorities do not count, so a renewal backlog never turns new customers away.
+   */
+  acquireWithin(priority: number, maxWaiting: number): Promise<(() => void) | null> {
+    const mustWait = !(this.active < this.limit && this.waiters.length === 0);
+    if (mustWait && this.waiting(priority) >= maxWaiting) return Promise.resolve(null);
+    return this.acquire(priority);
+  }
+
   /** Sorted insert: highest priority first, then arrival order. Queues are short (one entry per waiting issuance). */
   private enqueue(waiter: Waiter): void {
     let i = this.waiters.length;

@@ -25,12 +25,18 @@ test('onDemand.dns: off by default; targets required; defaults for the rest', ()
 });
 
 test('onDemand.limits: on by default; false turns a bucket off; errors name the key', () => {
-  assert.deepEqual(parse({}).onDemand.limits, { perClient: { rate: 5, burst: 100 }, global: { rate: 100, burst: 1000 }, budgetShare: 0.25, unknownNameCache: 100_000 });
+  assert.deepEqual(parse({}).onDemand.limits, { perClient: { rate: 5, burst: 100 }, global: { rate: 100, burst: 1000 }, budgetShare: 0.25, unknownNameCache: 100_000, maxQueuedIssuances: 256 });
   const limits = parse({ onDemand: { limits: { perClient: false, global: { rate: 0.5, burst: 10 }, budgetShare: 1, unknownNameCache: 5000 } } }).onDemand.limits;
-  assert.deepEqual(limits, { perClient: false, global: { rate: 0.5, burst: 10 }, budgetShare: 1, unknownNameCache: 5000 });
+  assert.deepEqual(limits, { perClient: false, global: { rate: 0.5, burst: 10 }, budgetShare: 1, unknownNameCache: 5000, maxQueuedIssuances: 256 });
   for (const bad of [0, -0.1, 1.5, '25%']) assert.match(problems({ onDemand: { limits: { budgetShare: bad } } }), /onDemand\.limits\.budgetShare/);
   assert.match(problems({ onDemand: { limits: { perClient: { rate: 0, burst: 1 } } } }), /onDemand\.limits\.perClient/);
   assert.match(problems({ onDemand: { limits: { global: { rate: 1, burst: 0 } } } }), /onDemand\.limits\.global/);
   assert.match(problems({ onDemand: { limits: { unknownNameCache: 10 } } }), /onDemand\.limits\.unknownNameCache: must be at least 100/);
   assert.match(problems({ onDemand: { limits: { perIp: {} } } }), /onDemand\.limits/);
+});
+
+test('onDemand.limits.maxQueuedIssuances: 256 by default, 0 allowed (never wait), a whole number', () => {
+  assert.equal(parse({ onDemand: { limits: { maxQueuedIssuances: 0 } } }).onDemand.limits.maxQueuedIssuances, 0);
+  assert.match(problems({ onDemand: { limits: { maxQueuedIssuances: -1 } } }), /onDemand\.limits\.maxQueuedIssuances: must be a whole number/);
+  assert.match(problems({ onDemand: { limits: { maxQueuedIssuances: 2.5 } } }), /onDemand\.limits\.maxQueuedIssuances/);
 });

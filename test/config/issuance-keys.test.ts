@@ -58,3 +58,8 @@ test('onDemand.preflight: off by default; resolvers are host:port', () => {
   });
   assert.ok(problems({ onDemand: { preflight: { resolvers: ['dns.example'] } } }).some((m) => m.startsWith('onDemand.preflight')));
 });
+
+test('acme.lockTtl defaults to 10s: a dead holder is replaced within seconds (the holder refreshes it five times per lease)', () => {
+  assert.equal(parse({}).acme.lockTtl, 10_000);
+  assert.equal(parse({ acme: { lockTtl: '30s' } }).acme.lockTtl, 30_000);
+});

@@ -581,7 +581,8 @@ describe('ReverseProxy', () => {
     const elapsed = Date.now() - started;
     assert.equal(timedOut.status, 504);
     assert.equal(timedOut.body.toString(), '504 Gateway Timeout: upstream did not answer within 300 ms\n');
-    assert.ok(elapsed >= 250 && elapsed < 3000, `504 after ${elapsed} ms`);
+    // At the 300 ms time-out, not the 60 s default; the upper bound leaves a loaded machine room.
+    assert.ok(elapsed >= 250 && elapsed < 15_000, `504 after ${elapsed} ms`);
     assert.ok(logs.lines.some((l) => l.code === 'UND_ERR_HEADERS_TIMEOUT' && l.level === 'warn'));
 
     // Headers already sent: the client sees a truncated response, not a 502.

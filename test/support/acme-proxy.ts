@@ -11,6 +11,7 @@
 //   proxy.setProfiles({ tlsserver: '...', shortlived: '...' });
 //   proxy.setRenewalInfo((certId) => ({ start, end, retryAfterSeconds: 60 }));
 //   proxy.failNext('newOrder', 3, { status: 429, retryAfterSeconds: 5 });
+//   proxy.delayAlways('finalize', 10_000);                // a slow CA: answers held 10 s
 //   proxy.rejectForeignReplaces(true);                     // like a real CA: `replaces` must name one of its certificates
 //   ... proxy.newOrders()  // [{ identifiers, replaces, profile, status, ... }]
 import { readFile } from 'node:fs/promises';
@@ -106,6 +107,11 @@ export interface AcmeFaultProxy {
   /** Every request of `kind` gets `fault` until cleared with `failAlways(kind, undefined)`. */
   failAlways(kind: AcmeRequestKind, fault: InjectedFault | undefined): void;
   /**
+   * A slow CA: every request of `kind` is held `ms` before it is forwarded (or faulted), until
+   * cleared with `delayAlways(kind, undefined)`. Keep `ms` under the client's 30 s request timeout.
+   */
+  delayAlways(kind: AcmeRequestKind, ms: number | undefined): void;
+  /**
    * When on, a newOrder whose `replaces` names a certificate not downloaded through this proxy
    * (another CA's) is refused with 404 malformed, as Let's Encrypt refuses an unknown certificate.
    */
@@ -192,6 +198,7 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
   let renewalInfo: RenewalInfoSource | undefined;
   const oneShot: { kind: AcmeRequestKind; left: number; fault: InjectedFault; when?: (path: string) => boolean }[] = [];
   const always = new Map<AcmeRequestKind, InjectedFault>();
+  const delays = new Map<AcmeRequestKind, number>();
   let orders: NewOrderRecord[] = [];
   let renewalInfoAsked: string[] = [];
   const exchanges: AcmeExchangeRecord[] = [];
@@ -272,6 +279,8 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
           for (const p of found) if (!SHARED_KINDS.has(requestKind('GET', p))) domainOfPath.set(p, domain);
         };
 
+        const delay = delays.get(kind);
+        if (delay !== undefined) await new Promise((resolve) => setTimeout(resolve, delay));
         const foreignReplaces = refuseForeignReplaces && typeof payload?.replaces === 'string' && !servedCertIds.has(payload.replaces);
         const fault: InjectedFault | undefined = foreignReplaces
           ? { status: 404, type: 'urn:ietf:params:acme:error:malformed', detail: `request included \`replaces\`, but this CA issued no certificate ${String(payload.replaces)}` }
@@ -351,6 +360,10 @@ export async function startAcmeProxy(pebble: { directoryUrl: string; listenerCaP
     failAlways(kind, fault) {
       if (fault) always.set(kind, fault);
       else always.delete(kind);
+    },
+    delayAlways(kind, ms) {
+      if (ms !== undefined) delays.set(kind, ms);
+      else delays.delete(kind);
     },
     rejectForeignReplaces(on) {
       refuseForeignReplaces = on;

@@ -16,7 +16,8 @@ import { saveCertificate } from '../../src/storage/certificates.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import { CertificateManager } from '../../src/tls/certificates.ts';
+import { CertificateManager, type CertificateManagerOptions } from '../../src/tls/certificates.ts';
+import { capturingLogger } from '../support/log-lines.ts';
 
 class StandInIssuer {
   readonly ca = 'test-ca';
@@ -25,12 +26,15 @@ class StandInIssuer {
   active = 0;
   maxActive = 0;
   failFor = new Set<string>();
+  /** While set, every order waits for it (a CA that has not answered yet). */
+  gate: Promise<void> | undefined;
 
   async issue(domain: string): Promise<IssuedCertificate> {
     this.calls.push(domain);
     this.active++;
     this.maxActive = Math.max(this.maxActive, this.active);
     try {
+      await this.gate;
       await sleep(50);
       if (this.failFor.has(domain)) throw Object.assign(new Error(`${domain}: CA said no`), { step: 'authorization' });
       const { certPem, keyPem } = await createSelfSignedCertificate(domain, { days: 30 });
@@ -50,11 +54,27 @@ describe('CertificateManager', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8) {
+  function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8, extra: Partial<CertificateManagerOptions> = {}) {
     const cache = new CertificateCache(100);
     const policy = new OnDemandPolicy({ allow: ['*.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
-    const m = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances });
+    const m = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances, ...extra });
     return { m, cache };
+  }
+
+  /** Holds every order of `issuer` until the returned function is called. */
+  function holdOrders(issuer: StandInIssuer): () => void {
+    let open!: () => void;
+    issuer.gate = new Promise<void>((resolve) => (open = resolve));
+    return () => {
+      issuer.gate = undefined;
+      open();
+    };
+  }
+
+  /** Yields to the event loop until `done()` (storage reads are real I/O), at most 2,000 times. */
+  async function until(done: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 2_000 && !done(); i++) await sleep(5);
+    assert.ok(done(), `never happened: ${what}`);
   }
 
   test('concurrent requests for one name share one issuance', async () => {
@@ -74,6 +94,60 @@ describe('CertificateManager', () => {
     assert.ok(outcomes.every((o) => o.kind === 'ready'));
     assert.equal(issuer.calls.length, 7);
     assert.equal(issuer.maxActive, 2);
+  });
+
+  test('names waiting for a CA slot hold no issuance lock; the lock comes with the slot, then storage is read again', async () => {
+    const issuer = new StandInIssuer();
+    const { m } = manager(issuer, 1);
+    const open = holdOrders(issuer);
+    const first = m.obtain('busy.q1.ok.test');
+    await until(() => issuer.calls.length === 1, 'the first order started');
+    const waiting = [m.obtain('wait1.q1.ok.test'), m.obtain('wait2.q1.ok.test')];
+    await until(() => m.issuanceQueue.waiting === 2, 'two names queued for the one slot');
+    const locks = (await storage.list('locks/')).filter((k) => k.includes('.q1.'));
+    assert.deepEqual(locks, ['locks/issue/busy.q1.ok.test.lock'], 'only the name being ordered holds its lock');
+
+    // Another instance on the same storage is not held up by our queue: it issues wait1 now.
+    const otherIssuer = new StandInIssuer();
+    const other = await manager(otherIssuer).m.obtain('wait1.q1.ok.test');
+    assert.equal(other.kind === 'ready' && other.source, 'issued');
+
+    open();
+    const [busy, wait1, wait2] = await Promise.all([first, waiting[0]!, waiting[1]!]);
+    assert.equal(busy.kind === 'ready' && busy.source, 'issued');
+    assert.equal(wait1.kind === 'ready' && wait1.source, 'storage', 'storage read again once the slot and lock were ours');
+    assert.equal(wait1.kind === 'ready' && other.kind === 'ready' && wait1.certificate.fingerprint256 === other.certificate.fingerprint256, true);
+    assert.equal(wait2.kind === 'ready' && wait2.source, 'issued');
+    assert.deepEqual(issuer.calls, ['busy.q1.ok.test', 'wait2.q1.ok.test'], 'no second order for wait1');
+  });
+
+  test('the queue is bounded: a new name beyond maxQueuedIssuances gets no order, a fallback at once and a log line', async () => {
+    const issuer = new StandInIssuer();
+    const { logger, lines } = capturingLogger();
+    const { m } = manager(issuer, 1, { maxQueuedIssuances: 2, logger });
+    const open = holdOrders(issuer);
+    const queued = [m.obtain('busy.q2.ok.test')];
+    await until(() => issuer.calls.length === 1, 'the first order started');
+    queued.push(m.obtain('wait1.q2.ok.test'), m.obtain('wait2.q2.ok.test'));
+    await until(() => m.issuanceQueue.waiting === 2, 'two names queued');
+    // A third waiter would be over the bound: answered without joining the queue.
+    let over: Awaited<ReturnType<typeof m.obtain>> | undefined;
+    void m.obtain('over.q2.ok.test').then((o) => (over = o));
+    await until(() => over !== undefined || m.issuanceQueue.waiting > 2, 'the name over the bound was answered or queued');
+    assert.equal(m.issuanceQueue.waiting, 2, 'the queue never grew past its bound');
+    assert.equal(over?.kind, 'failed');
+    assert.match((over as { reason: string }).reason, /onDemand\.limits\.maxQueuedIssuances/);
+    const warning = lines.find((l) => l.step === 'queue-full');
+    assert.equal(warning?.domain, 'over.q2.ok.test');
+    assert.equal(warning?.level, 40, 'a warning');
+    assert.deepEqual(await storage.list('locks/issue/over.q2.ok.test.lock'), [], 'no lock taken for it');
+
+    open();
+    for (const o of await Promise.all(queued)) assert.equal(o.kind, 'ready');
+    // Not held against the name: once the queue has room it is ordered.
+    const again = await m.obtain('over.q2.ok.test');
+    assert.equal(again.kind === 'ready' && again.source, 'issued');
+    assert.deepEqual(issuer.calls, ['busy.q2.ok.test', 'wait1.q2.ok.test', 'wait2.q2.ok.test', 'over.q2.ok.test']);
   });
 
   test('a failed issuance backs off instead of ordering again at once', async () => {

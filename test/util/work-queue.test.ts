@@ -60,6 +60,23 @@ describe('PriorityWorkQueue', () => {
     assert.deepEqual(order, ['o1', 'o2', 'a1', 'r1', 'r2']);
   });
 
+  test('acquireWithin: at most maxWaiting waiters of its own priority; other priorities do not count', async () => {
+    const queue = new PriorityWorkQueue(1);
+    const running = await queue.acquireWithin(IssuancePriority.onDemand, 0);
+    assert.ok(running, 'a free slot is taken even with no room to wait');
+    const renewals = Array.from({ length: 5 }, () => queue.acquire(IssuancePriority.renewal));
+    const waiter = queue.acquireWithin(IssuancePriority.onDemand, 1);
+    assert.equal(await queue.acquireWithin(IssuancePriority.onDemand, 1), null, 'a second on-demand waiter is over the bound');
+    assert.equal(await queue.acquireWithin(IssuancePriority.onDemand, 0), null);
+    assert.equal(queue.waiting(IssuancePriority.onDemand), 1);
+    running();
+    const next = await waiter;
+    assert.ok(next, 'the waiter within the bound got the slot first');
+    next();
+    for (const r of renewals) (await r)();
+    assert.equal(queue.inUse, 0);
+  });
+
   test('release is idempotent', async () => {
     const queue = new PriorityWorkQueue(1);
     const release = await queue.acquire(IssuancePriority.onDemand);
