@@ -56,7 +56,7 @@ describe('CertificateManager', () => {
 
   function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8, extra: Partial<CertificateManagerOptions> = {}) {
     const cache = new CertificateCache(100);
-    const policy = new OnDemandPolicy({ allow: ['*.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
+    const policy = new OnDemandPolicy({ allow: ['**.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
     const m = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances, ...extra });
     return { m, cache };
   }
