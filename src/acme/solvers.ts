@@ -7,8 +7,8 @@ import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
 import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
-import { createTlsAlpnCertificate } from './certs.ts';
-import type { ChallengeSolver } from './client.ts';
+import type { ChallengeSolver } from './authorize.ts';
+import { createTlsAlpnCertificate } from './x509.ts';
 
 const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
