@@ -8,6 +8,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { caIdFromDirectory, keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
+import { Lazy } from '../util/lazy.ts';
 import type { ChallengeSolver } from './authorize.ts';
 import { obtainCertificate } from './obtain.ts';
 import { AcmeAccount } from './plumbing/account.ts';
@@ -69,7 +70,8 @@ export class AcmeIssuer {
   readonly ca: string;
   readonly directory: string;
   private readonly endpoint: Directory;
-  private accountPromise: Promise<AcmeAccount> | undefined;
+  /** Registered once per CA and reused across restarts and processes; a failure is retried at the next use. */
+  private readonly account = new Lazy(() => this.loadOrCreateAccount());
 
   constructor(private readonly opts: AcmeIssuerOptions) {
     this.directory = opts.directory;
@@ -79,7 +81,7 @@ export class AcmeIssuer {
 
   /** A new key and certificate for `domain`; throws the AcmeError of the step that failed. */
   async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
-    const account = await this.account();
+    const account = await this.account.get();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.opts.keyType);
     const csrDer = await createCsr([domain], keyPair, this.opts.keyType);
@@ -101,7 +103,7 @@ export class AcmeIssuer {
 
   /** Revokes an issued certificate at this CA with the account that ordered it. */
   async revokeCertificate(domain: string, certPem: string, reason?: number): Promise<void> {
-    const account = await this.account();
+    const account = await this.account.get();
     const started = performance.now();
     await revokeCertificate(account, certPem, { domain, ...(reason !== undefined ? { reason } : {}) });
     this.opts.logger.info({ domain, step: 'revoked', ca: this.ca, ms: Math.round(performance.now() - started) }, 'certificate revoked');
@@ -118,15 +120,6 @@ export class AcmeIssuer {
   /** Closes the connection pool to the CA. */
   async close(): Promise<void> {
     await this.endpoint.transport.close();
-  }
-
-  /** The account, registered once per CA and reused across restarts and processes. */
-  private account(): Promise<AcmeAccount> {
-    this.accountPromise ??= this.loadOrCreateAccount().catch((err) => {
-      this.accountPromise = undefined; // try again on the next issuance
-      throw err;
-    });
-    return this.accountPromise;
   }
 
   private async loadOrCreateAccount(): Promise<AcmeAccount> {

@@ -11,8 +11,10 @@ import type { ChallengeSolver } from './authorize.ts';
 import { createTlsAlpnCertificate } from './x509.ts';
 
 const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+/** The path prefix of http-01 validation requests (RFC 8555 §8.3). */
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 
+/** http-01: the key authorization served at HTTP01_PREFIX + token by every instance (via storage). */
 export class Http01Solver implements ChallengeSolver {
   readonly type = 'http-01' as const;
   private readonly tokens: StoredTokens;
@@ -46,6 +48,7 @@ export class Http01Solver implements ChallengeSolver {
   }
 }
 
+/** tls-alpn-01: a validation certificate served to `acme-tls/1` handshakes by every instance (via storage). */
 export class TlsAlpn01Solver implements ChallengeSolver {
   readonly type = 'tls-alpn-01' as const;
   private readonly contexts = new Map<string, SecureContext>();

@@ -1,50 +1,31 @@
 // obtainCertificate against a real Pebble (Debian's 2.4) with real http-01 and tls-alpn-01
 // validation against small servers this test runs on Pebble's httpPort / tlsPort.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChallengeSolver } from '../../src/acme/authorize.ts';
 import { obtainCertificate } from '../../src/acme/obtain.ts';
-import { AcmeAccount, type ConnectOptions } from '../../src/acme/plumbing/account.ts';
+import { AcmeAccount } from '../../src/acme/plumbing/account.ts';
 import { AcmeError, isAcmeError } from '../../src/acme/plumbing/errors.ts';
 import { generateAccountKey, parseCertificate } from '../../src/acme/x509.ts';
-import { captureLogger, eventually, newCertRequest, Responders, verifyChain } from '../support/acme-responders.ts';
-import { startPebble, type PebbleHandle } from '../support/pebble.ts';
+import { captureLogger, eventually, newCertRequest, pebbleSuite, respondersWithStops, verifyChain } from '../support/acme-responders.ts';
 
 describe('obtainCertificate against Pebble', () => {
-  const responders = new Responders();
-  let pebble: PebbleHandle;
-  const accounts: AcmeAccount[] = [];
-  const newAccount = (opts: Partial<ConnectOptions> = {}): AcmeAccount => {
-    const account = AcmeAccount.connect({ directoryUrl: pebble.directoryUrl, accountKey: opts.accountKey ?? generateAccountKey(), trustedRoots: [pebble.listenerCaPem], ...opts });
-    accounts.push(account);
-    return account;
-  };
-
-  before(async () => {
-    await responders.start();
-    pebble = await startPebble({ httpPort: responders.httpPort, tlsPort: responders.tlsPort });
-  });
-
-  after(async () => {
-    await Promise.all(accounts.map((a) => a.transport.close()));
-    await pebble?.stop();
-    await responders.stop();
-  });
+  const suite = pebbleSuite();
 
   test('obtains a certificate with http-01 and the chain verifies against Pebble’s root', async () => {
-    const client = newAccount({ email: 'ops@certgate.test' });
+    const client = suite.newAccount({ email: 'ops@certgate.test' });
     const { logger, lines } = captureLogger();
-    const ordersBefore = pebble.ordersPlaced();
-    const issuedBefore = pebble.certificatesIssued();
+    const ordersBefore = suite.pebble.ordersPlaced();
+    const issuedBefore = suite.pebble.certificatesIssued();
     const domains = ['a.certgate.test', 'www.a.certgate.test'];
     const calls: string[] = [];
     const result = await obtainCertificate(client, {
       domains,
       csrDer: await newCertRequest(domains),
-      solvers: [responders.http01(calls)],
+      solvers: [suite.responders.http01(calls)],
       logger,
     });
-    const chain = verifyChain(result.certificatePem, await pebble.rootPem());
+    const chain = verifyChain(result.certificatePem, await suite.pebble.rootPem());
     const leaf = parseCertificate(result.certificatePem);
     assert.deepEqual([...leaf.names].sort(), [...domains].sort());
     assert.equal(leaf.serialNumber, chain[0]!.serialNumber.toLowerCase());
@@ -54,46 +35,46 @@ describe('obtainCertificate against Pebble', () => {
     // every presented challenge was cleaned up
     assert.deepEqual(calls.filter((c) => c.startsWith('present')).sort(), domains.map((d) => `present ${d}`).sort());
     assert.deepEqual(calls.filter((c) => c.startsWith('cleanup')).sort(), domains.map((d) => `cleanup ${d}`).sort());
-    assert.equal(responders.tokens.size, 0);
-    assert.ok(responders.userAgents.some((ua) => ua.includes('Pebble')), 'Pebble validated over http');
+    assert.equal(suite.responders.tokens.size, 0);
+    assert.ok(suite.responders.userAgents.some((ua) => ua.includes('Pebble')), 'Pebble validated over http');
     // one JSON line per step with domain, step, ca and elapsed ms
     const steps = lines().filter((l) => l.level === 30 && typeof l.step === 'string');
     for (const name of ['new-order', 'authorization', 'challenge', 'finalize', 'download']) {
       const line = steps.find((l) => l.step === name);
       assert.ok(line, `no log line for step ${name}`);
       assert.equal(typeof line.domain, 'string');
-      assert.equal(line.ca, pebble.directoryUrl);
+      assert.equal(line.ca, suite.pebble.directoryUrl);
       assert.equal(typeof line.ms, 'number');
     }
-    await eventually(() => pebble.certificatesIssued() === issuedBefore + 1, 'certificate count');
-    assert.equal(pebble.ordersPlaced(), ordersBefore + 1);
+    await eventually(() => suite.pebble.certificatesIssued() === issuedBefore + 1, 'certificate count');
+    assert.equal(suite.pebble.ordersPlaced(), ordersBefore + 1);
   });
 
   test('obtains a certificate with tls-alpn-01', async () => {
-    const client = newAccount();
+    const client = suite.newAccount();
     const calls: string[] = [];
     const result = await obtainCertificate(client, {
       domains: ['alpn.certgate.test'],
       csrDer: await newCertRequest(['alpn.certgate.test']),
       // tls-alpn-01 preferred; http-01 must not be used
-      solvers: [responders.tlsAlpn01(calls), responders.http01(calls)],
+      solvers: [suite.responders.tlsAlpn01(calls), suite.responders.http01(calls)],
     });
-    verifyChain(result.certificatePem, await pebble.rootPem());
+    verifyChain(result.certificatePem, await suite.pebble.rootPem());
     assert.deepEqual(parseCertificate(result.certificatePem).names, ['alpn.certgate.test']);
     assert.deepEqual(result.challengeTypes, ['tls-alpn-01']);
     assert.deepEqual(calls, ['present alpn.certgate.test', 'cleanup alpn.certgate.test']);
-    assert.ok(responders.alpnHandshakes.includes('alpn.certgate.test'), 'Pebble validated over TLS-ALPN');
-    assert.equal(responders.alpn.size, 0);
+    assert.ok(suite.responders.alpnHandshakes.includes('alpn.certgate.test'), 'Pebble validated over TLS-ALPN');
+    assert.equal(suite.responders.alpn.size, 0);
   });
 
   test('a wrong key authorization fails with an AcmeError naming domain and step', async () => {
-    const client = newAccount();
+    const client = suite.newAccount();
     const calls: string[] = [];
-    const issuedBefore = pebble.certificatesIssued();
+    const issuedBefore = suite.pebble.certificatesIssued();
     const err = await obtainCertificate(client, {
       domains: ['bad.certgate.test'],
       csrDer: await newCertRequest(['bad.certgate.test']),
-      solvers: [responders.http01(calls, { corrupt: true })],
+      solvers: [suite.responders.http01(calls, { corrupt: true })],
     }).then(
       () => assert.fail('expected the order to fail'),
       (e: unknown) => e,
@@ -107,14 +88,14 @@ describe('obtainCertificate against Pebble', () => {
     assert.match(err.message, /bad\.certgate\.test/);
     assert.match(err.detail, /http-01/);
     assert.deepEqual(calls, ['present bad.certgate.test', 'cleanup bad.certgate.test']);
-    assert.equal(pebble.certificatesIssued(), issuedBefore);
+    assert.equal(suite.pebble.certificatesIssued(), issuedBefore);
   });
 
   test('a missing solver type fails with a clear error and presents nothing', async () => {
-    const client = newAccount();
+    const client = suite.newAccount();
     const calls: string[] = [];
     // a challenge type Pebble does not offer
-    const fake = { ...responders.http01(calls), type: 'http-02' } as unknown as ChallengeSolver;
+    const fake = { ...suite.responders.http01(calls), type: 'http-02' } as unknown as ChallengeSolver;
     await assert.rejects(
       obtainCertificate(client, { domains: ['nosolver.certgate.test'], csrDer: await newCertRequest(['nosolver.certgate.test']), solvers: [fake] }),
       (e: unknown) => e instanceof AcmeError && e.step === 'challenge' && e.domain === 'nosolver.certgate.test' && /no solver/.test(e.message),
@@ -123,7 +104,7 @@ describe('obtainCertificate against Pebble', () => {
   });
 
   test('the overall timeout aborts and still cleans up', async () => {
-    const client = newAccount();
+    const client = suite.newAccount();
     const calls: string[] = [];
     // present() outlasts the 400 ms overall limit 75 times over: only the limit can end the attempt
     // in time, and if it did not, the order would go on to fail validation instead.
@@ -148,26 +129,11 @@ describe('obtainCertificate against Pebble', () => {
 });
 
 describe('obtainCertificate, Pebble variants', () => {
-  const responders = new Responders();
-  const stops: (() => Promise<void>)[] = [];
-
-  before(async () => {
-    await responders.start();
-  });
-
-  after(async () => {
-    for (const stop of stops.reverse()) await stop();
-    await responders.stop();
-  });
+  const variant = respondersWithStops();
+  const { responders, stops } = variant;
 
   test('valid authorizations are skipped (PEBBLE_AUTHZREUSE=100)', async () => {
-    const pebble = await startPebble({
-      httpPort: responders.httpPort,
-      tlsPort: responders.tlsPort,
-      env: { PEBBLE_AUTHZREUSE: '100' },
-      certificateValidityPeriod: 3600,
-    });
-    stops.push(() => pebble.stop());
+    const pebble = await variant.startPebble({ env: { PEBBLE_AUTHZREUSE: '100' }, certificateValidityPeriod: 3600 });
     const client = AcmeAccount.connect({ directoryUrl: pebble.directoryUrl, accountKey: generateAccountKey(), trustedRoots: [pebble.listenerCaPem] });
     stops.push(() => client.transport.close());
     const domains = ['reuse.certgate.test'];
@@ -184,8 +150,7 @@ describe('obtainCertificate, Pebble variants', () => {
   });
 
   test('startPebble exposes challtestsrv and stops cleanly', async () => {
-    const pebble = await startPebble({ httpPort: responders.httpPort, tlsPort: responders.tlsPort });
-    stops.push(() => pebble.stop());
+    const pebble = await variant.startPebble();
     assert.match(pebble.dnsAddress, /^127\.0\.0\.1:\d+$/);
     const res = await fetch(`${pebble.challtestsrvUrl}/set-txt`, {
       method: 'POST',

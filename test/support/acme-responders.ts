@@ -1,12 +1,15 @@
 // Test stand-ins for ACME tests against a real Pebble: http-01 and tls-alpn-01 responders on
-// Pebble's validation ports, a log capture, chain verification, and a CSR helper.
+// Pebble's validation ports, suite set-ups, a log capture, chain verification, and a CSR helper.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createSecureContext, createServer as createTlsServer, type SecureContext, type Server as TlsServer } from 'node:tls';
+import { after, before } from 'node:test';
 import { pino, type Logger } from 'pino';
 import type { ChallengeSolver } from '../../src/acme/authorize.ts';
-import { createCsr, createTlsAlpnCertificate, generateKeyPair, splitPemChain } from '../../src/acme/x509.ts';
+import { AcmeAccount, type ConnectOptions } from '../../src/acme/plumbing/account.ts';
+import { createCsr, createTlsAlpnCertificate, generateAccountKey, generateKeyPair, splitPemChain } from '../../src/acme/x509.ts';
+import { startPebble, type PebbleHandle, type PebbleOptions } from './pebble.ts';
 import { freePort } from './ports.ts';
 
 const HTTP01_PREFIX = '/.well-known/acme-challenge/';
@@ -119,4 +122,56 @@ export function verifyChain(chainPem: string, rootPem: string): X509Certificate[
 export async function newCertRequest(domains: string[]): Promise<Uint8Array> {
   const { keyPair } = await generateKeyPair('ecdsa-p256');
   return createCsr(domains, keyPair, 'ecdsa-p256');
+}
+
+/** The state pebbleSuite() sets up; `pebble` is there once the before() hook ran. */
+export interface PebbleSuite {
+  responders: Responders;
+  pebble: PebbleHandle;
+  /** An account on a new transport to the suite's Pebble (fresh key unless given); closed after the suite. */
+  newAccount(opts?: Partial<ConnectOptions>): AcmeAccount;
+}
+
+/** Registers before/after hooks in the calling describe(): responders, one Pebble, accounts closed at the end. */
+export function pebbleSuite(): PebbleSuite {
+  const accounts: AcmeAccount[] = [];
+  const suite: PebbleSuite = {
+    responders: new Responders(),
+    pebble: undefined as unknown as PebbleHandle,
+    newAccount: (opts = {}) => {
+      const account = AcmeAccount.connect({ directoryUrl: suite.pebble.directoryUrl, accountKey: opts.accountKey ?? generateAccountKey(), trustedRoots: [suite.pebble.listenerCaPem], ...opts });
+      accounts.push(account);
+      return account;
+    },
+  };
+  before(async () => {
+    await suite.responders.start();
+    suite.pebble = await startPebble({ httpPort: suite.responders.httpPort, tlsPort: suite.responders.tlsPort });
+  });
+  after(async () => {
+    await Promise.all(accounts.map((a) => a.transport.close()));
+    await suite.pebble?.stop();
+    await suite.responders.stop();
+  });
+  return suite;
+}
+
+/**
+ * Registers hooks for tests that start their own Pebbles: responders, `startPebble` (on the
+ * responders' ports, stopped after the suite) and `stops`, run in reverse at the end.
+ */
+export function respondersWithStops(): { responders: Responders; stops: (() => Promise<void>)[]; startPebble: (opts?: Omit<PebbleOptions, 'httpPort' | 'tlsPort'>) => Promise<PebbleHandle> } {
+  const responders = new Responders();
+  const stops: (() => Promise<void>)[] = [];
+  before(() => responders.start());
+  after(async () => {
+    for (const stop of stops.reverse()) await stop();
+    await responders.stop();
+  });
+  const start = async (opts: Omit<PebbleOptions, 'httpPort' | 'tlsPort'> = {}): Promise<PebbleHandle> => {
+    const pebble = await startPebble({ httpPort: responders.httpPort, tlsPort: responders.tlsPort, ...opts });
+    stops.push(() => pebble.stop());
+    return pebble;
+  };
+  return { responders, stops, startPebble: start };
 }

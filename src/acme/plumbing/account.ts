@@ -7,6 +7,7 @@
 //                (accountDoesNotExist, e.g. a restarted test CA) it registers again, once
 //   3. keyAuthorization()  what every challenge answers with (§8.1)
 import type { KeyObject } from 'node:crypto';
+import { Lazy } from '../../util/lazy.ts';
 import { isAcmeError } from './errors.ts';
 import { Directory } from './directory.ts';
 import { jwkThumbprint, publicJwk, signExternalAccountBinding } from './jws.ts';
@@ -37,7 +38,7 @@ export class AcmeAccount {
   private readonly email: string | undefined;
   private readonly eab: { kid: string; hmacKey: string } | undefined;
   private readonly thumbprint: string;
-  private registered: Promise<string> | undefined;
+  private readonly registered = new Lazy(() => this.newAccount());
 
   constructor(
     readonly directory: Directory,
@@ -47,7 +48,7 @@ export class AcmeAccount {
     this.email = opts.email;
     this.eab = opts.eab;
     this.thumbprint = jwkThumbprint(publicJwk(this.key));
-    if (opts.accountUrl !== undefined) this.registered = Promise.resolve(opts.accountUrl);
+    if (opts.accountUrl !== undefined) this.registered.set(Promise.resolve(opts.accountUrl));
   }
 
   /** A new transport and directory with this account on them; the caller closes `transport`. */
@@ -62,19 +63,12 @@ export class AcmeAccount {
 
   /** The account URL when already known (no request). */
   async knownUrl(): Promise<string | undefined> {
-    return this.registered?.catch(() => undefined);
+    return this.registered.peek()?.catch(() => undefined);
   }
 
   /** Registers (or finds) the account for this key; returns its URL. Cached; a failure is not. */
   ensure(): Promise<string> {
-    if (!this.registered) {
-      const p = this.newAccount();
-      this.registered = p;
-      p.catch(() => {
-        if (this.registered === p) this.registered = undefined;
-      });
-    }
-    return this.registered;
+    return this.registered.get();
   }
 
   /** `token.thumbprint(accountKey)`: what a challenge must serve (http-01) or hash (tls-alpn-01, dns-01). */
@@ -93,7 +87,7 @@ export class AcmeAccount {
     } catch (err) {
       if (!isAcmeError(err, 'accountDoesNotExist')) throw err;
       this.transport.log.debug({ step: ctx.step, domain: ctx.domain }, 'acme account does not exist, registering again');
-      this.registered = undefined;
+      this.registered.set(undefined);
       return this.transport.signedPost(url, payload, ctx, signer, this.directory.newNonceUrl, opts);
     }
   }

@@ -1,6 +1,7 @@
 // The directory (RFC 8555 §7.1.1): the one URL configured per CA, naming every other resource.
 // Fetched at the first request that needs it and kept; a failed fetch is forgotten, so the next
 // request asks again instead of repeating the failure.
+import { Lazy } from '../../util/lazy.ts';
 import { problemError, protocolError, requireJson, type AcmeTransport } from './transport.ts';
 
 /** The directory object. newNonce, newAccount and newOrder are checked to be present. */
@@ -29,7 +30,7 @@ export interface AcmeDirectory {
  * caller (concurrent callers share one request). Unauthenticated: needs no account.
  */
 export class Directory {
-  private cached: Promise<AcmeDirectory> | undefined;
+  private readonly cached = new Lazy(() => this.fetch());
 
   constructor(readonly transport: AcmeTransport) {}
 
@@ -40,14 +41,7 @@ export class Directory {
 
   /** The directory; throws an AcmeError with step 'directory' when it cannot be fetched or lacks a required URL. */
   get(): Promise<AcmeDirectory> {
-    if (!this.cached) {
-      const p = this.fetch();
-      this.cached = p;
-      p.catch(() => {
-        if (this.cached === p) this.cached = undefined;
-      });
-    }
-    return this.cached;
+    return this.cached.get();
   }
 
   /** The newNonce URL, for AcmeTransport.takeNonce. */

@@ -1,80 +1,46 @@
 // Accounts against a real Pebble: one account per key (found again by a second object, skipped
 // when its URL is known), and External Account Binding.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { obtainCertificate } from '../../../src/acme/obtain.ts';
-import { AcmeAccount, type ConnectOptions } from '../../../src/acme/plumbing/account.ts';
+import { AcmeAccount } from '../../../src/acme/plumbing/account.ts';
 import { AcmeError, isAcmeError } from '../../../src/acme/plumbing/errors.ts';
 import { base64url } from '../../../src/acme/plumbing/jws.ts';
 import { newOrder } from '../../../src/acme/plumbing/order.ts';
 import { generateAccountKey } from '../../../src/acme/x509.ts';
-import { eventually, newCertRequest, Responders, verifyChain } from '../../support/acme-responders.ts';
-import { startPebble, type PebbleHandle } from '../../support/pebble.ts';
+import { eventually, newCertRequest, pebbleSuite, respondersWithStops, verifyChain } from '../../support/acme-responders.ts';
 
 describe('AcmeAccount against Pebble', () => {
-  const responders = new Responders();
-  let pebble: PebbleHandle;
-  const accounts: AcmeAccount[] = [];
-  const newAccount = (opts: Partial<ConnectOptions> = {}): AcmeAccount => {
-    const account = AcmeAccount.connect({ directoryUrl: pebble.directoryUrl, accountKey: opts.accountKey ?? generateAccountKey(), trustedRoots: [pebble.listenerCaPem], ...opts });
-    accounts.push(account);
-    return account;
-  };
-
-  before(async () => {
-    await responders.start();
-    pebble = await startPebble({ httpPort: responders.httpPort, tlsPort: responders.tlsPort });
-  });
-
-  after(async () => {
-    await Promise.all(accounts.map((a) => a.transport.close()));
-    await pebble?.stop();
-    await responders.stop();
-  });
+  const suite = pebbleSuite();
 
   test('a second account object with the same key finds the same account', async () => {
     const accountKey = generateAccountKey();
-    const accountsBefore = pebble.accountsCreated();
-    const first = newAccount({ accountKey });
+    const accountsBefore = suite.pebble.accountsCreated();
+    const first = suite.newAccount({ accountKey });
     const url = await first.ensure();
     assert.match(url, /^https:\/\/127\.0\.0\.1:\d+\/my-account\//);
     assert.equal(await first.ensure(), url, 'cached');
-    const second = newAccount({ accountKey });
+    const second = suite.newAccount({ accountKey });
     assert.equal(await second.ensure(), url);
     // an account given its URL orders without registering
-    const third = newAccount({ accountKey, accountUrl: url });
+    const third = suite.newAccount({ accountKey, accountUrl: url });
     const order = await newOrder(third, ['reuse.certgate.test']);
     assert.equal(order.status, 'pending');
     assert.equal(order.authorizations.length, 1);
     assert.deepEqual(order.identifiers, [{ type: 'dns', value: 'reuse.certgate.test' }]);
-    await eventually(() => pebble.accountsCreated() === accountsBefore + 1, 'account count');
+    await eventually(() => suite.pebble.accountsCreated() === accountsBefore + 1, 'account count');
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(pebble.accountsCreated(), accountsBefore + 1, 'only one account was created');
+    assert.equal(suite.pebble.accountsCreated(), accountsBefore + 1, 'only one account was created');
   });
 });
 
 describe('External Account Binding', () => {
-  const responders = new Responders();
-  const stops: (() => Promise<void>)[] = [];
-
-  before(async () => {
-    await responders.start();
-  });
-
-  after(async () => {
-    for (const stop of stops.reverse()) await stop();
-    await responders.stop();
-  });
+  const variant = respondersWithStops();
+  const { responders, stops } = variant;
 
   test('External Account Binding', async () => {
     const hmacKey = 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W';
-    const pebble = await startPebble({
-      httpPort: responders.httpPort,
-      tlsPort: responders.tlsPort,
-      externalAccountBindingRequired: true,
-      externalAccountMACKeys: { 'kid-1': hmacKey },
-    });
-    stops.push(() => pebble.stop());
+    const pebble = await variant.startPebble({ externalAccountBindingRequired: true, externalAccountMACKeys: { 'kid-1': hmacKey } });
     const base = { directoryUrl: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPem] };
     const without = AcmeAccount.connect({ ...base, accountKey: generateAccountKey() });
     stops.push(() => without.transport.close());

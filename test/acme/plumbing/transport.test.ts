@@ -1,13 +1,12 @@
 // The transport: Retry-After parsing, and the badNonce retry against a Pebble that rejects 30 %
 // of good nonces.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { obtainCertificate } from '../../../src/acme/obtain.ts';
 import { AcmeAccount } from '../../../src/acme/plumbing/account.ts';
 import { parseRetryAfter } from '../../../src/acme/plumbing/transport.ts';
 import { generateAccountKey } from '../../../src/acme/x509.ts';
-import { captureLogger, newCertRequest, Responders, verifyChain } from '../../support/acme-responders.ts';
-import { startPebble } from '../../support/pebble.ts';
+import { captureLogger, newCertRequest, respondersWithStops, verifyChain } from '../../support/acme-responders.ts';
 
 describe('Retry-After', () => {
   test('Retry-After: seconds and HTTP date', () => {
@@ -21,25 +20,11 @@ describe('Retry-After', () => {
 });
 
 describe('badNonce', () => {
-  const responders = new Responders();
-  const stops: (() => Promise<void>)[] = [];
-
-  before(async () => {
-    await responders.start();
-  });
-
-  after(async () => {
-    for (const stop of stops.reverse()) await stop();
-    await responders.stop();
-  });
+  const variant = respondersWithStops();
+  const { responders, stops } = variant;
 
   test('badNonce: issuance succeeds with PEBBLE_WFE_NONCEREJECT=30', async () => {
-    const pebble = await startPebble({
-      httpPort: responders.httpPort,
-      tlsPort: responders.tlsPort,
-      env: { PEBBLE_WFE_NONCEREJECT: '30' },
-    });
-    stops.push(() => pebble.stop());
+    const pebble = await variant.startPebble({ env: { PEBBLE_WFE_NONCEREJECT: '30' } });
     const { logger, lines } = captureLogger();
     // Six rejections in a row (0.3^6 ≈ 0.07 % per request) would exhaust the default 5 retries;
     // allow more so the test is not flaky. The retry path is the same.
