@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { createSelfSignedCertificate } from '../src/acme/certs.ts';
+import { createSelfSignedCertificate } from '../src/acme/x509.ts';
 import { CertificateCache } from '../src/tls/cache.ts';
 import { BENCH_TMP } from './util.ts';
 

@@ -9,7 +9,7 @@ import { createIssuers } from './acme/issuers.ts';
 import { relayEvents } from './admin/relay.ts';
 import type { AdminServer, MetricsSource } from './admin/server.ts';
 import { Http01Solver, TlsAlpn01Solver } from './acme/solvers.ts';
-import type { ChallengeSolver } from './acme/client.ts';
+import type { ChallengeSolver } from './acme/authorize.ts';
 import { GatewayMetrics, wireMetrics, type MetricsSnapshot, type PeerSnapshots } from './admin/metrics.ts';
 import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
@@ -208,8 +208,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       storage,
       manager,
       policy,
-      // ARI lookups go to the directory that issued each certificate: trust every issuer's roots.
-      trustedRoots: [...new Set(issuerSpecs.flatMap((spec) => spec.trustedRoots))],
+      // ARI windows are asked of the issuer that issued each certificate.
+      issuers: issuers.map((i) => i.production),
       ...(config.acme.profile ? { profile: config.acme.profile } : {}),
       fraction: config.renewal.fraction,
       concurrency: config.renewal.concurrency,

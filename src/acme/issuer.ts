@@ -1,12 +1,24 @@
-// One ACME CA as an issuer: keeps the account (created once, stored, reused by every process
-// on the same storage) and turns a domain into a certificate chain + private key.
+// One ACME CA as an issuer: the one object the rest of the gateway talks to about that CA.
+//   - issue(): a domain becomes a certificate chain + private key (obtain.ts)
+//   - revokeCertificate(): with the account that ordered it
+//   - renewalWindow(): the CA's ARI window for a certificate it issued (no account needed)
+// It keeps one transport (connection and nonce pool) and directory for the CA, and the account:
+// created once, stored, reused by every process on the same storage.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { caIdFromDirectory, keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
-import { createCsr, generateAccountKey, generateKeyPair, type KeyType } from './certs.ts';
-import { AcmeClient, obtainCertificate, type ChallengeSolver } from './client.ts';
+import { Lazy } from '../util/lazy.ts';
+import type { ChallengeSolver } from './authorize.ts';
+import { obtainCertificate } from './obtain.ts';
+import { AcmeAccount } from './plumbing/account.ts';
+import { fetchRenewalWindow, type RenewalWindow } from './plumbing/ari.ts';
+import { revokeCertificate } from './plumbing/certificate.ts';
+import { Directory } from './plumbing/directory.ts';
+import { AcmeTransport } from './plumbing/transport.ts';
+import { createCsr, generateAccountKey, generateKeyPair, type KeyType } from './x509.ts';
 
+/** One CA's settings (an entry of `acme.issuers`) plus what every issuer shares. */
 export interface AcmeIssuerOptions {
   directory: string;
   email?: string;
@@ -23,6 +35,7 @@ export interface AcmeIssuerOptions {
   profile?: string;
 }
 
+/** Per-order choices of issue(). */
 export interface IssueOptions {
   /** ACME profile (e.g. "tlsserver", "shortlived") for the new order. */
   profile?: string;
@@ -30,10 +43,13 @@ export interface IssueOptions {
   replaces?: string;
 }
 
+/** A new certificate and its private key (PKCS#8 PEM: store it as private). */
 export interface IssuedCertificate {
+  /** Full chain, leaf first. */
   certPem: string;
   keyPem: string;
   keyType: KeyType;
+  /** The challenge types solved, comma-joined ('' when every authorization was reused). */
   challenge: string;
   orderUrl: string;
 }
@@ -45,22 +61,31 @@ interface StoredAccount {
   createdAt: string;
 }
 
+/**
+ * An ACME CA as an issuer. Constructing it sends nothing; the account is loaded from storage or
+ * registered at the first issue()/revokeCertificate() (a failure there is retried next time).
+ */
 export class AcmeIssuer {
+  /** The CA id certificates from this issuer are stored under (storage/layout.ts). */
   readonly ca: string;
   readonly directory: string;
-  private clientPromise: Promise<AcmeClient> | undefined;
+  private readonly endpoint: Directory;
+  /** Registered once per CA and reused across restarts and processes; a failure is retried at the next use. */
+  private readonly account = new Lazy(() => this.loadOrCreateAccount());
 
   constructor(private readonly opts: AcmeIssuerOptions) {
     this.directory = opts.directory;
     this.ca = caIdFromDirectory(opts.directory);
+    this.endpoint = new Directory(new AcmeTransport({ directoryUrl: opts.directory, trustedRoots: opts.trustedRoots, logger: opts.logger }));
   }
 
+  /** A new key and certificate for `domain`; throws the AcmeError of the step that failed. */
   async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
-    const client = await this.client();
+    const account = await this.account.get();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.opts.keyType);
     const csrDer = await createCsr([domain], keyPair, this.opts.keyType);
-    const result = await obtainCertificate(client, {
+    const result = await obtainCertificate(account, {
       domains: [domain],
       csrDer,
       solvers: this.opts.solvers,
@@ -78,22 +103,26 @@ export class AcmeIssuer {
 
   /** Revokes an issued certificate at this CA with the account that ordered it. */
   async revokeCertificate(domain: string, certPem: string, reason?: number): Promise<void> {
-    const client = await this.client();
+    const account = await this.account.get();
     const started = performance.now();
-    await client.revokeCertificate(certPem, { domain, ...(reason !== undefined ? { reason } : {}) });
+    await revokeCertificate(account, certPem, { domain, ...(reason !== undefined ? { reason } : {}) });
     this.opts.logger.info({ domain, step: 'revoked', ca: this.ca, ms: Math.round(performance.now() - started) }, 'certificate revoked');
   }
 
-  /** The account client, registered once per CA and reused across restarts and processes. */
-  private client(): Promise<AcmeClient> {
-    this.clientPromise ??= this.loadOrCreateAccount().catch((err) => {
-      this.clientPromise = undefined; // try again on the next issuance
-      throw err;
-    });
-    return this.clientPromise;
+  /**
+   * The CA's ARI window for a certificate it issued (RFC 9773), or null when it offers none.
+   * An unauthenticated request: no account is loaded or registered for it.
+   */
+  renewalWindow(certId: string, domain?: string): Promise<RenewalWindow | null> {
+    return fetchRenewalWindow(this.endpoint, certId, domain);
   }
 
-  private async loadOrCreateAccount(): Promise<AcmeClient> {
+  /** Closes the connection pool to the CA. */
+  async close(): Promise<void> {
+    await this.endpoint.transport.close();
+  }
+
+  private async loadOrCreateAccount(): Promise<AcmeAccount> {
     const { storage, logger, email } = this.opts;
     const existing = await this.readAccount();
     if (existing) return existing;
@@ -104,38 +133,35 @@ export class AcmeIssuer {
       if (raced) return raced;
       const started = performance.now();
       const accountKey = generateAccountKey();
-      const client = this.newClient(accountKey);
-      const url = await client.ensureAccount();
+      const account = this.newAccount(accountKey);
+      const url = await account.ensure();
       await storage.put(keys.accountKey(this.ca, email), accountKey.export({ type: 'pkcs8', format: 'pem' }), { private: true });
-      const account: StoredAccount = { url, directory: this.directory, ...(email ? { email } : {}), createdAt: new Date().toISOString() };
-      await storage.put(keys.account(this.ca, email), JSON.stringify(account, null, 2) + '\n');
+      const stored: StoredAccount = { url, directory: this.directory, ...(email ? { email } : {}), createdAt: new Date().toISOString() };
+      await storage.put(keys.account(this.ca, email), JSON.stringify(stored, null, 2) + '\n');
       logger.info({ step: 'account-created', ca: this.ca, account: url, ms: Math.round(performance.now() - started) }, 'ACME account registered');
-      return client;
+      return account;
     } finally {
       await lock.release();
     }
   }
 
-  private async readAccount(): Promise<AcmeClient | null> {
+  private async readAccount(): Promise<AcmeAccount | null> {
     const { storage, email } = this.opts;
     const keyPem = await storage.get(keys.accountKey(this.ca, email));
     const accountJson = await storage.get(keys.account(this.ca, email));
     if (!keyPem || !accountJson) return null;
     const account = JSON.parse(accountJson.toString('utf8')) as StoredAccount;
     this.opts.logger.info({ step: 'account-loaded', ca: this.ca, account: account.url }, 'ACME account reused');
-    return this.newClient(createPrivateKey(keyPem), account.url);
+    return this.newAccount(createPrivateKey(keyPem), account.url);
   }
 
-  private newClient(accountKey: KeyObject, accountUrl?: string): AcmeClient {
-    const { email, eab, trustedRoots, logger } = this.opts;
-    return new AcmeClient({
-      directoryUrl: this.directory,
+  private newAccount(accountKey: KeyObject, accountUrl?: string): AcmeAccount {
+    const { email, eab } = this.opts;
+    return new AcmeAccount(this.endpoint, {
       accountKey,
       ...(accountUrl ? { accountUrl } : {}),
       ...(email ? { email } : {}),
-      trustedRoots,
       ...(eab ? { eab: { kid: eab.kid, hmacKey: eab.hmac } } : {}),
-      logger,
     });
   }
 }

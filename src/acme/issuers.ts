@@ -3,10 +3,11 @@
 // say what an ACME failure means for the retry logic.
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { KeyType } from './certs.ts';
-import type { ChallengeSolver } from './client.ts';
-import { ACME_ERROR, isAcmeError } from './errors.ts';
+import type { ChallengeSolver } from './authorize.ts';
 import { AcmeIssuer, type IssuedCertificate, type IssueOptions } from './issuer.ts';
+import type { RenewalWindow } from './plumbing/ari.ts';
+import { ACME_ERROR, isAcmeError } from './plumbing/errors.ts';
+import type { KeyType } from './x509.ts';
 
 /** What CertificateManager needs of an issuer (AcmeIssuer, or a stand-in in unit tests). */
 export interface CertificateIssuer {
@@ -15,14 +16,18 @@ export interface CertificateIssuer {
   issue(domain: string, opts?: IssueOptions): Promise<IssuedCertificate>;
   /** Revokes a certificate this CA issued, with the account that ordered it (absent: cannot revoke). */
   revokeCertificate?(domain: string, certPem: string, reason?: number): Promise<void>;
+  /** The CA's ARI window for a certificate it issued; null when it offers none (absent: never asked). */
+  renewalWindow?(certId: string, domain?: string): Promise<RenewalWindow | null>;
 }
 
+/** One entry of the issuer list: a production CA and, optionally, its staging twin. */
 export interface IssuerChoice {
   production: CertificateIssuer;
   /** Where validation is retried after a production failure, until it succeeds there. */
   staging?: CertificateIssuer;
 }
 
+/** One `acme.issuers[]` entry with its trusted roots read (PEM contents, not paths). */
 export interface IssuerSpec {
   directory: string;
   /** PEM contents. */
@@ -31,6 +36,7 @@ export interface IssuerSpec {
   staging?: string;
 }
 
+/** What every issuer in the list shares. */
 export interface CommonIssuerOptions {
   email?: string;
   keyType: KeyType;
@@ -40,11 +46,13 @@ export interface CommonIssuerOptions {
   logger: Logger;
 }
 
+/** An IssuerChoice made of real ACME issuers (what createIssuers builds). */
 export interface AcmeIssuerChoice extends IssuerChoice {
   production: AcmeIssuer;
   staging?: AcmeIssuer;
 }
 
+/** The issuer list, in the configured order. Sends nothing: accounts are made at first use. */
 export function createIssuers(specs: IssuerSpec[], common: CommonIssuerOptions): AcmeIssuerChoice[] {
   return specs.map((spec) => {
     const production = new AcmeIssuer({ ...common, directory: spec.directory, trustedRoots: spec.trustedRoots, ...(spec.eab ? { eab: spec.eab } : {}) });

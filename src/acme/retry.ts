@@ -9,6 +9,7 @@ import type { Logger } from '../log.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 
+/** How long a name waits after failures (`acme.retry`). */
 export interface RetrySchedule {
   /** Waits after the 1st, 2nd, ... failure. */
   delaysMs: number[];
@@ -18,6 +19,7 @@ export interface RetrySchedule {
   giveUpAfterMs: number;
 }
 
+/** The default: 1 min, 10 min, 100 min, then daily; give up after 30 days. */
 export const LETS_ENCRYPT_SCHEDULE: RetrySchedule = {
   delaysMs: [60_000, 600_000, 6_000_000],
   thenEveryMs: 86_400_000,
@@ -29,6 +31,7 @@ export function backoffDelay(schedule: RetrySchedule, failures: number): number 
   return schedule.delaysMs[Math.max(0, failures - 1)] ?? schedule.thenEveryMs;
 }
 
+/** A name's failure record, shared through storage (retry/names/<domain>). */
 export interface NameRetryState {
   failures: number;
   firstFailureAt: number;
@@ -44,11 +47,13 @@ export interface NameRetryState {
   issuers: string;
 }
 
+/** A CA-wide pause after a 429/503 with Retry-After (retry/cas/<ca>): no new orders to it before `until`. */
 export interface CaPause {
   until: number;
   reason: string;
 }
 
+/** What RetryState.recordFailure needs to know of a failed attempt. */
 export interface FailureInput {
   reason: string;
   /** The step that failed (e.g. "authorization", "directory"), as the issuance-failed event says. */
@@ -62,6 +67,10 @@ export interface FailureInput {
 }
 
 
+/**
+ * The retry records in storage, read and written by every instance. Records made under another
+ * issuer list (a config change) are ignored, so a changed configuration starts afresh.
+ */
 export class RetryState {
   constructor(
     private readonly storage: Storage,

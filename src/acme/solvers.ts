@@ -8,8 +8,8 @@ import { keys } from '../storage/layout.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
 import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
 import { LogSampler, truncateForLog, type LogSamplerOptions } from '../util/log-sampler.ts';
-import { createTlsAlpnCertificate } from './certs.ts';
-import type { ChallengeSolver } from './client.ts';
+import type { ChallengeSolver } from './authorize.ts';
+import { createTlsAlpnCertificate } from './x509.ts';
 
 /**
  * An ACME token as RFC 8555 §8.1 allows it: base64url with at least 128 bits of entropy, so 22+
@@ -17,6 +17,7 @@ import type { ChallengeSolver } from './client.ts';
  * read, so scanners probing the path cost nothing.
  */
 const TOKEN = /^[A-Za-z0-9_-]{22,256}$/;
+/** The path prefix of http-01 validation requests (RFC 8555 §8.3). */
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 
 /** Unknown challenge requests and handshakes are logged at most this often (then counted). */
@@ -25,6 +26,7 @@ const UNKNOWN_LOG = { maxPerInterval: 5, intervalMs: 10_000 } as const;
 const LOGGED_UA_CHARS = 100;
 const LOGGED_UNKNOWN_TOKEN_CHARS = 16;
 
+/** http-01: the key authorization served at HTTP01_PREFIX + token by every instance (via storage). */
 export class Http01Solver implements ChallengeSolver {
   readonly type = 'http-01' as const;
   private readonly tokens: StoredTokens;
@@ -72,6 +74,7 @@ export class Http01Solver implements ChallengeSolver {
   }
 }
 
+/** tls-alpn-01: a validation certificate served to `acme-tls/1` handshakes by every instance (via storage). */
 export class TlsAlpn01Solver implements ChallengeSolver {
   readonly type = 'tls-alpn-01' as const;
   private readonly contexts = new Map<string, SecureContext>();

@@ -2,8 +2,7 @@
 // election; the leader indexes certificates stored before the index existed (once), then every
 // `checkInterval` runs the renewal scheduler and the cleanup. Any instance that is not an edge
 // also renews a certificate a handshake finds inside its renewal time (in the background).
-import { generateAccountKey } from '../acme/certs.ts';
-import { AcmeClient } from '../acme/client.ts';
+import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Logger } from '../log.ts';
 import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
 import { keys } from '../storage/layout.ts';
@@ -17,8 +16,11 @@ export interface MaintainerOptions {
   storage: Storage;
   manager: RenewalSchedulerOptions['manager'];
   policy: RenewalSchedulerOptions['policy'];
-  /** PEMs trusted for the CAs' own HTTPS (ARI lookups). */
-  trustedRoots: string[];
+  /**
+   * The configured (production) issuers. ARI windows are asked of the one whose directory issued
+   * the certificate; a certificate from a CA no longer configured falls back to the lifetime fraction.
+   */
+  issuers: readonly CertificateIssuer[];
   profile?: string;
   fraction: number;
   concurrency: number;
@@ -35,7 +37,6 @@ export class Maintainer {
   readonly scheduler: RenewalScheduler;
   readonly cleanup: Cleanup;
   private readonly leader: LeaderElection;
-  private readonly ariClients = new Map<string, AcmeClient>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private backfilled = false;
@@ -46,7 +47,7 @@ export class Maintainer {
       storage,
       manager: opts.manager,
       policy: opts.policy,
-      ariClient: (directory) => this.ariClient(directory),
+      issuerOf: (directory) => opts.issuers.find((issuer) => issuer.directory === directory),
       ...(opts.profile ? { profile: opts.profile } : {}),
       fraction: opts.fraction,
       jitterMs: opts.jitterMs,
@@ -85,8 +86,6 @@ export class Maintainer {
     await this.leader.stop();
     await this.running?.catch(() => undefined);
     await this.scheduler.idle();
-    await Promise.all([...this.ariClients.values()].map((c) => c.close()));
-    this.ariClients.clear();
   }
 
   /** Hook for CertificateManager: a certificate was loaded from storage for a handshake. */
@@ -160,15 +159,5 @@ export class Maintainer {
 
   private now(): number {
     return (this.opts.now ?? Date.now)();
-  }
-
-  /** A client for GETs only (directory, renewalInfo): its throwaway account key never signs. */
-  private ariClient(directory: string): AcmeClient {
-    let client = this.ariClients.get(directory);
-    if (!client) {
-      client = new AcmeClient({ directoryUrl: directory, accountKey: generateAccountKey(), trustedRoots: this.opts.trustedRoots, logger: this.opts.logger });
-      this.ariClients.set(directory, client);
-    }
-    return client;
   }
 }

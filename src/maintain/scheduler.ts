@@ -12,9 +12,9 @@
 //     shared backoff ends (1 min, 10 min, 100 min, then daily).
 // A cursor (the oldest hour that may still hold entries) keeps ticks from re-listing the past.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ariCertId, fetchRenewalWindow, nextFetchAt, pickInWindow } from '../acme/ari.ts';
+import type { CertificateIssuer } from '../acme/issuers.ts';
+import { ariCertId, nextFetchAt, pickInWindow } from '../acme/plumbing/ari.ts';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../acme/retry.ts';
-import type { AcmeClient } from '../acme/client.ts';
 import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
 import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
@@ -34,8 +34,11 @@ export interface RenewalSchedulerOptions {
     retryAt?(domain: string): Promise<number | null | undefined>;
   };
   policy: { decide(domain: string): Promise<PolicyDecision> };
-  /** An ACME client for the directory a certificate came from (ARI lookups), if any. */
-  ariClient?: (directory: string) => AcmeClient | undefined;
+  /**
+   * The issuer whose directory issued a certificate (its `renewalWindow` answers ARI), if it is
+   * still configured. Without one, renewal times come from the lifetime fraction.
+   */
+  issuerOf?: (directory: string) => Pick<CertificateIssuer, 'renewalWindow'> | undefined;
   /** acme.profile, passed to renewals (the client drops it when the CA does not advertise it). */
   profile?: string;
   fraction: number;
@@ -180,9 +183,10 @@ export class RenewalScheduler {
     const notAfter = Date.parse(entry.notAfter);
     let renewAt = renewalTime(domain, Date.parse(entry.notBefore), notAfter, this.opts);
     let replaces: ReplacedCertificate | undefined;
-    const client = entry.directory ? this.opts.ariClient?.(entry.directory) : undefined;
-    if (client) {
-      await this.refreshAri(client, entry, bundle, now);
+    const issuer = entry.directory ? this.opts.issuerOf?.(entry.directory) : undefined;
+    const renewalWindow = issuer?.renewalWindow?.bind(issuer);
+    if (renewalWindow) {
+      await this.refreshAri(renewalWindow, entry, bundle, now);
       if (entry.ari?.window) renewAt = entry.ari.window.renewAt;
       // The certificate's own CA answered for it: an order to that CA may name it in `replaces`.
       if (entry.ari?.supported) replaces = { certId: entry.ari.certId, ca: entry.ca };
@@ -215,12 +219,12 @@ export class RenewalScheduler {
   }
 
   /** Fetches the ARI window when it is time to; updates `entry.ari` in place. */
-  private async refreshAri(client: AcmeClient, entry: RenewalEntry, bundle: CertificateBundle, now: number): Promise<void> {
+  private async refreshAri(renewalWindow: NonNullable<CertificateIssuer['renewalWindow']>, entry: RenewalEntry, bundle: CertificateBundle, now: number): Promise<void> {
     if (entry.ari && entry.ari.nextFetchAt > now) return;
     const certId = entry.ari?.certId ?? ariCertId(bundle.certPem);
     if (!certId) return;
     try {
-      const window = await fetchRenewalWindow(client, certId, entry.domain);
+      const window = await renewalWindow(certId, entry.domain);
       if (!window) {
         entry.ari = { certId, supported: false, nextFetchAt: now + 24 * HOUR_MS };
         return;

@@ -3,7 +3,7 @@
 //   lifetime <  10 days: at half-life (short-lived certificates, e.g. the `shortlived` profile)
 // minus a deterministic per-name jitter, so certificates issued in the same hour spread their
 // renewals over a window instead of all hitting the CA in the same second.
-import { createHash } from 'node:crypto';
+import { unitHash } from '../util/unit-hash.ts';
 
 export const SHORT_LIVED_MS = 10 * 24 * 3_600_000;
 
@@ -12,12 +12,6 @@ export interface RenewalTimingOptions {
   fraction: number;
   /** Width of the jitter window; capped at a tenth of the lifetime. */
   jitterMs: number;
-}
-
-/** A stable number in [0, 1) for a name: the same on every instance and every run. */
-export function unitHash(name: string, salt = ''): number {
-  const digest = createHash('sha256').update(salt).update(name).digest();
-  return digest.readUInt32BE(0) / 0x1_0000_0000;
 }
 
 /** The time (ms) at which the certificate should be renewed, before jitter. */

@@ -11,7 +11,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { sanNames } from '../acme/certs.ts';
+import { sanNames } from '../acme/x509.ts';
 
 interface CoveredNames {
   exact: Set<string>;

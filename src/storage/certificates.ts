@@ -3,7 +3,7 @@
 // that belongs to it; meta.json is informational.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseCertificate } from '../acme/certs.ts';
+import { parseCertificate } from '../acme/x509.ts';
 import { indexCertificate } from '../maintain/renewal-index.ts';
 import { keys } from './layout.ts';
 import { getJson, type Storage } from './storage.ts';

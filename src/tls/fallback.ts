@@ -3,7 +3,7 @@
 // (so every process and restart serves the same one), or a configured cert/key pair.
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { createSelfSignedCertificate } from '../acme/certs.ts';
+import { createSelfSignedCertificate } from '../acme/x509.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ariCertId } from '../../src/acme/ari.ts';
+import { ariCertId } from '../../src/acme/plumbing/ari.ts';
 import { getJson } from '../../src/storage/storage.ts';
 import { loadCertificate, type CertificateMeta } from '../../src/storage/certificates.ts';
 import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';

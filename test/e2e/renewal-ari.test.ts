@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ariCertId } from '../../src/acme/ari.ts';
+import { ariCertId } from '../../src/acme/plumbing/ari.ts';
 import { loadCertificate } from '../../src/storage/certificates.ts';
 import { startAcmeProxy, type AcmeFaultProxy, type RenewalInfoAnswer } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';

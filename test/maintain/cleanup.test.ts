@@ -132,7 +132,7 @@ for (const [name, open] of backends) {
             delete: async () => undefined,
           },
           policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
-          trustedRoots: [],
+          issuers: [],
           fraction: 0.33,
           concurrency: 2,
           checkIntervalMs: 60_000,

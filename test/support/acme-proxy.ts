@@ -19,7 +19,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Pool } from 'undici';
-import { ariCertId } from '../../src/acme/ari.ts';
+import { ariCertId } from '../../src/acme/plumbing/ari.ts';
 
 /** What a request is, from Pebble's URL paths (Pebble 2.4) and the proxy's own renewalInfo path. */
 export type AcmeRequestKind =

@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, createServer, type SecureContext, type Server } from 'node:tls';
-import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
+import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import type { CertificateBundle } from '../../src/storage/certificates.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { LruCache } from '../../src/util/lru.ts';

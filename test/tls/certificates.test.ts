@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
+import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { silentLogger } from '../../src/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';

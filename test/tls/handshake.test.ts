@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect, createSecureContext, createServer, type SecureContext, type TLSSocket } from 'node:tls';
-import { createSelfSignedCertificate } from '../../src/acme/certs.ts';
+import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { TlsAlpn01Solver } from '../../src/acme/solvers.ts';
 import { silentLogger } from '../../src/log.ts';
 import { IssuanceLimits } from '../../src/policy/limits.ts';

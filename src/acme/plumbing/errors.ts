@@ -1,6 +1,7 @@
 // Errors of the ACME client: RFC 7807 problem documents from the CA, plus a few local types
 // (time-outs, network failures, unusable answers) under urn:certgate:error:*.
 
+/** Prefix of the problem types RFC 8555 §6.7 defines (`${ACME_ERROR}badNonce`, ...). */
 export const ACME_ERROR = 'urn:ietf:params:acme:error:';
 
 /** Problem types of our own, for failures that are not an ACME problem document. */
@@ -19,11 +20,13 @@ export const LocalErrorType = {
   noSolver: 'urn:certgate:error:no-solver',
 } as const;
 
+/** An identifier (§9.7.7): type 'dns' with a name, or 'ip' with an address (RFC 8738). */
 export interface AcmeIdentifier {
   type: string;
   value: string;
 }
 
+/** One identifier's part of a compound problem (§6.7.1). */
 export interface AcmeSubproblem {
   type: string;
   detail?: string;
@@ -39,6 +42,7 @@ export interface AcmeProblem {
   subproblems?: AcmeSubproblem[];
 }
 
+/** Fields of an AcmeError; `step` and `domain` end up in its message. */
 export interface AcmeErrorInit {
   /** ACME problem type (urn:ietf:params:acme:error:...) or a LocalErrorType. */
   type: string;
@@ -53,6 +57,11 @@ export interface AcmeErrorInit {
   cause?: unknown;
 }
 
+/**
+ * Every failure of an ACME request or flow. `message` reads "ACME <step> for <domain> failed: ...";
+ * `type` says what failed (CA problem or LocalErrorType), `status` the HTTP status (0: no answer),
+ * `retryAfterMs` the CA's Retry-After when it sent one (rate limits, 503).
+ */
 export class AcmeError extends Error {
   readonly type: string;
   readonly status: number;
@@ -106,6 +115,7 @@ export class AcmeError extends Error {
   }
 }
 
+/** True for an AcmeError, of the given `type` when one is named (full URN, ACME short name, or local short name). */
 export function isAcmeError(err: unknown, type?: string): err is AcmeError {
   if (!(err instanceof AcmeError)) return false;
   if (type === undefined) return true;

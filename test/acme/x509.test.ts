@@ -19,7 +19,7 @@ import {
   parseCertificate,
   splitPemChain,
   type KeyType,
-} from '../../src/acme/certs.ts';
+} from '../../src/acme/x509.ts';
 
 const SAN_OID = '2.5.29.17';
 

@@ -7,16 +7,19 @@ export type PublicJwk =
   | { kty: 'EC'; crv: string; x: string; y: string }
   | { kty: 'RSA'; n: string; e: string };
 
+/** A flattened JSON JWS (RFC 7515 §7.2.2): the body of every ACME POST. */
 export interface JwsObject {
   protected: string;
   payload: string;
   signature: string;
 }
 
+/** Unpadded base64url (RFC 7515 §2); a string is encoded as UTF-8. */
 export function base64url(data: Uint8Array | string): string {
   return Buffer.from(typeof data === 'string' ? Buffer.from(data, 'utf8') : data).toString('base64url');
 }
 
+/** Decodes base64url (padding tolerated); throws on any other character. */
 export function base64urlDecode(text: string): Buffer {
   if (!/^[A-Za-z0-9_-]*={0,2}$/.test(text)) throw new Error('invalid base64url');
   return Buffer.from(text, 'base64url');
@@ -74,6 +77,7 @@ export function jwsAlgorithm(key: KeyObject): string {
   return algFor(key).alg;
 }
 
+/** What signJws signs, and for which URL and nonce. */
 export interface SignJwsOptions {
   /** Private key (ECDSA P-256 → ES256). */
   key: KeyObject;

@@ -33,7 +33,9 @@ function loadX509(): Promise<typeof X509> {
 }
 const subtle = webcrypto.subtle;
 
+/** Certificate key types (`acme.keyType`); account keys are always ECDSA P-256. */
 export type KeyType = 'ecdsa-p256' | 'rsa-2048';
+/** A WebCrypto key pair (what @peculiar/x509 signs with). */
 export type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 /** OID of the id-pe-acmeIdentifier extension (RFC 8737 §3). */
@@ -173,6 +175,7 @@ export function splitPemChain(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => `${b}\n`) ?? [];
 }
 
+/** What the gateway needs to know of a certificate (see parseCertificate). */
 export interface ParsedCertificate {
   notBefore: Date;
   notAfter: Date;

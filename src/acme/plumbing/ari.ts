@@ -1,12 +1,15 @@
 // ACME Renewal Information (RFC 9773): the CA suggests a window in which to renew each
 // certificate (earlier than planned after a revocation or an incident). The certificate ID is
 // base64url(AuthorityKeyIdentifier.keyIdentifier) "." base64url(serial number DER content);
-// a renewal sends it as `replaces` in the new order.
+// a renewal sends it as `replaces` in the new order. Asking is an unauthenticated GET: no
+// account is needed, only the directory of the CA that issued the certificate.
 import { X509Certificate } from 'node:crypto';
-import { splitPemChain } from './certs.ts';
-import type { AcmeClient } from './client.ts';
-import { unitHash } from '../maintain/timing.ts';
+import { unitHash } from '../../util/unit-hash.ts';
+import { leafDer } from './certificate.ts';
+import type { Directory } from './directory.ts';
+import { header, parseRetryAfter, problemError, protocolError, requireJson } from './transport.ts';
 
+/** The CA's suggested window (ms since epoch) and when to ask again. */
 export interface RenewalWindow {
   start: number;
   end: number;
@@ -19,6 +22,7 @@ export interface RenewalWindow {
 export const ARI_DEFAULT_REFETCH_MS = 6 * 3_600_000;
 /** Bounds on an honoured Retry-After: never hammer the CA, never forget a certificate for days. */
 export const ARI_MIN_REFETCH_MS = 1_000;
+/** Upper bound on an honoured Retry-After (see ARI_MIN_REFETCH_MS). */
 export const ARI_MAX_REFETCH_MS = 24 * 3_600_000;
 
 const AKI_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x23]); // 2.5.29.35
@@ -63,9 +67,9 @@ export function serialDer(serialHex: string): Buffer {
 
 /** The RFC 9773 certificate ID of the leaf of `certPem`; undefined without an AKI. */
 export function ariCertId(certPem: string): string | undefined {
-  const leaf = splitPemChain(certPem)[0];
-  if (!leaf) return undefined;
-  const cert = new X509Certificate(leaf);
+  const der = leafDer(certPem);
+  if (!der) return undefined;
+  const cert = new X509Certificate(der);
   const aki = authorityKeyIdentifier(cert.raw);
   if (!aki) return undefined;
   return `${aki.toString('base64url')}.${serialDer(cert.serialNumber).toString('base64url')}`;
@@ -88,9 +92,38 @@ export function nextFetchAt(window: Pick<RenewalWindow, 'retryAfterMs'> | undefi
   return now + Math.min(ARI_MAX_REFETCH_MS, Math.max(ARI_MIN_REFETCH_MS, ra));
 }
 
-/** The CA's window for `certId`, or null when the directory has no renewalInfo. Throws on errors. */
-export async function fetchRenewalWindow(client: AcmeClient, certId: string, domain?: string): Promise<RenewalWindow | null> {
-  const info = await client.renewalInfo(certId, domain);
+/** The renewalInfo answer as the CA sent it (RFC 9773 §4.2). */
+export interface RenewalInfo {
+  suggestedWindow: { start: string; end: string };
+  explanationURL?: string;
+  retryAfterMs?: number;
+}
+
+/**
+ * The CA's renewal information for a certificate ID, with Retry-After; null when the directory
+ * has no renewalInfo. Throws an AcmeError (step 'renewal-info') for any other failure, e.g. a 404
+ * for a certificate this CA did not issue.
+ */
+export async function getRenewalInfo(directory: Directory, certId: string, domain?: string): Promise<RenewalInfo | null> {
+  const ctx = { step: 'renewal-info', domain };
+  const dir = await directory.get();
+  if (typeof dir.renewalInfo !== 'string') return null;
+  const res = await directory.transport.request('GET', `${dir.renewalInfo.replace(/\/$/, '')}/${certId}`, ctx);
+  if (res.status !== 200) throw problemError(res, ctx);
+  const info = requireJson<{ suggestedWindow?: { start?: unknown; end?: unknown }; explanationURL?: unknown }>(res, ctx);
+  const { start, end } = info.suggestedWindow ?? {};
+  if (typeof start !== 'string' || typeof end !== 'string') throw protocolError('renewalInfo without suggestedWindow', ctx, res.status);
+  const retryAfterMs = parseRetryAfter(header(res, 'retry-after'));
+  return {
+    suggestedWindow: { start, end },
+    ...(typeof info.explanationURL === 'string' ? { explanationURL: info.explanationURL } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  };
+}
+
+/** The CA's window for `certId` as times, or null when the directory has no renewalInfo. Throws on errors. */
+export async function fetchRenewalWindow(directory: Directory, certId: string, domain?: string): Promise<RenewalWindow | null> {
+  const info = await getRenewalInfo(directory, certId, domain);
   if (!info) return null;
   const start = Date.parse(info.suggestedWindow.start);
   const end = Date.parse(info.suggestedWindow.end);
