@@ -9,7 +9,7 @@
 // All leaves share one ECDSA P-256 key: the key does not change the handshake cost.
 //
 // Layouts
-//   certgate  certificates/<ca id>/<domain>/{cert.pem,key.pem,meta.json}   (src/storage/layout.ts)
+//   certgate  certificates/<ca id>/<domain>/{cert.pem,key.pem,meta.json}   (src/storage/keys.ts)
 //   Caddy 2.6 certificates/<issuer key>/<domain>/<domain>.{crt,key,json}    (certmagic 0.17)
 // Cache: <tmp>/certgate-bench-cache/v1/chunks/<k>/{certgate,caddy}/<domain>/..., 10,000 names
 // per chunk, and flat/<kind>-<count>/ trees hard-linked from the chunks, which are renamed into a
@@ -20,7 +20,7 @@ import { mkdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import '../src/acme/reflect-shim.ts';
 import * as x509 from '@peculiar/x509';
-import { caIdFromDirectory, keys } from '../src/storage/layout.ts';
+import { caIdFromDirectory, keys } from '../src/storage/keys.ts';
 import { caddyIssuerKey, type GatewayKind } from './gateways.ts';
 import { BENCH_TMP, log, now, run, seededName } from './util.ts';
 

@@ -6,7 +6,7 @@
 // created once, stored, reused by every process on the same storage.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../log.ts';
-import { caIdFromDirectory, keys } from '../storage/layout.ts';
+import { caIdFromDirectory, keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Lazy } from '../util/lazy.ts';
 import type { ChallengeSolver } from './authorize.ts';
@@ -66,7 +66,7 @@ interface StoredAccount {
  * registered at the first issue()/revokeCertificate() (a failure there is retried next time).
  */
 export class AcmeIssuer {
-  /** The CA id certificates from this issuer are stored under (storage/layout.ts). */
+  /** The CA id certificates from this issuer are stored under (storage/keys.ts). */
   readonly ca: string;
   readonly directory: string;
   private readonly endpoint: Directory;

@@ -6,7 +6,7 @@
 // Storage:  retry/names/<domain>   NameRetryState (JSON)
 //           retry/cas/<ca>         CaPause (JSON)
 import type { Logger } from '../log.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 
 /** How long a name waits after failures (`acme.retry`). */

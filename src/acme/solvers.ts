@@ -4,7 +4,7 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
 import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
 import { LogSampler, truncateForLog, type LogSamplerOptions } from '../util/log-sampler.ts';

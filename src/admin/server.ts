@@ -17,7 +17,7 @@ import { parseUpstream } from '../proxy/routes.ts';
 import type { UpstreamAllowList } from '../proxy/upstream-allow.ts';
 import { failureHistory, type CertificateStatus, type FailureHistory } from './certificate-status.ts';
 import type { CertificateMeta } from '../storage/certificates.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { StorageError, type Storage } from '../storage/storage.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { CertificateManager } from '../tls/certificates.ts';

@@ -8,7 +8,7 @@
 //     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
 import type { Logger } from '../log.ts';
 import { loadCertificate } from '../storage/certificates.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from './renewal-index.ts';
 

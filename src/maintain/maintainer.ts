@@ -5,7 +5,7 @@
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Logger } from '../log.ts';
 import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Cleanup } from './cleanup.ts';
 import { LeaderElection } from './leader.ts';

@@ -10,7 +10,7 @@
 //
 // Entries are only written on save; an entry whose certificate has since been replaced or
 // deleted (fingerprint differs, or gone) is dropped when the maintainer reaches it.
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
 export interface RenewalEntry {

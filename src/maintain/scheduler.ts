@@ -18,7 +18,7 @@ import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../acme/retry.ts';
 import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
 import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../tls/certificates.ts';
 import { Semaphore } from '../util/semaphore.ts';

@@ -12,7 +12,7 @@ import type { Resolver } from 'node:dns/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';

@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
 import type { ClusterBus } from '../storage/bus.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { normalizeDomainName, normalizeServerName } from '../tls/names.ts';
 import { LruCache } from '../util/lru.ts';

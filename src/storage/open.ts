@@ -3,12 +3,12 @@
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterBus } from './bus.ts';
-import { FileStorage } from './file.ts';
+import { FileStorage } from './file/store.ts';
 import type { Storage } from './storage.ts';
 
 export async function openStorage(config: Config['storage'], logger: Logger): Promise<{ storage: Storage; bus?: ClusterBus }> {
   if (config.redis) {
-    const { RedisStorage } = await import('./redis.ts');
+    const { RedisStorage } = await import('./redis/store.ts');
     const { url, prefix, sentinel, cluster } = config.redis;
     const redis = await RedisStorage.connect({ ...(url ? { url } : {}), prefix, ...(sentinel ? { sentinel } : {}), ...(cluster ? { cluster } : {}), logger });
     return { storage: redis, bus: redis };

@@ -16,7 +16,7 @@ import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { Preflight } from '../policy/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import { keepLockAlive, retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { createSelfSignedCertificate } from '../acme/x509.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
 export interface FallbackCertificate {

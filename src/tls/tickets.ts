@@ -6,7 +6,7 @@
 // handshake once — the price of rotation.
 import { hkdfSync, randomBytes } from 'node:crypto';
 import type { Logger } from '../log.ts';
-import { keys } from '../storage/layout.ts';
+import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
 export const TICKET_KEY_BYTES = 48;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { AcmeIssuer } from '../../src/acme/issuer.ts';
 import { silentLogger } from '../../src/log.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { tmpDir } from '../support/tmp.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState } from '../../src/acme/retry.ts';
 import { silentLogger } from '../../src/log.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 
 const MIN = 60_000;
 const DAY = 86_400_000;

@@ -8,7 +8,7 @@ import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Http01Solver } from '../../src/acme/solvers.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';
 import { tmpDir } from '../support/tmp.ts';

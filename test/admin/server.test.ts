@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { registryKey, type DomainBinding } from '../../src/policy/registry.ts';
 import { startGateway, type Gateway } from '../../src/server.ts';
-import { RedisStorage } from '../../src/storage/redis.ts';
+import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { adminCall, openEvents } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';

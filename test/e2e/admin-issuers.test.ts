@@ -3,7 +3,7 @@
 // the second issuer's CA and revoke it there, with that issuer's account.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
+import { caIdFromDirectory, keys } from '../../src/storage/keys.ts';
 import { adminCall } from '../support/admin.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebble, type PebbleHandle } from '../support/pebble.ts';

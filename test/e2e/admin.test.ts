@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { keys } from '../../src/storage/layout.ts';
+import { keys } from '../../src/storage/keys.ts';
 import { adminCall, insecureGet, openEvents, type SseClient } from '../support/admin.ts';
 import { httpsGet, opensslFingerprint } from '../support/clients.ts';
 import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';

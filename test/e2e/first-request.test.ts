@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { keys } from '../../src/storage/layout.ts';
+import { keys } from '../../src/storage/keys.ts';
 import { curlGet, httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway } from '../support/gateway.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
@@ -31,7 +31,7 @@ async function tearDown(env: Env | undefined): Promise<void> {
 }
 
 async function storedMeta(dataDir: string, pebble: PebbleHandle, domain: string): Promise<{ challenge: string; fingerprint256: string }> {
-  const { caIdFromDirectory } = await import('../../src/storage/layout.ts');
+  const { caIdFromDirectory } = await import('../../src/storage/keys.ts');
   return JSON.parse(await readFile(join(dataDir, keys.certificateMeta(caIdFromDirectory(pebble.directoryUrl), domain)), 'utf8'));
 }
 
@@ -81,7 +81,7 @@ describe('first request to a new domain (http-01 and tls-alpn-01)', () => {
       assert.equal(JSON.parse(viaCurl.body).name, 'app');
 
       // Storage layout and key protection.
-      const { caIdFromDirectory } = await import('../../src/storage/layout.ts');
+      const { caIdFromDirectory } = await import('../../src/storage/keys.ts');
       const ca = caIdFromDirectory(pebble.directoryUrl);
       const { stat } = await import('node:fs/promises');
       assert.equal((await stat(join(gw.dataDir, keys.certificateKey(ca, domain)))).mode & 0o777, 0o600);

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
+import { caIdFromDirectory, keys } from '../../src/storage/keys.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { fallbackFingerprint as fallbackOf, startTestGateway } from '../support/gateway.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as netConnect } from 'node:net';
 import { connect } from 'node:tls';
-import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
+import { caIdFromDirectory, keys } from '../../src/storage/keys.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { fallbackFingerprint, startTestGateway } from '../support/gateway.ts';
 import { capturingLogger } from '../support/log-lines.ts';

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ariCertId } from '../../src/acme/plumbing/ari.ts';
 import { getJson } from '../../src/storage/storage.ts';
 import { loadCertificate, type CertificateMeta } from '../../src/storage/certificates.ts';
-import { caIdFromDirectory, keys } from '../../src/storage/layout.ts';
+import { caIdFromDirectory, keys } from '../../src/storage/keys.ts';
 import { startAcmeProxy, type AcmeFaultProxy, type NewOrderRecord, type RenewalInfoAnswer } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';

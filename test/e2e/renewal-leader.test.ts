@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { stringify } from 'yaml';
-import { keys } from '../../src/storage/layout.ts';
+import { keys } from '../../src/storage/keys.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';

@@ -8,7 +8,7 @@ import { ariCertId, type RenewalWindow } from '../../src/acme/plumbing/ari.ts';
 import { silentLogger } from '../../src/log.ts';
 import { Maintainer } from '../../src/maintain/maintainer.ts';
 import { loadCertificate } from '../../src/storage/certificates.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import type { ObtainOutcome, RenewOptions } from '../../src/tls/certificates.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';

@@ -9,8 +9,8 @@ import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { bindingInputSchema } from '../../src/admin/bindings.ts';
 import { DomainRegistry, InvalidDomainError, registryKey, type RegistryChange } from '../../src/policy/registry.ts';
 import { LocalBus } from '../../src/storage/bus.ts';
-import { FileStorage } from '../../src/storage/file.ts';
-import { RedisStorage } from '../../src/storage/redis.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
+import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
 import { tmpDir } from '../support/tmp.ts';
 

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { describeStorageContract, exited, expectLine, lockHolder, rejectsWith, spawnChild } from './contract.ts';

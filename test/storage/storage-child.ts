@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { silentLogger } from '../../src/log.ts';
-import { FileStorage } from '../../src/storage/file.ts';
-import { RedisStorage } from '../../src/storage/redis.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
+import { RedisStorage } from '../../src/storage/redis/store.ts';
 import type { LockOptions, Storage } from '../../src/storage/storage.ts';
 
 /** How a child process opens the same data as the parent's storage. */

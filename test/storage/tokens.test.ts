@@ -11,8 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Http01Solver, HTTP01_PREFIX, TlsAlpn01Solver } from '../../src/acme/solvers.ts';
 import { silentLogger } from '../../src/log.ts';
-import { keys } from '../../src/storage/layout.ts';
-import { RedisStorage } from '../../src/storage/redis.ts';
+import { keys } from '../../src/storage/keys.ts';
+import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { retryStorageErrors, StorageError, type Storage } from '../../src/storage/storage.ts';
 import { StoredTokens } from '../../src/storage/tokens.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';

@@ -13,7 +13,7 @@ import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { silentLogger } from '../../src/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { saveCertificate } from '../../src/storage/certificates.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager, type CertificateManagerOptions } from '../../src/tls/certificates.ts';

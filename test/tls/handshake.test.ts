@@ -16,7 +16,7 @@ import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { TlsAlpn01Solver } from '../../src/acme/solvers.ts';
 import { silentLogger } from '../../src/log.ts';
 import { IssuanceLimits } from '../../src/policy/limits.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import type { CertificateManager, ObtainOutcome } from '../../src/tls/certificates.ts';
 import { createHandshakeCallbacks, type HandshakeOutcome } from '../../src/tls/handshake.ts';

@@ -18,7 +18,7 @@ import type { RetrySchedule } from '../../src/acme/retry.ts';
 import { silentLogger } from '../../src/log.ts';
 import { LETS_ENCRYPT_BUDGETS, RateBudgets } from '../../src/policy/budgets.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
-import { FileStorage } from '../../src/storage/file.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
 import { StorageError } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager } from '../../src/tls/certificates.ts';

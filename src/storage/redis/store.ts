@@ -86,8 +86,8 @@ import {
   type RedisArgument,
 } from 'redis';
 
-import type { Logger } from '../log.ts';
-import { assertValidChannel, deliverSafely, type ClusterBus } from './bus.ts';
+import type { Logger } from '../../log.ts';
+import { assertValidChannel, deliverSafely, type ClusterBus } from '../bus.ts';
 import {
   assertValidKey,
   assertValidListOptions,
@@ -100,7 +100,7 @@ import {
   type LockOptions,
   type PutOptions,
   type Storage,
-} from './storage.ts';
+} from '../storage.ts';
 
 export interface RedisStorageOptions {
   /** redis://[user:pass@]host:port[/db], rediss:// for TLS. Default redis://127.0.0.1:6379. */

@@ -73,8 +73,8 @@ import {
   type PutOptions,
   pageOf,
   type Storage,
-} from './storage.ts';
-import { forEachConcurrently } from '../util/concurrency.ts';
+} from '../storage.ts';
+import { forEachConcurrently } from '../../util/concurrency.ts';
 
 /** How often a waiter re-checks a held lock file. */
 const DEFAULT_LOCK_POLL_MS = 100;
