@@ -8,6 +8,7 @@
 
 import type { Logger } from '../log.ts';
 
+/** Broadcast between the gateway instances on one storage. Delivery is best-effort (at most once): a message sent while an instance is disconnected never reaches it, so whatever a message invalidates must also expire on its own. */
 export interface ClusterBus {
   /** Fire-and-forget broadcast to every instance (including this one) subscribed to `channel`. */
   publish(channel: string, message: string): Promise<void>;
@@ -37,6 +38,7 @@ export function deliverSafely(handler: (message: string) => void, message: strin
   }
 }
 
+/** Throws a TypeError unless `channel` is a non-empty string of at most 1024 characters (every bus checks before sending). */
 export function assertValidChannel(channel: string): void {
   if (typeof channel !== 'string' || channel.length === 0 || channel.length > 1024) {
     throw new TypeError(`invalid bus channel ${JSON.stringify(channel)}: a non-empty string of at most 1024 characters`);

@@ -1,10 +1,15 @@
-// Where things live in storage. One place, so a human reading the tree and the code agree:
+// What stored keys mean, in one place, so a human reading the tree and the code agree. Two
+// parts: the key of everything certgate stores (`keys`, below), and the rules every backend
+// applies to a key before it touches it (valid path, no internal name, `locks/` reserved), so
+// a key one backend accepts the other accepts too and data can be migrated either way.
+//
+// Stored data:
 //   certificates/<ca>/<domain>/{cert.pem,key.pem,meta.json}
 //   accounts/<ca>/<email or "default">/{key.pem,account.json}
 //   challenges/http-01/<token>, challenges/tls-alpn-01/<domain>/{cert.pem,key.pem}
 //   fallback/{cert.pem,key.pem}
 //   tls/ticket-secret (shared TLS session ticket key material)
-//   locks/... (file storage only)
+//   locks/<name>.lock                      held locks (reserved: read-only through the Storage API)
 //   index/renewal/<UTC hour>/<domain>   when the maintainer next looks at a certificate (src/maintain/)
 //   index/expiry/<UTC hour>/<domain>    when a certificate expires, for cleanup
 //   index/renewal-cursor, index/expiry-cursor, index/backfilled-v1   the maintainer's bookmarks
@@ -12,6 +17,7 @@
 //   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
 //   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
 //   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
+import { StorageError } from './storage.ts';
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
 export function caIdFromDirectory(directoryUrl: string): string {
@@ -22,6 +28,10 @@ export function caIdFromDirectory(directoryUrl: string): string {
   return parts.join('-').toLowerCase();
 }
 
+/**
+ * The storage key of everything certgate stores; build keys only through these, so the layout
+ * above stays true. `*Lock` entries are lock names (for Storage.lock), not storage keys.
+ */
 export const keys = {
   certificateDir: (ca: string, domain: string) => `certificates/${ca}/${domain}`,
   certificate: (ca: string, domain: string) => `certificates/${ca}/${domain}/cert.pem`,
@@ -56,3 +66,89 @@ export const keys = {
   registryPrefix: 'registry/domains/',
   registryDomain: (domain: string) => `registry/domains/${domain}`,
 } as const;
+
+// -----------------------------------------------------------------------------------------------
+// Key rules (every backend)
+
+/** Top-level folder of held locks; reserved: put()/delete() refuse keys below it, get()/list() may read it. */
+export const LOCKS_DIR = 'locks';
+
+/** A held lock `<name>` is the entry `locks/<name>.lock` on every backend. */
+export const LOCK_SUFFIX = '.lock';
+
+/**
+ * Names the file backend uses for its temp and guard files: `.<name>.<16 hex>.tmp|stale` and
+ * `.<name>.lock.break`. list() never returns them and no backend accepts them as a key part.
+ */
+export const INTERNAL_NAME = /^\.[^]*(?:\.[0-9a-f]{16}\.(?:tmp|stale)|\.lock\.break)$/;
+
+/** Rejects keys that could escape the storage root or are not plain relative paths (step 'validate-key'). */
+export function assertValidKey(key: string): void {
+  if (
+    key.length === 0 ||
+    key.length > 1024 ||
+    key.startsWith('/') ||
+    key.includes('\\') ||
+    key.includes('\0') ||
+    key.split('/').some((part) => part === '' || part === '.' || part === '..')
+  ) {
+    throw new StorageError(`invalid storage key ${JSON.stringify(key)}`, key, 'validate-key');
+  }
+}
+
+/** A key get() may read: valid, and no part is an internal file name. Throws StorageError 'validate-key'. */
+export function assertReadableKey(key: string): void {
+  assertValidKey(key);
+  if (key.split('/').some((part) => INTERNAL_NAME.test(part))) {
+    throw new StorageError(`invalid storage key ${JSON.stringify(key)}: reserved internal file name`, key, 'validate-key');
+  }
+}
+
+/** A key put()/delete() may change: readable, and not below the reserved `locks/`. Throws StorageError 'validate-key'. */
+export function assertWritableKey(key: string): void {
+  assertReadableKey(key);
+  if (isLocksPrefix(key)) {
+    throw new StorageError(`invalid storage key ${JSON.stringify(key)}: ${LOCKS_DIR}/ is reserved for locks`, key, 'validate-key');
+  }
+}
+
+/** True for `locks` and anything below `locks/`: a list() of it includes the held locks. */
+export function isLocksPrefix(prefix: string): boolean {
+  return prefix === LOCKS_DIR || prefix.startsWith(`${LOCKS_DIR}/`);
+}
+
+/**
+ * Checks a list() prefix and splits it at its last '/': `dirKey` (a valid key, or '' for the
+ * root) and `namePrefix` (what names in that folder start with). Throws StorageError 'validate-key'.
+ */
+export function splitListPrefix(prefix: string): { dirKey: string; namePrefix: string } {
+  const slash = typeof prefix === 'string' ? prefix.lastIndexOf('/') : -1;
+  const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+  const namePrefix = typeof prefix === 'string' ? prefix.slice(slash + 1) : '';
+  try {
+    if (typeof prefix !== 'string') assertValidKey('');
+    if (dirKey !== '') assertValidKey(dirKey);
+    if (prefix.length > 1024 || prefix.startsWith('/') || namePrefix.includes('\\') || namePrefix.includes('\0')) {
+      assertValidKey('');
+    }
+  } catch (err) {
+    throw new StorageError(`invalid list prefix ${JSON.stringify(prefix)}`, String(prefix), 'validate-key', { cause: err });
+  }
+  return { dirKey, namePrefix };
+}
+
+/**
+ * Checks a lock name and returns its '/'-separated parts. A folder part may not end in `.lock`
+ * (on files it would collide with the lock file of a shorter name; every backend refuses it so
+ * lock names are portable). Throws StorageError 'validate-key'.
+ */
+export function lockNameParts(name: string): string[] {
+  try {
+    assertValidKey(name);
+    const parts = name.split('/');
+    if (parts.slice(0, -1).some((part) => part.endsWith(LOCK_SUFFIX))) assertValidKey('');
+    return parts;
+  } catch (err) {
+    throw new StorageError(`invalid lock name ${JSON.stringify(name)}`, name, 'validate-key', { cause: err });
+  }
+}

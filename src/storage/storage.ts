@@ -4,11 +4,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 
+/** Options of Storage.put. */
 export interface PutOptions {
   /** Secret material (private keys, account keys): file mode 0600 or equivalent. */
   private?: boolean;
 }
 
+/** Options of Storage.list: one page of the sorted keys. */
 export interface ListOptions {
   /** Only keys sorting strictly after this one (a cursor: the last key of the previous page). */
   after?: string;
@@ -16,6 +18,7 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** Options of Storage.lock and Storage.tryLock: the lease and how long to wait for it. */
 export interface LockOptions {
   /** A lock not refreshed within this time is considered abandoned and may be taken over. */
   ttlMs: number;
@@ -25,7 +28,13 @@ export interface LockOptions {
   pollMs?: number;
 }
 
+/**
+ * A held lock: a lease that ends ttlMs after it was taken or last refreshed. Keep it with
+ * keepLockAlive while working (a holder that stalls past ttlMs loses it to a waiter and learns
+ * so only on its next refresh()), and release it when done.
+ */
 export interface Lock {
+  /** The name it was taken under. */
   readonly name: string;
   /** Extends the expiry by ttlMs from now; fails if the lock was lost (taken over). */
   refresh(): Promise<void>;
@@ -33,9 +42,16 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/**
+ * What every backend (file, Redis) implements: keyed values plus cross-process locks. Keys are
+ * '/'-separated paths (keys.ts says which, and the rules every backend applies). A value is
+ * replaced whole, never partially visible. Operations fail with StorageError, which names the
+ * key and the step; the Redis backend fails at once while Redis is unreachable.
+ */
 export interface Storage {
   /** A human-readable description, e.g. `file:/var/lib/certgate`. */
   readonly description: string;
+  /** The value, or null when there is none. */
   get(key: string): Promise<Buffer | null>;
   /** Atomic: readers see the old value or the new one, never a partial write. */
   put(key: string, value: Buffer | string, opts?: PutOptions): Promise<void>;
@@ -48,13 +64,24 @@ export interface Storage {
    * order on every backend.
    */
   list(prefix: string, opts?: ListOptions): Promise<string[]>;
-  /** Waits until the named lock is acquired (or throws after waitMs). Works across processes. */
+  /**
+   * Waits until the named lock is acquired (or throws StorageError 'lock' after waitMs). Works
+   * across processes and hosts on the same storage. Callers should check the work still needs
+   * doing after acquiring the lock: the holder they waited for may have just done it (e.g.
+   * reload the certificate from storage before ordering one).
+   */
   lock(name: string, opts: LockOptions): Promise<Lock>;
-  /** Acquires the lock now or returns null. */
+  /** Acquires the lock now or returns null. As for lock(): check the work is still needed once held. */
   tryLock(name: string, opts: LockOptions): Promise<Lock | null>;
+  /** Closes connections; held locks stay held until released or expired. Further calls fail. */
   close(): Promise<void>;
 }
 
+/**
+ * Every storage failure: `key` is the storage key (or lock name, list prefix, '' for the whole
+ * storage) and `step` what failed ('read', 'write', 'lock', 'refresh', 'connect', ...).
+ * 'validate-key' means the key itself is refused: retrying cannot help.
+ */
 export class StorageError extends Error {
   constructor(
     message: string,
@@ -73,13 +100,17 @@ export interface StorageRetry {
   budgetMs: number;
   /** The first wait, doubled after each failed attempt up to maxDelayMs. */
   initialDelayMs: number;
+  /** The longest wait between two attempts. */
   maxDelayMs: number;
 }
 
 /** The one warning a retried operation logs, before its first wait (with `err` and `retryInMs` added). */
 export interface StorageRetryNotice {
+  /** Where the warning goes. */
   logger: Pick<Logger, 'warn'>;
+  /** Fields of the log line (the domain, the step, ...). */
   fields: Record<string, unknown>;
+  /** The message of the log line. */
   message: string;
 }
 
@@ -130,20 +161,6 @@ export async function getJson<T>(storage: Pick<Storage, 'get'>, key: string): Pr
     return JSON.parse(raw.toString('utf8')) as T;
   } catch {
     return null;
-  }
-}
-
-/** Rejects keys that could escape the storage root or are not plain relative paths. */
-export function assertValidKey(key: string): void {
-  if (
-    key.length === 0 ||
-    key.length > 1024 ||
-    key.startsWith('/') ||
-    key.includes('\\') ||
-    key.includes('\0') ||
-    key.split('/').some((part) => part === '' || part === '.' || part === '..')
-  ) {
-    throw new StorageError(`invalid storage key ${JSON.stringify(key)}`, key, 'validate-key');
   }
 }
 
@@ -244,6 +261,7 @@ export function pageOf(sorted: string[], opts: ListOptions | undefined): string[
   return sorted.slice(start, opts.limit === undefined ? undefined : start + opts.limit);
 }
 
+/** Throws StorageError 'validate-key' unless `limit` is a whole number >= 0 and `after` a string. */
 export function assertValidListOptions(opts: ListOptions): void {
   if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit >= 0)) {
     throw new StorageError(`invalid list limit ${String(opts.limit)}: a whole number >= 0`, String(opts.limit), 'validate-key');

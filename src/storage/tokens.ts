@@ -17,8 +17,11 @@ import { retryStorageErrors, type Storage, type StorageRetry } from './storage.t
  */
 export const TOKEN_STORAGE_RETRY: StorageRetry = { budgetMs: 5_000, initialDelayMs: 100, maxDelayMs: 500 };
 
+/** What a StoredTokens needs: where tokens are stored, how they look, how answers are logged. */
 export interface StoredTokensOptions {
+  /** Shared storage, so any process on it answers a token another process set. */
   storage: Storage;
+  /** Where retried storage errors and failed lookups are logged. */
   logger: Logger;
   /** URL path prefix the token follows, e.g. `/.well-known/acme-challenge/`. */
   prefix: string;
@@ -38,6 +41,11 @@ export interface StoredTokensOptions {
   storageRetry?: StorageRetry;
 }
 
+/**
+ * Tokens answered over HTTP by every process on one storage. set() resolves once the token is in
+ * storage (retrying a storage outage up to storageRetry), so a CA asked to validate right after
+ * reaches any instance.
+ */
 export class StoredTokens {
   private readonly local = new Map<string, string>();
 
@@ -54,6 +62,7 @@ export class StoredTokens {
     });
   }
 
+  /** Forgets the token here and in storage (a storage error is thrown, not retried). */
   async delete(token: string): Promise<void> {
     this.local.delete(token);
     await this.opts.storage.delete(this.opts.keyOf(token));

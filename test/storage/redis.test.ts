@@ -11,7 +11,8 @@ import { ConnectionTimeoutError, createClient } from 'redis';
 
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { LocalBus } from '../../src/storage/bus.ts';
-import { hasHashTag, RedisStorage, resolveRedisOptions, type RedisStorageOptions } from '../../src/storage/redis/store.ts';
+import { RedisStorage } from '../../src/storage/redis/store.ts';
+import { hasHashTag, resolveRedisOptions, type RedisStorageOptions } from '../../src/storage/redis/options.ts';
 import { StorageError, type Storage } from '../../src/storage/storage.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, startRedisCluster, startSentinel, type RedisHandle } from '../support/redis.ts';
