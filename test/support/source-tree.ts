@@ -1,0 +1,93 @@
+// The sources of a folder of src/, read with the TypeScript parser, for tests of the code's shape
+// (issue 14): which files import which, import cycles, exported declarations without a doc
+// comment, functions longer than a bound. Reads files only; runs none of them.
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+/** The project root (the folder holding src/ and test/). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** A path relative to the project root, for messages. */
+export const rel = (file: string): string => relative(ROOT, file);
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+/** Every .ts file under `dir` (absolute), parsed. */
+export function parseTree(dir: string): Map<string, ts.SourceFile> {
+  return new Map(filesUnder(dir).map((file) => [file, ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true)]));
+}
+
+/**
+ * Relative imports of a file (static, dynamic `import()`, type-only and re-exports), resolved to
+ * absolute paths. Type-only imports count: a cycle through types is still a cycle to a reader.
+ */
+export function importsOf(sf: ts.SourceFile): string[] {
+  const out: string[] = [];
+  const walk = (node: ts.Node): void => {
+    const spec =
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)
+        ? node.moduleSpecifier.text
+        : ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteral(node.arguments[0])
+          ? node.arguments[0].text
+          : undefined;
+    if (spec?.startsWith('.')) out.push(resolve(dirname(sf.fileName), spec));
+    ts.forEachChild(node, walk);
+  };
+  walk(sf);
+  return out;
+}
+
+/** Import cycles among `sources`, each as "a.ts -> b.ts -> a.ts" (empty when there are none). */
+export function importCycles(sources: Map<string, ts.SourceFile>): string[] {
+  const cycles: string[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (file: string, path: string[]): void => {
+    if (state.get(file) === 'done') return;
+    if (state.get(file) === 'visiting') {
+      cycles.push([...path.slice(path.indexOf(file)), file].map(rel).join(' -> '));
+      return;
+    }
+    state.set(file, 'visiting');
+    for (const target of importsOf(sources.get(file)!)) if (sources.has(target)) visit(target, [...path, file]);
+    state.set(file, 'done');
+  };
+  for (const file of sources.keys()) visit(file, []);
+  return cycles;
+}
+
+/** Exported top-level declarations with no doc comment above them, as "file:line name". */
+export function undocumentedExports(sources: Map<string, ts.SourceFile>): string[] {
+  const missing: string[] = [];
+  for (const [file, sf] of sources) {
+    for (const stmt of sf.statements) {
+      const exported = ts.canHaveModifiers(stmt) && ts.getModifiers(stmt)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+      if (!exported) continue;
+      const decl = ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]! : stmt;
+      if (ts.getJSDocCommentsAndTags(decl).length > 0) continue;
+      const name = ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]!.name.getText(sf) : ((stmt as ts.DeclarationStatement).name?.getText(sf) ?? '?');
+      missing.push(`${rel(file)}:${sf.getLineAndCharacterOfPosition(stmt.getStart(sf)).line + 1} ${name}`);
+    }
+  }
+  return missing;
+}
+
+/** Functions (any kind with a body) longer than `maxLines`, as "file:line (N lines)". */
+export function longFunctions(sources: Map<string, ts.SourceFile>, maxLines: number): string[] {
+  const long: string[] = [];
+  for (const [file, sf] of sources) {
+    const walk = (node: ts.Node): void => {
+      if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+        const first = sf.getLineAndCharacterOfPosition(node.getStart(sf)).line;
+        const lines = sf.getLineAndCharacterOfPosition(node.getEnd()).line - first + 1;
+        if (lines > maxLines) long.push(`${rel(file)}:${first + 1} (${lines} lines)`);
+      }
+      ts.forEachChild(node, walk);
+    };
+    walk(sf);
+  }
+  return long;
+}
