@@ -59,17 +59,35 @@ export function importCycles(sources: Map<string, ts.SourceFile>): string[] {
   return cycles;
 }
 
-/** Exported top-level declarations with no doc comment above them, as "file:line name". */
-export function undocumentedExports(sources: Map<string, ts.SourceFile>): string[] {
+/**
+ * Exported top-level declarations with no doc comment above them, as "file:line name". With
+ * `members`, also the public members of exported classes and interfaces, where a class member
+ * that implements a documented interface member of these sources (Storage.get) inherits its doc.
+ */
+export function undocumentedExports(sources: Map<string, ts.SourceFile>, opts: { members?: boolean } = {}): string[] {
   const missing: string[] = [];
-  for (const [file, sf] of sources) {
+  const interfaceMembers = new Map<string, Set<string>>();
+  for (const sf of sources.values()) {
+    for (const stmt of sf.statements) {
+      if (ts.isInterfaceDeclaration(stmt)) interfaceMembers.set(stmt.name.text, new Set(stmt.members.flatMap((m) => (m.name ? [m.name.getText(sf)] : []))));
+    }
+  }
+  const where = (sf: ts.SourceFile, node: ts.Node, name: string): string => `${rel(sf.fileName)}:${sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1} ${name}`;
+  for (const sf of sources.values()) {
     for (const stmt of sf.statements) {
       const exported = ts.canHaveModifiers(stmt) && ts.getModifiers(stmt)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
       if (!exported) continue;
       const decl = ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]! : stmt;
-      if (ts.getJSDocCommentsAndTags(decl).length > 0) continue;
       const name = ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]!.name.getText(sf) : ((stmt as ts.DeclarationStatement).name?.getText(sf) ?? '?');
-      missing.push(`${rel(file)}:${sf.getLineAndCharacterOfPosition(stmt.getStart(sf)).line + 1} ${name}`);
+      if (ts.getJSDocCommentsAndTags(decl).length === 0) missing.push(where(sf, stmt, name));
+      if (!opts.members || (!ts.isClassDeclaration(stmt) && !ts.isInterfaceDeclaration(stmt))) continue;
+      const implemented = (stmt.heritageClauses ?? []).flatMap((clause) => clause.types.map((t) => t.expression.getText(sf)));
+      for (const member of stmt.members) {
+        const hidden = ts.canHaveModifiers(member) && ts.getModifiers(member)?.some((m) => m.kind === ts.SyntaxKind.PrivateKeyword);
+        if (hidden || ts.isConstructorDeclaration(member) || !member.name || ts.isPrivateIdentifier(member.name)) continue;
+        if (implemented.some((i) => interfaceMembers.get(i)?.has(member.name!.getText(sf)))) continue;
+        if (ts.getJSDocCommentsAndTags(member).length === 0) missing.push(where(sf, member, `${name}.${member.name.getText(sf)}`));
+      }
     }
   }
   return missing;
