@@ -7,7 +7,7 @@
 //     taking the lock over and releasing it, the storage's own safe path. Redis locks expire by
 //     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
 import type { Logger } from '../log.ts';
-import { loadCertificate } from '../storage/certificates.ts';
+import { loadCertificate } from '../issuance/store.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from './renewal-index.ts';

@@ -4,7 +4,7 @@
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Logger } from '../log.ts';
-import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
+import type { CertificateBundle, CertificateMeta } from '../issuance/store.ts';
 import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Cleanup } from './cleanup.ts';

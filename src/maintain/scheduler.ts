@@ -14,13 +14,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import { ariCertId, nextFetchAt, pickInWindow } from '../acme/plumbing/ari.ts';
-import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../acme/retry.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../issuance/backoff.ts';
 import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
-import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
+import { loadCertificate, type CertificateBundle } from '../issuance/store.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
-import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../tls/certificates.ts';
+import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../issuance/manager.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
 import { renewalTime } from './timing.ts';

@@ -14,7 +14,7 @@
 // up (measured: 1,000 live of 10,000 built held 234 MiB of RSS; closed, 45 MiB). Connections
 // already using a context hold their own reference and are unaffected.
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { CertificateBundle } from '../storage/certificates.ts';
+import type { CertificateBundle } from '../issuance/store.ts';
 import { LruCache } from '../util/lru.ts';
 
 export interface CachedCertificate {

@@ -18,9 +18,9 @@
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../log.ts';
-import type { IssuanceLimits } from '../policy/limits.ts';
+import type { IssuanceLimits } from '../issuance/limits.ts';
 import type { CertificateCache } from './cache.ts';
-import type { CertificateManager } from './certificates.ts';
+import type { CertificateManager } from '../issuance/manager.ts';
 import { normalizeServerName } from './names.ts';
 
 export const ACME_TLS_ALPN = 'acme-tls/1';

@@ -8,7 +8,7 @@ import { renewalKeyOf, type RenewalEntry } from '../../src/maintain/renewal-inde
 import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { getJson } from '../../src/storage/storage.ts';
-import type { ObtainOutcome } from '../../src/tls/certificates.ts';
+import type { ObtainOutcome } from '../../src/issuance/manager.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';
 

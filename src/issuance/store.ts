@@ -5,8 +5,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/x509.ts';
 import { indexCertificate } from '../maintain/renewal-index.ts';
-import { keys } from './layout.ts';
-import { getJson, type Storage } from './storage.ts';
+import { keys } from '../storage/layout.ts';
+import { getJson, type Storage } from '../storage/storage.ts';
 
 export interface CertificateMeta {
   domain: string;

@@ -17,7 +17,7 @@ import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
 import { request } from '../util/node-http.ts';
-import { answerOf, createResolver } from './resolver.ts';
+import { answerOf, createResolver } from '../policy/resolver.ts';
 
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
 const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;

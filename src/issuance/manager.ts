@@ -7,21 +7,21 @@
 import { randomUUID } from 'node:crypto';
 import { caPauseOf, isFailedAuthorization, issuersKey, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
-import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from '../acme/retry.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from './backoff.ts';
 import { CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
-import type { IssuanceLimits } from '../policy/limits.ts';
-import type { RateBudgets } from '../policy/budgets.ts';
+import type { IssuanceLimits } from './limits.ts';
+import type { RateBudgets } from './budgets.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
-import type { Preflight } from '../policy/preflight.ts';
+import type { Preflight } from './preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
-import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from '../storage/certificates.ts';
+import { deleteCertificate, findCertificate, loadCertificate, saveCertificate, type CertificateBundle, type StoredCertificate } from './store.ts';
 import { keys } from '../storage/layout.ts';
 import { keepLockAlive, retryStorageErrors, StorageError, storageErrorIn, type Lock, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { LruCache } from '../util/lru.ts';
-import { IssuancePriority, PriorityWorkQueue } from '../util/work-queue.ts';
-import type { CachedCertificate, CertificateCache } from './cache.ts';
+import { IssuancePriority, PriorityWorkQueue } from './queue.ts';
+import type { CachedCertificate, CertificateCache } from '../tls/cache.ts';
 
 export const CERTIFICATE_EVENTS = 'certificates';
 

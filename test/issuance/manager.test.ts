@@ -12,11 +12,11 @@ import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { silentLogger } from '../../src/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
-import { saveCertificate } from '../../src/storage/certificates.ts';
+import { saveCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import { CertificateManager, type CertificateManagerOptions } from '../../src/tls/certificates.ts';
+import { CertificateManager, type CertificateManagerOptions } from '../../src/issuance/manager.ts';
 import { capturingLogger } from '../support/log-lines.ts';
 
 class StandInIssuer {
