@@ -28,6 +28,7 @@ import { LocalBus, type ClusterBus } from './storage/bus.ts';
 import { openStorage } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { CertificateCache } from './tls/cache.ts';
+import { CacheSync } from './tls/cache-sync.ts';
 import { CertificateManager } from './issuance/manager.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
@@ -236,7 +237,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     );
     return read.flat();
   });
-  await manager.attachBus(bus);
+  const cacheSync = new CacheSync({ cache, manager, logger });
+  await cacheSync.attach(bus);
   // A binding changed (here or on another instance): decide afresh at the next handshake.
   registry.onChange((change) => {
     policy.forget(change.name);
@@ -402,7 +404,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();
-      await manager.close();
+      await cacheSync.close();
       await registry.close();
       if (!options.storage) await storage.close();
     },

@@ -1,6 +1,10 @@
 // Caps concurrent work (CA orders in flight) like a semaphore, but hands a free slot to the
 // waiter with the highest priority first (arrival order within one priority), so a backlog of
 // low-priority work (renewals) never delays high-priority work (a new customer's first request).
+// IssuanceQueue puts it to the manager's use: on-demand waiters are bounded, renewals and admin
+// work are not.
+import type { Logger } from '../log.ts';
+import { IssuanceSkipped } from './errors.ts';
 
 /** Priorities of ACME work: higher goes first. */
 export const IssuancePriority = {
@@ -15,6 +19,10 @@ interface Waiter {
   grant: () => void;
 }
 
+/**
+ * A semaphore of `limit` slots handed out by priority (see the header). A release function is
+ * idempotent; every acquired slot must be released exactly once or the queue shrinks.
+ */
 export class PriorityWorkQueue {
   private active = 0;
   private seq = 0;
@@ -22,6 +30,7 @@ export class PriorityWorkQueue {
 
   constructor(readonly limit: number) {}
 
+  /** Slots held right now. */
   get inUse(): number {
     return this.active;
   }
@@ -64,5 +73,57 @@ export class PriorityWorkQueue {
     let i = this.waiters.length;
     while (i > 0 && this.waiters[i - 1]!.priority < waiter.priority) i--;
     this.waiters.splice(i, 0, waiter);
+  }
+}
+
+/**
+ * Default bound on on-demand issuances waiting for a CA slot (onDemand.limits.maxQueuedIssuances).
+ * A waiter costs a few hundred bytes and holds no lock, and one that outlives its handshake's wait
+ * is still issued in the background, so its customer's next visit succeeds: the bound is set for
+ * a platform's burst of new names (a migration, a marketing launch), not for one handshake's wait.
+ * A flood from one address cannot fill it alone: onDemand.limits.perClient (burst 100) stops it first.
+ */
+export const DEFAULT_MAX_QUEUED_ISSUANCES = 256;
+
+/** The ACME work queue of one process: `maxConcurrent` orders at once, on-demand waiters bounded. */
+export class IssuanceQueue {
+  private readonly queue: PriorityWorkQueue;
+  /** The sampled "queue full" warning: when it was last logged, and names skipped since. */
+  private fullLoggedAt = -Infinity;
+  private fullSinceLastLine = 0;
+
+  constructor(
+    maxConcurrent: number,
+    private readonly maxQueued: number,
+    private readonly logger: Logger,
+  ) {
+    this.queue = new PriorityWorkQueue(maxConcurrent);
+  }
+
+  /** Orders running, and work waiting for a slot. */
+  get state(): { running: number; waiting: number } {
+    return { running: this.queue.inUse, waiting: this.queue.waiting() };
+  }
+
+  /**
+   * A slot for `priority`; resolves to its (idempotent) release. On-demand work waits behind at
+   * most `maxQueued` others; beyond that it rejects with IssuanceSkipped (step 'queue-full': the
+   * fallback, no order, no backoff) and a warning says so, at most once per 10 s with a count.
+   */
+  async slot(domain: string, priority: number): Promise<() => void> {
+    if (priority !== IssuancePriority.onDemand) return this.queue.acquire(priority);
+    const release = await this.queue.acquireWithin(priority, this.maxQueued);
+    if (release) return release;
+    this.fullSinceLastLine++;
+    const now = Date.now();
+    if (now - this.fullLoggedAt >= 10_000) {
+      this.logger.warn(
+        { domain, step: 'queue-full', waiting: this.queue.waiting(priority), bound: this.maxQueued, rejectedSinceLastLine: this.fullSinceLastLine },
+        'issuance queue full (onDemand.limits.maxQueuedIssuances): fallback certificate, no order',
+      );
+      this.fullLoggedAt = now;
+      this.fullSinceLastLine = 0;
+    }
+    throw new IssuanceSkipped(`no order for ${domain}: ${this.maxQueued} on-demand issuances already wait for a CA slot (onDemand.limits.maxQueuedIssuances)`, 'queue-full');
   }
 }
