@@ -4,7 +4,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/x509.ts';
-import { indexCertificate } from '../maintain/renewal-index.ts';
+import { indexCertificate } from './renewal-index.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, retryStorageErrors, type Storage } from '../storage/storage.ts';
 import type { Logger } from '../log.ts';

@@ -10,7 +10,7 @@ import type { Logger } from '../log.ts';
 import { loadCertificate } from '../issuance/store.ts';
 import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from './renewal-index.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from '../issuance/renewal-index.ts';
 
 export interface CleanupOptions {
   storage: Storage;

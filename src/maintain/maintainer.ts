@@ -9,7 +9,7 @@ import { keys } from '../storage/layout.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Cleanup } from './cleanup.ts';
 import { LeaderElection } from './leader.ts';
-import { HOUR_MS, hourBucket, indexCertificate } from './renewal-index.ts';
+import { HOUR_MS, hourBucket, indexCertificate } from '../issuance/renewal-index.ts';
 import { RenewalScheduler, type RenewalSchedulerOptions } from './scheduler.ts';
 
 export interface MaintainerOptions {

@@ -1,5 +1,5 @@
 // The renewal scheduler, run by the maintainer leader. Each tick lists only the due hours of the
-// renewal index (src/maintain/renewal-index.ts) and, for every entry whose time has come:
+// renewal index (src/issuance/renewal-index.ts) and, for every entry whose time has come:
 //   - drops it when its certificate was replaced or deleted since;
 //   - works out when the certificate should be renewed: the CA's ARI window when the directory
 //     offers renewalInfo (asked again after its Retry-After), else the lifetime fraction with
@@ -22,7 +22,7 @@ import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../issuance/manager.ts';
 import { Semaphore } from '../util/semaphore.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from '../issuance/renewal-index.ts';
 import { renewalTime } from './timing.ts';
 
 export interface RenewalSchedulerOptions {

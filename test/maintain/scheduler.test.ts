@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
-import { renewalKeyOf, type RenewalEntry } from '../../src/maintain/renewal-index.ts';
+import { renewalKeyOf, type RenewalEntry } from '../../src/issuance/renewal-index.ts';
 import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler.ts';
 import { FileStorage } from '../../src/storage/file.ts';
 import { getJson } from '../../src/storage/storage.ts';
