@@ -12,6 +12,7 @@ import { keys } from '../storage/layout.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from '../issuance/renewal-index.ts';
 
+/** Where to clean and how old an expired certificate or a left-over challenge must be. */
 export interface CleanupOptions {
   storage: Storage;
   deleteCertificate(domain: string, reason: string): Promise<void>;
@@ -21,6 +22,7 @@ export interface CleanupOptions {
   now?: () => number;
 }
 
+/** What one sweep removed. */
 export interface CleanupResult {
   certificatesDeleted: number;
   challengesDeleted: number;
@@ -30,6 +32,7 @@ export interface CleanupResult {
 const LOCKS_PREFIX = 'locks/';
 const LOCK_FILE_SUFFIX = '.lock';
 
+/** The cleanup of the header; call sweep() only on the maintainer leader. */
 export class Cleanup {
   private readonly now: () => number;
   /** Challenge keys → when this leader first saw them. */

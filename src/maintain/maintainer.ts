@@ -12,6 +12,7 @@ import { LeaderElection } from './leader.ts';
 import { HOUR_MS, hourBucket, indexCertificate } from '../issuance/renewal-index.ts';
 import { RenewalScheduler, type RenewalSchedulerOptions } from './scheduler.ts';
 
+/** The maintainer's parts (storage, manager, policy, issuers) and the renewal.* settings. */
 export interface MaintainerOptions {
   storage: Storage;
   manager: RenewalSchedulerOptions['manager'];
@@ -33,6 +34,10 @@ export interface MaintainerOptions {
   now?: () => number;
 }
 
+/**
+ * The maintainer of the header: start() joins the leader election, stop() leaves it and waits
+ * for running work; onCertificateLoaded() is for the manager's onStorageLoad.
+ */
 export class Maintainer {
   readonly scheduler: RenewalScheduler;
   readonly cleanup: Cleanup;

@@ -25,6 +25,7 @@ import { Semaphore } from '../util/semaphore.ts';
 import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from '../issuance/renewal-index.ts';
 import { renewalTime } from './timing.ts';
 
+/** The scheduler's parts and the renewal.* settings it applies. */
 export interface RenewalSchedulerOptions {
   storage: Storage;
   manager: {
@@ -61,6 +62,9 @@ const POLICY_RECHECK_MS = HOUR_MS;
 /** ARI fetch failed: try again after this long (the lifetime fraction applies meanwhile). */
 const ARI_FAILURE_RETRY_MS = HOUR_MS;
 
+/**
+ * Counts since start, for tests and logs: renewals started, renewed, failed, running now, most at once.
+ */
 export interface RenewalStats {
   started: number;
   renewed: number;
@@ -69,6 +73,10 @@ export interface RenewalStats {
   maxRunning: number;
 }
 
+/**
+ * The scheduler of the header. tick() handles the due hours once (the leader calls it every
+ * checkInterval); renewIfDue() queues one loaded certificate whose time has come.
+ */
 export class RenewalScheduler {
   private readonly slots: Semaphore;
   private readonly active = new Set<string>();

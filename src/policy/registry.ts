@@ -23,11 +23,17 @@ import { LruCache } from '../util/lru.ts';
 
 /** The bus channel on which instances announce binding changes (RegistryChangeMessage). */
 export const REGISTRY_CHANNEL = 'registry-changes';
+/** The storage prefix of every binding (`registry/domains/`), for listing. */
 export const REGISTRY_PREFIX = keys.registryPrefix;
 
+/**
+ * The statuses a binding may have: active (served, approved) or disabled (denied, not served).
+ */
 export const BINDING_STATUSES = ['active', 'disabled'] as const;
+/** One of BINDING_STATUSES. */
 export type BindingStatus = (typeof BINDING_STATUSES)[number];
 
+/** A bound custom domain as stored (JSON) and returned by the admin API. */
 export interface DomainBinding {
   /** Normalised (lower-case, punycode) host name. */
   name: string;
@@ -48,10 +54,12 @@ export interface BindingFields {
   status: BindingStatus;
 }
 
+/** What onChange listeners hear: a binding made or changed (`created`: new), or removed. */
 export type RegistryChange =
   | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean }
   | { type: 'domain-unbound'; name: string };
 
+/** The registry as a policy source: it does not know the name, approves it, or denies it. */
 export type RegistryDecision = { known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string };
 
 /** What goes over REGISTRY_CHANNEL: the name's new binding (null: unbound), already in storage. */
@@ -61,6 +69,7 @@ interface RegistryChangeMessage {
   created?: boolean;
 }
 
+/** Where bindings live and how long each answer (bound, not bound) is kept in memory. */
 export interface RegistryOptions {
   storage: Storage;
   logger: Logger;
@@ -76,6 +85,9 @@ interface CacheEntry {
   target: UpstreamTarget | undefined;
 }
 
+/**
+ * Thrown by bind() and friends for input that is not a valid host name (the admin API answers 400).
+ */
 export class InvalidDomainError extends Error {
   constructor(readonly input: string) {
     super(`${JSON.stringify(input)} is not a valid domain name (a DNS host name with at least two labels, no IP address, every xn-- label valid punycode that round-trips)`);
@@ -83,8 +95,13 @@ export class InvalidDomainError extends Error {
   }
 }
 
+/** The storage key of one binding (`registry/domains/<name>`). */
 export const registryKey = keys.registryDomain;
 
+/**
+ * The registry of the header. Changes go to storage first, then to every instance (attachBus);
+ * reads are answered from memory within the TTLs. close() stops following the bus.
+ */
 export class DomainRegistry implements DynamicRoutes {
   readonly #storage: Storage;
   readonly #logger: Logger;
