@@ -15,12 +15,12 @@ import type { LoadedConfig } from './config/load.ts';
 import type { CertificateEvents } from './events.ts';
 import { createLogger, type Logger } from './log.ts';
 import { DnsOwnershipCheck } from './policy/dns.ts';
-import { IssuanceLimits } from './policy/limits.ts';
+import { IssuanceLimits } from './issuance/limits.ts';
 import { Maintainer } from './maintain/maintainer.ts';
 import { renewalTime } from './maintain/timing.ts';
-import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from './policy/budgets.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from './issuance/budgets.ts';
 import { OnDemandPolicy } from './policy/policy.ts';
-import { Preflight, PreflightResponder } from './policy/preflight.ts';
+import { Preflight, PreflightResponder } from './issuance/preflight.ts';
 import { DomainRegistry } from './policy/registry.ts';
 import { ReverseProxy } from './proxy/proxy.ts';
 import { UpstreamAllowList } from './proxy/upstream-allow.ts';
@@ -28,7 +28,8 @@ import { LocalBus, type ClusterBus } from './storage/bus.ts';
 import { openStorage } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { CertificateCache } from './tls/cache.ts';
-import { CertificateManager } from './tls/certificates.ts';
+import { CacheSync } from './tls/cache-sync.ts';
+import { CertificateManager } from './issuance/manager.ts';
 import { loadFallbackCertificate } from './tls/fallback.ts';
 import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from './tls/handshake.ts';
 import { tlsServerOptions } from './tls/settings.ts';
@@ -236,7 +237,8 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     );
     return read.flat();
   });
-  await manager.attachBus(bus);
+  const cacheSync = new CacheSync({ cache, manager, logger });
+  await cacheSync.attach(bus);
   // A binding changed (here or on another instance): decide afresh at the next handshake.
   registry.onChange((change) => {
     policy.forget(change.name);
@@ -402,7 +404,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
       await admin?.close();
       await Promise.all([closeServer(https), closeServer(http)]);
       await proxy.close();
-      await manager.close();
+      await cacheSync.close();
       await registry.close();
       if (!options.storage) await storage.close();
     },

@@ -2,7 +2,7 @@
 // and NoCertificate are generated from them and the server's answers are typed by them, so the
 // two cannot drift apart. Like bindings.ts, loaded only where the admin API runs.
 import { z } from 'zod';
-import type { NameRetryState } from '../acme/retry.ts';
+import type { NameRetryState } from '../issuance/backoff.ts';
 
 /** An ISO 8601 time as the server writes it (toISOString); described, not pattern-checked. */
 const dateTime = z.string().meta({ format: 'date-time' });

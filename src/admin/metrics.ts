@@ -18,7 +18,7 @@
 // covers and how many did not answer in time.
 import type * as PromClient from 'prom-client';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
-import type { LimitScope } from '../policy/limits.ts';
+import type { LimitScope } from '../issuance/limits.ts';
 import type { ProxiedResponse } from '../proxy/proxy.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { HandshakeOutcome } from '../tls/handshake.ts';

@@ -1,5 +1,5 @@
 // Certificate events of every process reach the admin API's event stream: each gateway process
-// publishes its CertificateEvents on the cluster bus (channel `certificate-events`), and the
+// publishes its CertificateEvents on the cluster bus (channel `certificate-lifecycle`), and the
 // admin API (one per instance, in worker 0) streams what it hears. With workers, worker 1's
 // issuances then show up too; on Redis, every instance's do, each tagged with `instance`.
 // Delivery is at most once, like the bus: the stream is for watching, not an audit log.
@@ -7,16 +7,24 @@ import { hostname } from 'node:os';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterBus } from '../storage/bus.ts';
+import { channel, withStringField, type Channel } from '../util/channel.ts';
 
-export const EVENTS_CHANNEL = 'certificate-events';
+/** The bus channel carrying every process's lifecycle events (RelayedEvent) to the admin API. */
+export const EVENTS_CHANNEL = 'certificate-lifecycle';
 
+/** A lifecycle event as relayed: tagged with the `instance` (host:pid) that emitted it. */
 export type RelayedEvent = CertificateEvent & { instance: string };
+
+function lifecycleChannel(bus: ClusterBus): Channel<RelayedEvent> {
+  return channel(bus, EVENTS_CHANNEL, (value) => (withStringField(value, 'type') && withStringField(value, 'domain') ? (value as RelayedEvent) : undefined));
+}
 
 /** Publishes this process's events; returns a function that stops it. */
 export function relayEvents(events: CertificateEvents, bus: ClusterBus, logger: Logger): () => void {
   const instance = `${hostname()}:${process.pid}`;
+  const lifecycle = lifecycleChannel(bus);
   return events.on((event) => {
-    bus.publish(EVENTS_CHANNEL, JSON.stringify({ ...event, instance })).catch((err: unknown) => {
+    lifecycle.publish({ ...event, instance }).catch((err: unknown) => {
       logger.debug({ domain: event.domain, step: 'event-relay', err }, 'could not relay a certificate event');
     });
   });
@@ -24,13 +32,5 @@ export function relayEvents(events: CertificateEvents, bus: ClusterBus, logger: 
 
 /** Hears every process's events; resolves to an unsubscribe function. */
 export function onRelayedEvents(bus: ClusterBus, handler: (event: RelayedEvent) => void): Promise<() => Promise<void>> {
-  return bus.subscribe(EVENTS_CHANNEL, (raw) => {
-    let event: RelayedEvent;
-    try {
-      event = JSON.parse(raw) as RelayedEvent;
-    } catch {
-      return;
-    }
-    if (typeof event.type === 'string' && typeof event.domain === 'string') handler(event);
-  });
+  return lifecycleChannel(bus).subscribe(handler);
 }

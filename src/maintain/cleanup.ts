@@ -7,11 +7,12 @@
 //     taking the lock over and releasing it, the storage's own safe path. Redis locks expire by
 //     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
 import type { Logger } from '../log.ts';
-import { loadCertificate } from '../storage/certificates.ts';
+import { loadCertificate } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from './renewal-index.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, type ExpiryEntry } from '../issuance/renewal-index.ts';
 
+/** Where to clean and how old an expired certificate or a left-over challenge must be. */
 export interface CleanupOptions {
   storage: Storage;
   deleteCertificate(domain: string, reason: string): Promise<void>;
@@ -21,6 +22,7 @@ export interface CleanupOptions {
   now?: () => number;
 }
 
+/** What one sweep removed. */
 export interface CleanupResult {
   certificatesDeleted: number;
   challengesDeleted: number;
@@ -30,6 +32,7 @@ export interface CleanupResult {
 const LOCKS_PREFIX = 'locks/';
 const LOCK_FILE_SUFFIX = '.lock';
 
+/** The cleanup of the header; call sweep() only on the maintainer leader. */
 export class Cleanup {
   private readonly now: () => number;
   /** Challenge keys → when this leader first saw them. */

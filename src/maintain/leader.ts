@@ -5,6 +5,7 @@
 import type { Logger } from '../log.ts';
 import type { Lock, Storage } from '../storage/storage.ts';
 
+/** The storage lock to hold (`lockName`, `ttlMs`) and what to call on winning and losing it. */
 export interface LeaderElectionOptions {
   storage: Storage;
   lockName: string;
@@ -14,6 +15,10 @@ export interface LeaderElectionOptions {
   onDemoted: () => void;
 }
 
+/**
+ * The election of the header: start() joins it, stop() steps down (releasing the lock). onElected
+ * and onDemoted alternate, starting with onElected.
+ */
 export class LeaderElection {
   private lock: Lock | undefined;
   private timer: NodeJS.Timeout | undefined;

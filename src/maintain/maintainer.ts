@@ -4,14 +4,15 @@
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Logger } from '../log.ts';
-import type { CertificateBundle, CertificateMeta } from '../storage/certificates.ts';
+import type { CertificateBundle, CertificateMeta } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Cleanup } from './cleanup.ts';
 import { LeaderElection } from './leader.ts';
-import { HOUR_MS, hourBucket, indexCertificate } from './renewal-index.ts';
+import { HOUR_MS, hourBucket, indexCertificate } from '../issuance/renewal-index.ts';
 import { RenewalScheduler, type RenewalSchedulerOptions } from './scheduler.ts';
 
+/** The maintainer's parts (storage, manager, policy, issuers) and the renewal.* settings. */
 export interface MaintainerOptions {
   storage: Storage;
   manager: RenewalSchedulerOptions['manager'];
@@ -33,6 +34,10 @@ export interface MaintainerOptions {
   now?: () => number;
 }
 
+/**
+ * The maintainer of the header: start() joins the leader election, stop() leaves it and waits
+ * for running work; onCertificateLoaded() is for the manager's onStorageLoad.
+ */
 export class Maintainer {
   readonly scheduler: RenewalScheduler;
   readonly cleanup: Cleanup;

@@ -1,5 +1,5 @@
 // The renewal scheduler, run by the maintainer leader. Each tick lists only the due hours of the
-// renewal index (src/maintain/renewal-index.ts) and, for every entry whose time has come:
+// renewal index (src/issuance/renewal-index.ts) and, for every entry whose time has come:
 //   - drops it when its certificate was replaced or deleted since;
 //   - works out when the certificate should be renewed: the CA's ARI window when the directory
 //     offers renewalInfo (asked again after its Retry-After), else the lifetime fraction with
@@ -14,17 +14,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import { ariCertId, nextFetchAt, pickInWindow } from '../acme/plumbing/ari.ts';
-import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../acme/retry.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../issuance/backoff.ts';
 import type { Logger } from '../log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
-import { loadCertificate, type CertificateBundle } from '../storage/certificates.ts';
+import { loadCertificate, type CertificateBundle } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
-import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../tls/certificates.ts';
+import type { ObtainOutcome, RenewOptions, ReplacedCertificate } from '../issuance/manager.ts';
 import { Semaphore } from '../util/semaphore.ts';
-import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from './renewal-index.ts';
+import { bucketsBetween, domainOfIndexKey, HOUR_MS, hourBucket, putRenewalEntry, renewalKeyOf, type RenewalEntry } from '../issuance/renewal-index.ts';
 import { renewalTime } from './timing.ts';
 
+/** The scheduler's parts and the renewal.* settings it applies. */
 export interface RenewalSchedulerOptions {
   storage: Storage;
   manager: {
@@ -61,6 +62,9 @@ const POLICY_RECHECK_MS = HOUR_MS;
 /** ARI fetch failed: try again after this long (the lifetime fraction applies meanwhile). */
 const ARI_FAILURE_RETRY_MS = HOUR_MS;
 
+/**
+ * Counts since start, for tests and logs: renewals started, renewed, failed, running now, most at once.
+ */
 export interface RenewalStats {
   started: number;
   renewed: number;
@@ -69,6 +73,10 @@ export interface RenewalStats {
   maxRunning: number;
 }
 
+/**
+ * The scheduler of the header. tick() handles the due hours once (the leader calls it every
+ * checkInterval); renewIfDue() queues one loaded certificate whose time has come.
+ */
 export class RenewalScheduler {
   private readonly slots: Semaphore;
   private readonly active = new Set<string>();

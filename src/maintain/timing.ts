@@ -5,8 +5,10 @@
 // renewals over a window instead of all hitting the CA in the same second.
 import { unitHash } from '../util/unit-hash.ts';
 
+/** Below this lifetime (10 days) a certificate renews at half-life. */
 export const SHORT_LIVED_MS = 10 * 24 * 3_600_000;
 
+/** renewal.fraction and renewal.jitter, as renewalTime() takes them. */
 export interface RenewalTimingOptions {
   /** Fraction of the lifetime remaining at renewal, 0 < fraction < 1. */
   fraction: number;

@@ -13,8 +13,12 @@ import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
 import { answerOf, createResolver } from './resolver.ts';
 
+/** The check's answer: the name points at us (`via` says how), or why not. */
 export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };
 
+/**
+ * The targets that count as "us" (onDemand.dns), the resolvers to ask, and the cache timings.
+ */
 export interface DnsCheckOptions {
   /** IP addresses and/or host names (normalised, e.g. 'edge.platform.example'). */
   targets: string[];
@@ -42,6 +46,10 @@ const MAX_CNAME_LINKS = 8;
 /** Resolver errors that say nothing about the name itself: keep using a stale positive answer. */
 const RESOLVER_FAILURES = new Set(['ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EREFUSED', 'ECANCELLED', 'EBADRESP', 'ECONNRESET', 'EFORMERR']);
 
+/**
+ * The DNS ownership check of the header. check() never rejects: a lookup that fails (and has no
+ * stale positive answer) is a negative verdict.
+ */
 export class DnsOwnershipCheck {
   private readonly resolver: Resolver;
   private readonly targetIps: Set<string>;

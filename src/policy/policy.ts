@@ -11,6 +11,9 @@ import { LruCache } from '../util/lru.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
 import { HostPatternSet } from './patterns.ts';
 
+/**
+ * The answer to "may this name have a certificate?": allowed, and by which source, or denied and why.
+ */
 export type PolicyDecision = { allowed: true; source: 'allow' | 'ask' | 'registry' } | { allowed: false; reason: string };
 
 /**
@@ -21,6 +24,9 @@ export interface KnownNamesSource {
   decide(name: string): Promise<{ known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string }>;
 }
 
+/**
+ * The policy sources (onDemand.allow, ask, registry, dns) and how long decisions are cached.
+ */
 export interface PolicyOptions {
   allow: string[];
   ask?: string;
@@ -35,6 +41,10 @@ export interface PolicyOptions {
   registry?: KnownNamesSource;
 }
 
+/**
+ * The policy of the header: decide() caches each answer (allowTtlMs/denyTtlMs) and never orders
+ * anything; forget() drops a name's cached answer (a binding changed).
+ */
 export class OnDemandPolicy {
   private readonly allow: HostPatternSet;
   private readonly decisions: LruCache<string, PolicyDecision>;

@@ -5,28 +5,35 @@
 // Memory: every instance keeps the bindings it has needed lately (a bounded LRU, with "not
 // bound" remembered too), not the whole registry, so 100k bindings cost nothing until used. A
 // change made on any instance is applied to storage first, then announced on the cluster bus
-// (channel `registry`); every other instance replaces its cached entry at once. The bus is
+// (channel `registry-changes`); every other instance replaces its cached entry at once. The bus is
 // at-most-once, so cached entries also expire (bound: 5 min, not bound: 30 s) and the whole cache
 // is dropped when the bus reconnects.
 //
 // As a policy source (`onDemand.registry: true`) the registry allows an active binding, denies a
 // disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
 // As a route source, an active binding's upstream routes that host.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { normalizeDomainName, normalizeServerName } from '../tls/names.ts';
+import { channel, withStringField, type Channel } from '../util/channel.ts';
 import { LruCache } from '../util/lru.ts';
 
-export const REGISTRY_CHANNEL = 'registry';
+/** The bus channel on which instances announce binding changes (RegistryChangeMessage). */
+export const REGISTRY_CHANNEL = 'registry-changes';
+/** The storage prefix of every binding (`registry/domains/`), for listing. */
 export const REGISTRY_PREFIX = keys.registryPrefix;
 
+/**
+ * The statuses a binding may have: active (served, approved) or disabled (denied, not served).
+ */
 export const BINDING_STATUSES = ['active', 'disabled'] as const;
+/** One of BINDING_STATUSES. */
 export type BindingStatus = (typeof BINDING_STATUSES)[number];
 
+/** A bound custom domain as stored (JSON) and returned by the admin API. */
 export interface DomainBinding {
   /** Normalised (lower-case, punycode) host name. */
   name: string;
@@ -47,19 +54,22 @@ export interface BindingFields {
   status: BindingStatus;
 }
 
+/** What onChange listeners hear: a binding made or changed (`created`: new), or removed. */
 export type RegistryChange =
   | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean }
   | { type: 'domain-unbound'; name: string };
 
+/** The registry as a policy source: it does not know the name, approves it, or denies it. */
 export type RegistryDecision = { known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string };
 
-interface BusMessage {
-  origin: string;
+/** What goes over REGISTRY_CHANNEL: the name's new binding (null: unbound), already in storage. */
+interface RegistryChangeMessage {
   name: string;
   binding: DomainBinding | null;
   created?: boolean;
 }
 
+/** Where bindings live and how long each answer (bound, not bound) is kept in memory. */
 export interface RegistryOptions {
   storage: Storage;
   logger: Logger;
@@ -75,6 +85,9 @@ interface CacheEntry {
   target: UpstreamTarget | undefined;
 }
 
+/**
+ * Thrown by bind() and friends for input that is not a valid host name (the admin API answers 400).
+ */
 export class InvalidDomainError extends Error {
   constructor(readonly input: string) {
     super(`${JSON.stringify(input)} is not a valid domain name (a DNS host name with at least two labels, no IP address, every xn-- label valid punycode that round-trips)`);
@@ -82,18 +95,22 @@ export class InvalidDomainError extends Error {
   }
 }
 
+/** The storage key of one binding (`registry/domains/<name>`). */
 export const registryKey = keys.registryDomain;
 
+/**
+ * The registry of the header. Changes go to storage first, then to every instance (attachBus);
+ * reads are answered from memory within the TTLs. close() stops following the bus.
+ */
 export class DomainRegistry implements DynamicRoutes {
   readonly #storage: Storage;
   readonly #logger: Logger;
   readonly #cache: LruCache<string, CacheEntry>;
   readonly #pending = new Map<string, Promise<CacheEntry>>();
   readonly #listeners = new Set<(change: RegistryChange) => void>();
-  readonly #origin = randomUUID();
   readonly #boundTtlMs: number;
   readonly #unboundTtlMs: number;
-  #bus: ClusterBus | undefined;
+  #channel: Channel<RegistryChangeMessage> | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
   #stopReconnect: (() => void) | undefined;
 
@@ -107,8 +124,8 @@ export class DomainRegistry implements DynamicRoutes {
 
   /** Hear other instances' changes (and send ours). */
   async attachBus(bus: ClusterBus): Promise<void> {
-    this.#bus = bus;
-    this.#unsubscribe = await bus.subscribe(REGISTRY_CHANNEL, (raw) => this.#onRemote(raw));
+    this.#channel = channel(bus, REGISTRY_CHANNEL, (value) => withStringField(value, 'name') as RegistryChangeMessage | undefined, { dropOwn: true });
+    this.#unsubscribe = await this.#channel.subscribe((message) => this.#onRemote(message));
     this.#stopReconnect = bus.onReconnect?.(() => this.#cache.clear());
   }
 
@@ -257,20 +274,13 @@ export class DomainRegistry implements DynamicRoutes {
     }
   }
 
-  #announce(message: Omit<BusMessage, 'origin'>): void {
-    this.#bus?.publish(REGISTRY_CHANNEL, JSON.stringify({ ...message, origin: this.#origin })).catch((err: unknown) => {
+  #announce(message: RegistryChangeMessage): void {
+    this.#channel?.publish(message).catch((err: unknown) => {
       this.#logger.warn({ domain: message.name, step: 'registry-announce', err }, 'could not announce registry change');
     });
   }
 
-  #onRemote(raw: string): void {
-    let message: BusMessage;
-    try {
-      message = JSON.parse(raw) as BusMessage;
-    } catch {
-      return;
-    }
-    if (message.origin === this.#origin || typeof message.name !== 'string') return;
+  #onRemote(message: RegistryChangeMessage): void {
     const binding = message.binding === null ? null : parseBinding(Buffer.from(JSON.stringify(message.binding)));
     this.#apply(message.name, binding, message.created === true);
   }

@@ -13,7 +13,7 @@
 //   index/renewal/<UTC hour>/<domain>   when the maintainer next looks at a certificate (src/maintain/)
 //   index/expiry/<UTC hour>/<domain>    when a certificate expires, for cleanup
 //   index/renewal-cursor, index/expiry-cursor, index/backfilled-v1   the maintainer's bookmarks
-//   retry/names/<domain>, retry/cas/<ca>   backoff after failures, CA pauses (src/acme/retry.ts)
+//   retry/names/<domain>, retry/cas/<ca>   backoff after failures, CA pauses (src/issuance/backoff.ts)
 //   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
 //   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
 //   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
@@ -49,7 +49,7 @@ export const keys = {
   fallbackLock: 'fallback',
   ticketSecret: 'tls/ticket-secret',
   ticketSecretLock: 'tls-ticket-secret',
-  /** `hour` is a UTC hour like 2026-11-23T18 (see src/maintain/renewal-index.ts). */
+  /** `hour` is a UTC hour like 2026-11-23T18 (see src/issuance/renewal-index.ts). */
   renewalIndexBucket: (hour: string) => `index/renewal/${hour}/`,
   renewalIndex: (hour: string, domain: string) => `index/renewal/${hour}/${domain}`,
   expiryIndexBucket: (hour: string) => `index/expiry/${hour}/`,

@@ -14,17 +14,9 @@
 // up (measured: 1,000 live of 10,000 built held 234 MiB of RSS; closed, 45 MiB). Connections
 // already using a context hold their own reference and are unaffected.
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { CertificateBundle } from '../storage/certificates.ts';
+import type { CachedCertificate, CertificateMemory } from '../issuance/memory.ts';
+import type { CertificateBundle } from '../issuance/store.ts';
 import { LruCache } from '../util/lru.ts';
-
-export interface CachedCertificate {
-  readonly domain: string;
-  /** Built on first use and kept while the name is in the hot tier. */
-  readonly context: SecureContext;
-  readonly notAfter: number;
-  readonly fingerprint256: string;
-  readonly ca: string;
-}
 
 /** Live SecureContexts kept by default, per process: ~42 MiB. */
 export const DEFAULT_CONTEXT_CACHE_SIZE = 1000;
@@ -60,7 +52,11 @@ class Entry implements CachedCertificate {
   }
 }
 
-export class CertificateCache {
+/**
+ * The memory cache of ready-to-serve certificates (see the header): bounded by `maxEntries` names
+ * and `maxContexts` live SecureContexts; `get` is the handshake path's (a use), `peek` is not.
+ */
+export class CertificateCache implements CertificateMemory {
   private readonly compact: LruCache<string, Entry>;
   private readonly hot: LruCache<string, Entry>;
   private retiring: SecureContext[] = [];

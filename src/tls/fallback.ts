@@ -7,12 +7,17 @@ import { createSelfSignedCertificate } from '../acme/x509.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
+/** The fallback certificate's PEM text and the context handshakes are given. */
 export interface FallbackCertificate {
   certPem: string;
   keyPem: string;
   context: SecureContext;
 }
 
+/**
+ * The configured pair (tls.fallback) when set, else the self-signed one in storage (created once,
+ * under a storage lock, so every process serves the same one). Rejects when files or storage fail.
+ */
 export async function loadFallbackCertificate(storage: Storage, configured?: { cert: string; key: string }): Promise<FallbackCertificate> {
   if (configured) {
     const [certPem, keyPem] = await Promise.all([readFile(configured.cert, 'utf8'), readFile(configured.key, 'utf8')]);

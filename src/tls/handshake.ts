@@ -18,19 +18,25 @@
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../log.ts';
-import type { IssuanceLimits } from '../policy/limits.ts';
+import type { IssuanceLimits } from '../issuance/limits.ts';
 import type { CertificateCache } from './cache.ts';
-import type { CertificateManager } from './certificates.ts';
+import type { CertificateManager } from '../issuance/manager.ts';
 import { normalizeServerName } from './names.ts';
 
+/** The ALPN protocol a CA offers when it validates a tls-alpn-01 challenge (RFC 8737). */
 export const ACME_TLS_ALPN = 'acme-tls/1';
 const offersAcmeTls = Symbol('certgate.offersAcmeTls');
 
 type MarkedSocket = TLSSocket & { [offersAcmeTls]?: boolean };
 type SniDone = (err: Error | null, ctx?: SecureContext) => void;
 
+/**
+ * How an SNI decision ended, for metrics: served from memory, storage, a fresh issuance, the
+ * fallback, a challenge certificate, or an unexpected error (fallback served).
+ */
 export type HandshakeOutcome = 'cache-hit' | 'storage' | 'issued' | 'fallback' | 'challenge' | 'error';
 
+/** What the handshake path works with; see the header for when each is asked. */
 export interface HandshakeOptions {
   cache: CertificateCache;
   manager: CertificateManager;
@@ -54,15 +60,21 @@ export interface HandshakeOptions {
   onOutcome?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
 }
 
+/** The two callbacks to put into the HTTPS server's options (ALPNCallback must run first). */
 export interface HandshakeCallbacks {
   ALPNCallback: (this: TLSSocket, arg: { servername: string; protocols: string[] }) => string | undefined;
   SNICallback: (this: TLSSocket, servername: string, cb: SniDone) => void;
 }
 
+/**
+ * Builds the callbacks of the header. They never throw into the TLS stack and always answer:
+ * at worst the fallback after `handshakeWaitMs`.
+ */
 export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallbacks {
-  const { cache, manager, tlsAlpn, fallback, handshakeWaitMs, logger } = opts;
+  const { cache, tlsAlpn, fallback, logger } = opts;
   const protocols = opts.protocols ?? ['http/1.1'];
   const outcome = opts.onOutcome ?? (() => {});
+  const h: Resolved = { ...opts, outcome };
 
   function ALPNCallback(this: TLSSocket, { protocols: offered }: { servername: string; protocols: string[] }): string | undefined {
     if (tlsAlpn && offered.includes(ACME_TLS_ALPN)) {
@@ -85,7 +97,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
     if ((this as MarkedSocket)[offersAcmeTls]) {
       const local = tlsAlpn!.localContext(domain);
       if (local) {
-        challengeServed(domain);
+        challengeServed(h, domain);
         cb(null, local);
         return;
       }
@@ -96,7 +108,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
         done(cb, new Error(`${domain}: acme-tls/1 handshake refused: ${limited.reason} (step: tls-alpn-01-validation)`));
         return;
       }
-      challengeContext(domain).then(
+      challengeContext(h, domain).then(
         (ctx) => done(cb, null, ctx),
         (err: Error) => done(cb, err),
       );
@@ -110,7 +122,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return;
     }
 
-    certificateFor(domain, this.remoteAddress).then(
+    certificateFor(h, domain, this.remoteAddress).then(
       (ctx) => done(cb, null, ctx),
       (err: Error) => {
         // Unexpected: CertificateManager.obtain never rejects. Serve the fallback, never hang.
@@ -121,63 +133,71 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
     );
   }
 
-  async function challengeContext(domain: string): Promise<SecureContext> {
-    const ctx = await tlsAlpn!.contextFor(domain);
-    if (!ctx) {
-      tlsAlpn!.logUnknown(domain);
-      throw new Error(`${domain}: no pending tls-alpn-01 challenge (step: tls-alpn-01-validation)`);
+  return { ALPNCallback, SNICallback };
+}
+
+/** The options with their defaults filled in, as the helpers below use them. */
+interface Resolved extends HandshakeOptions {
+  outcome: (outcome: HandshakeOutcome, domain: string | undefined) => void;
+}
+
+/** Step 2, from storage: the challenge certificate another process presented, or a failed handshake. */
+async function challengeContext(h: Resolved, domain: string): Promise<SecureContext> {
+  const ctx = await h.tlsAlpn!.contextFor(domain);
+  if (!ctx) {
+    h.tlsAlpn!.logUnknown(domain);
+    throw new Error(`${domain}: no pending tls-alpn-01 challenge (step: tls-alpn-01-validation)`);
+  }
+  challengeServed(h, domain);
+  return ctx;
+}
+
+function challengeServed(h: Resolved, domain: string): void {
+  h.logger.info({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 challenge handshake');
+  h.outcome('challenge', domain);
+}
+
+/** Step 4: the manager's certificate within `handshakeWaitMs`, else the fallback. Never rejects but on a bug. */
+async function certificateFor(h: Resolved, domain: string, clientIp: string | undefined): Promise<SecureContext> {
+  const { cache, manager, fallback, handshakeWaitMs, logger, outcome } = h;
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(resolve, handshakeWaitMs, 'timeout');
+  });
+  try {
+    const result = await Promise.race([manager.obtain(domain, { clientIp }), waited]);
+    if (result === 'timeout') {
+      logger.warn({ domain, step: 'handshake-wait', waitedMs: handshakeWaitMs }, 'issuance still running: fallback certificate for this handshake');
+      outcome('fallback', domain);
+      return fallback;
     }
-    challengeServed(domain);
-    return ctx;
-  }
-
-  function challengeServed(domain: string): void {
-    logger.info({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 challenge handshake');
-    outcome('challenge', domain);
-  }
-
-  async function certificateFor(domain: string, clientIp: string | undefined): Promise<SecureContext> {
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(resolve, handshakeWaitMs, 'timeout');
-    });
-    try {
-      const result = await Promise.race([manager.obtain(domain, { clientIp }), waited]);
-      if (result === 'timeout') {
-        logger.warn({ domain, step: 'handshake-wait', waitedMs: handshakeWaitMs }, 'issuance still running: fallback certificate for this handshake');
+    if (result.kind === 'ready') {
+      if (await disabled(h, domain)) {
+        // Loaded into memory on the way (or issued before the binding changed): drop it again.
+        cache.delete(domain);
         outcome('fallback', domain);
         return fallback;
       }
-      if (result.kind === 'ready') {
-        if (await disabled(domain)) {
-          // Loaded into memory on the way (or issued before the binding changed): drop it again.
-          cache.delete(domain);
-          outcome('fallback', domain);
-          return fallback;
-        }
-        outcome(result.source, domain);
-        return result.certificate.context;
-      }
-      outcome('fallback', domain);
-      return fallback;
-    } finally {
-      clearTimeout(timer);
+      outcome(result.source, domain);
+      return result.certificate.context;
     }
+    outcome('fallback', domain);
+    return fallback;
+  } finally {
+    clearTimeout(timer);
   }
+}
 
-  async function disabled(domain: string): Promise<boolean> {
-    if (!opts.isDisabled) return false;
-    try {
-      return await opts.isDisabled(domain);
-    } catch (err) {
-      // The certificate was just read from the same storage: serve it rather than fail closed
-      // on a binding lookup that could not be made.
-      logger.warn({ domain, step: 'binding-check', err }, 'could not read the domain binding; serving the certificate');
-      return false;
-    }
+async function disabled(h: Resolved, domain: string): Promise<boolean> {
+  if (!h.isDisabled) return false;
+  try {
+    return await h.isDisabled(domain);
+  } catch (err) {
+    // The certificate was just read from the same storage: serve it rather than fail closed
+    // on a binding lookup that could not be made.
+    h.logger.warn({ domain, step: 'binding-check', err }, 'could not read the domain binding; serving the certificate');
+    return false;
   }
-
-  return { ALPNCallback, SNICallback };
 }
 
 /** Node's SNI callback must be answered exactly once and never throw back into the TLS stack. */

@@ -7,6 +7,7 @@ import { createSecureContext } from 'node:tls';
 
 /** TLS versions an operator may set as the lowest accepted (`tls.minVersion`). */
 export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** One of TLS_MIN_VERSIONS. */
 export type TlsMinVersion = (typeof TLS_MIN_VERSIONS)[number];
 
 /**

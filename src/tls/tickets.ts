@@ -9,12 +9,20 @@ import type { Logger } from '../log.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
+/** Node's ticket key length (setTicketKeys takes exactly 48 bytes). */
 export const TICKET_KEY_BYTES = 48;
 
+/**
+ * The ticket key of `period`, derived from the shared secret (HKDF): the same on every process.
+ */
 export function ticketKeyFor(secret: Buffer, period: number): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, 'certgate tls ticket keys', `period ${period}`, TICKET_KEY_BYTES));
 }
 
+/**
+ * The shared ticket secret from storage, created once under a storage lock. Keep it private:
+ * anyone holding it can decrypt recorded sessions' tickets.
+ */
 export async function loadTicketSecret(storage: Storage): Promise<Buffer> {
   const existing = await storage.get(keys.ticketSecret);
   if (existing && existing.length >= 32) return existing;
@@ -30,6 +38,7 @@ export async function loadTicketSecret(storage: Storage): Promise<Buffer> {
   }
 }
 
+/** A server whose ticket key can be set (node:tls and node:https servers are). */
 export interface TicketKeyTarget {
   setTicketKeys(keys: Buffer): void;
 }

@@ -2,6 +2,7 @@
 // handshakes for random names): at most `maxPerInterval` lines per interval, and the first line
 // after a quiet spell says how many were left out, so a flood costs a few lines, not megabytes.
 
+/** How many lines per interval get through. */
 export interface LogSamplerOptions {
   /** Lines let through per interval. */
   maxPerInterval: number;
@@ -9,6 +10,7 @@ export interface LogSamplerOptions {
   now?: () => number;
 }
 
+/** Decides which lines of a flood are logged (see the header); one per kind of line. */
 export class LogSampler {
   private windowStart = -Infinity;
   private logged = 0;

@@ -13,6 +13,10 @@ interface Slot<V> {
   movedAt: number;
 }
 
+/**
+ * The bounded map of the header. get() counts as a use (and drops an expired entry); peek() does
+ * not. Eviction order is exact only to within maxEntries/8.
+ */
 export class LruCache<K, V> {
   private readonly map = new Map<K, Slot<V>>();
   private readonly recentMoves: number;

@@ -4,4 +4,5 @@
 // (nodejs/node#59686). Import the values from here; types can still come from 'node:http'.
 import type * as NodeHttp from 'node:http';
 
+/** node:http's values, without loading its lazy undici getters (see the header). */
 export const { createServer, request, STATUS_CODES } = process.getBuiltinModule('node:http') as typeof NodeHttp;

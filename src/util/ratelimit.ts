@@ -3,6 +3,7 @@
 // costs a fixed amount of memory; an evicted key simply starts again with a full bucket.
 import { LruCache } from './lru.ts';
 
+/** A token bucket's refill rate and size (onDemand.limits.perClient and global). */
 export interface BucketLimit {
   /** Tokens added per second. */
   rate: number;
@@ -21,6 +22,7 @@ function refill(state: BucketState, limit: BucketLimit, now: number): void {
   state.updatedAt = now;
 }
 
+/** One token bucket. Time comes in as `now` so callers and tests pass it; no timers. */
 export class TokenBucket {
   private readonly state: BucketState;
 
@@ -47,6 +49,10 @@ export class TokenBucket {
   }
 }
 
+/**
+ * A token bucket per key (client address), the least recently used dropped beyond `maxKeys`
+ * (a dropped key starts full again).
+ */
 export class KeyedTokenBuckets {
   private readonly buckets: LruCache<string, BucketState>;
 

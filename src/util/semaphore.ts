@@ -1,4 +1,7 @@
 // Caps concurrent work (e.g. CA orders in flight); waiters run in arrival order.
+/**
+ * At most `limit` holders; waiters are served in arrival order. Release every slot exactly once.
+ */
 export class Semaphore {
   private active = 0;
   private readonly waiters: Array<() => void> = [];

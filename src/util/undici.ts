@@ -8,6 +8,7 @@ import type * as Undici from 'undici';
 const requireFromHere = createRequire(import.meta.url);
 let loaded: typeof Undici | undefined;
 
+/** The undici module, loaded on the first call (see the header). */
 export function undici(): typeof Undici {
   return (loaded ??= requireFromHere('undici') as typeof Undici);
 }

@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ROOT, importCycles, importsOf, longFunctions, parseTree, rel, undocumentedExports } from '../support/source-tree.ts';
+import { importCycles, importsOf, longFunctions, parseSources, rel, ROOT, undocumentedExports } from '../support/structure.ts';
 
 const ACME = join(ROOT, 'src/acme');
 const MAX_FUNCTION_LINES = 80;
-const sources = parseTree(ACME);
+
+const sources = parseSources([ACME]);
 
 test('plumbing never imports porcelain; acme imports nothing from maintain/', () => {
   const wrong: string[] = [];

@@ -38,9 +38,10 @@ function handshake(port: number, servername: string): Promise<string> {
   });
 }
 
-function sizeOf(owner: unknown, field: string): number {
-  const value = (owner as Record<string, { size: number } | undefined>)[field];
-  assert.ok(value && typeof value.size === 'number', `${field} is a sized collection`);
+/** The size of a private collection, found by its path of field names (e.g. 'gates.denied'). */
+function sizeOf(owner: unknown, path: string): number {
+  const value = path.split('.').reduce<unknown>((at, field) => (at as Record<string, unknown> | undefined)?.[field], owner) as { size: number } | undefined;
+  assert.ok(value && typeof value.size === 'number', `${path} is a sized collection`);
   return value.size;
 }
 
@@ -134,7 +135,7 @@ describe('abuse limits', () => {
           `RSS ${mib(start.rss)} → ${mib(warm.rss)} after ${WARM_UP} → ${mib(end.rss)} MiB at the end ` +
           `(growth over the last ${FLOOD - WARM_UP}: ${mib(end.rss - warm.rss)} MiB; heap after GC ${mib(warm.heap)} → ${mib(end.heap)} MiB); ` +
           `legitimate client: ${legitRequests} requests, ${legitErrors.length} errors; ` +
-          `denied names remembered: ${sizeOf(manager, 'denied')}`,
+          `denied names remembered: ${sizeOf(manager, 'gates.denied')}`,
       );
 
       assert.equal(fallbacks, FLOOD, 'every random name got the fallback certificate');
@@ -143,8 +144,8 @@ describe('abuse limits', () => {
       assert.ok(legitRequests > 0);
       assert.ok(limited > 0, 'the per-client limit engaged');
       // Every per-name memory is bounded (or drains when the attempts end).
-      assert.ok(sizeOf(manager, 'denied') <= NAME_BOUND);
-      assert.ok(sizeOf(manager, 'failures') <= NAME_BOUND);
+      assert.ok(sizeOf(manager, 'gates.denied') <= NAME_BOUND);
+      assert.ok(sizeOf(manager, 'failures.remembered') <= NAME_BOUND);
       assert.equal(sizeOf(manager, 'inflight'), 0);
       assert.ok(sizeOf(policy, 'decisions') <= NAME_BOUND);
       assert.equal(sizeOf(policy, 'pending'), 0);

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type TLSSocket } from 'node:tls';
 import { stringify } from 'yaml';
 import { silentLogger } from '../../src/log.ts';
-import { loadCertificate } from '../../src/storage/certificates.ts';
+import { loadCertificate } from '../../src/issuance/store.ts';
 import { caIdFromDirectory } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { startBalancer, type Balancer } from '../support/balancer.ts';

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ariCertId } from '../../src/acme/plumbing/ari.ts';
 import { getJson } from '../../src/storage/storage.ts';
-import { loadCertificate, type CertificateMeta } from '../../src/storage/certificates.ts';
+import { loadCertificate, type CertificateMeta } from '../../src/issuance/store.ts';
 import { caIdFromDirectory, keys } from '../../src/storage/keys.ts';
 import { startAcmeProxy, type AcmeFaultProxy, type NewOrderRecord, type RenewalInfoAnswer } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ariCertId } from '../../src/acme/plumbing/ari.ts';
-import { loadCertificate } from '../../src/storage/certificates.ts';
+import { loadCertificate } from '../../src/issuance/store.ts';
 import { startAcmeProxy, type AcmeFaultProxy, type RenewalInfoAnswer } from '../support/acme-proxy.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadCertificate } from '../../src/storage/certificates.ts';
+import { loadCertificate } from '../../src/issuance/store.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/log.ts';
 import { Cleanup } from '../../src/maintain/cleanup.ts';
 import { Maintainer } from '../../src/maintain/maintainer.ts';
-import { deleteCertificate, loadCertificate } from '../../src/storage/certificates.ts';
+import { deleteCertificate, loadCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { keys } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';

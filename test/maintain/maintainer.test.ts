@@ -7,9 +7,9 @@ import type { CertificateIssuer } from '../../src/acme/issuers.ts';
 import { ariCertId, type RenewalWindow } from '../../src/acme/plumbing/ari.ts';
 import { silentLogger } from '../../src/log.ts';
 import { Maintainer } from '../../src/maintain/maintainer.ts';
-import { loadCertificate } from '../../src/storage/certificates.ts';
+import { loadCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
-import type { ObtainOutcome, RenewOptions } from '../../src/tls/certificates.ts';
+import type { ObtainOutcome, RenewOptions } from '../../src/issuance/manager.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';
 

@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
-import { renewalKeyOf, type RenewalEntry } from '../../src/maintain/renewal-index.ts';
+import { renewalKeyOf, type RenewalEntry } from '../../src/issuance/renewal-index.ts';
 import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { getJson } from '../../src/storage/storage.ts';
-import type { ObtainOutcome } from '../../src/tls/certificates.ts';
+import type { ObtainOutcome } from '../../src/issuance/manager.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';
 

@@ -3,7 +3,7 @@
 import { webcrypto } from 'node:crypto';
 import '../../src/acme/reflect-shim.ts';
 import * as x509 from '@peculiar/x509';
-import { saveCertificate } from '../../src/storage/certificates.ts';
+import { saveCertificate } from '../../src/issuance/store.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 function toPem(der: ArrayBuffer, label: string): string {

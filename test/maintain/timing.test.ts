@@ -2,7 +2,7 @@
 // index. (ARI cert IDs and window picks: test/acme/plumbing/ari.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bucketsBetween, hourBucket } from '../../src/maintain/renewal-index.ts';
+import { bucketsBetween, hourBucket } from '../../src/issuance/renewal-index.ts';
 import { renewalBackoffMs } from '../../src/maintain/scheduler.ts';
 import { dueTime, renewalTime } from '../../src/maintain/timing.ts';
 import { unitHash } from '../../src/util/unit-hash.ts';

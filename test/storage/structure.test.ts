@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
-import { ROOT, importCycles, importsOf, longFunctions, parseTree, rel, undocumentedExports } from '../support/source-tree.ts';
+import { ROOT, importCycles, importsOf, longFunctions, parseSources, rel, undocumentedExports } from '../support/structure.ts';
 
 const STORAGE = join(ROOT, 'src/storage');
 const BACKENDS = ['file', 'redis'].map((name) => join(STORAGE, name));
 const MAX_FUNCTION_LINES = 80;
 const MOVING_OUT = new Set([join(STORAGE, 'certificates.ts')]);
 
-const sources = new Map([...parseTree(STORAGE)].filter(([file]) => !MOVING_OUT.has(file)));
+const sources = new Map([...parseSources([STORAGE])].filter(([file]) => !MOVING_OUT.has(file)));
 const backendOf = (file: string): string | undefined => BACKENDS.find((dir) => file.startsWith(dir + '/'));
 
 test('each backend is a folder with a README; the old single-file backends are gone', () => {

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, createServer, type SecureContext, type Server } from 'node:tls';
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
-import type { CertificateBundle } from '../../src/storage/certificates.ts';
+import type { CertificateBundle } from '../../src/issuance/store.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { LruCache } from '../../src/util/lru.ts';
 

@@ -15,10 +15,10 @@ import { connect, createSecureContext, createServer, type SecureContext, type TL
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { TlsAlpn01Solver } from '../../src/acme/solvers.ts';
 import { silentLogger } from '../../src/log.ts';
-import { IssuanceLimits } from '../../src/policy/limits.ts';
+import { IssuanceLimits } from '../../src/issuance/limits.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import type { CertificateManager, ObtainOutcome } from '../../src/tls/certificates.ts';
+import type { CertificateManager, ObtainOutcome } from '../../src/issuance/manager.ts';
 import { createHandshakeCallbacks, type HandshakeOutcome } from '../../src/tls/handshake.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';

@@ -13,6 +13,9 @@
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 
+/**
+ * One entry of the renewal index (see the header): which certificate, and when to look at it next.
+ */
 export interface RenewalEntry {
   ca: string;
   domain: string;
@@ -31,6 +34,7 @@ export interface RenewalEntry {
   deniedAt?: number;
 }
 
+/** One entry of the expiry index: which certificate expires in the entry's hour. */
 export interface ExpiryEntry {
   ca: string;
   domain: string;
@@ -38,6 +42,7 @@ export interface ExpiryEntry {
   notAfter: string;
 }
 
+/** An index bucket's width. */
 export const HOUR_MS = 3_600_000;
 
 /** `2026-11-23T18`: the UTC hour a time falls in; sorts as a string. */
@@ -45,6 +50,7 @@ export function hourBucket(ms: number): string {
   return new Date(Math.floor(ms / HOUR_MS) * HOUR_MS).toISOString().slice(0, 13);
 }
 
+/** The first millisecond of a bucket named by hourBucket(). */
 export function hourStart(bucket: string): number {
   return Date.parse(`${bucket}:00:00.000Z`);
 }
@@ -68,10 +74,15 @@ export async function indexCertificate(
   await putRenewalEntry(storage, entry);
 }
 
+/** The storage key an entry is filed under: its checkAt's hour bucket and its domain. */
 export function renewalKeyOf(entry: Pick<RenewalEntry, 'checkAt' | 'domain'>): string {
   return keys.renewalIndex(hourBucket(entry.checkAt), entry.domain);
 }
 
+/**
+ * Writes `entry` under renewalKeyOf(entry) and returns that key. The caller deletes the entry's
+ * old key when checkAt moved it to another bucket.
+ */
 export async function putRenewalEntry(storage: Storage, entry: RenewalEntry): Promise<string> {
   const key = renewalKeyOf(entry);
   await storage.put(key, JSON.stringify(entry));

@@ -12,11 +12,11 @@ import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { silentLogger } from '../../src/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
-import { saveCertificate } from '../../src/storage/certificates.ts';
+import { saveCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import { CertificateManager, type CertificateManagerOptions } from '../../src/tls/certificates.ts';
+import { CertificateManager, type CertificateManagerOptions } from '../../src/issuance/manager.ts';
 import { capturingLogger } from '../support/log-lines.ts';
 
 class StandInIssuer {
@@ -186,22 +186,5 @@ describe('CertificateManager', () => {
     for (let i = 0; i < 5; i++) assert.equal((await m.obtain('stranger.example.com')).kind, 'denied');
     assert.equal(storage.counts.get, reads, 'no storage reads for a remembered denial');
     assert.deepEqual(issuer.calls, []);
-  });
-
-  test('after a reconnect, cached certificates changed or deleted elsewhere are replaced or dropped', async () => {
-    const issuer = new StandInIssuer();
-    const { m, cache } = manager(issuer);
-    for (const name of ['same1.ok.test', 'changed.ok.test', 'gone.ok.test']) assert.equal((await m.obtain(name)).kind, 'ready');
-    const before = cache.peek('changed.ok.test')!.fingerprint256;
-    // Another instance renewed one and deleted another while our bus was down.
-    const other = await createSelfSignedCertificate('changed.ok.test', { days: 30 });
-    await saveCertificate(storage, { domain: 'changed.ok.test', ca: issuer.ca, directory: issuer.directory, keyType: 'ecdsa-p256', ...other });
-    for (const file of ['cert.pem', 'key.pem', 'meta.json']) await storage.delete(`certificates/${issuer.ca}/gone.ok.test/${file}`);
-
-    const result = await m.revalidateCache();
-    assert.equal(result.replaced, 2);
-    assert.notEqual(cache.peek('changed.ok.test')?.fingerprint256, before);
-    assert.equal(cache.peek('gone.ok.test'), undefined);
-    assert.ok(cache.peek('same1.ok.test'));
   });
 });

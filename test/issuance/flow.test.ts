@@ -14,14 +14,14 @@ import { AcmeError, ACME_ERROR } from '../../src/acme/plumbing/errors.ts';
 import type { IssuedCertificate, IssueOptions } from '../../src/acme/issuer.ts';
 import { SOLVER_ERROR } from '../../src/acme/authorize.ts';
 import type { CertificateIssuer, IssuerChoice } from '../../src/acme/issuers.ts';
-import type { RetrySchedule } from '../../src/acme/retry.ts';
+import type { RetrySchedule } from '../../src/issuance/backoff.ts';
 import { silentLogger } from '../../src/log.ts';
-import { LETS_ENCRYPT_BUDGETS, RateBudgets } from '../../src/policy/budgets.ts';
+import { LETS_ENCRYPT_BUDGETS, RateBudgets } from '../../src/issuance/budgets.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { StorageError } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import { CertificateManager } from '../../src/tls/certificates.ts';
+import { CertificateManager } from '../../src/issuance/manager.ts';
 
 class StandInIssuer implements CertificateIssuer {
   readonly directory: string;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
-import { IssuancePriority, PriorityWorkQueue } from '../../src/util/work-queue.ts';
+import { IssuancePriority, PriorityWorkQueue } from '../../src/issuance/queue.ts';
 
 describe('PriorityWorkQueue', () => {
   test('a renewal backlog does not starve an on-demand request: it gets the next free slot', async () => {

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState } from '../../src/acme/retry.ts';
+import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState } from '../../src/issuance/backoff.ts';
 import { silentLogger } from '../../src/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 

@@ -7,9 +7,14 @@
 import type { Logger } from '../log.ts';
 import { KeyedTokenBuckets, TokenBucket, type BucketLimit } from '../util/ratelimit.ts';
 
+/** Which bucket refused: the client address's, or the process's. */
 export type LimitScope = 'client' | 'global';
+/** admit()'s answer: go ahead, or which bucket is empty and why. */
 export type LimitVerdict = { ok: true } | { ok: false; scope: LimitScope; reason: string };
 
+/**
+ * The buckets (onDemand.limits.perClient/global; false: none) and how refusals are reported.
+ */
 export interface IssuanceLimitsOptions {
   perClient: BucketLimit | false;
   global: BucketLimit | false;
@@ -22,6 +27,7 @@ export interface IssuanceLimitsOptions {
   onLimited?: (scope: LimitScope) => void;
 }
 
+/** The abuse limits of the header; admit() takes a token and never does I/O. */
 export class IssuanceLimits {
   private readonly clients: KeyedTokenBuckets | undefined;
   private readonly global: TokenBucket | undefined;

@@ -4,10 +4,12 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/x509.ts';
-import { indexCertificate } from '../maintain/renewal-index.ts';
-import { keys } from './layout.ts';
-import { getJson, type Storage } from './storage.ts';
+import { indexCertificate } from './renewal-index.ts';
+import { keys } from '../storage/keys.ts';
+import { getJson, retryStorageErrors, type Storage } from '../storage/storage.ts';
+import type { Logger } from '../log.ts';
 
+/** meta.json beside a stored chain: informational (status, renewal index), never served. */
 export interface CertificateMeta {
   domain: string;
   names: string[];
@@ -23,6 +25,7 @@ export interface CertificateMeta {
   obtainedAt: string;
 }
 
+/** A stored certificate with its key, as loaded to be served; the chain's leaf matches the key. */
 export interface CertificateBundle {
   domain: string;
   ca: string;
@@ -81,6 +84,10 @@ export async function findCertificate(storage: Storage, cas: string[], domain: s
   return null;
 }
 
+/**
+ * Stores a freshly issued certificate under its CA: key (private), meta.json, then the chain, then
+ * its renewal-index entries, so a reader that finds the chain finds its key. Returns the bundle.
+ */
 export async function saveCertificate(
   storage: Storage,
   bundle: { domain: string; ca: string; directory: string; certPem: string; keyPem: string; keyType: string; challenge?: string; orderUrl?: string },
@@ -117,4 +124,21 @@ export async function deleteCertificate(storage: Storage, ca: string, domain: st
   await storage.delete(keys.certificate(ca, domain));
   await storage.delete(keys.certificateKey(ca, domain));
   await storage.delete(keys.certificateMeta(ca, domain));
+}
+
+/** Whether a stored certificate may be served: it has not expired. */
+export function isUsable(bundle: CertificateBundle, now = Date.now()): boolean {
+  return bundle.notAfter.getTime() > now;
+}
+
+/**
+ * Runs one storage operation for `domain`, retrying storage errors with backoff (250 ms doubling
+ * to 5 s) for up to `budgetMs`, logging each retry with the domain and `step`; then it rejects.
+ */
+export type RetryStorage = <T>(domain: string, step: string, op: () => Promise<T>, budgetMs?: number) => Promise<T>;
+
+/** A RetryStorage whose budget is `defaultBudgetMs` unless a call names its own. */
+export function storageRetrier(logger: Logger, defaultBudgetMs: number): RetryStorage {
+  return (domain, step, op, budgetMs = defaultBudgetMs) =>
+    retryStorageErrors(op, { budgetMs, initialDelayMs: 250, maxDelayMs: 5_000 }, { logger, fields: { domain, step }, message: 'storage unavailable; retrying with backoff' });
 }

@@ -1,7 +1,7 @@
 // Token buckets and the issuance limits built on them, with explicit clocks (no sleeping).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { IssuanceLimits } from '../../src/policy/limits.ts';
+import { IssuanceLimits } from '../../src/issuance/limits.ts';
 import { silentLogger } from '../../src/log.ts';
 import { KeyedTokenBuckets, TokenBucket } from '../../src/util/ratelimit.ts';
 import { capturingLogger } from '../support/log-lines.ts';

@@ -19,11 +19,13 @@ import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { commonJsExports } from '../util/commonjs.ts';
 
+/** At most `limit` events in any window of `windowMs`. */
 export interface BudgetLimit {
   limit: number;
   windowMs: number;
 }
 
+/** The budgets per CA (acme.budgets); each is counted in storage by every instance together. */
 export interface BudgetsConfig {
   /** New orders per ACME account (scope: the CA). */
   newOrders: BudgetLimit;
@@ -35,11 +37,13 @@ export interface BudgetsConfig {
   failedAuthorizations: BudgetLimit;
 }
 
+/** One of the budgets of BudgetsConfig. */
 export type BudgetName = keyof BudgetsConfig;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
+/** Let's Encrypt's published limits: the default budgets for its directories. */
 export const LETS_ENCRYPT_BUDGETS: BudgetsConfig = {
   newOrders: { limit: 300, windowMs: 3 * HOUR },
   certificatesPerDomain: { limit: 50, windowMs: 7 * DAY },
@@ -47,6 +51,9 @@ export const LETS_ENCRYPT_BUDGETS: BudgetsConfig = {
   failedAuthorizations: { limit: 5, windowMs: HOUR },
 };
 
+/**
+ * Why an order was not started: which budget (or client share of it) is spent, and until when.
+ */
 export interface BudgetRefusal {
   budget: BudgetName;
   scope: string;
@@ -75,6 +82,7 @@ interface Counter {
   client?: string;
 }
 
+/** What is left of a budget for a scope now, for /metrics and the admin API. */
 export interface BudgetRemaining {
   remaining: number;
   limit: number;
@@ -89,6 +97,10 @@ export function isLetsEncrypt(directory: string): boolean {
   return /(^|\.)api\.letsencrypt\.org$/i.test(new URL(directory).hostname);
 }
 
+/**
+ * The budgets of the header, counted in storage. beginOrder before an order (null: go ahead),
+ * recordIssued and recordFailedAuthorization after; their failures are the caller's to log.
+ */
 export class RateBudgets {
   constructor(
     private readonly storage: Storage,

@@ -17,13 +17,17 @@ import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
 import { request } from '../util/node-http.ts';
-import { answerOf, createResolver } from './resolver.ts';
+import { answerOf, createResolver } from '../policy/resolver.ts';
 
+/** The path under which every instance answers pre-flight probes (PreflightResponder). */
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';
 const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
 /** At most this many addresses are probed (every one must reach us). */
 const MAX_ADDRESSES = 4;
 
+/**
+ * Where to resolve the name and where to probe it (our HTTP port), and the probe's timeouts.
+ */
 export interface PreflightOptions {
   /** "host:port" DNS servers; empty = the system's resolvers. */
   resolvers: string[];
@@ -38,6 +42,7 @@ export interface PreflightOptions {
   logger: Logger;
 }
 
+/** check()'s answer: every address reached us (ok), or why not (the name gets no order). */
 export type PreflightResult = { ok: true; addresses: string[] } | { ok: false; reason: string };
 
 /** Answers probe tokens on every instance's HTTP listener. */
@@ -71,6 +76,10 @@ export class PreflightResponder {
   }
 }
 
+/**
+ * The pre-flight check of the header; results are remembered per name (passed 5 min, failed
+ * 30 s by default). check() never rejects: a check that cannot run is a failed check.
+ */
 export class Preflight {
   private readonly resolver: Resolver;
   private readonly results = new LruCache<string, PreflightResult>(100_000);

@@ -1,0 +1,368 @@
+// The certificate manager: finds or obtains the certificate for a name that is not in the memory
+// cache. An on-demand attempt (obtain), top to bottom:
+//   1. one attempt per name in this process: concurrent callers share its promise;
+//   2. a denial remembered in memory → denied (gates.ts, gate 1);
+//   3. storage: a usable stored certificate → into the memory cache, served;
+//   4. the gates: abuse limits, policy, the name's backoff, pre-flight (gates.ts);
+//   5. one issuance per name across processes: a CA slot, then the name's lock (lock.ts), then
+//      storage once more (another process may just have issued it);
+//   6. the order, from each configured issuer in turn within the rate-limit budgets (failover.ts);
+//   7. stored (store.ts), cached, the name's failures cleared, and announced to every other
+//      process's cache (onCacheInvalidation: tls/cache-sync.ts puts it on the bus);
+//   on failure: logged, recorded for backoff unless the name is not at fault (failures.ts).
+// A renewal (renew) skips 2-4 but for the backoff; an admin renewal skips the backoff too.
+import type { IssuerChoice, CertificateIssuer } from '../acme/issuers.ts';
+import { issuersKey } from '../acme/issuers.ts';
+import { CertificateEvents } from '../events.ts';
+import type { Logger } from '../log.ts';
+import type { OnDemandPolicy } from '../policy/policy.ts';
+import type { Storage } from '../storage/storage.ts';
+import { LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from './backoff.ts';
+import type { RateBudgets } from './budgets.ts';
+import { IssuanceSkipped, IssuersFailed, stepOf } from './errors.ts';
+import { IssuerFailover, type IssuanceReason, type OrderOptions, type ReplacedCertificate } from './failover.ts';
+import { NameFailures } from './failures.ts';
+import { AttemptGates, type ObtainRequest, type Refusal } from './gates.ts';
+import type { IssuanceLimits } from './limits.ts';
+import { DEFAULT_ISSUE_LOCK_TTL_MS, underIssueLock } from './lock.ts';
+import type { CacheInvalidation, CachedCertificate, CertificateMemory } from './memory.ts';
+import type { Preflight } from './preflight.ts';
+import { DEFAULT_MAX_QUEUED_ISSUANCES, IssuancePriority, IssuanceQueue } from './queue.ts';
+import { deleteCertificate, findCertificate, isUsable, loadCertificate, saveCertificate, storageRetrier, type CertificateBundle, type RetryStorage, type StoredCertificate } from './store.ts';
+
+export type { ObtainRequest, ReplacedCertificate };
+
+/** The manager's collaborators and settings (built by the gateway from its config sections). */
+export interface CertificateManagerOptions {
+  storage: Storage;
+  /** The first (preferred) issuer; with `issuers` unset, the only one. */
+  issuer: CertificateIssuer;
+  /** Every issuer in order of preference (acme.issuers); default: [{ production: issuer }]. */
+  issuers?: IssuerChoice[];
+  policy: OnDemandPolicy;
+  /** The memory cache handshakes are served from (tls/cache.ts). */
+  cache: CertificateMemory;
+  logger: Logger;
+  maxConcurrentIssuances: number;
+  /** How long a name that is neither stored nor approved is answered from memory. */
+  deniedTtlMs?: number;
+  /** Waits after failed issuances for a name (shared through storage). Default: Let's Encrypt's. */
+  retry?: RetrySchedule;
+  /** Rate-limit budgets shared through storage; none = unlimited. */
+  budgets?: RateBudgets;
+  /** Pre-flight self-check before on-demand orders; none = off. */
+  preflight?: Preflight;
+  /**
+   * Expiry of the per-name issuance lock (acme.lockTtl, default DEFAULT_ISSUE_LOCK_TTL_MS): how
+   * soon another instance takes over a name whose issuing process died. The holder refreshes it
+   * five times per expiry while it works (keepLockAlive), so a slow CA never makes it lose it.
+   */
+  issueLockTtlMs?: number;
+  /**
+   * On-demand issuances that may wait for a CA slot in this process
+   * (onDemand.limits.maxQueuedIssuances, default DEFAULT_MAX_QUEUED_ISSUANCES); a name beyond
+   * gets the fallback at once, with no order. Renewals and admin work are not bounded.
+   */
+  maxQueuedIssuances?: number;
+  /** How long to wait for another process's issuance lock. */
+  issueLockWaitMs?: number;
+  /** How long storage errors (e.g. Redis down) are retried, with backoff, before giving up. */
+  storageRetryMs?: number;
+  /** Lifecycle events (issuance started/succeeded/failed, renewed, deleted). */
+  events?: CertificateEvents;
+  /** Rate limits on obtain() calls from handshakes that would start an issuance (onDemand.limits). */
+  limits?: IssuanceLimits;
+  /** Bound on the per-name denied and failure-backoff memories; default 100k names. */
+  maxNameEntries?: number;
+  /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
+  onStorageLoad?: (bundle: CertificateBundle) => void;
+}
+
+/** How renew() orders: why, with which ACME profile, and which certificate an ARI renewal replaces. */
+export interface RenewOptions {
+  /** Why: 'renewal' (scheduler) or 'admin' (API call). */
+  reason?: 'renewal' | 'admin';
+  /** ACME profile for the new order. */
+  profile?: string;
+  /**
+   * ARI: the certificate this renewal replaces. Sent as `replaces` (and exempt from the budgets)
+   * only in an order to the CA that issued it; orders to other issuers are plain new orders.
+   */
+  replaces?: ReplacedCertificate;
+}
+
+/** What obtain() and renew() resolve to: a certificate ready to serve, or why there is none. */
+export type ObtainOutcome = { kind: 'ready'; certificate: CachedCertificate; source: 'storage' | 'issued' } | Refusal;
+
+/** Finds, issues, renews and deletes certificates (see the header); one per process. */
+export class CertificateManager {
+  private readonly inflight = new Map<string, Promise<ObtainOutcome>>();
+  private readonly queue: IssuanceQueue;
+  private readonly failures: NameFailures;
+  private readonly gates: AttemptGates;
+  private readonly failover: IssuerFailover;
+  private readonly issuers: IssuerChoice[];
+  /** Every CA certificates may be stored under, in order of preference. */
+  private readonly cas: string[];
+  private readonly retry: RetryState;
+  private readonly retryStorage: RetryStorage;
+  private readonly invalidationListeners = new Set<(change: CacheInvalidation) => void>();
+  /** Lifecycle events of this manager's work (the one passed in options, or its own). */
+  readonly events: CertificateEvents;
+
+  constructor(private readonly opts: CertificateManagerOptions) {
+    const { logger, storage } = opts;
+    const maxEntries = opts.maxNameEntries ?? 100_000;
+    this.queue = new IssuanceQueue(opts.maxConcurrentIssuances, opts.maxQueuedIssuances ?? DEFAULT_MAX_QUEUED_ISSUANCES, logger);
+    this.events = opts.events ?? new CertificateEvents(logger);
+    this.issuers = opts.issuers ?? [{ production: opts.issuer }];
+    this.cas = [...new Set(this.issuers.map((i) => i.production.ca))];
+    const schedule = opts.retry ?? LETS_ENCRYPT_SCHEDULE;
+    this.retry = new RetryState(storage, schedule, issuersKey(this.issuers), logger);
+    this.retryStorage = storageRetrier(logger, opts.storageRetryMs ?? 60_000);
+    this.failures = new NameFailures({ retry: this.retry, schedule, retryStorage: this.retryStorage, logger, maxEntries });
+    this.gates = new AttemptGates({ policy: opts.policy, failures: this.failures, limits: opts.limits, preflight: opts.preflight, deniedTtlMs: opts.deniedTtlMs ?? 60_000, maxNameEntries: maxEntries, logger });
+    this.failover = new IssuerFailover({ issuers: this.issuers, retry: this.retry, failures: this.failures, budgets: opts.budgets, events: this.events, retryStorage: this.retryStorage, logger });
+  }
+
+  /** Issuances running or queued for a CA slot, in this process. */
+  get pending(): number {
+    return this.inflight.size;
+  }
+
+  /** The ACME work queue in this process: orders running, and waiting for a slot. */
+  get issuanceQueue(): { running: number; waiting: number } {
+    return this.queue.state;
+  }
+
+  /**
+   * Hears every change this manager makes to stored certificates (issued, renewed, deleted), for
+   * other processes' caches (tls/cache-sync.ts). Returns a function that stops it.
+   */
+  onCacheInvalidation(listener: (change: CacheInvalidation) => void): () => void {
+    this.invalidationListeners.add(listener);
+    return () => this.invalidationListeners.delete(listener);
+  }
+
+  /**
+   * Resolves to a ready certificate, or why there is none. Never rejects. Concurrent calls for
+   * one name share one attempt; the attempt goes on even if every caller stops waiting.
+   */
+  obtain(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
+    return this.once(domain, () => this.attempt(domain, request));
+  }
+
+  /**
+   * Replaces the certificate now, whatever storage holds (renewal, admin action). Renewals wait
+   * behind on-demand work in the ACME queue and respect the name's backoff; an admin renewal
+   * does not (it is the operator's way to retry a name that was given up). Never rejects.
+   */
+  renew(domain: string, opts: RenewOptions = {}): Promise<ObtainOutcome> {
+    return this.once(domain, async () => {
+      const { reason = 'renewal', ...orderOptions } = opts;
+      try {
+        if (reason === 'admin') {
+          await this.retryStorage(domain, 'retry-state', () => this.failures.clear(domain));
+        } else {
+          const backoff = await this.failures.backoff(domain);
+          if (backoff) return { kind: 'failed', reason: backoff };
+        }
+        const current = this.opts.cache.peek(domain) ?? (await this.loadStored(domain));
+        return await this.issueUnderLock(domain, reason, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions });
+      } catch (err) {
+        return await this.failed(domain, err, true);
+      }
+    });
+  }
+
+  /**
+   * Why `domain` may not be ordered now (in backoff, or given up), or null. Shared through
+   * storage: a failure on any instance counts. For the renewal scheduler, too.
+   */
+  backoff(domain: string): Promise<string | null> {
+    return this.failures.backoff(domain);
+  }
+
+  /**
+   * When `domain` may be ordered again after its failures (shared through storage): a time, null
+   * once given up, undefined when it has no failures on record. The renewal scheduler files a
+   * failed renewal at this time, so both follow one backoff.
+   */
+  async retryAt(domain: string): Promise<number | null | undefined> {
+    return (await this.failures.state(domain))?.retryAt;
+  }
+
+  /**
+   * The name's failures since its last success as shared storage holds them (any instance's, and
+   * kept across restarts), or null when there are none. For reporting (the admin API); a failure
+   * storage could not take is reported from this process's memory.
+   */
+  failureRecord(domain: string): Promise<NameRetryState | null> {
+    return this.failures.report(domain);
+  }
+
+  /**
+   * The certificate stored for `domain`, under whichever configured issuer's CA holds it (the one
+   * handshakes are served from), with its metadata; null when there is none. For the admin API.
+   */
+  async storedCertificate(domain: string): Promise<StoredCertificate | null> {
+    return findCertificate(this.opts.storage, this.cas, domain);
+  }
+
+  /**
+   * The bundle storage would serve for `domain` now (expired or not), without caching it; null
+   * when none. One read, no retries: for re-checking the memory cache (tls/cache-sync.ts).
+   */
+  readStored(domain: string): Promise<CertificateBundle | null> {
+    return loadCertificate(this.opts.storage, this.cas, domain);
+  }
+
+  /**
+   * Loads a usable stored certificate for `domain` into the memory cache and returns it; null
+   * when none is stored or it expired. Storage errors are retried, then reject.
+   */
+  async loadStored(domain: string): Promise<CachedCertificate | null> {
+    const started = performance.now();
+    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, this.cas, domain));
+    if (!bundle || !isUsable(bundle)) return null;
+    const entry = this.opts.cache.add(bundle);
+    this.opts.onStorageLoad?.(bundle);
+    this.opts.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
+    return entry;
+  }
+
+  /** Revokes a stored certificate at the CA that issued it, with that issuer's account. */
+  async revoke(stored: StoredCertificate, reason?: number): Promise<void> {
+    const issuer = this.issuers.find((i) => i.production.ca === stored.ca)?.production;
+    if (!issuer) throw new Error(`cannot revoke the certificate for ${stored.domain}: CA ${stored.ca} is not one of acme.issuers (step: revoke)`);
+    if (!issuer.revokeCertificate) throw new Error(`cannot revoke the certificate for ${stored.domain}: issuer ${stored.ca} does not support revocation (step: revoke)`);
+    await issuer.revokeCertificate(stored.domain, stored.certPem, reason);
+  }
+
+  /**
+   * Stops serving and forgets the certificate for `domain` everywhere: storage, this cache,
+   * and (through onCacheInvalidation) every other process's cache.
+   */
+  async delete(domain: string, reason: string): Promise<void> {
+    const { storage, cache } = this.opts;
+    for (const ca of this.cas) await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, ca, domain));
+    await this.retryStorage(domain, 'delete', () => this.failures.clear(domain));
+    cache.delete(domain);
+    this.gates.forget(domain);
+    this.invalidate({ domain, event: 'deleted' });
+    this.events.emit({ type: 'deleted', domain, reason });
+    this.opts.logger.info({ domain, step: 'delete', reason }, 'certificate deleted');
+  }
+
+  /**
+   * Forget this process's remembered "denied" and failure backoff for a name, so the next
+   * handshake asks policy again (the domain registry calls this when a binding changes).
+   */
+  forgetDecision(domain: string): void {
+    this.gates.forget(domain);
+    this.failures.forget(domain);
+  }
+
+  /** Step 1: one attempt per name; the entry is dropped when the attempt settles. */
+  private once(domain: string, work: () => Promise<ObtainOutcome>): Promise<ObtainOutcome> {
+    let attempt = this.inflight.get(domain);
+    if (!attempt) {
+      attempt = work().finally(() => this.inflight.delete(domain));
+      this.inflight.set(domain, attempt);
+    }
+    return attempt;
+  }
+
+  /** Steps 2-6 of an on-demand attempt. */
+  private async attempt(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
+    const denied = this.gates.remembered(domain);
+    if (denied) return denied;
+    try {
+      const stored = await this.loadStored(domain);
+      if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+      const verdict = await this.gates.pass(domain, request);
+      if (verdict.kind !== 'approved') return verdict;
+      return await this.issueUnderLock(domain, verdict.approvedBy, 'on-demand', { orderOptions: { clientIp: request?.clientIp } });
+    } catch (err) {
+      return await this.failed(domain, err, false);
+    }
+  }
+
+  /**
+   * Step 5: the order under the name's lock. Without `replacing`, a certificate found in storage
+   * wins (another process just issued it); with `replacing` (a renewal), only one other than the
+   * one being replaced.
+   */
+  private issueUnderLock(domain: string, approvedBy: string, reason: IssuanceReason, { replacing, orderOptions }: { replacing?: string; orderOptions: OrderOptions }): Promise<ObtainOutcome> {
+    const { storage, logger } = this.opts;
+    const priority = { 'on-demand': IssuancePriority.onDemand, admin: IssuancePriority.admin, renewal: IssuancePriority.renewal }[reason];
+    const started = performance.now();
+    const lockOptions = { storage, logger, queue: this.queue, retryStorage: this.retryStorage, ttlMs: this.opts.issueLockTtlMs ?? DEFAULT_ISSUE_LOCK_TTL_MS, waitMs: this.opts.issueLockWaitMs ?? 180_000 };
+    return underIssueLock<ObtainOutcome>(lockOptions, domain, priority, {
+      storedWins: async () => {
+        const stored = await this.loadStored(domain);
+        return stored && (replacing === undefined || stored.fingerprint256 !== replacing) ? { kind: 'ready', certificate: stored, source: 'storage' } : null;
+      },
+      work: async (release) => {
+        logger.info({ domain, step: 'issue-start', approvedBy, reason, waitedMs: Math.round(performance.now() - started) }, 'issuing certificate');
+        return this.issueHolding(domain, { reason, renewal: replacing !== undefined, orderOptions, started, release });
+      },
+    });
+  }
+
+  /**
+   * Steps 6-7, with the CA slot and the name's lock held: the order; stores and announces the
+   * result. The slot is given back (`release`, idempotent) once the certificate is stored.
+   */
+  private async issueHolding(
+    domain: string,
+    { reason, renewal, orderOptions, started, release }: { reason: IssuanceReason; renewal: boolean; orderOptions: OrderOptions; started: number; release: () => void },
+  ): Promise<ObtainOutcome> {
+    const { storage, logger } = this.opts;
+    const issued = await this.failover.issue(domain, reason, orderOptions);
+    const { from, replaced: _replaced, ...certificate } = issued;
+    const bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
+    release();
+    const entry = this.opts.cache.add(bundle);
+    await this.failures.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
+    await this.opts.budgets?.recordIssued(from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
+    // Certificates of other CAs for the name would shadow this one on load.
+    for (const ca of this.cas) {
+      if (ca !== from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, "could not remove the other CA's certificate"));
+    }
+    this.invalidate({ domain, event: 'updated', fingerprint256: bundle.fingerprint256 });
+    const ms = Math.round(performance.now() - started);
+    logger.info({ domain, step: 'issued', ca: from.ca, directory: from.directory, challenge: issued.challenge, notAfter: bundle.notAfter.toISOString(), ms }, 'certificate issued and stored');
+    this.events.emit({ type: renewal ? 'renewed' : 'issuance-succeeded', domain, ca: from.ca, notAfter: bundle.notAfter.toISOString(), ms, challenge: issued.challenge });
+    return { kind: 'ready', certificate: entry, source: 'issued' };
+  }
+
+  /** Logs a failed attempt and records it for backoff unless the name is not at fault. */
+  private async failed(domain: string, err: unknown, renewal: boolean): Promise<ObtainOutcome> {
+    const { logger } = this.opts;
+    const reason = (err as Error).message;
+    const step = stepOf(err, renewal ? 'renew' : 'obtain');
+    if (err instanceof IssuanceSkipped) {
+      // Budgets spent, CAs paused, queue full: the log line came from there; the name is not at
+      // fault. A full queue is a flood: its own warning is sampled, so per name only at debug.
+      logger[step === 'queue-full' ? 'debug' : 'info']({ domain, step, reason }, 'no order placed: fallback certificate');
+      return { kind: 'failed', reason };
+    }
+    await this.failures.record(domain, err, step);
+    const ca = (err instanceof IssuersFailed ? err.failedCas.at(-1) : undefined) ?? this.cas[0]!;
+    logger.error({ domain, step, ca, err }, renewal ? 'could not renew certificate' : 'could not obtain certificate');
+    this.events.emit({ type: 'issuance-failed', domain, ca, step, error: reason, renewal });
+    return { kind: 'failed', reason };
+  }
+
+  /** Tells the cache-invalidation listeners; a failing listener is logged, never thrown. */
+  private invalidate(change: CacheInvalidation): void {
+    for (const listener of this.invalidationListeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.opts.logger.warn({ domain: change.domain, step: 'announce', err }, 'could not announce certificate change');
+      }
+    }
+  }
+}
