@@ -1,7 +1,7 @@
 // Runs one gateway process (a single process, or one cluster worker) until SIGTERM/SIGINT.
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import type * as Server from '../server.ts';
+import type * as Server from '../gateway/index.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 
 export async function runGateway(
@@ -10,7 +10,7 @@ export async function runGateway(
   { inWorker, server }: { inWorker: boolean; server?: Promise<typeof Server> },
 ): Promise<void> {
   // Loaded here, not at the top: a primary that only forks workers never needs it.
-  const { startGateway } = await (server ?? import('../server.ts'));
+  const { startGateway } = await (server ?? import('../gateway/index.ts'));
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
     gateway = await startGateway(config, {

@@ -6,7 +6,7 @@ import { runGateway } from './run.ts';
 import { requestConfig } from './workers.ts';
 
 export async function runWorker(): Promise<void> {
-  const server = import('../server.ts');
+  const server = import('../gateway/index.ts');
   server.catch(() => {}); // reported where it is awaited
   const config = await requestConfig();
   const logger = createLogger({ level: config.log.level });

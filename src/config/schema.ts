@@ -128,7 +128,7 @@ const configSchema = z.strictObject({
     .strictObject({
       https: listenAddress('0.0.0.0:443').prefault(':443'),
       http: listenAddress('0.0.0.0:80').prefault(':80'),
-      // Left unset means the default 127.0.0.1:2019 (see server.ts: then a busy port is not fatal).
+      // Left unset means the default 127.0.0.1:2019 (see gateway/admin.ts: then a busy port is not fatal).
       admin: z.union([z.literal(false), listenAddress('127.0.0.1:2019')]).optional(),
     })
     .prefault({}),
@@ -317,3 +317,14 @@ const configSchema = z.strictObject({
 export { configSchema };
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** The `onDemand` section as parsed: durations in ms, defaults filled in. */
+export type OnDemandConfig = Config['onDemand'];
+/** `onDemand.limits` as parsed; `false` turns a bucket off. */
+export type LimitsConfig = OnDemandConfig['limits'];
+/** `onDemand.dns` as parsed (present only when the DNS ownership check is on). */
+export type DnsCheckConfig = NonNullable<OnDemandConfig['dns']>;
+/** The `proxy` section as parsed. */
+export type ProxyConfig = Config['proxy'];
+/** The `admin` section as parsed (`CERTGATE_ADMIN_TOKEN` is applied by the gateway, not here). */
+export type AdminConfig = Config['admin'];
