@@ -5,36 +5,18 @@
 //   - every exported declaration has a doc comment; no function is longer than 80 lines.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
+import { join } from 'node:path';
+import { importCycles, importsOf, longFunctions, parseSources, rel, ROOT, undocumentedExports } from '../support/structure.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ACME = join(ROOT, 'src/acme');
 const MAX_FUNCTION_LINES = 80;
 
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
-}
-
-const sources = new Map(filesUnder(ACME).map((file) => [file, ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true)]));
-const rel = (file: string): string => relative(ROOT, file);
-
-/** Relative imports (static, type-only and re-exports) of a file, resolved to absolute paths. */
-function importsOf(file: string): string[] {
-  const out: string[] = [];
-  for (const stmt of sources.get(file)!.statements) {
-    const spec = (ts.isImportDeclaration(stmt) || ts.isExportDeclaration(stmt)) && stmt.moduleSpecifier && ts.isStringLiteral(stmt.moduleSpecifier) ? stmt.moduleSpecifier.text : undefined;
-    if (spec?.startsWith('.')) out.push(resolve(dirname(file), spec));
-  }
-  return out;
-}
+const sources = parseSources(['src/acme']);
 
 test('plumbing never imports porcelain; acme imports nothing from maintain/', () => {
   const wrong: string[] = [];
   for (const file of sources.keys()) {
-    for (const target of importsOf(file)) {
+    for (const target of importsOf(sources, file)) {
       if (target.startsWith(join(ROOT, 'src/maintain/'))) wrong.push(`${rel(file)} -> ${rel(target)}`);
       const inPlumbing = (p: string): boolean => p.startsWith(join(ACME, 'plumbing') + '/');
       if (inPlumbing(file) && target.startsWith(ACME + '/') && !inPlumbing(target)) wrong.push(`${rel(file)} -> ${rel(target)}`);
@@ -44,49 +26,13 @@ test('plumbing never imports porcelain; acme imports nothing from maintain/', ()
 });
 
 test('no import cycle inside src/acme', () => {
-  const cycles: string[] = [];
-  const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (file: string, path: string[]): void => {
-    if (state.get(file) === 'done') return;
-    if (state.get(file) === 'visiting') {
-      cycles.push([...path.slice(path.indexOf(file)), file].map(rel).join(' -> '));
-      return;
-    }
-    state.set(file, 'visiting');
-    for (const target of importsOf(file)) if (sources.has(target)) visit(target, [...path, file]);
-    state.set(file, 'done');
-  };
-  for (const file of sources.keys()) visit(file, []);
-  assert.deepEqual(cycles, []);
+  assert.deepEqual(importCycles(sources), []);
 });
 
 test('every exported declaration in src/acme has a doc comment', () => {
-  const missing: string[] = [];
-  for (const [file, sf] of sources) {
-    for (const stmt of sf.statements) {
-      const exported = ts.canHaveModifiers(stmt) && ts.getModifiers(stmt)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
-      if (!exported) continue;
-      const docs = ts.getJSDocCommentsAndTags(ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]! : stmt);
-      if (docs.length > 0) continue;
-      const name = ts.isVariableStatement(stmt) ? stmt.declarationList.declarations[0]!.name.getText(sf) : ((stmt as ts.DeclarationStatement).name?.getText(sf) ?? '?');
-      missing.push(`${rel(file)}:${sf.getLineAndCharacterOfPosition(stmt.getStart(sf)).line + 1} ${name}`);
-    }
-  }
-  assert.deepEqual(missing, []);
+  assert.deepEqual(undocumentedExports(sources), []);
 });
 
 test(`no function in src/acme is longer than ${MAX_FUNCTION_LINES} lines`, () => {
-  const long: string[] = [];
-  for (const [file, sf] of sources) {
-    const walk = (node: ts.Node): void => {
-      if (ts.isFunctionLike(node) && 'body' in node && node.body) {
-        const first = sf.getLineAndCharacterOfPosition(node.getStart(sf)).line;
-        const lines = sf.getLineAndCharacterOfPosition(node.getEnd()).line - first + 1;
-        if (lines > MAX_FUNCTION_LINES) long.push(`${rel(file)}:${first + 1} (${lines} lines)`);
-      }
-      ts.forEachChild(node, walk);
-    };
-    walk(sf);
-  }
-  assert.deepEqual(long, []);
+  assert.deepEqual(longFunctions(sources, MAX_FUNCTION_LINES), []);
 });
