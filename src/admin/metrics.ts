@@ -40,12 +40,14 @@ export interface PeerSnapshots {
   missing: number;
 }
 
+/** One rate-limit budget's remaining tokens, as the certgate_rate_limit_budget_remaining gauge shows it. */
 export interface BudgetRemaining {
   /** Which budget, e.g. 'issuance-global' or 'acme-new-orders'. */
   limit: string;
   remaining: number;
 }
 
+/** Counts over this process's memory cache (storage is never scanned for metrics). */
 export interface CertificateCounts {
   managed: number;
   expiringSoon: number;
@@ -168,6 +170,10 @@ function registerScrapeGauges(Gauge: typeof PromClient.Gauge, sources: ScrapeSou
 const MAX_PENDING_OBSERVATIONS = 100_000;
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
+/**
+ * The gateway's Prometheus metrics. Observations made before `start()` loads prom-client are
+ * kept (bounded) and replayed; with `enabled: false` (a process never scraped) nothing is kept.
+ */
 export class GatewayMetrics implements MetricsEndpoint {
   private prometheus: PrometheusMetrics | undefined;
   private loading: Promise<PrometheusMetrics> | undefined;
@@ -314,6 +320,7 @@ function countCached(cache: CertificateCache, now: number): CertificateCounts {
   return { managed, expiringSoon };
 }
 
+/** The parts wireMetrics observes: the certificate events, the memory cache and the abuse budgets. */
 export interface MetricsWiring {
   events: CertificateEvents;
   cache: CertificateCache;

@@ -8,8 +8,10 @@ import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 
+/** The bus channel certificate events travel on to the admin API's event stream. */
 export const EVENTS_CHANNEL = 'certificate-events';
 
+/** A certificate event as relayed: with the id of the instance (process) it happened in. */
 export type RelayedEvent = CertificateEvent & { instance: string };
 
 /** Publishes this process's events; returns a function that stops it. */

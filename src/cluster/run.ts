@@ -4,6 +4,10 @@ import type { Logger } from '../log.ts';
 import type * as Server from '../gateway/index.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 
+/**
+ * Starts the gateway (in a worker: on SO_REUSEPORT, with the IPC bus and cluster metrics) and
+ * keeps it until SIGTERM/SIGINT. A failed start exits the process with status 1.
+ */
 export async function runGateway(
   config: LoadedConfig,
   logger: Logger,

@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
 
+/** How many gateway processes `workers` asks for (`auto`: one per CPU the process may use). */
 export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
 }
@@ -68,6 +69,7 @@ function isPrimaryMessage<K extends PrimaryMessage['certgate']>(m: unknown, kind
   return typeof m === 'object' && m !== null && (m as { certgate?: unknown }).certgate === kind;
 }
 
+/** The primary process's handle on its workers (see forkWorkers). */
 export interface Primary {
   /** Gives the workers the validated config: the ones that asked already, and any restarted later. */
   configure(config: LoadedConfig): void;

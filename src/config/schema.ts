@@ -8,6 +8,7 @@ import { parseCidr } from '../proxy/upstream-allow.ts';
 import { normalizeDomainName } from '../tls/names.ts';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
 
+/** The default ACME directory when neither acme.directory nor acme.issuers is set. */
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 
 const duration = (example: string) =>
@@ -31,11 +32,13 @@ const listenAddress = (example: string) =>
     return parsed;
   });
 
+/** A listen address as parsed: `::` for all interfaces when the host was left empty. */
 export interface ListenAddress {
   host: string;
   port: number;
 }
 
+/** Parses "host:port", "[v6]:port" or ":port"; undefined when it is none of those or the port is over 65535. */
 export function parseListenAddress(v: string): ListenAddress | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(v.trim());
   if (!m) return undefined;
@@ -107,6 +110,7 @@ const limitsSchema = z.strictObject({
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 
+/** The challenge types acme.challenges may list, in the order the gateway prefers by default. */
 export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01'] as const;
 
 const eabSchema = z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) });
@@ -315,7 +319,9 @@ const configSchema = z.strictObject({
 });
 
 export { configSchema };
+/** The config as the schema outputs it: durations in ms, defaults filled in, one-issuer shorthand expanded. */
 export type Config = z.output<typeof configSchema>;
+/** The config as a file may write it (durations as strings, keys optional). */
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** The `onDemand` section as parsed: durations in ms, defaults filled in. */

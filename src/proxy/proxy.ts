@@ -78,6 +78,11 @@ const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 128;
 
+/**
+ * Routes each request by Host (registry routes first, then `routes`, then `upstream`) and
+ * streams it to the upstream; answers 502/503/504 itself when it cannot. After close(),
+ * requests get 503 and the pools are gone.
+ */
 export class ReverseProxy {
   #table: RouteTable;
   readonly #dynamic: DynamicRoutes | undefined;
