@@ -133,20 +133,13 @@ function preflightOptions(section: Exclude<Config['onDemand']['preflight'], fals
 }
 
 function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, storage: Storage, logger: Logger): Maintainer {
-  return new Maintainer({
+  return new Maintainer(config.renewal, {
     storage,
     manager,
     policy: policy.policy,
     // ARI windows are asked of the issuer that issued each certificate.
     issuers: issuers.map((i) => i.production),
     ...(config.acme.profile ? { profile: config.acme.profile } : {}),
-    fraction: config.renewal.fraction,
-    concurrency: config.renewal.concurrency,
-    checkIntervalMs: config.renewal.checkInterval,
-    jitterMs: config.renewal.jitter,
-    leaderLockTtlMs: config.renewal.leaderLockTtl,
-    expiredGraceMs: config.renewal.expiredGrace,
-    staleChallengeAgeMs: config.renewal.staleChallengeAge,
     logger,
   });
 }
