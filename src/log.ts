@@ -2,6 +2,7 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
+/** How createLogger writes: level (default info) and where to. */
 export interface LogOptions {
   level?: string;
   /** Write to this file descriptor instead of stdout (2 = stderr). */
@@ -29,6 +30,7 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
+/** The proxy's access log: one JSON line per request, buffered; flush() before exit. */
 export interface AccessLog {
   /** Logs one `access` line at info level; undefined fields are left out. */
   write(fields: Record<string, unknown>): void;

@@ -24,4 +24,5 @@ export const bindingInputSchema = z.strictObject({
   label: z.string().min(1).max(200).optional(),
   status: z.enum(BINDING_STATUSES, { message: `must be one of ${BINDING_STATUSES.join(', ')}` }).default('active'),
 });
+/** A PUT /v1/domains/:name body as a client may send it (status defaults to active). */
 export type BindingInput = z.input<typeof bindingInputSchema>;

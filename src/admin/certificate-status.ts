@@ -26,8 +26,10 @@ export const failureHistorySchema = z.object({
     .describe('No order for the name before this time (backoff, acme.retry); null when there are no failures or the name was given up.'),
   givenUp: z.boolean().describe('Failing for longer than acme.retry.giveUpAfter: no more orders until it is renewed through this API or acme.issuers changes.'),
 });
+/** Failed attempts for a name, read from the manager's retry state in storage (the same on every instance). */
 export type FailureHistory = z.output<typeof failureHistorySchema>;
 
+/** GET /v1/certificates/:name: the stored certificate, its renewal time and its failures (also the OpenAPI schema). */
 export const certificateStatusSchema = z.object({
   domain: z.string(),
   ca: z.string().describe('Id of the CA (issuer) whose storage holds the certificate: the one that issued it.'),
@@ -44,11 +46,13 @@ export const certificateStatusSchema = z.object({
   cached: z.boolean().describe('Held in this instance’s memory.'),
   ...failureHistorySchema.shape,
 });
+/** A certificate status answer, as certificateStatusSchema describes it. */
 export type CertificateStatus = z.output<typeof certificateStatusSchema>;
 
 /** The 404 answer: no certificate, and the failures (if any) that say why. */
 export const noCertificateSchema = z.object({ error: z.string(), ...failureHistorySchema.shape });
 
+/** The failures part of a status answer; a name with no retry state has none (attempts 0). */
 export function failureHistory(state: NameRetryState | null): FailureHistory {
   if (!state) return { attempts: 0, lastError: null, nextRetryAt: null, givenUp: false };
   return {

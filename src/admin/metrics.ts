@@ -40,12 +40,14 @@ export interface PeerSnapshots {
   missing: number;
 }
 
+/** One rate-limit budget's remaining tokens, as the certgate_rate_limit_budget_remaining gauge shows it. */
 export interface BudgetRemaining {
   /** Which budget, e.g. 'issuance-global' or 'acme-new-orders'. */
   limit: string;
   remaining: number;
 }
 
+/** Counts over this process's memory cache (storage is never scanned for metrics). */
 export interface CertificateCounts {
   managed: number;
   expiringSoon: number;
@@ -117,53 +119,61 @@ class PrometheusMetrics {
     });
     for (const scope of ['client', 'global']) this.rateLimitedHandshakes.inc({ scope }, 0);
 
-    // Gauges computed at scrape time; `this` inside collect() is the gauge.
-    new Gauge({
-      name: 'certgate_certificates_managed',
-      help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned); with workers, the largest worker's",
-      registers,
-      aggregator: 'max',
-      collect() {
-        this.set(sources.certificateCounts().managed);
-      },
-    });
-    new Gauge({
-      name: 'certgate_certificates_expiring_7d',
-      help: "Certificates in this process's memory cache that expire within 7 days; with workers, the largest worker's",
-      registers,
-      aggregator: 'max',
-      collect() {
-        this.set(sources.certificateCounts().expiringSoon);
-      },
-    });
-    new Gauge({
-      name: 'certgate_certificate_cache_entries',
-      help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize per process); with workers, the largest worker\'s',
-      registers,
-      aggregator: 'max',
-      collect() {
-        this.set(sources.cacheSize());
-      },
-    });
-    new Gauge({
-      name: 'certgate_rate_limit_budget_remaining',
-      help: 'Tokens left in each rate-limit budget, by limit; with workers, the smallest worker\'s',
-      labelNames: ['limit'],
-      registers,
-      aggregator: 'min',
-      async collect() {
-        const all = await sources.budgets();
-        this.reset();
-        for (const { limit, remaining } of all) this.set({ limit }, remaining);
-      },
-    });
+    registerScrapeGauges(Gauge, sources, registers);
   }
+}
+
+/** Gauges computed at scrape time from `sources`; `this` inside collect() is the gauge. */
+function registerScrapeGauges(Gauge: typeof PromClient.Gauge, sources: ScrapeSources, registers: PromClient.Registry[]): void {
+  new Gauge({
+    name: 'certgate_certificates_managed',
+    help: "Valid certificates in this process's memory cache (it fills lazily; storage is not scanned); with workers, the largest worker's",
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.set(sources.certificateCounts().managed);
+    },
+  });
+  new Gauge({
+    name: 'certgate_certificates_expiring_7d',
+    help: "Certificates in this process's memory cache that expire within 7 days; with workers, the largest worker's",
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.set(sources.certificateCounts().expiringSoon);
+    },
+  });
+  new Gauge({
+    name: 'certgate_certificate_cache_entries',
+    help: 'Entries in the in-memory certificate cache (bounded by tls.cacheSize per process); with workers, the largest worker\'s',
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.set(sources.cacheSize());
+    },
+  });
+  new Gauge({
+    name: 'certgate_rate_limit_budget_remaining',
+    help: 'Tokens left in each rate-limit budget, by limit; with workers, the smallest worker\'s',
+    labelNames: ['limit'],
+    registers,
+    aggregator: 'min',
+    async collect() {
+      const all = await sources.budgets();
+      this.reset();
+      for (const { limit, remaining } of all) this.set({ limit }, remaining);
+    },
+  });
 }
 
 /** Observations kept until prom-client is loaded (it takes ~100 ms after the listeners are up). */
 const MAX_PENDING_OBSERVATIONS = 100_000;
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
+/**
+ * The gateway's Prometheus metrics. Observations made before `start()` loads prom-client are
+ * kept (bounded) and replayed; with `enabled: false` (a process never scraped) nothing is kept.
+ */
 export class GatewayMetrics implements MetricsEndpoint {
   private prometheus: PrometheusMetrics | undefined;
   private loading: Promise<PrometheusMetrics> | undefined;
@@ -310,6 +320,7 @@ function countCached(cache: CertificateCache, now: number): CertificateCounts {
   return { managed, expiringSoon };
 }
 
+/** The parts wireMetrics observes: the certificate events, the memory cache and the abuse budgets. */
 export interface MetricsWiring {
   events: CertificateEvents;
   cache: CertificateCache;

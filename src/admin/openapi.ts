@@ -11,6 +11,7 @@ const error = (description: string) => json(ref('Error'), description);
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'Domain name (IDN allowed, stored as punycode; an xn-- label must be valid punycode that round-trips).' };
 const auth = [{ bearer: [] }];
 
+/** The admin API's OpenAPI 3.1 document (GET /openapi.json); a new object on every call. */
 export function openApiDocument(): object {
   return {
     openapi: '3.1.0',

@@ -9,6 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from '../util/node-http.ts';
 import { isIP, type AddressInfo } from 'node:net';
 import type { z } from 'zod';
+import type { AdminConfig, ListenAddress } from '../config/schema.ts';
 import type { CertificateEvent, CertificateEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import { DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
@@ -42,31 +43,35 @@ export function defaultNextRenewal(meta: Pick<CertificateMeta, 'notBefore' | 'no
   return new Date(from + ((to - from) * 2) / 3);
 }
 
-export interface AdminServerOptions {
-  host: string;
-  port: number;
-  /** Bearer token; undefined = no auth (loopback only). */
-  token?: string;
+/** The certificate manager's members the admin API calls (a real CertificateManager has them). */
+export type AdminManager = Pick<CertificateManager, 'obtain' | 'renew' | 'delete' | 'revoke' | 'storedCertificate' | 'failureRecord'>;
+
+/**
+ * What the admin API works with besides its config section. `events` feeds GET /v1/events when
+ * there is no `bus`; with a `bus`, every process's events arrive through it (see relay.ts), so
+ * the process's own events must be relayed onto it (relayEvents) or they are not streamed.
+ */
+export interface AdminServerDeps {
   storage: Storage;
   registry: DomainRegistry;
-  manager: CertificateManager;
+  manager: AdminManager;
   cache: CertificateCache;
   events: CertificateEvents;
-  /** When given, the event stream carries every process's events (relayed on this bus). */
   bus?: ClusterBus;
   logger: Logger;
+  /** Served at GET /metrics; absent: 404. */
   metrics?: MetricsSource;
-  /** `proxy.upstreamAllow`: a binding whose upstream is an IP literal it refuses gets 400. */
+  /** Built from `proxy.upstreamAllow`: a binding whose upstream is an IP literal it refuses gets 400. */
   upstreamAllow: UpstreamAllowList;
-  /** Readiness beyond storage: e.g. the gateway's listeners are up. */
-  listenersUp: () => boolean;
-  /** Seam for the renewal scheduler. */
+  /** Readiness beyond storage (e.g. the gateway's listeners are up); default: always ready. */
+  listenersUp?: () => boolean;
+  /** When a certificate is due for renewal (the scheduler's timing); default: defaultNextRenewal. */
   nextRenewal?: (meta: CertificateMeta) => Date | null;
+  /** Keep-alive comment interval of the event stream (tests shorten it). */
   keepAliveMs?: number;
-  /** Cap on GET /v1/events clients at once (admin.maxEventClients); over it: 503. Default 100. */
-  maxEventClients?: number;
 }
 
+/** A running admin API; `close` ends its event streams and connections. */
 export interface AdminServer {
   readonly port: number;
   readonly host: string;
@@ -86,6 +91,7 @@ class HttpError extends Error {
   }
 }
 
+/** Whether a host (literal or `localhost`) is a loopback address; names are not resolved. */
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
@@ -93,211 +99,48 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const { registry, manager, storage, cache, logger } = opts;
-  if (!opts.token && !isLoopback(opts.host)) {
+/** One running admin API's state, shared by the route handlers below. */
+interface AdminContext {
+  readonly deps: AdminServerDeps;
+  readonly stream: EventStream;
+  readonly tokenDigest: Buffer | undefined;
+  readonly nextRenewal: (meta: CertificateMeta) => Date | null;
+}
+
+/**
+ * Starts the admin API on `address` (port 0: any free one) with the `admin` config section as
+ * parsed (`token`: pass CERTGATE_ADMIN_TOKEN in it when set). Refuses a non-loopback address
+ * without a token; rejects when the port cannot be bound (the error keeps its `code`, e.g.
+ * EADDRINUSE). Needs no gateway: storage, registry and manager are enough.
+ */
+export async function startAdminServer(address: ListenAddress, config: AdminConfig, deps: AdminServerDeps): Promise<AdminServer> {
+  if (!config.token && !isLoopback(address.host)) {
     throw new Error(
-      `listen.admin is ${opts.host}:${opts.port}, not a loopback address, and there is no admin token: set admin.token (or CERTGATE_ADMIN_TOKEN), or bind the admin API to 127.0.0.1`,
+      `listen.admin is ${address.host}:${address.port}, not a loopback address, and there is no admin token: set admin.token (or CERTGATE_ADMIN_TOKEN), or bind the admin API to 127.0.0.1`,
     );
   }
-  const tokenDigest = opts.token ? sha256(opts.token) : undefined;
-  const nextRenewal = opts.nextRenewal ?? defaultNextRenewal;
-  const stream = new EventStream({
-    ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}),
-    ...(opts.maxEventClients !== undefined ? { maxClients: opts.maxEventClients } : {}),
-  });
-
+  const stream = new EventStream({ ...(deps.keepAliveMs ? { keepAliveMs: deps.keepAliveMs } : {}), maxClients: config.maxEventClients });
+  const ctx: AdminContext = { deps, stream, tokenDigest: config.token ? sha256(config.token) : undefined, nextRenewal: deps.nextRenewal ?? defaultNextRenewal };
   const onEvent = (event: CertificateEvent) => stream.send(event.type, event);
   // Every process's events through the bus when there is one (see relay.ts), else this one's.
-  const stopEvents = opts.bus ? await onRelayedEvents(opts.bus, onEvent) : opts.events.on(onEvent);
-  // Attempts, last error and next retry come from the manager's retry state in storage, so every
-  // instance answers the same, before and after a restart.
-  const failuresOf = async (domain: string): Promise<FailureHistory> => failureHistory(await manager.failureRecord(domain));
-  const stopRegistry = registry.onChange((change: RegistryChange) => {
+  const stopEvents = deps.bus ? await onRelayedEvents(deps.bus, onEvent) : deps.events.on(onEvent);
+  const stopRegistry = deps.registry.onChange((change: RegistryChange) => {
     stream.send(change.type, { ...change, at: new Date().toISOString() });
   });
-
-  async function certificateStatus(domain: string): Promise<CertificateStatus | null> {
-    // Under whichever issuer's CA holds it: a fallback issuer's certificates too.
-    const stored = await manager.storedCertificate(domain);
-    if (!stored) return null;
-    const { meta, certPem } = stored;
-    const renewal = nextRenewal(meta);
-    return {
-      domain,
-      ca: meta.ca,
-      directory: meta.directory,
-      issuer: issuerOf(certPem),
-      names: meta.names,
-      serialNumber: meta.serialNumber,
-      fingerprint256: meta.fingerprint256,
-      keyType: meta.keyType,
-      notBefore: meta.notBefore,
-      notAfter: meta.notAfter,
-      obtainedAt: meta.obtainedAt,
-      nextRenewal: renewal ? renewal.toISOString() : null,
-      cached: cache.peek(domain) !== undefined,
-      ...(await failuresOf(domain)),
-    };
+  const server: Server = createServer((req, res) => serve(ctx, req, res));
+  try {
+    await listenOn(server, address);
+  } catch (err) {
+    await stopEvents();
+    stopRegistry();
+    stream.close();
+    throw err;
   }
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
-    const method = req.method ?? 'GET';
-
-    // Open endpoints.
-    if (path === '/healthz' && method === 'GET') return send(res, 200, { status: 'ok' });
-    if (path === '/readyz' && method === 'GET') {
-      const problems: string[] = [];
-      if (!opts.listenersUp()) problems.push('listeners are not up');
-      try {
-        await withTimeout(storage.get(keys.ticketSecret), 2000);
-      } catch (err) {
-        problems.push(`storage: ${(err as Error).message}`);
-      }
-      return problems.length ? send(res, 503, { status: 'not ready', error: problems.join('; ') }) : send(res, 200, { status: 'ready' });
-    }
-    if (path === '/openapi.json' && method === 'GET') return send(res, 200, openApiDocument());
-
-    if (tokenDigest && !authorized(req.headers.authorization, tokenDigest)) {
-      res.setHeader('www-authenticate', 'Bearer realm="certgate"');
-      throw new HttpError(401, 'missing or wrong bearer token (Authorization: Bearer <admin.token>)');
-    }
-    if (!tokenDigest) {
-      // Open on loopback: refuse what a web page in a local browser could send (DNS rebinding
-      // gives a foreign Host; a cross-site form POST carries Origin), as Caddy's admin API does.
-      if (!isLoopback(hostOf(req.headers.host))) throw new HttpError(403, 'without admin.token only Host: 127.0.0.1, [::1] or localhost is accepted', 'host');
-      if (req.headers.origin !== undefined) throw new HttpError(403, 'browser requests (with an Origin header) need admin.token', 'origin');
-    }
-
-    if (path === '/metrics' && method === 'GET') {
-      if (!opts.metrics) throw new HttpError(404, 'metrics are not available in this build');
-      const text = await opts.metrics.render();
-      res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(text);
-      return;
-    }
-    if (path === '/v1/events' && method === 'GET') {
-      if (stream.add(res)) return;
-      res.setHeader('retry-after', '30');
-      throw new HttpError(503, `too many event stream clients: ${stream.clients} of admin.maxEventClients (${stream.maxClients}) are connected; close one or raise the limit`);
-    }
-    if (path === '/v1/domains' && method === 'GET') {
-      const limitText = url.searchParams.get('limit');
-      const limit = limitText === null ? 100 : Number(limitText);
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`, 'limit');
-      const cursor = url.searchParams.get('cursor') ?? '';
-      if (cursor !== '' && !/^[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
-      return send(res, 200, await registry.list({ ...(cursor ? { cursor } : {}), limit }));
-    }
-
-    let m = /^\/v1\/domains\/([^/]+)(\/issue)?$/.exec(path);
-    if (m) {
-      const name = domainParam(m[1]!);
-      if (m[2]) {
-        if (method !== 'POST') throw methodNotAllowed('POST');
-        const outcome = await manager.obtain(name);
-        if (outcome.kind === 'denied') throw new HttpError(403, `policy denies ${name}: ${outcome.reason}`, 'name');
-        if (outcome.kind === 'failed') throw new HttpError(502, `could not obtain a certificate for ${name}: ${outcome.reason}`);
-        return send(res, 200, { source: outcome.source, certificate: await certificateStatus(name) });
-      }
-      if (method === 'GET') {
-        const binding = await registry.get(name);
-        return binding ? send(res, 200, binding) : send(res, 404, { error: `${name} is not bound` });
-      }
-      if (method === 'PUT') {
-        const body = parseBody(bindingInputSchema, await readJson(req));
-        if (body.upstream !== undefined) {
-          // Literal addresses are checked now; host names when the proxy resolves them.
-          const target = parseUpstream(body.upstream);
-          const refusal = isIP(target.hostname) === 0 ? undefined : opts.upstreamAllow.refusal(target.hostname, target.port);
-          if (refusal !== undefined) throw new HttpError(400, `upstream ${target.origin} for ${name}: ${refusal}`, 'upstream');
-        }
-        const { binding, created } = await registry.put(name, body);
-        return send(res, created ? 201 : 200, binding);
-      }
-      if (method === 'DELETE') {
-        // Registry first: once every instance hears it, none approves or routes the name again;
-        // then the certificate goes (storage, and every instance's memory through the bus).
-        const existed = await registry.remove(name);
-        await manager.delete(name, 'unbound');
-        if (!existed) return send(res, 404, { error: `${name} was not bound` });
-        res.writeHead(204).end();
-        return;
-      }
-      throw methodNotAllowed('GET, PUT, DELETE');
-    }
-
-    m = /^\/v1\/certificates\/([^/]+)(\/renew)?$/.exec(path);
-    if (m) {
-      const name = domainParam(m[1]!);
-      if (m[2]) {
-        if (method !== 'POST') throw methodNotAllowed('POST');
-        const outcome = await manager.renew(name, { reason: 'admin' });
-        if (outcome.kind !== 'ready') throw new HttpError(502, `could not renew ${name}: ${outcome.reason}`);
-        return send(res, 200, await certificateStatus(name));
-      }
-      if (method === 'GET') {
-        const status = await certificateStatus(name);
-        // No certificate: the failures (if any) say why.
-        return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}`, ...(await failuresOf(name)) });
-      }
-      if (method === 'DELETE') {
-        const revokeParam = url.searchParams.get('revoke');
-        if (revokeParam !== null && revokeParam !== 'true' && revokeParam !== 'false') throw new HttpError(400, 'revoke must be true or false', 'revoke');
-        const stored = await manager.storedCertificate(name);
-        if (!stored) return send(res, 404, { error: `no certificate for ${name}` });
-        if (revokeParam === 'true') {
-          try {
-            // At the CA that issued it, with that issuer's account.
-            await manager.revoke(stored);
-          } catch (err) {
-            throw new HttpError(502, `could not revoke the certificate for ${name} at CA ${stored.ca} (nothing deleted): ${(err as Error).message}`);
-          }
-        }
-        await manager.delete(name, revokeParam === 'true' ? 'admin-revoked' : 'admin');
-        res.writeHead(204).end();
-        return;
-      }
-      throw methodNotAllowed('GET, DELETE');
-    }
-    throw new HttpError(404, `no such endpoint: ${method} ${path} (see /openapi.json)`);
-  }
-
-  const server: Server = createServer((req, res) => {
-    const started = performance.now();
-    handle(req, res).then(
-      () => logger.debug({ step: 'admin', method: req.method, path: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'admin call'),
-      (err: unknown) => {
-        if (err instanceof HttpError) {
-          if (!res.headersSent) send(res, err.status, { error: err.message, ...(err.field ? { field: err.field } : {}) });
-          logger.info({ step: 'admin', method: req.method, path: req.url, status: err.status, err: err.message }, 'admin call refused');
-          return;
-        }
-        if (err instanceof StorageError) {
-          logger.warn({ step: 'admin', method: req.method, path: req.url, err: err.message }, 'admin call failed: storage unavailable');
-          if (!res.headersSent) send(res, 503, { error: `storage unavailable: ${err.message}` });
-          return;
-        }
-        logger.error({ step: 'admin', method: req.method, path: req.url, err }, 'admin call failed');
-        if (!res.headersSent) send(res, 500, { error: `internal error: ${(err as Error).message}` });
-        else res.destroy();
-      },
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: opts.host, port: opts.port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
   const port = (server.address() as AddressInfo).port;
-  logger.info({ step: 'listen', admin: `${opts.host}:${port}`, auth: tokenDigest ? 'bearer' : 'none (loopback)' }, 'admin API listening');
-
+  deps.logger.info({ step: 'listen', admin: `${address.host}:${port}`, auth: ctx.tokenDigest ? 'bearer' : 'none (loopback)' }, 'admin API listening');
   return {
     port,
-    host: opts.host,
+    host: address.host,
     async close() {
       await stopEvents();
       stopRegistry();
@@ -307,6 +150,226 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         server.closeAllConnections();
       });
     },
+  };
+}
+
+function listenOn(server: Server, { host, port }: ListenAddress): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Handles one request and logs it; errors become JSON answers (HttpError: its status). */
+function serve(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): void {
+  const { logger } = ctx.deps;
+  const started = performance.now();
+  handle(ctx, req, res).then(
+    () => logger.debug({ step: 'admin', method: req.method, path: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'admin call'),
+    (err: unknown) => {
+      if (err instanceof HttpError) {
+        if (!res.headersSent) send(res, err.status, { error: err.message, ...(err.field ? { field: err.field } : {}) });
+        logger.info({ step: 'admin', method: req.method, path: req.url, status: err.status, err: err.message }, 'admin call refused');
+        return;
+      }
+      if (err instanceof StorageError) {
+        logger.warn({ step: 'admin', method: req.method, path: req.url, err: err.message }, 'admin call failed: storage unavailable');
+        if (!res.headersSent) send(res, 503, { error: `storage unavailable: ${err.message}` });
+        return;
+      }
+      logger.error({ step: 'admin', method: req.method, path: req.url, err }, 'admin call failed');
+      if (!res.headersSent) send(res, 500, { error: `internal error: ${(err as Error).message}` });
+      else res.destroy();
+    },
+  );
+}
+
+/**
+ * The routes, in order:
+ *   1. open endpoints: /healthz, /readyz, /openapi.json
+ *   2. auth: the bearer token; without one, loopback Host and no Origin (DNS rebinding, CSRF)
+ *   3. /metrics, /v1/events, GET /v1/domains (a page)
+ *   4. /v1/domains/:name[/issue]
+ *   5. /v1/certificates/:name[/renew]
+ */
+async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  if (await openEndpoint(ctx, path, method, res)) return;
+  authorize(ctx, req, res);
+  if (await listEndpoint(ctx, url, method, res)) return;
+  let m = /^\/v1\/domains\/([^/]+)(\/issue)?$/.exec(path);
+  if (m) return domainEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, req, res);
+  m = /^\/v1\/certificates\/([^/]+)(\/renew)?$/.exec(path);
+  if (m) return certificateEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, url, res);
+  throw new HttpError(404, `no such endpoint: ${method} ${path} (see /openapi.json)`);
+}
+
+/** Step 1: the endpoints open to anyone (load balancers, tooling). */
+async function openEndpoint(ctx: AdminContext, path: string, method: string, res: ServerResponse): Promise<boolean> {
+  if (method !== 'GET') return false;
+  if (path === '/healthz') {
+    send(res, 200, { status: 'ok' });
+    return true;
+  }
+  if (path === '/readyz') {
+    const problems: string[] = [];
+    if (ctx.deps.listenersUp && !ctx.deps.listenersUp()) problems.push('listeners are not up');
+    try {
+      await withTimeout(ctx.deps.storage.get(keys.ticketSecret), 2000);
+    } catch (err) {
+      problems.push(`storage: ${(err as Error).message}`);
+    }
+    if (problems.length) send(res, 503, { status: 'not ready', error: problems.join('; ') });
+    else send(res, 200, { status: 'ready' });
+    return true;
+  }
+  if (path === '/openapi.json') {
+    send(res, 200, openApiDocument());
+    return true;
+  }
+  return false;
+}
+
+/** Step 2: throws 401/403 unless the request may use the API. */
+function authorize(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): void {
+  if (ctx.tokenDigest) {
+    if (authorized(req.headers.authorization, ctx.tokenDigest)) return;
+    res.setHeader('www-authenticate', 'Bearer realm="certgate"');
+    throw new HttpError(401, 'missing or wrong bearer token (Authorization: Bearer <admin.token>)');
+  }
+  // Open on loopback: refuse what a web page in a local browser could send (DNS rebinding
+  // gives a foreign Host; a cross-site form POST carries Origin), as Caddy's admin API does.
+  if (!isLoopback(hostOf(req.headers.host))) throw new HttpError(403, 'without admin.token only Host: 127.0.0.1, [::1] or localhost is accepted', 'host');
+  if (req.headers.origin !== undefined) throw new HttpError(403, 'browser requests (with an Origin header) need admin.token', 'origin');
+}
+
+/** Step 3: metrics, the event stream and the list of bindings. */
+async function listEndpoint(ctx: AdminContext, url: URL, method: string, res: ServerResponse): Promise<boolean> {
+  if (method !== 'GET') return false;
+  const { metrics, registry } = ctx.deps;
+  if (url.pathname === '/metrics') {
+    if (!metrics) throw new HttpError(404, 'metrics are not available in this build');
+    const text = await metrics.render();
+    res.writeHead(200, { 'content-type': metrics.contentType }).end(text);
+    return true;
+  }
+  if (url.pathname === '/v1/events') {
+    if (ctx.stream.add(res)) return true;
+    res.setHeader('retry-after', '30');
+    throw new HttpError(503, `too many event stream clients: ${ctx.stream.clients} of admin.maxEventClients (${ctx.stream.maxClients}) are connected; close one or raise the limit`);
+  }
+  if (url.pathname !== '/v1/domains') return false;
+  const limitText = url.searchParams.get('limit');
+  const limit = limitText === null ? 100 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`, 'limit');
+  const cursor = url.searchParams.get('cursor') ?? '';
+  if (cursor !== '' && !/^[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
+  send(res, 200, await registry.list({ ...(cursor ? { cursor } : {}), limit }));
+  return true;
+}
+
+/** Step 4: one domain binding, or (POST .../issue) a certificate for it now. */
+async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { registry, manager, upstreamAllow } = ctx.deps;
+  if (issue) {
+    if (method !== 'POST') throw methodNotAllowed('POST');
+    const outcome = await manager.obtain(name);
+    if (outcome.kind === 'denied') throw new HttpError(403, `policy denies ${name}: ${outcome.reason}`, 'name');
+    if (outcome.kind === 'failed') throw new HttpError(502, `could not obtain a certificate for ${name}: ${outcome.reason}`);
+    return send(res, 200, { source: outcome.source, certificate: await certificateStatus(ctx, name) });
+  }
+  if (method === 'GET') {
+    const binding = await registry.get(name);
+    return binding ? send(res, 200, binding) : send(res, 404, { error: `${name} is not bound` });
+  }
+  if (method === 'PUT') {
+    const body = parseBody(bindingInputSchema, await readJson(req));
+    if (body.upstream !== undefined) {
+      // Literal addresses are checked now; host names when the proxy resolves them.
+      const target = parseUpstream(body.upstream);
+      const refusal = isIP(target.hostname) === 0 ? undefined : upstreamAllow.refusal(target.hostname, target.port);
+      if (refusal !== undefined) throw new HttpError(400, `upstream ${target.origin} for ${name}: ${refusal}`, 'upstream');
+    }
+    const { binding, created } = await registry.put(name, body);
+    return send(res, created ? 201 : 200, binding);
+  }
+  if (method === 'DELETE') {
+    // Registry first: once every instance hears it, none approves or routes the name again;
+    // then the certificate goes (storage, and every instance's memory through the bus).
+    const existed = await registry.remove(name);
+    await manager.delete(name, 'unbound');
+    if (!existed) return send(res, 404, { error: `${name} was not bound` });
+    res.writeHead(204).end();
+    return;
+  }
+  throw methodNotAllowed('GET, PUT, DELETE');
+}
+
+/** Step 5: one stored certificate: its status, a renewal now, or its deletion (and revocation). */
+async function certificateEndpoint(ctx: AdminContext, name: string, renew: boolean, method: string, url: URL, res: ServerResponse): Promise<void> {
+  const { manager } = ctx.deps;
+  if (renew) {
+    if (method !== 'POST') throw methodNotAllowed('POST');
+    const outcome = await manager.renew(name, { reason: 'admin' });
+    if (outcome.kind !== 'ready') throw new HttpError(502, `could not renew ${name}: ${outcome.reason}`);
+    return send(res, 200, await certificateStatus(ctx, name));
+  }
+  if (method === 'GET') {
+    const status = await certificateStatus(ctx, name);
+    // No certificate: the failures (if any) say why.
+    return status ? send(res, 200, status) : send(res, 404, { error: `no certificate for ${name}`, ...(await failuresOf(ctx, name)) });
+  }
+  if (method !== 'DELETE') throw methodNotAllowed('GET, DELETE');
+  const revokeParam = url.searchParams.get('revoke');
+  if (revokeParam !== null && revokeParam !== 'true' && revokeParam !== 'false') throw new HttpError(400, 'revoke must be true or false', 'revoke');
+  const stored = await manager.storedCertificate(name);
+  if (!stored) return send(res, 404, { error: `no certificate for ${name}` });
+  if (revokeParam === 'true') {
+    try {
+      // At the CA that issued it, with that issuer's account.
+      await manager.revoke(stored);
+    } catch (err) {
+      throw new HttpError(502, `could not revoke the certificate for ${name} at CA ${stored.ca} (nothing deleted): ${(err as Error).message}`);
+    }
+  }
+  await manager.delete(name, revokeParam === 'true' ? 'admin-revoked' : 'admin');
+  res.writeHead(204).end();
+}
+
+/**
+ * Attempts, last error and next retry come from the manager's retry state in storage, so every
+ * instance answers the same, before and after a restart.
+ */
+async function failuresOf(ctx: AdminContext, domain: string): Promise<FailureHistory> {
+  return failureHistory(await ctx.deps.manager.failureRecord(domain));
+}
+
+async function certificateStatus(ctx: AdminContext, domain: string): Promise<CertificateStatus | null> {
+  // Under whichever issuer's CA holds it: a fallback issuer's certificates too.
+  const stored = await ctx.deps.manager.storedCertificate(domain);
+  if (!stored) return null;
+  const { meta, certPem } = stored;
+  const renewal = ctx.nextRenewal(meta);
+  return {
+    domain,
+    ca: meta.ca,
+    directory: meta.directory,
+    issuer: issuerOf(certPem),
+    names: meta.names,
+    serialNumber: meta.serialNumber,
+    fingerprint256: meta.fingerprint256,
+    keyType: meta.keyType,
+    notBefore: meta.notBefore,
+    notAfter: meta.notAfter,
+    obtainedAt: meta.obtainedAt,
+    nextRenewal: renewal ? renewal.toISOString() : null,
+    cached: ctx.deps.cache.peek(domain) !== undefined,
+    ...(await failuresOf(ctx, domain)),
   };
 }
 

@@ -5,6 +5,7 @@
 // clients is capped (maxClients), so idle streams cannot pile up sockets and memory.
 import type { ServerResponse } from 'node:http';
 
+/** Limits of one event stream; the defaults suit the admin API. */
 export interface EventStreamOptions {
   keepAliveMs?: number;
   maxBufferedBytes?: number;
@@ -12,6 +13,10 @@ export interface EventStreamOptions {
   maxClients?: number;
 }
 
+/**
+ * Server-Sent Events to many clients. `add` refuses a client over `maxClients` (the caller
+ * answers 503); a client that stops reading is dropped once `maxBufferedBytes` pile up.
+ */
 export class EventStream {
   readonly #clients = new Set<ServerResponse>();
   readonly #maxBuffered: number;

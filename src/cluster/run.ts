@@ -1,16 +1,20 @@
 // Runs one gateway process (a single process, or one cluster worker) until SIGTERM/SIGINT.
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import type * as Server from '../server.ts';
+import type * as Server from '../gateway/index.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 
+/**
+ * Starts the gateway (in a worker: on SO_REUSEPORT, with the IPC bus and cluster metrics) and
+ * keeps it until SIGTERM/SIGINT. A failed start exits the process with status 1.
+ */
 export async function runGateway(
   config: LoadedConfig,
   logger: Logger,
   { inWorker, server }: { inWorker: boolean; server?: Promise<typeof Server> },
 ): Promise<void> {
   // Loaded here, not at the top: a primary that only forks workers never needs it.
-  const { startGateway } = await (server ?? import('../server.ts'));
+  const { startGateway } = await (server ?? import('../gateway/index.ts'));
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
     gateway = await startGateway(config, {

@@ -5,8 +5,9 @@ import { createLogger } from '../log.ts';
 import { runGateway } from './run.ts';
 import { requestConfig } from './workers.ts';
 
+/** A cluster worker's main: asks the primary for the config, then runs the gateway (never returns). */
 export async function runWorker(): Promise<void> {
-  const server = import('../server.ts');
+  const server = import('../gateway/index.ts');
   server.catch(() => {}); // reported where it is awaited
   const config = await requestConfig();
   const logger = createLogger({ level: config.log.level });

@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
 
+/** How many gateway processes `workers` asks for (`auto`: one per CPU the process may use). */
 export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
 }
@@ -68,6 +69,7 @@ function isPrimaryMessage<K extends PrimaryMessage['certgate']>(m: unknown, kind
   return typeof m === 'object' && m !== null && (m as { certgate?: unknown }).certgate === kind;
 }
 
+/** The primary process's handle on its workers (see forkWorkers). */
 export interface Primary {
   /** Gives the workers the validated config: the ones that asked already, and any restarted later. */
   configure(config: LoadedConfig): void;
@@ -157,33 +159,9 @@ export function forkWorkers(count: number): Primary {
   };
 
   /** Snapshot handlers of the collections under way, by request id. */
-  const collecting = new Map<number, (from: Worker, snapshot: MetricsSnapshot | null) => void>();
+  const collecting = new Map<number, SnapshotHandler>();
   let nextCollection = 0;
-  /** Asks every other live worker for its snapshot and answers `asker` with what came in time. */
-  const collectMetrics = async (asker: Worker, requestId: number): Promise<void> => {
-    const others = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== asker && w.isConnected());
-    const id = nextCollection++;
-    const snapshots: MetricsSnapshot[] = [];
-    await new Promise<void>((resolve) => {
-      const waiting = new Set(others);
-      const done = (): void => {
-        clearTimeout(timer);
-        collecting.delete(id);
-        resolve();
-      };
-      const timer = setTimeout(done, METRICS_COLLECT_TIMEOUT_MS);
-      collecting.set(id, (from, snapshot) => {
-        if (!waiting.delete(from)) return;
-        if (snapshot) snapshots.push(snapshot);
-        if (waiting.size === 0) done();
-      });
-      for (const w of others) w.send({ certgate: 'metrics-collect', id } satisfies MetricsCollect);
-      if (waiting.size === 0) done();
-    });
-    const missing = others.length - snapshots.length;
-    if (missing > 0) logger?.warn({ step: 'metrics', missing, asked: others.length }, 'workers did not send their metrics in time; /metrics leaves them out');
-    if (asker.isConnected()) asker.send({ certgate: 'metrics-reply', id: requestId, snapshots, missing } satisfies MetricsReply);
-  };
+  const collectMetrics = (asker: Worker, requestId: number): Promise<void> => collectPeerMetrics(asker, requestId, collecting, nextCollection++, logger);
 
   for (let i = 0; i < count; i++) fork(i);
 
@@ -199,23 +177,55 @@ export function forkWorkers(count: number): Primary {
     },
     async stop() {
       stopping = true;
-      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-      await Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              if (w.isDead()) return resolve();
-              const kill = setTimeout(() => w.process.kill('SIGKILL'), 8000);
-              w.once('exit', () => {
-                clearTimeout(kill);
-                resolve();
-              });
-              w.process.kill('SIGTERM');
-            }),
-        ),
-      );
+      await stopAllWorkers();
     },
   };
+}
+
+type SnapshotHandler = (from: Worker, snapshot: MetricsSnapshot | null) => void;
+
+/** Asks every other live worker for its snapshot and answers `asker` with what came in time. */
+async function collectPeerMetrics(asker: Worker, requestId: number, collecting: Map<number, SnapshotHandler>, id: number, logger: Logger | undefined): Promise<void> {
+  const others = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== asker && w.isConnected());
+  const snapshots: MetricsSnapshot[] = [];
+  await new Promise<void>((resolve) => {
+    const waiting = new Set(others);
+    const done = (): void => {
+      clearTimeout(timer);
+      collecting.delete(id);
+      resolve();
+    };
+    const timer = setTimeout(done, METRICS_COLLECT_TIMEOUT_MS);
+    collecting.set(id, (from, snapshot) => {
+      if (!waiting.delete(from)) return;
+      if (snapshot) snapshots.push(snapshot);
+      if (waiting.size === 0) done();
+    });
+    for (const w of others) w.send({ certgate: 'metrics-collect', id } satisfies MetricsCollect);
+    if (waiting.size === 0) done();
+  });
+  const missing = others.length - snapshots.length;
+  if (missing > 0) logger?.warn({ step: 'metrics', missing, asked: others.length }, 'workers did not send their metrics in time; /metrics leaves them out');
+  if (asker.isConnected()) asker.send({ certgate: 'metrics-reply', id: requestId, snapshots, missing } satisfies MetricsReply);
+}
+
+/** SIGTERM to every worker, SIGKILL to those still alive 8 s later; resolves when all exited. */
+async function stopAllWorkers(): Promise<void> {
+  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+  await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          if (w.isDead()) return resolve();
+          const kill = setTimeout(() => w.process.kill('SIGKILL'), 8000);
+          w.once('exit', () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          w.process.kill('SIGTERM');
+        }),
+    ),
+  );
 }
 
 /**

@@ -7,6 +7,7 @@ import { configSchema, type Config } from './schema.ts';
 
 export { ConfigError };
 
+/** A validated config, with the paths in it resolved against `baseDir`. */
 export interface LoadedConfig extends Config {
   /** Directory relative paths were resolved against. */
   baseDir: string;
@@ -14,6 +15,10 @@ export interface LoadedConfig extends Config {
   file?: string;
 }
 
+/**
+ * Validates a parsed config file (or object) against the schema and resolves relative paths
+ * against `where.baseDir`. Throws ConfigError listing every problem, each naming its key.
+ */
 export function parseConfig(raw: unknown, where: { file?: string; baseDir: string }): LoadedConfig {
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {

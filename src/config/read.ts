@@ -17,6 +17,7 @@ export class ConfigError extends Error {
   }
 }
 
+/** A config file as read from disk, before validation. */
 export interface ConfigFile {
   /** Absolute path of the file. */
   path: string;

@@ -8,6 +8,7 @@ import { parseCidr } from '../proxy/upstream-allow.ts';
 import { normalizeDomainName } from '../tls/names.ts';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
 
+/** The default ACME directory when neither acme.directory nor acme.issuers is set. */
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 
 const duration = (example: string) =>
@@ -31,11 +32,13 @@ const listenAddress = (example: string) =>
     return parsed;
   });
 
+/** A listen address as parsed: `::` for all interfaces when the host was left empty. */
 export interface ListenAddress {
   host: string;
   port: number;
 }
 
+/** Parses "host:port", "[v6]:port" or ":port"; undefined when it is none of those or the port is over 65535. */
 export function parseListenAddress(v: string): ListenAddress | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(v.trim());
   if (!m) return undefined;
@@ -107,6 +110,7 @@ const limitsSchema = z.strictObject({
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 
+/** The challenge types acme.challenges may list, in the order the gateway prefers by default. */
 export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01'] as const;
 
 const eabSchema = z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) });
@@ -128,7 +132,7 @@ const configSchema = z.strictObject({
     .strictObject({
       https: listenAddress('0.0.0.0:443').prefault(':443'),
       http: listenAddress('0.0.0.0:80').prefault(':80'),
-      // Left unset means the default 127.0.0.1:2019 (see server.ts: then a busy port is not fatal).
+      // Left unset means the default 127.0.0.1:2019 (see gateway/admin.ts: then a busy port is not fatal).
       admin: z.union([z.literal(false), listenAddress('127.0.0.1:2019')]).optional(),
     })
     .prefault({}),
@@ -315,5 +319,18 @@ const configSchema = z.strictObject({
 });
 
 export { configSchema };
+/** The config as the schema outputs it: durations in ms, defaults filled in, one-issuer shorthand expanded. */
 export type Config = z.output<typeof configSchema>;
+/** The config as a file may write it (durations as strings, keys optional). */
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** The `onDemand` section as parsed: durations in ms, defaults filled in. */
+export type OnDemandConfig = Config['onDemand'];
+/** `onDemand.limits` as parsed; `false` turns a bucket off. */
+export type LimitsConfig = OnDemandConfig['limits'];
+/** `onDemand.dns` as parsed (present only when the DNS ownership check is on). */
+export type DnsCheckConfig = NonNullable<OnDemandConfig['dns']>;
+/** The `proxy` section as parsed. */
+export type ProxyConfig = Config['proxy'];
+/** The `admin` section as parsed (`CERTGATE_ADMIN_TOKEN` is applied by the gateway, not here). */
+export type AdminConfig = Config['admin'];

@@ -4,22 +4,20 @@
 // bucket check each. acme-tls/1 handshakes for a challenge this process does not hold in memory
 // take the same tokens before their storage lookup (src/tls/handshake.ts step 2). Rejections
 // are logged at most once per interval, with a count.
+import type { LimitsConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
-import { KeyedTokenBuckets, TokenBucket, type BucketLimit } from '../util/ratelimit.ts';
+import { KeyedTokenBuckets, TokenBucket } from '../util/ratelimit.ts';
 
 /** Which bucket refused: the client address's, or the process's. */
 export type LimitScope = 'client' | 'global';
 /** admit()'s answer: go ahead, or which bucket is empty and why. */
 export type LimitVerdict = { ok: true } | { ok: false; scope: LimitScope; reason: string };
 
-/**
- * The buckets (onDemand.limits.perClient/global; false: none) and how refusals are reported.
- */
-export interface IssuanceLimitsOptions {
-  perClient: BucketLimit | false;
-  global: BucketLimit | false;
-  /** Most client buckets kept (LRU). */
-  maxClients: number;
+/** The `onDemand.limits` keys the limits read; `unknownNameCache` bounds the client buckets kept (LRU). */
+export type IssuanceLimitsConfig = Pick<LimitsConfig, 'perClient' | 'global' | 'unknownNameCache'>;
+
+/** What the limits work with besides their config. */
+export interface IssuanceLimitsDeps {
   logger: Logger;
   /** Least time between two "rate limited" log lines; default 10 s. */
   logIntervalMs?: number;
@@ -27,16 +25,19 @@ export interface IssuanceLimitsOptions {
   onLimited?: (scope: LimitScope) => void;
 }
 
-/** The abuse limits of the header; admit() takes a token and never does I/O. */
+/** Token buckets per client IP and per process; `admit` never waits and never throws. */
 export class IssuanceLimits {
   private readonly clients: KeyedTokenBuckets | undefined;
   private readonly global: TokenBucket | undefined;
   private lastLogAt = -Infinity;
   private suppressed = { client: 0, global: 0 };
 
-  constructor(private readonly opts: IssuanceLimitsOptions) {
-    this.clients = opts.perClient ? new KeyedTokenBuckets(opts.perClient, opts.maxClients) : undefined;
-    this.global = opts.global ? new TokenBucket(opts.global) : undefined;
+  constructor(
+    config: IssuanceLimitsConfig,
+    private readonly opts: IssuanceLimitsDeps,
+  ) {
+    this.clients = config.perClient ? new KeyedTokenBuckets(config.perClient, config.unknownNameCache) : undefined;
+    this.global = config.global ? new TokenBucket(config.global) : undefined;
   }
 
   /**

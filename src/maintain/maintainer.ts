@@ -3,6 +3,7 @@
 // `checkInterval` runs the renewal scheduler and the cleanup. Any instance that is not an edge
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { CertificateIssuer } from '../acme/issuers.ts';
+import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { CertificateBundle, CertificateMeta } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
@@ -12,8 +13,11 @@ import { LeaderElection } from './leader.ts';
 import { HOUR_MS, hourBucket, indexCertificate } from '../issuance/renewal-index.ts';
 import { RenewalScheduler, type RenewalSchedulerOptions } from './scheduler.ts';
 
-/** The maintainer's parts (storage, manager, policy, issuers) and the renewal.* settings. */
-export interface MaintainerOptions {
+/** `renewal` as the schema outputs it (durations in ms): fraction, concurrency, checkInterval, jitter, leaderLockTtl, expiredGrace, staleChallengeAge. */
+export type MaintainerConfig = Config['renewal'];
+
+/** What the maintainer works with besides `renewal`. */
+export interface MaintainerDeps {
   storage: Storage;
   manager: RenewalSchedulerOptions['manager'];
   policy: RenewalSchedulerOptions['policy'];
@@ -22,14 +26,8 @@ export interface MaintainerOptions {
    * the certificate; a certificate from a CA no longer configured falls back to the lifetime fraction.
    */
   issuers: readonly CertificateIssuer[];
+  /** `acme.profile`: asked for in renewal orders. */
   profile?: string;
-  fraction: number;
-  concurrency: number;
-  checkIntervalMs: number;
-  jitterMs: number;
-  leaderLockTtlMs: number;
-  expiredGraceMs: number;
-  staleChallengeAgeMs: number;
   logger: Logger;
   now?: () => number;
 }
@@ -46,7 +44,10 @@ export class Maintainer {
   private running: Promise<void> | undefined;
   private backfilled = false;
 
-  constructor(private readonly opts: MaintainerOptions) {
+  constructor(
+    private readonly config: MaintainerConfig,
+    private readonly opts: MaintainerDeps,
+  ) {
     const { storage, logger } = opts;
     this.scheduler = new RenewalScheduler({
       storage,
@@ -54,24 +55,24 @@ export class Maintainer {
       policy: opts.policy,
       issuerOf: (directory) => opts.issuers.find((issuer) => issuer.directory === directory),
       ...(opts.profile ? { profile: opts.profile } : {}),
-      fraction: opts.fraction,
-      jitterMs: opts.jitterMs,
-      concurrency: opts.concurrency,
+      fraction: config.fraction,
+      jitterMs: config.jitter,
+      concurrency: config.concurrency,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
     this.cleanup = new Cleanup({
       storage,
       deleteCertificate: (domain, reason) => opts.manager.delete(domain, reason),
-      expiredGraceMs: opts.expiredGraceMs,
-      staleChallengeAgeMs: opts.staleChallengeAgeMs,
+      expiredGraceMs: config.expiredGrace,
+      staleChallengeAgeMs: config.staleChallengeAge,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
     this.leader = new LeaderElection({
       storage,
       lockName: keys.maintainerLock,
-      ttlMs: opts.leaderLockTtlMs,
+      ttlMs: config.leaderLockTtl,
       logger,
       onElected: () => this.startLoop(),
       onDemoted: () => this.stopLoop(),
@@ -117,7 +118,7 @@ export class Maintainer {
   private startLoop(): void {
     if (this.timer) return;
     void this.runOnce();
-    this.timer = setInterval(() => void this.runOnce(), this.opts.checkIntervalMs);
+    this.timer = setInterval(() => void this.runOnce(), this.config.checkInterval);
     this.timer.unref();
   }
 

@@ -3,12 +3,13 @@
 // It points at us when its CNAME chain reaches a target host name, or when the addresses it
 // resolves to are targets (IP targets, or the addresses of host-name targets).
 //
-// Answers are cached: positive for `positiveTtlMs`, negative for `negativeTtlMs`. When the
-// resolvers fail (time-out, SERVFAIL, refused), a positive answer up to `staleMs` past its
+// Answers are cached: positive for `cacheTtl`, negative for `negativeCacheTtl`. When the
+// resolvers fail (time-out, SERVFAIL, refused), a positive answer up to `staleFor` past its
 // expiry is still used, so a resolver outage does not stop issuance for names we already
 // checked. Concurrent checks of one name share one lookup. Memory is bounded (LRU).
 import type { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { DnsCheckConfig, LimitsConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
 import { answerOf, createResolver } from './resolver.ts';
@@ -17,22 +18,18 @@ import { answerOf, createResolver } from './resolver.ts';
 export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };
 
 /**
- * The targets that count as "us" (onDemand.dns), the resolvers to ask, and the cache timings.
+ * `onDemand.dns` as parsed (`targets`: IP addresses and/or host names; `resolvers`: empty means
+ * the system's; `cacheTtl`/`negativeCacheTtl`: how long answers are kept; `staleFor`: how long
+ * past expiry a positive answer is used while the resolvers fail; `timeout`: one query), plus
+ * `limits.unknownNameCache`, the most names whose answers are kept (LRU).
  */
-export interface DnsCheckOptions {
-  /** IP addresses and/or host names (normalised, e.g. 'edge.platform.example'). */
-  targets: string[];
-  /** DNS servers, 'host:port' or 'host'; empty = the system's resolvers. */
-  resolvers?: string[];
-  /** 'all': every address of the name must be a target; 'any': one is enough. */
-  match?: 'all' | 'any';
-  positiveTtlMs: number;
-  negativeTtlMs: number;
-  /** How long past expiry a positive answer may be used while the resolvers fail. */
-  staleMs: number;
-  /** Time-out of one DNS query. */
-  timeoutMs: number;
-  maxCacheEntries?: number;
+export interface DnsCheckSection {
+  dns: DnsCheckConfig;
+  limits: Pick<LimitsConfig, 'unknownNameCache'>;
+}
+
+/** What the check works with besides its config. */
+export interface DnsCheckDeps {
   logger: Logger;
 }
 
@@ -59,13 +56,18 @@ export class DnsOwnershipCheck {
   /** Addresses of host-name targets: a handful of entries, refreshed like any answer. */
   private readonly hostAddresses = new Map<string, { addresses: string[]; freshUntil: number; staleUntil: number }>();
   private readonly match: 'all' | 'any';
+  private readonly config: DnsCheckConfig;
 
-  constructor(private readonly opts: DnsCheckOptions) {
-    this.resolver = createResolver(opts.resolvers ?? [], { timeoutMs: opts.timeoutMs });
-    this.targetIps = new Set(opts.targets.filter((t) => isIP(t) !== 0).map(canonicalIp));
-    this.targetHosts = new Set(opts.targets.filter((t) => isIP(t) === 0).map((t) => t.toLowerCase().replace(/\.$/, '')));
-    this.cache = new LruCache(opts.maxCacheEntries ?? 100_000);
-    this.match = opts.match ?? 'all';
+  constructor(
+    { dns, limits }: DnsCheckSection,
+    private readonly deps: DnsCheckDeps,
+  ) {
+    this.config = dns;
+    this.resolver = createResolver(dns.resolvers, { timeoutMs: dns.timeout });
+    this.targetIps = new Set(dns.targets.filter((t) => isIP(t) !== 0).map(canonicalIp));
+    this.targetHosts = new Set(dns.targets.filter((t) => isIP(t) === 0).map((t) => t.toLowerCase().replace(/\.$/, '')));
+    this.cache = new LruCache(limits.unknownNameCache);
+    this.match = dns.match;
   }
 
   /** `name` must be normalised (see tls/names.ts). Never throws: errors fail the check. */
@@ -88,7 +90,7 @@ export class DnsOwnershipCheck {
 
   private async refresh(name: string, previous: CachedVerdict | undefined): Promise<DnsVerdict> {
     const started = performance.now();
-    const { logger } = this.opts;
+    const { logger } = this.deps;
     let verdict: DnsVerdict;
     try {
       verdict = await this.lookup(name);
@@ -105,9 +107,9 @@ export class DnsOwnershipCheck {
     logger.info({ domain: name, step: 'dns-check', ok: verdict.ok, ...(verdict.ok ? { via: verdict.via } : { reason: verdict.reason }), ms }, 'DNS ownership checked');
     const now = Date.now();
     if (verdict.ok) {
-      this.cache.set(name, { verdict, freshUntil: now + this.opts.positiveTtlMs }, this.opts.positiveTtlMs + this.opts.staleMs, now);
+      this.cache.set(name, { verdict, freshUntil: now + this.config.cacheTtl }, this.config.cacheTtl + this.config.staleFor, now);
     } else {
-      this.cache.set(name, { verdict, freshUntil: now + this.opts.negativeTtlMs }, this.opts.negativeTtlMs, now);
+      this.cache.set(name, { verdict, freshUntil: now + this.config.negativeCacheTtl }, this.config.negativeCacheTtl, now);
     }
     return verdict;
   }
@@ -156,7 +158,7 @@ export class DnsOwnershipCheck {
     try {
       const [v4, v6] = await Promise.all([answerOf(this.resolver.resolve4(host)), answerOf(this.resolver.resolve6(host))]);
       const addresses = [...new Set([...v4, ...v6].map(canonicalIp))];
-      this.hostAddresses.set(host, { addresses, freshUntil: now + this.opts.positiveTtlMs, staleUntil: now + this.opts.positiveTtlMs + this.opts.staleMs });
+      this.hostAddresses.set(host, { addresses, freshUntil: now + this.config.cacheTtl, staleUntil: now + this.config.cacheTtl + this.config.staleFor });
       return addresses;
     } catch (err) {
       if (known && known.staleUntil > now) return known.addresses;

@@ -6,6 +6,7 @@
 // With `onDemand.dns` set, an approved name must also pass the DNS ownership check (dns.ts):
 // the sources say who may have a certificate, DNS says whether it can be validated now.
 import { undici } from '../util/undici.ts';
+import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { LruCache } from '../util/lru.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
@@ -25,19 +26,18 @@ export interface KnownNamesSource {
 }
 
 /**
- * The policy sources (onDemand.allow, ask, registry, dns) and how long decisions are cached.
+ * The `onDemand` keys the policy reads, as the schema outputs them (durations in ms):
+ * `allow`, `ask`, `askTimeout`, `askCacheTtl`, `askDenyCacheTtl`, and `limits.unknownNameCache`
+ * (the most ask decisions kept in memory).
  */
-export interface PolicyOptions {
-  allow: string[];
-  ask?: string;
-  askTimeoutMs: number;
-  allowTtlMs: number;
-  denyTtlMs: number;
-  maxCacheEntries?: number;
-  /** A gate every approval must also pass (onDemand.dns). */
-  dns?: DnsOwnershipCheck;
+export type PolicyConfig = Pick<OnDemandConfig, 'allow' | 'ask' | 'askTimeout' | 'askCacheTtl' | 'askDenyCacheTtl'> & { limits: Pick<LimitsConfig, 'unknownNameCache'> };
+
+/** What the policy works with besides its config. */
+export interface PolicyDeps {
   logger: Logger;
-  /** The domain registry, when `onDemand.registry` is on. */
+  /** A gate every approval must also pass (built from `onDemand.dns`). */
+  dns?: DnsOwnershipCheck;
+  /** The domain registry; pass it only when `onDemand.registry` is on. */
   registry?: KnownNamesSource;
 }
 
@@ -50,33 +50,36 @@ export class OnDemandPolicy {
   private readonly decisions: LruCache<string, PolicyDecision>;
   private readonly pending = new Map<string, Promise<PolicyDecision>>();
 
-  constructor(private readonly opts: PolicyOptions) {
-    this.allow = new HostPatternSet(opts.allow);
-    this.decisions = new LruCache(opts.maxCacheEntries ?? 100_000);
+  constructor(
+    private readonly config: PolicyConfig,
+    private readonly deps: PolicyDeps,
+  ) {
+    this.allow = new HostPatternSet(config.allow);
+    this.decisions = new LruCache(config.limits.unknownNameCache);
   }
 
   /** `name` must be normalised (see tls/names.ts). Never throws: errors deny. */
   async decide(name: string): Promise<PolicyDecision> {
     const decision = await this.decideBySources(name);
-    if (!decision.allowed || !this.opts.dns) return decision;
-    const dns = await this.opts.dns.check(name);
+    if (!decision.allowed || !this.deps.dns) return decision;
+    const dns = await this.deps.dns.check(name);
     return dns.ok ? decision : { allowed: false, reason: `DNS ownership check: ${dns.reason}` };
   }
 
   /** The allow sources (allow patterns, ask); any may approve. */
   private async decideBySources(name: string): Promise<PolicyDecision> {
     // The registry first: it is the only source that can say "no" to a name another source allows.
-    if (this.opts.registry) {
-      const known = await this.opts.registry.decide(name).catch((err: unknown) => {
+    if (this.deps.registry) {
+      const known = await this.deps.registry.decide(name).catch((err: unknown) => {
         // Fail closed: a registry we cannot read might hold a "disabled" for this name.
-        this.opts.logger.warn({ domain: name, step: 'policy-registry', err }, 'domain registry unavailable; denying');
+        this.deps.logger.warn({ domain: name, step: 'policy-registry', err }, 'domain registry unavailable; denying');
         return { known: true, allowed: false, reason: 'domain registry unavailable' } as const;
       });
       if (known.known) return known.allowed ? { allowed: true, source: 'registry' } : { allowed: false, reason: known.reason };
     }
     if (this.allow.matches(name)) return { allowed: true, source: 'allow' };
-    if (!this.opts.ask) {
-      if (this.opts.registry) return { allowed: false, reason: this.allow.size ? 'not bound in the domain registry nor in onDemand.allow' : 'not bound in the domain registry' };
+    if (!this.config.ask) {
+      if (this.deps.registry) return { allowed: false, reason: this.allow.size ? 'not bound in the domain registry nor in onDemand.allow' : 'not bound in the domain registry' };
       return { allowed: false, reason: this.allow.size ? 'not in onDemand.allow' : 'no on-demand policy configured' };
     }
     const cached = this.decisions.get(name);
@@ -93,11 +96,11 @@ export class OnDemandPolicy {
   forget(name?: string): void {
     if (name === undefined) this.decisions.clear();
     else this.decisions.delete(name);
-    this.opts.dns?.forget(name);
+    this.deps.dns?.forget(name);
   }
 
   private async ask(name: string): Promise<PolicyDecision> {
-    const url = new URL(this.opts.ask!);
+    const url = new URL(this.config.ask!);
     url.searchParams.set('domain', name);
     const started = performance.now();
     let decision: PolicyDecision;
@@ -105,7 +108,7 @@ export class OnDemandPolicy {
       // undici's request() never follows redirects: a 3xx is an answer, and it is not 2xx.
       const res = await undici().request(url, {
         method: 'GET',
-        signal: AbortSignal.timeout(this.opts.askTimeoutMs),
+        signal: AbortSignal.timeout(this.config.askTimeout),
         headers: { 'user-agent': 'certgate-ask/0.1' },
       });
       await res.body.dump();
@@ -115,12 +118,12 @@ export class OnDemandPolicy {
           : { allowed: false, reason: `ask endpoint answered ${res.statusCode}` };
     } catch (err) {
       const e = err as Error & { code?: string };
-      const reason = e.name === 'TimeoutError' || e.name === 'AbortError' ? `ask endpoint timed out after ${this.opts.askTimeoutMs} ms` : `ask endpoint failed: ${e.code ?? e.message}`;
+      const reason = e.name === 'TimeoutError' || e.name === 'AbortError' ? `ask endpoint timed out after ${this.config.askTimeout} ms` : `ask endpoint failed: ${e.code ?? e.message}`;
       decision = { allowed: false, reason };
     }
     const ms = Math.round(performance.now() - started);
-    this.opts.logger.info({ domain: name, step: 'policy-ask', allowed: decision.allowed, ...(decision.allowed ? {} : { reason: decision.reason }), ms }, 'on-demand policy asked');
-    this.decisions.set(name, decision, decision.allowed ? this.opts.allowTtlMs : this.opts.denyTtlMs);
+    this.deps.logger.info({ domain: name, step: 'policy-ask', allowed: decision.allowed, ...(decision.allowed ? {} : { reason: decision.reason }), ms }, 'on-demand policy asked');
+    this.decisions.set(name, decision, decision.allowed ? this.config.askCacheTtl : this.config.askDenyCacheTtl);
     return decision;
   }
 }

@@ -9,6 +9,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
+import type { ProxyConfig } from '../config/schema.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
@@ -23,14 +24,30 @@ export { RouteTable, normalizeHost, parseUpstream } from './routes.ts';
 /** TLS settings for https upstreams (both the pools and WebSocket tunnels). */
 export type UpstreamTlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
 
-export interface ProxyOptions {
-  /** Used when no route matches; without it such requests get a 502 'no upstream' answer. */
-  defaultUpstream?: string;
-  routes?: ProxyRoute[];
+/**
+ * The `proxy` keys the proxy reads, as the schema outputs them; each may be left out (unit
+ * tests): `upstream` serves requests no route matches (without it: 502 'no upstream');
+ * `upstreamTimeout` (ms, default 60 s → 504) runs from sending the request to the response
+ * headers; `accessLog` (default true) writes one JSON line per request; `strictHost` answers
+ * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts).
+ */
+export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost'>>;
+
+/** What the proxy works with besides its config, and tuning the config does not expose. */
+export interface ProxyDeps {
+  logger: Logger;
   /** Run-time per-host routes (the domain registry); they win over `routes`. */
   dynamicRoutes?: DynamicRoutes;
-  /** Time from sending the request to the upstream's response headers; default 60 s → 504. */
-  upstreamTimeoutMs?: number;
+  /** With `strictHost`: the fallback certificate (PEM); connections served it cover no name. */
+  fallbackCert?: string;
+  /**
+   * Addresses upstreams from `dynamicRoutes` (the domain registry) may point at (built from
+   * `proxy.upstreamAllow`, see upstream-allow.ts); a refused one gets 502. Unset: not checked
+   * (configured routes never are).
+   */
+  upstreamAllow?: UpstreamAllowList;
+  /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
+  onResponse?: (response: ProxiedResponse) => void;
   /** Default 10 s → 504. */
   connectTimeoutMs?: number;
   /**
@@ -39,26 +56,10 @@ export interface ProxyOptions {
    * waiting on a slow client (back-pressure) never counts.
    */
   upstreamBodyTimeoutMs?: number;
-  logger: Logger;
-  /** One JSON line per proxied request: host, method, path, status, upstream, ms, bytes. Default true. */
-  accessLog?: boolean;
   /** Keep-alive pool size per upstream origin; default 128. */
   maxConnectionsPerUpstream?: number;
   /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
   upstreamTls?: UpstreamTlsOptions;
-  /**
-   * Answer 421 Misdirected Request when a request's Host (port stripped, normalised) is not a
-   * name the certificate served on its TLS connection covers (see strict-host.ts). `fallbackCert`
-   * (PEM): connections served this certificate cover no name. Unset: Host alone routes, as always.
-   */
-  strictHost?: { fallbackCert?: string };
-  /**
-   * Addresses upstreams from `dynamicRoutes` (the domain registry) may point at (see
-   * upstream-allow.ts); a refused one gets 502. Unset: not checked (configured routes never are).
-   */
-  upstreamAllow?: UpstreamAllowList;
-  /** Observes every finished (or abandoned) proxied request, e.g. for metrics. Must not throw. */
-  onResponse?: (response: ProxiedResponse) => void;
 }
 
 /** One proxied request as the onResponse observer sees it. */
@@ -77,6 +78,11 @@ const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 128;
 
+/**
+ * Routes each request by Host (registry routes first, then `routes`, then `upstream`) and
+ * streams it to the upstream; answers 502/503/504 itself when it cannot. After close(),
+ * requests get 503 and the pools are gone.
+ */
 export class ReverseProxy {
   #table: RouteTable;
   readonly #dynamic: DynamicRoutes | undefined;
@@ -94,10 +100,10 @@ export class ReverseProxy {
   readonly #upstreamAllow: UpstreamAllowList | undefined;
   #closed = false;
 
-  constructor(opts: ProxyOptions) {
+  constructor(config: ProxySection, opts: ProxyDeps) {
     this.#log = opts.logger.child({ component: 'proxy' });
-    this.#accessLog = opts.accessLog ?? true;
-    this.#upstreamTimeoutMs = positive(opts.upstreamTimeoutMs, DEFAULT_UPSTREAM_TIMEOUT_MS, 'upstreamTimeoutMs');
+    this.#accessLog = config.accessLog ?? true;
+    this.#upstreamTimeoutMs = positive(config.upstreamTimeout, DEFAULT_UPSTREAM_TIMEOUT_MS, 'proxy.upstreamTimeout');
     this.#connectTimeoutMs = positive(opts.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs');
     this.#bodyTimeoutMs = opts.upstreamBodyTimeoutMs ?? 0;
     if (!Number.isFinite(this.#bodyTimeoutMs) || this.#bodyTimeoutMs < 0) {
@@ -105,9 +111,9 @@ export class ReverseProxy {
     }
     this.#maxConnections = positive(opts.maxConnectionsPerUpstream, DEFAULT_MAX_CONNECTIONS, 'maxConnectionsPerUpstream');
     this.#tls = { ...opts.upstreamTls };
-    this.#table = new RouteTable(opts.routes ?? [], opts.defaultUpstream);
+    this.#table = new RouteTable(config.routes ?? [], config.upstream);
     this.#dynamic = opts.dynamicRoutes;
-    this.#strictHost = opts.strictHost ? new StrictHostCheck(opts.strictHost.fallbackCert) : undefined;
+    this.#strictHost = config.strictHost ? new StrictHostCheck(opts.fallbackCert) : undefined;
     this.#upstreamAllow = opts.upstreamAllow;
     this.#tunnel = {
       log: this.#log,

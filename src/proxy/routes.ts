@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { HostPatternMap, splitPattern } from '../policy/patterns.ts';
 
+/** One `proxy.routes[]` entry: hosts (exact or wildcard) and the upstream they go to. */
 export interface ProxyRoute {
   /**
    * Exact host names ('app.example.org') or wildcard patterns: '*.example.org' (one label below
@@ -129,6 +130,7 @@ function isPlainAsciiName(name: string): boolean {
   return labelLength > 0 && !name.startsWith('xn--') && !name.includes('.xn--');
 }
 
+/** The configured routes: exact hosts first, then the most specific wildcard, then the default upstream. */
 export class RouteTable {
   readonly #hosts = new HostPatternMap<UpstreamTarget>();
   readonly #default: UpstreamTarget | undefined;

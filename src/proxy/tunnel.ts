@@ -140,12 +140,6 @@ export function openTunnel(
   path: string,
   lookup?: LookupFunction,
 ): void {
-  const start = performance.now();
-  const fields = forwardRequestHeaders(req, true);
-  let requestHead = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\n`;
-  for (let i = 0; i < fields.length; i += 2) requestHead += `${fields[i]}: ${fields[i + 1]}\r\n`;
-  requestHead += '\r\n';
-
   const upstream: Socket = target.secure
     ? tlsConnect({
         ...ctx.tls,
@@ -157,155 +151,203 @@ export function openTunnel(
       })
     : netConnect({ host: target.hostname, port: target.port, ...(lookup ? { lookup } : {}) });
   ctx.open.add(upstream);
+  new Tunnel(ctx, { req, client, head, host, target, path, upstream }).wire();
+}
 
-  let phase: Phase = 'connecting';
-  let status: number | undefined;
-  let errorName: string | undefined;
+/** One upgrade request's two sockets and what it asked for. */
+interface TunnelEnds {
+  req: IncomingMessage;
+  client: Duplex;
+  head: Buffer;
+  host: string;
+  target: UpstreamTarget;
+  path: string;
+  upstream: Socket;
+}
+
+/** The state of one tunnel, from connecting to done; the handlers below move it along. */
+class Tunnel {
+  private readonly start = performance.now();
+  private phase: Phase = 'connecting';
+  private status: number | undefined;
+  private errorName: string | undefined;
   /** Upstream bytes not yet handled while its response head is awaited. */
-  let pending: Buffer = Buffer.alloc(0);
-  let timer = setTimeout(() => onTimeout(), ctx.connectTimeoutMs);
-  const logFields = { host, upstream: target.origin, path: pathOf(path), upgrade: req.headers.upgrade, step: 'upgrade' };
+  private pending: Buffer = Buffer.alloc(0);
+  private timer: NodeJS.Timeout;
+  private readonly logFields: Record<string, unknown>;
+  private readonly onData = (chunk: Buffer): void => this.collectHead(chunk);
 
-  const onTimeout = (): void => {
-    const connecting = phase === 'connecting';
+  constructor(
+    private readonly ctx: TunnelContext,
+    private readonly ends: TunnelEnds,
+  ) {
+    this.timer = setTimeout(() => this.onTimeout(), ctx.connectTimeoutMs);
+    this.logFields = { host: ends.host, upstream: ends.target.origin, path: pathOf(ends.path), upgrade: ends.req.headers.upgrade, step: 'upgrade' };
+  }
+
+  wire(): void {
+    const { client, upstream, target } = this.ends;
+    client.on('error', noop);
+    client.on('close', () => this.onClientClose());
+    upstream.once(target.secure ? 'secureConnect' : 'connect', () => this.onConnect());
+    upstream.on('error', (err) => this.onUpstreamError(err));
+    upstream.on('end', () => {
+      if (this.phase === 'connecting' || this.phase === 'waiting') {
+        this.fail(Object.assign(new Error('upstream closed before answering'), { code: 'UND_ERR_SOCKET' }));
+      }
+    });
+    upstream.on('close', () => this.onUpstreamClose());
+  }
+
+  private onTimeout(): void {
+    const connecting = this.phase === 'connecting';
     const err = Object.assign(new Error(connecting ? 'connect timeout' : 'response timeout'), {
       code: connecting ? 'UND_ERR_CONNECT_TIMEOUT' : 'UND_ERR_HEADERS_TIMEOUT',
     });
-    fail(err);
-  };
+    this.fail(err);
+  }
 
   /** Upstream trouble: before any response byte reached the client → 502/504; after → close both. */
-  const fail = (err: Error): void => {
-    if (phase === 'done') return;
-    clearTimeout(timer);
-    const failure = classifyUpstreamError(err, ctx);
-    errorName = failure.code;
-    if (phase === 'open' || phase === 'answered') {
-      phase = 'done';
-      ctx.log.warn({ ...logFields, code: failure.code, err: err.message }, 'upstream tunnel failed');
+  private fail(err: Error): void {
+    if (this.phase === 'done') return;
+    clearTimeout(this.timer);
+    const failure = classifyUpstreamError(err, this.ctx);
+    this.errorName = failure.code;
+    const { client, upstream } = this.ends;
+    if (this.phase === 'open' || this.phase === 'answered') {
+      this.phase = 'done';
+      this.ctx.log.warn({ ...this.logFields, code: failure.code, err: err.message }, 'upstream tunnel failed');
       upstream.destroy();
       client.destroy();
       return;
     }
-    phase = 'done';
-    status = failure.status;
-    ctx.log.warn({ ...logFields, code: failure.code, err: err.message, status: failure.status }, `upstream ${failure.reason}`);
+    this.phase = 'done';
+    this.status = failure.status;
+    this.ctx.log.warn({ ...this.logFields, code: failure.code, err: err.message, status: failure.status }, `upstream ${failure.reason}`);
     upstream.destroy();
     rejectUpgrade(client, failure.status, failureBody(failure));
-  };
+  }
+
+  /** Step 4: connected; send the request head and wait for the answer. */
+  private onConnect(): void {
+    if (this.phase !== 'connecting') return;
+    const { upstream, req, path } = this.ends;
+    this.phase = 'waiting';
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onTimeout(), this.ctx.upstreamTimeoutMs);
+    upstream.setNoDelay(true);
+    const fields = forwardRequestHeaders(req, true);
+    let requestHead = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\n`;
+    for (let i = 0; i < fields.length; i += 2) requestHead += `${fields[i]}: ${fields[i + 1]}\r\n`;
+    // latin1: header values keep the bytes the client sent (Node decoded them as latin1).
+    upstream.write(requestHead + '\r\n', 'latin1');
+    upstream.on('data', this.onData);
+  }
 
   /** Step 5: collect the upstream's response heads; hand over at the final one. */
-  const onData = (chunk: Buffer): void => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+  private collectHead(chunk: Buffer): void {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     for (;;) {
-      const end = pending.indexOf(HEAD_END);
+      const end = this.pending.indexOf(HEAD_END);
       if (end === -1) {
-        if (pending.length > MAX_RESPONSE_HEAD_BYTES) {
-          fail(Object.assign(new Error('response head too large'), { code: 'UND_ERR_HEADERS_OVERFLOW' }));
+        if (this.pending.length > MAX_RESPONSE_HEAD_BYTES) {
+          this.fail(Object.assign(new Error('response head too large'), { code: 'UND_ERR_HEADERS_OVERFLOW' }));
         }
         return;
       }
-      const responseHead = pending.toString('latin1', 0, end);
+      const responseHead = this.pending.toString('latin1', 0, end);
       const code = parseStatus(responseHead);
       if (code === undefined) {
-        fail(Object.assign(new Error('invalid response status line'), { code: 'UPSTREAM_INVALID_RESPONSE' }));
+        this.fail(Object.assign(new Error('invalid response status line'), { code: 'UPSTREAM_INVALID_RESPONSE' }));
         return;
       }
-      const rest = pending.subarray(end + HEAD_END.length);
+      const rest = this.pending.subarray(end + HEAD_END.length);
       if (code >= 100 && code < 200 && code !== 101) {
         // Informational (100, 103): pass it on, the final answer follows.
-        client.write(pending.subarray(0, end + HEAD_END.length));
-        pending = rest;
+        this.ends.client.write(this.pending.subarray(0, end + HEAD_END.length));
+        this.pending = rest;
         continue;
       }
-      clearTimeout(timer);
-      upstream.off('data', onData);
-      status = code;
-      if (code === 101) switched(pending);
-      else answered(responseHead, rest);
-      pending = Buffer.alloc(0);
+      clearTimeout(this.timer);
+      this.ends.upstream.off('data', this.onData);
+      this.status = code;
+      if (code === 101) this.switched(this.pending);
+      else this.answered(responseHead, rest);
+      this.pending = Buffer.alloc(0);
       return;
     }
-  };
+  }
 
   /** Step 6: the upstream switched protocols; from now on bytes flow both ways untouched. */
-  const switched = (response: Buffer): void => {
-    phase = 'open';
+  private switched(response: Buffer): void {
+    const { client, upstream, head } = this.ends;
+    this.phase = 'open';
     client.write(response);
     if (head.length > 0) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
-  };
+  }
 
   /** Step 7: a plain HTTP answer; it is the last thing on both connections. */
-  const answered = (responseHead: string, rest: Buffer): void => {
-    phase = 'answered';
+  private answered(responseHead: string, rest: Buffer): void {
+    const { client, upstream } = this.ends;
+    this.phase = 'answered';
     client.resume(); // read and drop: never forwarded, and no reset before the answer is read
     client.write(closingHead(responseHead), 'latin1');
     if (rest.length > 0) client.write(rest);
     upstream.end();
     upstream.pipe(client);
-  };
+  }
 
-  client.on('error', noop);
-  client.on('close', () => {
-    if (phase === 'open') {
-      endThenDestroy(upstream);
+  private onClientClose(): void {
+    if (this.phase === 'open') {
+      endThenDestroy(this.ends.upstream);
       return;
     }
-    if (phase !== 'done' && phase !== 'answered') errorName = 'CLIENT_GONE';
-    phase = 'done';
-    clearTimeout(timer);
-    upstream.destroy();
-  });
+    if (this.phase !== 'done' && this.phase !== 'answered') this.errorName = 'CLIENT_GONE';
+    this.phase = 'done';
+    clearTimeout(this.timer);
+    this.ends.upstream.destroy();
+  }
 
-  upstream.once(target.secure ? 'secureConnect' : 'connect', () => {
-    if (phase !== 'connecting') return;
-    phase = 'waiting';
-    clearTimeout(timer);
-    timer = setTimeout(() => onTimeout(), ctx.upstreamTimeoutMs);
-    upstream.setNoDelay(true);
-    // latin1: header values keep the bytes the client sent (Node decoded them as latin1).
-    upstream.write(requestHead, 'latin1');
-    upstream.on('data', onData);
-  });
-  upstream.on('error', (err) => {
-    if (phase === 'open' || phase === 'answered') {
-      ctx.log.debug({ ...logFields, code: errorCode(err) }, 'upstream tunnel error');
-      errorName ??= errorCode(err);
-      client.destroy();
+  private onUpstreamError(err: Error): void {
+    if (this.phase === 'open' || this.phase === 'answered') {
+      this.ctx.log.debug({ ...this.logFields, code: errorCode(err) }, 'upstream tunnel error');
+      this.errorName ??= errorCode(err);
+      this.ends.client.destroy();
       return;
     }
-    fail(err);
-  });
-  upstream.on('end', () => {
-    if (phase === 'connecting' || phase === 'waiting') {
-      fail(Object.assign(new Error('upstream closed before answering'), { code: 'UND_ERR_SOCKET' }));
-    }
-  });
-  upstream.on('close', () => {
-    ctx.open.delete(upstream);
-    clearTimeout(timer);
-    if (phase === 'open' || phase === 'answered') {
-      phase = 'done';
+    this.fail(err);
+  }
+
+  private onUpstreamClose(): void {
+    const { upstream, client } = this.ends;
+    this.ctx.open.delete(upstream);
+    clearTimeout(this.timer);
+    if (this.phase === 'open' || this.phase === 'answered') {
+      this.phase = 'done';
       endThenDestroy(client);
-    } else if (phase !== 'done') {
-      fail(Object.assign(new Error('upstream closed before answering'), { code: 'UND_ERR_SOCKET' }));
+    } else if (this.phase !== 'done') {
+      this.fail(Object.assign(new Error('upstream closed before answering'), { code: 'UND_ERR_SOCKET' }));
     }
-    if (!ctx.accessLog) return;
+    if (this.ctx.accessLog) this.logAccess();
+  }
+
+  private logAccess(): void {
+    const { req, host, path, target, upstream } = this.ends;
     const entry: Record<string, unknown> = {
       host: host || null,
       method: req.method,
       path: pathOf(path),
-      status: status ?? null,
+      status: this.status ?? null,
       upstream: target.origin,
-      ms: Math.round((performance.now() - start) * 10) / 10,
+      ms: Math.round((performance.now() - this.start) * 10) / 10,
       bytes: upstream.bytesRead,
       upgrade: req.headers.upgrade,
     };
-    if (errorName !== undefined) entry.error = errorName;
-    ctx.log.info(entry, 'access');
-  });
+    if (this.errorName !== undefined) entry.error = this.errorName;
+    this.ctx.log.info(entry, 'access');
+  }
 }
 
 function pathOf(url: string): string {

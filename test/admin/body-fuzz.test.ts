@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
-import { startGateway, type Gateway } from '../../src/server.ts';
+import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { adminCall, type AdminResult } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';
 import { tmpDir } from '../support/tmp.ts';

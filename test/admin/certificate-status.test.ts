@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import type { CertificateEvent } from '../../src/events.ts';
 import { silentLogger } from '../../src/log.ts';
-import { startGateway, type Gateway } from '../../src/server.ts';
+import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { adminCall } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';
 import { tmpDir } from '../support/tmp.ts';

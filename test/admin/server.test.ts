@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { registryKey, type DomainBinding } from '../../src/policy/registry.ts';
-import { startGateway, type Gateway } from '../../src/server.ts';
+import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { adminCall, openEvents } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';

@@ -22,6 +22,7 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import { StorageError } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager } from '../../src/issuance/manager.ts';
+import { onDemandSection } from '../support/config.ts';
 
 class StandInIssuer implements CertificateIssuer {
   readonly directory: string;
@@ -65,7 +66,7 @@ describe('CertificateManager issuance flow', () => {
   });
 
   function manager(issuers: IssuerChoice[], opts: { retry?: RetrySchedule; max?: number; budgets?: RateBudgets } = {}) {
-    const policy = new OnDemandPolicy({ allow: ['*.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
+    const policy = new OnDemandPolicy(onDemandSection({ allow: ['*.ok.test'], askTimeout: 100, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger() });
     return new CertificateManager({
       storage,
       issuer: issuers[0]!.production,

@@ -28,7 +28,7 @@ describe('token buckets', () => {
 describe('IssuanceLimits', () => {
   test('per-client before global; a refused client takes nothing from the global budget', () => {
     const seen: string[] = [];
-    const limits = new IssuanceLimits({ perClient: { rate: 1, burst: 2 }, global: { rate: 1, burst: 3 }, maxClients: 10, logger: silentLogger(), onLimited: (s) => seen.push(s) });
+    const limits = new IssuanceLimits({ perClient: { rate: 1, burst: 2 }, global: { rate: 1, burst: 3 }, unknownNameCache: 10 }, { logger: silentLogger(), onLimited: (s) => seen.push(s) });
     assert.equal(limits.admit('a.test', '192.0.2.1', 0).ok, true);
     assert.equal(limits.admit('b.test', '192.0.2.1', 0).ok, true);
     const refused = limits.admit('c.test', '192.0.2.1', 0);
@@ -41,14 +41,14 @@ describe('IssuanceLimits', () => {
   });
 
   test('false turns a limit off', () => {
-    const limits = new IssuanceLimits({ perClient: false, global: false, maxClients: 10, logger: silentLogger() });
+    const limits = new IssuanceLimits({ perClient: false, global: false, unknownNameCache: 10 }, { logger: silentLogger() });
     for (let i = 0; i < 1000; i++) assert.equal(limits.admit(`n${i}.test`, '192.0.2.1', 0).ok, true);
     assert.deepEqual(limits.budgets(), []);
   });
 
   test('rejections are logged at most once per interval, with the count since the last line', () => {
     const { logger, lines } = capturingLogger('info');
-    const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: 1 }, global: false, maxClients: 10, logger, logIntervalMs: 10_000 });
+    const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: 1 }, global: false, unknownNameCache: 10 }, { logger, logIntervalMs: 10_000 });
     limits.admit('first.test', '192.0.2.1', 0);
     for (let i = 0; i < 500; i++) limits.admit(`n${i}.test`, '192.0.2.1', 1 + i);
     limits.admit('later.test', '192.0.2.1', 20_000);

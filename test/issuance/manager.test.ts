@@ -18,6 +18,7 @@ import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager, type CertificateManagerOptions } from '../../src/issuance/manager.ts';
 import { capturingLogger } from '../support/log-lines.ts';
+import { onDemandSection } from '../support/config.ts';
 
 class StandInIssuer {
   readonly ca = 'test-ca';
@@ -56,7 +57,7 @@ describe('CertificateManager', () => {
 
   function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8, extra: Partial<CertificateManagerOptions> = {}) {
     const cache = new CertificateCache(100);
-    const policy = new OnDemandPolicy({ allow: ['**.ok.test'], askTimeoutMs: 100, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger() });
+    const policy = new OnDemandPolicy(onDemandSection({ allow: ['**.ok.test'], askTimeout: 100, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger() });
     const m = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances, ...extra });
     return { m, cache };
   }

@@ -122,26 +122,22 @@ for (const [name, open] of backends) {
 
       const renewed: string[] = [];
       const make = () =>
-        new Maintainer({
-          storage,
-          manager: {
-            renew: async (domain) => {
-              renewed.push(domain);
-              return { kind: 'failed', reason: 'not in this test' };
+        new Maintainer(
+          { fraction: 0.33, concurrency: 2, checkInterval: 60_000, jitter: HOUR, leaderLockTtl: 10_000, expiredGrace: 7 * DAY, staleChallengeAge: HOUR },
+          {
+            storage,
+            manager: {
+              renew: async (domain) => {
+                renewed.push(domain);
+                return { kind: 'failed', reason: 'not in this test' };
+              },
+              delete: async () => undefined,
             },
-            delete: async () => undefined,
+            policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
+            issuers: [],
+            logger: silentLogger(),
           },
-          policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
-          issuers: [],
-          fraction: 0.33,
-          concurrency: 2,
-          checkIntervalMs: 60_000,
-          jitterMs: HOUR,
-          leaderLockTtlMs: 10_000,
-          expiredGraceMs: 7 * DAY,
-          staleChallengeAgeMs: HOUR,
-          logger: silentLogger(),
-        });
+        );
       const m = make();
       await m.runOnce();
       assert.ok(await storage.get(keys.indexBackfilled), 'marker written');

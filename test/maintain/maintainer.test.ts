@@ -43,26 +43,22 @@ test('ARI is asked of the issuer whose directory issued the certificate; its win
   assert.ok(certId, 'the seeded certificate has an AKI');
 
   const renewals: { domain: string; opts: RenewOptions | undefined }[] = [];
-  const maintainer = new Maintainer({
-    storage,
-    manager: {
-      renew: async (name, opts): Promise<ObtainOutcome> => {
-        renewals.push({ domain: name, opts });
-        return { kind: 'failed', reason: 'not in this test' };
+  const maintainer = new Maintainer(
+    { fraction: 1 / 3, concurrency: 1, checkInterval: 60_000, jitter: 0, leaderLockTtl: 10_000, expiredGrace: 7 * DAY, staleChallengeAge: HOUR },
+    {
+      storage,
+      manager: {
+        renew: async (name, opts): Promise<ObtainOutcome> => {
+          renewals.push({ domain: name, opts });
+          return { kind: 'failed', reason: 'not in this test' };
+        },
+        delete: async () => undefined,
       },
-      delete: async () => undefined,
+      policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
+      issuers: [first, second],
+      logger: silentLogger(),
     },
-    policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
-    issuers: [first, second],
-    fraction: 1 / 3,
-    concurrency: 1,
-    checkIntervalMs: 60_000,
-    jitterMs: 0,
-    leaderLockTtlMs: 10_000,
-    expiredGraceMs: 7 * DAY,
-    staleChallengeAgeMs: HOUR,
-    logger: silentLogger(),
-  });
+  );
   t.after(() => maintainer.stop());
   await maintainer.runOnce();
   await maintainer.scheduler.idle();

@@ -3,11 +3,13 @@
 // 127.0.0.1 (the default the Pebble helper sets) and AAAA with nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { DnsOwnershipCheck, type DnsCheckOptions } from '../../src/policy/dns.ts';
+import type { DnsCheckConfig } from '../../src/config/schema.ts';
+import { DnsOwnershipCheck } from '../../src/policy/dns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 import { capturingLogger } from '../support/log-lines.ts';
 import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
+import { onDemandSection } from '../support/config.ts';
 
 describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   let pebble: PebbleHandle;
@@ -23,18 +25,19 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
     await pebble?.stop();
   });
 
-  function checker(over: Partial<DnsCheckOptions> & { logger?: Logger } = {}): DnsOwnershipCheck {
+  function checker(over: Partial<DnsCheckConfig> & { logger?: Logger } = {}): DnsOwnershipCheck {
     const { logger = silentLogger(), ...rest } = over;
-    return new DnsOwnershipCheck({
+    const dns: DnsCheckConfig = {
       targets: ['127.0.0.1'],
       resolvers: [pebble.dnsAddress],
-      positiveTtlMs: 60_000,
-      negativeTtlMs: 60_000,
-      staleMs: 60_000,
-      timeoutMs: 10_000, // a local DNS server: only a stalled machine would come near it
-      logger,
+      match: 'all',
+      cacheTtl: 60_000,
+      negativeCacheTtl: 60_000,
+      staleFor: 60_000,
+      timeout: 10_000, // a local DNS server: only a stalled machine would come near it
       ...rest,
-    });
+    };
+    return new DnsOwnershipCheck({ dns, limits: { unknownNameCache: 100_000 } }, { logger });
   }
 
   test('an A record equal to an IP target passes; one pointing elsewhere fails and names the address', async () => {
@@ -93,7 +96,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   // `cachedBy` read right after, so `cachedBy + TTL + 100` is past the TTL however slow the lookup.
 
   test('a negative answer is cached for negativeTtl; after it the fixed record passes', async () => {
-    const check = checker({ negativeTtlMs: 60_000 });
+    const check = checker({ negativeCacheTtl: 60_000 });
     const name = fresh('fixme');
     await dns.setA(name, ['192.0.2.1']);
     assert.equal((await check.check(name)).ok, false);
@@ -104,7 +107,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   });
 
   test('a positive answer is cached; when the resolver fails it is used for staleFor, then not', async () => {
-    const check = checker({ positiveTtlMs: 300, staleMs: 60_000 });
+    const check = checker({ cacheTtl: 300, staleFor: 60_000 });
     const name = fresh('stale');
     assert.equal((await check.check(name)).ok, true);
     const cachedBy = Date.now();
@@ -126,7 +129,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   });
 
   test('a positive answer within its TTL is served from memory even if DNS changed', async () => {
-    const check = checker({ positiveTtlMs: 60_000 });
+    const check = checker({ cacheTtl: 60_000 });
     const name = fresh('cached');
     assert.equal((await check.check(name)).ok, true);
     await dns.setA(name, ['192.0.2.2']);
@@ -148,7 +151,7 @@ describe('DNS ownership check (real DNS: pebble-challtestsrv)', () => {
   test('policy: an allowed name must also pass DNS; a name policy denies is never looked up', async () => {
     const { logger, lines } = capturingLogger();
     const dnsCheck = checker({ logger });
-    const policy = new OnDemandPolicy({ allow: ['*.customer.test'], askTimeoutMs: 1000, allowTtlMs: 1000, denyTtlMs: 1000, dns: dnsCheck, logger: silentLogger() });
+    const policy = new OnDemandPolicy(onDemandSection({ allow: ['*.customer.test'], askTimeout: 1000, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { dns: dnsCheck, logger: silentLogger() });
     const good = fresh('good');
     const bad = fresh('bad');
     await dns.setA(bad, ['192.0.2.77']);

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
 import { HostPatternSet } from '../../src/policy/patterns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
+import { onDemandSection } from '../support/config.ts';
 
 test('host patterns: exact, *.suffix (one label) and **.suffix (any depth)', () => {
   const set = new HostPatternSet(['shop.example.com', '*.customers.test', '**.deep.test', '*.both.test', '**.both.test', '*.bücher.test']);
@@ -53,7 +54,7 @@ describe('ask endpoint', () => {
 
   // A time limit no answer from this local server comes near, however loaded the machine; the
   // time-out case gets its own short one.
-  const policy = (askTimeoutMs = 30_000) => new OnDemandPolicy({ allow: [], ask: url, askTimeoutMs, allowTtlMs: 60_000, denyTtlMs: 60_000, logger: silentLogger() });
+  const policy = (askTimeoutMs = 30_000) => new OnDemandPolicy(onDemandSection({ ask: url, askTimeout: askTimeoutMs, askCacheTtl: 60_000, askDenyCacheTtl: 60_000 }), { logger: silentLogger() });
 
   test('2xx allows, 403 denies; existing query kept', async () => {
     const p = policy();
@@ -82,7 +83,7 @@ describe('ask endpoint', () => {
   });
 
   test('no policy at all denies everything', async () => {
-    const p = new OnDemandPolicy({ allow: [], askTimeoutMs: 100, allowTtlMs: 1, denyTtlMs: 1, logger: silentLogger() });
+    const p = new OnDemandPolicy(onDemandSection({ askTimeout: 100, askCacheTtl: 1, askDenyCacheTtl: 1 }), { logger: silentLogger() });
     assert.equal((await p.decide('any.example.com')).allowed, false);
   });
 });

@@ -13,11 +13,12 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
 import { tmpDir } from '../support/tmp.ts';
+import { onDemandSection } from '../support/config.ts';
 
 const body = (input: Record<string, unknown> = {}) => bindingInputSchema.parse(input);
 
 function policyWith(registry: DomainRegistry | undefined, allow: string[] = []): OnDemandPolicy {
-  return new OnDemandPolicy({ allow, askTimeoutMs: 1000, allowTtlMs: 1000, denyTtlMs: 1000, logger: silentLogger(), ...(registry ? { registry } : {}) });
+  return new OnDemandPolicy(onDemandSection({ allow, askTimeout: 1000, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger(), ...(registry ? { registry } : {}) });
 }
 
 describe('domain registry on file storage', () => {

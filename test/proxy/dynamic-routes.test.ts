@@ -24,18 +24,18 @@ describe('dynamic routes', () => {
       ['fast.example.com', parseUpstream(dynamic.origin)],
       ['slow.example.com', parseUpstream(dynamic.origin)],
     ]);
-    const proxy = new ReverseProxy({
+    const proxy = new ReverseProxy(
+      { accessLog: false, upstream: fallback.origin, routes: [{ hosts: ['fast.example.com', 'plain.example.com'], upstream: configured.origin }] },
+      {
       logger: silentLogger(),
-      accessLog: false,
-      defaultUpstream: fallback.origin,
-      routes: [{ hosts: ['fast.example.com', 'plain.example.com'], upstream: configured.origin }],
       dynamicRoutes: {
         lookup(host) {
           if (host.startsWith('slow.')) return sleep(50).then(() => table.get(host));
           return table.get(host);
         },
       },
-    });
+      },
+    );
     const front = await startFront(proxy);
     t.after(async () => {
       await front.close();

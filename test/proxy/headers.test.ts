@@ -10,7 +10,7 @@ const T = { timeout: 15_000 };
 describe('forwarded headers', () => {
   it('drops a client Forwarded and replaces X-Real-IP with the peer address (plain and upgrade paths)', T, async (t) => {
     const up = await upstream(t, echoHandler('up'), { onUpgrade: webSocketEcho() });
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     const reply = await send(front.port, {
       host: 'app.example.test',

@@ -21,7 +21,7 @@ import { pino } from 'pino';
 import type { Logger } from '../../src/log.ts';
 import type { TestContext } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
-import { ReverseProxy, type ProxyOptions } from '../../src/proxy/proxy.ts';
+import { ReverseProxy, type ProxyDeps, type ProxySection } from '../../src/proxy/proxy.ts';
 import { decodeFrames, encodeFrame, startUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../support/upstream.ts';
 
 export interface Front {
@@ -166,9 +166,18 @@ export async function waitFor(check: () => boolean, ms = 3000, what = 'condition
   }
 }
 
+/** A proxy's config keys and deps in one object (the logger defaults to a silent one). */
+export type ProxyTestOptions = ProxySection & Partial<ProxyDeps>;
+
+/** A ReverseProxy from one object: the config keys go to its config, the rest to its deps. */
+export function newProxy(opts: ProxyTestOptions): ReverseProxy {
+  const { upstream, routes, upstreamTimeout, accessLog, strictHost, ...deps } = opts;
+  return new ReverseProxy({ upstream, routes, upstreamTimeout, accessLog, strictHost }, { logger: silentLogger(), ...deps });
+}
+
 /** Start a proxy and a front server for it; both are closed when the test ends. */
-export async function proxied(t: TestContext, opts: Partial<ProxyOptions>, tls?: TestCert): Promise<{ proxy: ReverseProxy; front: Front }> {
-  const proxy = new ReverseProxy({ logger: silentLogger(), ...opts });
+export async function proxied(t: TestContext, opts: ProxyTestOptions, tls?: TestCert): Promise<{ proxy: ReverseProxy; front: Front }> {
+  const proxy = newProxy(opts);
   const front = await startFront(proxy, tls);
   t.after(async () => {
     await front.close();

@@ -49,7 +49,7 @@ describe('ReverseProxy', () => {
         { hosts: ['**.deep.example.test', 'app.example.test'], upstream: c.origin },
         { hosts: ['[::1]'], upstream: v6.origin },
       ],
-      defaultUpstream: d.origin,
+      upstream: d.origin,
     });
 
     const expected: [string, FakeUpstream][] = [
@@ -258,7 +258,7 @@ describe('ReverseProxy', () => {
       };
       pump();
     });
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     // Chunked upload, written piecewise with back-pressure.
     const chunkedUpload = await new Promise<{ sha256: string; length: number }>((resolve, reject) => {
@@ -317,7 +317,7 @@ describe('ReverseProxy', () => {
       req.on('data', (c: string) => (body += c));
       req.on('end', () => res.end(`body=${body}`));
     });
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     // Download: the client sees 'first;' before the upstream has finished (it waits for us).
     const download = await new Promise<string>((resolve, reject) => {
@@ -379,7 +379,7 @@ describe('ReverseProxy', () => {
       req.pause();
       uploadStall.then(() => res.end('done'));
     });
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     // Download with a client that never reads after the headers.
     const client = netConnect({ host: '127.0.0.1', port: front.port });
@@ -421,7 +421,7 @@ describe('ReverseProxy', () => {
       req.on('close', () => upstreamAborted());
     });
     const logs = captureLogs();
-    const { front } = await proxied(t, { defaultUpstream: up.origin, logger: logs.logger });
+    const { front } = await proxied(t, { upstream: up.origin, logger: logs.logger });
     const req = httpRequest({ host: '127.0.0.1', port: front.port, method: 'POST', path: '/up', agent: false });
     req.on('error', () => {});
     req.write(Buffer.alloc(10_000));
@@ -439,7 +439,7 @@ describe('ReverseProxy', () => {
       else if (req.url === '/304') res.writeHead(304, { etag: '"v1"' }).end();
       else res.writeHead(200, { 'content-length': '11', 'content-type': 'text/plain' }).end(req.method === 'HEAD' ? undefined : 'hello world');
     });
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     const head = await send(front.port, { method: 'HEAD', path: '/' });
     assert.equal(head.status, 200);
     assert.equal(head.headers['content-length'], '11');
@@ -463,7 +463,7 @@ describe('ReverseProxy', () => {
       res.on('close', () => upstreamClosed());
     });
     const logs = captureLogs();
-    const { front } = await proxied(t, { defaultUpstream: up.origin, logger: logs.logger });
+    const { front } = await proxied(t, { upstream: up.origin, logger: logs.logger });
     await new Promise<void>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port: front.port, path: '/hang', agent: false }, (res) => {
         res.once('data', () => {
@@ -562,7 +562,7 @@ describe('ReverseProxy', () => {
         { hosts: ['silent.example.test'], upstream: silent.origin },
         { hosts: ['broken.example.test'], upstream: broken.origin },
       ],
-      upstreamTimeoutMs: 300,
+      upstreamTimeout: 300,
       logger: logs.logger,
     });
 
@@ -591,7 +591,7 @@ describe('ReverseProxy', () => {
 
   it('reuses keep-alive connections to the upstream', T, async (t) => {
     const up = await upstream(t, echoHandler('a'));
-    const { front } = await proxied(t, { defaultUpstream: up.origin, maxConnectionsPerUpstream: 4 });
+    const { front } = await proxied(t, { upstream: up.origin, maxConnectionsPerUpstream: 4 });
     for (let i = 0; i < 40; i++) {
       const reply = await send(front.port, { path: `/n/${i}` });
       assert.equal(reply.status, 200);
@@ -632,7 +632,7 @@ describe('ReverseProxy', () => {
 
   it('answers 503 after close()', T, async (t) => {
     const a = await upstream(t, echoHandler('a'));
-    const { proxy, front } = await proxied(t, { defaultUpstream: a.origin });
+    const { proxy, front } = await proxied(t, { upstream: a.origin });
     assert.equal((await send(front.port)).status, 200);
     await proxy.close();
     assert.equal((await send(front.port)).status, 503);

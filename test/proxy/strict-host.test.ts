@@ -6,10 +6,9 @@ import { createServer as createHttpsServer, Agent as HttpsAgent } from 'node:htt
 import type { AddressInfo } from 'node:net';
 import { before, describe, it, type TestContext } from 'node:test';
 import { connect as tlsConnect, createSecureContext } from 'node:tls';
-import { silentLogger } from '../../src/log.ts';
-import { ReverseProxy, type ProxyOptions } from '../../src/proxy/proxy.ts';
+
 import { echoHandler, webSocketEcho } from '../support/upstream.ts';
-import { handshake, proxied, readAll, selfSignedCert, send, upstream, type TestCert } from './helpers.ts';
+import { handshake, newProxy, proxied, type ProxyTestOptions, readAll, selfSignedCert, send, upstream, type TestCert } from './helpers.ts';
 
 const T = { timeout: 15_000 };
 
@@ -17,8 +16,8 @@ const T = { timeout: 15_000 };
  * An https front like the gateway's: the SNI callback serves `site` for names under example.test
  * and `fallback` for anything else (also when there is no SNI).
  */
-async function gatewayLikeFront(t: TestContext, opts: Partial<ProxyOptions>, site: TestCert, fallback: TestCert): Promise<number> {
-  const proxy = new ReverseProxy({ logger: silentLogger(), ...opts });
+async function gatewayLikeFront(t: TestContext, opts: ProxyTestOptions, site: TestCert, fallback: TestCert): Promise<number> {
+  const proxy = newProxy(opts);
   const siteContext = createSecureContext(site);
   const fallbackContext = createSecureContext(fallback);
   const server = createHttpsServer({
@@ -47,7 +46,7 @@ describe('proxy.strictHost', () => {
 
   it('answers 421 when Host is not covered by the certificate served for the SNI name', T, async (t) => {
     const up = await upstream(t, echoHandler('app'));
-    const port = await gatewayLikeFront(t, { defaultUpstream: up.origin, strictHost: { fallbackCert: fallback.cert } }, site, fallback);
+    const port = await gatewayLikeFront(t, { upstream: up.origin, strictHost: true, fallbackCert: fallback.cert }, site, fallback);
     const ca = `${site.cert}\n${fallback.cert}`;
     const get = (servername: string, host: string) => send(port, { tls: { ca, servername, anyName: true }, host });
 
@@ -66,7 +65,7 @@ describe('proxy.strictHost', () => {
 
   it('checks every request of a keep-alive connection, and upgrades too', T, async (t) => {
     const up = await upstream(t, echoHandler('app'), { onUpgrade: webSocketEcho() });
-    const port = await gatewayLikeFront(t, { defaultUpstream: up.origin, strictHost: { fallbackCert: fallback.cert } }, site, fallback);
+    const port = await gatewayLikeFront(t, { upstream: up.origin, strictHost: true, fallbackCert: fallback.cert }, site, fallback);
     const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: site.cert, servername: 'a.example.test' });
     t.after(() => agent.destroy());
     const first = await send(port, { host: 'a.example.test', agent, tls: { ca: site.cert, servername: 'a.example.test' } });
@@ -85,13 +84,13 @@ describe('proxy.strictHost', () => {
 
   it('without strictHost, Host alone routes (as before)', T, async (t) => {
     const up = await upstream(t, echoHandler('app'));
-    const port = await gatewayLikeFront(t, { defaultUpstream: up.origin }, site, fallback);
+    const port = await gatewayLikeFront(t, { upstream: up.origin }, site, fallback);
     assert.equal((await send(port, { tls: { ca: site.cert, servername: 'a.example.test' }, host: 'other.test' })).status, 200);
   });
 
   it('plain HTTP connections carry no certificate and are not checked', T, async (t) => {
     const up = await upstream(t, echoHandler('app'));
-    const { front } = await proxied(t, { defaultUpstream: up.origin, strictHost: {} });
+    const { front } = await proxied(t, { upstream: up.origin, strictHost: true });
     assert.equal((await send(front.port, { host: 'anything.test' })).status, 200);
   });
 });

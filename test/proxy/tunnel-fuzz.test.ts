@@ -109,7 +109,7 @@ const cuts = fc.array(fc.nat({ max: 2000 }), { maxLength: 8 });
 describe('upgrade path fuzzing', () => {
   it('random bytes and requests after an upgrade request, split at random points: the upstream sees one request at most', T, async (t) => {
     const up = await rawUpstream(t);
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     await fc.assert(
       fc.asyncProperty(tail, cuts, async (parts, positions) => {
         const before = up.received.length;
@@ -128,7 +128,7 @@ describe('upgrade path fuzzing', () => {
   it('random header values on the upgrade request: one request at most, byte-exact header values, the proxy keeps serving', T, async (t) => {
     const up = await rawUpstream(t);
     // A plain request left unanswered (the upstream answers once per connection) ends in 504 soon.
-    const { front } = await proxied(t, { defaultUpstream: up.origin, upstreamTimeoutMs: 2000 });
+    const { front } = await proxied(t, { upstream: up.origin, upstreamTimeout: 2000 });
     // Field-value bytes: mostly visible ASCII and obs-text, sometimes controls a parser must refuse.
     const valueByte = fc.oneof(
       { weight: 6, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) },

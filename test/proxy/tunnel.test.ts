@@ -27,7 +27,7 @@ describe('upgrade path (request smuggling)', () => {
   it('an upstream that does not switch protocols sees only the upgrade request, never one sent after it in the same packet', T, async (t) => {
     // It answers after 100 ms: time enough to receive whatever else it was sent (any delay would do).
     const up = await rawUpstream(t, 100);
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     const answer = await exchange(t, front.port, handshake(HOST) + SMUGGLED);
     await up.idle();
@@ -42,7 +42,7 @@ describe('upgrade path (request smuggling)', () => {
 
   it('bytes sent later, while the upstream has not answered yet, are not forwarded either', T, async (t) => {
     const up = await recordingUpstream(t, 200);
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     const socket = netConnect({ host: '127.0.0.1', port: front.port });
     t.after(() => socket.destroy());
     await once(socket, 'connect');
@@ -57,7 +57,7 @@ describe('upgrade path (request smuggling)', () => {
 
   it('an upgrade request with a body (Content-Length or Transfer-Encoding) is refused with 400 and nothing reaches the upstream', T, async (t) => {
     const up = await rawUpstream(t);
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     const withLength = handshake(HOST).replace('\r\n\r\n', `\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n`) + SMUGGLED;
     const lengthAnswer = await exchange(t, front.port, withLength);
     assert.match(lengthAnswer, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*must not have a body\n$/);
@@ -71,7 +71,7 @@ describe('upgrade path (request smuggling)', () => {
 
   it('an absolute-form target becomes origin-form when it names the Host, and is refused when it names another host', T, async (t) => {
     const up = await recordingUpstream(t, 0, webSocketEcho('echo:'));
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
 
     const socket = netConnect({ host: '127.0.0.1', port: front.port });
     t.after(() => socket.destroy());
@@ -89,7 +89,7 @@ describe('upgrade path (request smuggling)', () => {
 
   it('Upgrade: h2c is refused (400), not tunnelled', T, async (t) => {
     const up = await recordingUpstream(t);
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     const h2c =
       `GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n` +
       'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n' +
@@ -103,7 +103,7 @@ describe('upgrade path (request smuggling)', () => {
 
   it('a WebSocket still works end to end, also with its first frame in the handshake packet', T, async (t) => {
     const up = await recordingUpstream(t, 0, webSocketEcho('echo:'));
-    const { front } = await proxied(t, { defaultUpstream: up.origin });
+    const { front } = await proxied(t, { upstream: up.origin });
     for (const together of [false, true]) {
       const socket = netConnect({ host: '127.0.0.1', port: front.port });
       t.after(() => socket.destroy());

@@ -57,7 +57,7 @@ describe('proxy.upstreamAllow', () => {
   it('by default a registry upstream on loopback gets 502 without its address, by IP or by name, and is never connected to', T, async (t) => {
     const up = await upstream(t, echoHandler('up'), { onUpgrade: webSocketEcho() });
     const logs = captureLogs();
-    const { front } = await proxied(t, { defaultUpstream: up.origin, dynamicRoutes: registry(up), upstreamAllow: new UpstreamAllowList(), logger: logs.logger });
+    const { front } = await proxied(t, { upstream: up.origin, dynamicRoutes: registry(up), upstreamAllow: new UpstreamAllowList(), logger: logs.logger });
 
     for (const host of ['lit.example.test', 'name.example.test']) {
       const reply = await send(front.port, { host });

@@ -17,3 +17,6 @@ export function problemList(raw: unknown): string[] {
 
 /** problemList, joined into one string for assert.match. */
 export const problems = (raw: unknown): string => problemList(raw).join('\n');
+
+/** The `onDemand` section as the schema outputs it: `raw` over the defaults (durations in ms or "5m"). */
+export const onDemandSection = (raw: Record<string, unknown> = {}) => parse({ onDemand: raw }).onDemand;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
-import { startGateway, type Gateway } from '../../src/server.ts';
+import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { keys } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';

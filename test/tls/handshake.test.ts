@@ -180,7 +180,7 @@ describe('acme-tls/1 handshakes inside the abuse limits (step 2)', () => {
     // Another process on the same storage: its challenges are found in storage only.
     elsewhere = new TlsAlpn01Solver(inner);
     const fallback = await createSelfSignedCertificate('fallback.invalid');
-    const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: BURST }, global: false, maxClients: 100, logger: captured.logger });
+    const limits = new IssuanceLimits({ perClient: { rate: 0.001, burst: BURST }, global: false, unknownNameCache: 100 }, { logger: captured.logger });
     const callbacks = createHandshakeCallbacks({
       cache: new CertificateCache(10),
       manager: { obtain: () => Promise.resolve({ kind: 'denied', reason: 'no' }) } as unknown as CertificateManager,

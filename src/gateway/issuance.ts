@@ -1,0 +1,158 @@
+// The issuance part: who obtains certificates, and what every attempt must pass.
+//   1. the challenge solvers (`acme.challenges`): http-01 and/or tls-alpn-01, on shared storage
+//   2. the issuers (`acme.issuers`, first preferred), each trusting its configured roots
+//   3. the CA rate-limit budgets (`acme.budgets`; by default Let's Encrypt's, for its CAs only)
+//   4. the pre-flight check (`onDemand.preflight`) and its responder (every instance answers)
+//   5. the memory cache (`tls.cacheSize`) and the certificate manager, on the cluster bus
+//   6. the maintainer (renewal, cleanup), not on `role: edge`; the gateway starts it last
+//   7. a binding change (here or on another instance) makes policy and manager decide afresh
+import { readFile } from 'node:fs/promises';
+import type { ChallengeSolver } from '../acme/authorize.ts';
+import type { AcmeIssuer } from '../acme/issuer.ts';
+import { createIssuers } from '../acme/issuers.ts';
+import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import { Maintainer } from '../maintain/maintainer.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../issuance/budgets.ts';
+import { Preflight, PreflightResponder } from '../issuance/preflight.ts';
+import type { ClusterBus } from '../storage/bus.ts';
+import type { Storage } from '../storage/storage.ts';
+import { CertificateCache } from '../tls/cache.ts';
+import { CacheSync } from '../tls/cache-sync.ts';
+import { CertificateManager } from '../issuance/manager.ts';
+import type { PolicyPart } from './policy.ts';
+
+/** The issuer list (`acme.issuers` in order), each with its production and optional staging CA. */
+export type IssuerList = ReturnType<typeof createIssuers>;
+
+/** The issuance part's pieces. The maintainer is built, not started (start it once serving). */
+export interface IssuancePart {
+  readonly issuers: IssuerList;
+  /** The preferred issuer's production CA. */
+  readonly issuer: AcmeIssuer;
+  readonly budgets: RateBudgets;
+  readonly cache: CertificateCache;
+  readonly manager: CertificateManager;
+  readonly maintainer: Maintainer | undefined;
+  /** Answers http-01 challenges on the HTTP listener; null when http-01 is not configured. */
+  readonly http01: Http01Solver | null;
+  /** Answers tls-alpn-01 handshakes; null when tls-alpn-01 is not configured. */
+  readonly tlsAlpn: TlsAlpn01Solver | null;
+  /** Answers pre-flight probes on the HTTP listener, whichever instance placed the token. */
+  readonly preflightResponder: PreflightResponder;
+}
+
+/** What the issuance part works with: storage and bus are opened (and closed) by the gateway. */
+export interface IssuancePartDeps {
+  storage: Storage;
+  bus: ClusterBus;
+  logger: Logger;
+  policy: PolicyPart;
+}
+
+/** Builds the issuance part; the manager's bus subscription and its work are closed by `stack`. */
+export async function assembleIssuance(config: Config, deps: IssuancePartDeps, stack: AsyncDisposableStack): Promise<IssuancePart> {
+  const { storage, logger, policy } = deps;
+  const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
+  const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage, logger) : null;
+  const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
+  const issuers = createIssuers(await issuerSpecs(config), {
+    ...(config.acme.email ? { email: config.acme.email } : {}),
+    keyType: config.acme.keyType,
+    solvers,
+    timeoutMs: config.acme.timeout,
+    storage,
+    logger,
+    ...(config.acme.profile ? { profile: config.acme.profile } : {}),
+  });
+  const budgets = rateBudgets(config, issuers, storage, logger);
+  const preflightResponder = new PreflightResponder(storage, logger);
+  const preflight = config.onDemand.preflight === false ? undefined : new Preflight({ ...preflightOptions(config.onDemand.preflight), storage, logger }, preflightResponder);
+  const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
+  let maintainer: Maintainer | undefined;
+  const manager = new CertificateManager({
+    storage,
+    issuer: issuers[0]!.production,
+    issuers,
+    budgets,
+    ...(preflight ? { preflight } : {}),
+    retry: { delaysMs: config.acme.retry.delays, thenEveryMs: config.acme.retry.then, giveUpAfterMs: config.acme.retry.giveUpAfter },
+    policy: policy.policy,
+    cache,
+    logger,
+    maxConcurrentIssuances: config.onDemand.maxConcurrentIssuances,
+    maxQueuedIssuances: config.onDemand.limits.maxQueuedIssuances,
+    deniedTtlMs: config.onDemand.askDenyCacheTtl,
+    issueLockTtlMs: config.acme.lockTtl,
+    issueLockWaitMs: config.acme.timeout * 2,
+    limits: policy.limits,
+    maxNameEntries: config.onDemand.limits.unknownNameCache,
+    // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
+    onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
+  });
+  // Every instance's memory follows what any of them renews, replaces or deletes.
+  const cacheSync = new CacheSync({ cache, manager, logger });
+  await cacheSync.attach(deps.bus);
+  stack.defer(() => cacheSync.close());
+  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, storage, logger);
+  forgetOnBindingChange(policy, manager, cache);
+  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, maintainer, http01, tlsAlpn, preflightResponder };
+}
+
+/** Each issuer with its roots read (top-level acme.trustedRoots are already merged in by the schema). */
+async function issuerSpecs(config: Config) {
+  const readRoots = (files: string[]) =>
+    Promise.all(
+      files.map((file) =>
+        readFile(file, 'utf8').catch((err: Error) => {
+          throw new Error(`acme.trustedRoots: cannot read ${file}: ${err.message}`, { cause: err });
+        }),
+      ),
+    );
+  return Promise.all(config.acme.issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
+}
+
+/** Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only. */
+function rateBudgets(config: Config, issuers: IssuerList, storage: Storage, logger: Logger): RateBudgets {
+  const share = config.onDemand.limits.budgetShare;
+  if (config.acme.budgets) return new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger, Date.now, undefined, share);
+  const letsEncrypt = new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca));
+  return new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, letsEncrypt, share);
+}
+
+function budgetsFromConfig(b: NonNullable<Config['acme']['budgets']>): BudgetsConfig {
+  const limit = (x: { limit: number; window: number }) => ({ limit: x.limit, windowMs: x.window });
+  return {
+    newOrders: limit(b.newOrders),
+    certificatesPerDomain: limit(b.certificatesPerDomain),
+    duplicates: limit(b.duplicates),
+    failedAuthorizations: limit(b.failedAuthorizations),
+  };
+}
+
+function preflightOptions(section: Exclude<Config['onDemand']['preflight'], false>) {
+  return { resolvers: section.resolvers, httpPort: section.httpPort, timeoutMs: section.timeout };
+}
+
+function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, storage: Storage, logger: Logger): Maintainer {
+  return new Maintainer(config.renewal, {
+    storage,
+    manager,
+    policy: policy.policy,
+    // ARI windows are asked of the issuer that issued each certificate.
+    issuers: issuers.map((i) => i.production),
+    ...(config.acme.profile ? { profile: config.acme.profile } : {}),
+    logger,
+  });
+}
+
+/** A binding changed (here or on another instance): decide afresh at the next handshake. */
+function forgetOnBindingChange({ registry, policy }: PolicyPart, manager: CertificateManager, cache: CertificateCache): void {
+  registry.onChange((change) => {
+    policy.forget(change.name);
+    manager.forgetDecision(change.name);
+    // Disabled: stop serving it at once (the handshake path then refuses to cache it again).
+    if (change.type === 'domain-bound' && change.binding.status === 'disabled') cache.delete(change.name);
+  });
+}

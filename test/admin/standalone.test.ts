@@ -1,0 +1,137 @@
+// The admin API started on its own (issue 14): a file storage in a temp dir, a domain registry
+// and a certificate manager with a stand-in issuer, no gateway, no listeners, no Redis, no CA.
+// Bindings, issuance through the manager, certificate status and deletion, readiness, auth.
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
+import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
+import { startAdminServer, type AdminServer } from '../../src/admin/server.ts';
+import type { AdminConfig } from '../../src/config/schema.ts';
+import { silentLogger } from '../../src/log.ts';
+import { OnDemandPolicy } from '../../src/policy/policy.ts';
+import { DomainRegistry } from '../../src/policy/registry.ts';
+import { UpstreamAllowList } from '../../src/proxy/upstream-allow.ts';
+import { FileStorage } from '../../src/storage/file/store.ts';
+import { CertificateCache } from '../../src/tls/cache.ts';
+import { CertificateManager } from '../../src/issuance/manager.ts';
+import { adminCall } from '../support/admin.ts';
+import { onDemandSection, parse } from '../support/config.ts';
+import { tmpDir } from '../support/tmp.ts';
+
+const TOKEN = 'standalone-token-0123456789';
+const LOOPBACK = { host: '127.0.0.1', port: 0 };
+
+/** Issues self-signed certificates at once; remembers what it was asked for. */
+class StandInIssuer {
+  readonly ca = 'stand-in-ca';
+  readonly directory = 'https://ca.test/dir';
+  readonly calls: string[] = [];
+  async issue(domain: string): Promise<IssuedCertificate> {
+    this.calls.push(domain);
+    const { certPem, keyPem } = await createSelfSignedCertificate(domain, { days: 30 });
+    return { certPem, keyPem, keyType: 'ecdsa-p256', challenge: 'http-01', orderUrl: `https://ca.test/order/${domain}` };
+  }
+}
+
+/** The admin section as the schema outputs it, `raw` over the defaults. */
+const adminSection = (raw: Record<string, unknown> = {}): AdminConfig => parse({ admin: raw }).admin;
+
+async function standalone(t: TestContext, admin: AdminConfig = adminSection({ token: TOKEN }), extra: { listenersUp?: () => boolean } = {}) {
+  const storage = await FileStorage.open(await tmpDir(t, 'certgate-admin-'));
+  const logger = silentLogger();
+  const registry = new DomainRegistry({ storage, logger });
+  const policy = new OnDemandPolicy(onDemandSection({ registry: true }), { logger, registry });
+  const issuer = new StandInIssuer();
+  const cache = new CertificateCache(100);
+  const manager = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger, maxConcurrentIssuances: 2 });
+  const server: AdminServer = await startAdminServer(LOOPBACK, admin, {
+    storage,
+    registry,
+    manager,
+    cache,
+    events: manager.events,
+    logger,
+    upstreamAllow: new UpstreamAllowList({}),
+    ...extra,
+  });
+  t.after(async () => {
+    await server.close();
+    await registry.close();
+    await storage.close();
+  });
+  return { server, issuer, cache };
+}
+
+describe('admin API without a gateway', () => {
+  test('bind a name, issue through the manager, read its status, unbind it (the certificate goes too)', async (t) => {
+    const { server, issuer } = await standalone(t);
+    const call = (method: string, path: string, body?: unknown) => adminCall(server.port, method, path, { token: TOKEN, ...(body === undefined ? {} : { body }) });
+
+    assert.equal((await call('PUT', '/v1/domains/shop.example.com', { tenant: 't1' })).status, 201);
+    const binding = await call('GET', '/v1/domains/shop.example.com');
+    assert.equal(binding.status, 200);
+    assert.equal((binding.json as { tenant: string }).tenant, 't1');
+    assert.equal((await call('GET', '/v1/certificates/shop.example.com')).status, 404);
+
+    const issued = await call('POST', '/v1/domains/shop.example.com/issue');
+    assert.equal(issued.status, 200, issued.body);
+    assert.deepEqual(issuer.calls, ['shop.example.com']);
+    const status = await call('GET', '/v1/certificates/shop.example.com');
+    assert.equal(status.status, 200);
+    assert.equal((status.json as { ca: string; names: string[] }).ca, 'stand-in-ca');
+    assert.deepEqual((status.json as { names: string[] }).names, ['shop.example.com']);
+
+    // An unbound name: the registry-only policy denies it, and the CA is never asked.
+    assert.equal((await call('POST', '/v1/domains/other.example.com/issue')).status, 403);
+    assert.deepEqual(issuer.calls, ['shop.example.com']);
+
+    assert.equal((await call('DELETE', '/v1/domains/shop.example.com')).status, 204);
+    assert.equal((await call('GET', '/v1/domains/shop.example.com')).status, 404);
+    assert.equal((await call('GET', '/v1/certificates/shop.example.com')).status, 404);
+  });
+
+  test('the token is required (401 with a challenge); health is open; readiness asks storage and listenersUp', async (t) => {
+    let up = true;
+    const { server } = await standalone(t, adminSection({ token: TOKEN }), { listenersUp: () => up });
+    const denied = await adminCall(server.port, 'GET', '/v1/domains');
+    assert.equal(denied.status, 401);
+    assert.match(String(denied.headers['www-authenticate']), /^Bearer/);
+    assert.equal((await adminCall(server.port, 'GET', '/v1/domains', { token: TOKEN })).status, 200);
+    assert.equal((await adminCall(server.port, 'GET', '/healthz')).status, 200);
+    assert.equal((await adminCall(server.port, 'GET', '/readyz')).status, 200);
+    up = false;
+    const notReady = await adminCall(server.port, 'GET', '/readyz');
+    assert.equal(notReady.status, 503);
+    assert.match(notReady.body, /listeners are not up/);
+  });
+
+  test('admin.maxEventClients from the admin section caps the event streams (503 over it)', async (t) => {
+    const { server } = await standalone(t, adminSection({ token: TOKEN, maxEventClients: 1 }));
+    const first = await openStream(server.port);
+    t.after(() => first.destroy());
+    const second = await adminCall(server.port, 'GET', '/v1/events', { token: TOKEN });
+    assert.equal(second.status, 503);
+    assert.match(second.body, /admin\.maxEventClients \(1\)/);
+  });
+
+  test('a non-loopback address without a token is refused before anything listens', async () => {
+    const logger = silentLogger();
+    await assert.rejects(
+      startAdminServer({ host: '0.0.0.0', port: 0 }, adminSection(), { logger } as unknown as Parameters<typeof startAdminServer>[2]),
+      /not a loopback address, and there is no admin token/,
+    );
+  });
+});
+
+/** Opens GET /v1/events and resolves once its headers arrived (the stream counts as a client). */
+async function openStream(port: number): Promise<import('node:http').IncomingMessage> {
+  const { request } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v1/events', headers: { authorization: `Bearer ${TOKEN}` }, agent: false }, (res) => {
+      assert.equal(res.statusCode, 200);
+      resolve(res);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
