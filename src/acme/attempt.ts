@@ -4,7 +4,7 @@
 //      after another authorization failed): the attempt ends at once, the step is left to settle
 //   2. logs `acme <step>` with domain, step, ca, ms and totalMs, or `acme <step> failed`
 //   3. puts the step's domain on an AcmeError that lacks one (or names the whole order)
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { AcmeError, LocalErrorType } from './plumbing/errors.ts';
 
 /** The bounds of an attempt. */

@@ -5,7 +5,7 @@
 // It keeps one transport (connection and nonce pool) and directory for the CA, and the account:
 // created once, stored, reused by every process on the same storage.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { caIdFromDirectory, keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Lazy } from '../util/lazy.ts';

@@ -1,7 +1,7 @@
 // The ordered list of CAs certificates may come from (`acme.issuers`), each optionally with a
 // staging directory used to re-validate a name after a production failure, and the rules that
 // say what an ACME failure means for the retry logic.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { ChallengeSolver } from './authorize.ts';
 import { AcmeIssuer, type IssuedCertificate, type IssueOptions } from './issuer.ts';

@@ -6,7 +6,7 @@
 //   5. download the chain
 // One deadline and one AbortSignal cover all steps (attempt.ts); each step logs one JSON line
 // with domain, step, ca and ms.
-import { silentLogger, type Logger } from '../log.ts';
+import { silentLogger, type Logger } from '../util/log.ts';
 import { Attempt } from './attempt.ts';
 import { authorizeAll, type ChallengeSolver } from './authorize.ts';
 import type { AcmeAccount } from './plumbing/account.ts';

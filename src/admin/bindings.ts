@@ -2,7 +2,7 @@
 // out of src/policy/registry.ts so gateway workers that do not run the admin API never load zod.
 import { z } from 'zod';
 import { BINDING_STATUSES } from '../policy/registry.ts';
-import { parseUpstream } from '../proxy/routes.ts';
+import { parseUpstream } from '../net/upstream.ts';
 
 /** The body of PUT /v1/domains/{name}. Unknown fields are errors, so typos never pass silently. */
 export const bindingInputSchema = z.strictObject({

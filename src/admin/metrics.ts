@@ -17,7 +17,7 @@
 // smallest; `certgate_metrics_workers_reporting` and `_missing` say how many processes the answer
 // covers and how many did not answer in time.
 import type * as PromClient from 'prom-client';
-import type { CertificateEvent, CertificateEvents } from '../events.ts';
+import type { CertificateEvent, CertificateEvents } from '../issuance/events.ts';
 import type { LimitScope } from '../issuance/limits.ts';
 import type { ProxiedResponse } from '../proxy/proxy.ts';
 import type { CertificateCache } from '../tls/cache.ts';

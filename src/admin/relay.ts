@@ -4,8 +4,8 @@
 // issuances then show up too; on Redis, every instance's do, each tagged with `instance`.
 // Delivery is at most once, like the bus: the stream is for watching, not an audit log.
 import { hostname } from 'node:os';
-import type { CertificateEvent, CertificateEvents } from '../events.ts';
-import type { Logger } from '../log.ts';
+import type { CertificateEvent, CertificateEvents } from '../issuance/events.ts';
+import type { Logger } from '../util/log.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { channel, withStringField, type Channel } from '../util/channel.ts';
 

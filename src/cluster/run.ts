@@ -1,6 +1,6 @@
 // Runs one gateway process (a single process, or one cluster worker) until SIGTERM/SIGINT.
 import type { LoadedConfig } from '../config/load.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type * as Server from '../gateway/index.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 

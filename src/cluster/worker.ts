@@ -1,7 +1,7 @@
 // A cluster worker's start: it takes the config the primary already read and validated (over
 // the IPC channel) instead of parsing the command line and the config file again, so it never
 // loads commander, yaml or zod; it loads the gateway's modules while the config is on its way.
-import { createLogger } from '../log.ts';
+import { createLogger } from '../util/log.ts';
 import { runGateway } from './run.ts';
 import { requestConfig } from './workers.ts';
 

@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { MetricsSnapshot, PeerSnapshots } from '../admin/metrics.ts';
 import type { LoadedConfig } from '../config/load.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
 
 /** How many gateway processes `workers` asks for (`auto`: one per CPU the process may use). */

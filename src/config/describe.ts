@@ -7,7 +7,7 @@
 //   3. wildcardWarnings    one line per distinct `*.` pattern: it meant any depth before issue 13
 //   4. redactSecrets       a copy with every secret replaced by "[redacted]"
 //   5. formatValidation    the whole `certgate validate` output: 2 and 3 as text, then 4 as JSON
-import { splitPattern } from '../policy/patterns.ts';
+import { splitPattern } from '../net/patterns.ts';
 import type { Config } from './schema.ts';
 
 /** What validate prints in place of a secret. */

@@ -3,10 +3,10 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
-import { isValidPattern } from '../policy/patterns.ts';
-import { parseCidr } from '../proxy/upstream-allow.ts';
-import { normalizeDomainName } from '../tls/names.ts';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from '../tls/settings.ts';
+import { isValidPattern } from '../net/patterns.ts';
+import { parseCidr } from '../net/cidr.ts';
+import { normalizeDomainName } from '../net/names.ts';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
 
 /** The default ACME directory when neither acme.directory nor acme.issuers is set. */
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';

@@ -12,7 +12,7 @@ import { GatewayMetrics, wireMetrics, type MetricsSnapshot, type PeerSnapshots }
 import { relayEvents } from '../admin/relay.ts';
 import type { AdminServer, MetricsSource } from '../admin/server.ts';
 import type { Config, ListenAddress } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { renewalTime } from '../maintain/timing.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import type { Storage } from '../storage/storage.ts';

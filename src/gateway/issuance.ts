@@ -12,7 +12,7 @@ import type { AcmeIssuer } from '../acme/issuer.ts';
 import { createIssuers } from '../acme/issuers.ts';
 import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Config } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { Maintainer } from '../maintain/maintainer.ts';
 import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../issuance/budgets.ts';
 import { Preflight, PreflightResponder } from '../issuance/preflight.ts';

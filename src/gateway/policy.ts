@@ -6,7 +6,7 @@
 //   4. the abuse limits (`onDemand.limits`): token buckets per client and per process
 // Each piece takes its config section as parsed; the registry leaves the bus on close.
 import type { Config } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { DnsOwnershipCheck } from '../policy/dns.ts';
 import { IssuanceLimits, type LimitScope } from '../issuance/limits.ts';
 import { OnDemandPolicy } from '../policy/policy.ts';

@@ -5,7 +5,7 @@
 //
 // Storage:  retry/names/<domain>   NameRetryState (JSON)
 //           retry/cas/<ca>         CaPause (JSON)
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 

@@ -14,7 +14,7 @@
 //
 // Storage:  budgets/<ca>/<budget>/<scope>                     JSON array of ms timestamps inside the window
 //           budgets/<ca>/<budget>-per-client/<scope>/<client>  the same, for one client address
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { commonJsExports } from '../util/commonjs.ts';

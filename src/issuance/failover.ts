@@ -6,8 +6,8 @@
 // the CA that issued the replaced certificate (RFC 9773 §5: another CA would refuse the order).
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
 import { caPauseOf, isFailedAuthorization, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
-import type { CertificateEvents } from '../events.ts';
-import type { Logger } from '../log.ts';
+import type { CertificateEvents } from './events.ts';
+import type { Logger } from '../util/log.ts';
 import { StorageError, storageErrorIn } from '../storage/storage.ts';
 import type { NameRetryState, RetryState } from './backoff.ts';
 import type { RateBudgets } from './budgets.ts';

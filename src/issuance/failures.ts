@@ -2,7 +2,7 @@
 // failures, kept across restarts) with a memory in front of it, so a name in backoff costs no
 // storage read per handshake until its retryAt. A failure storage could not take (it was down)
 // is kept in memory only, marked MEMORY_ONLY_RECORD, and still backs the name off here.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { StorageError } from '../storage/storage.ts';
 import { LruCache } from '../util/lru.ts';
 import { backoffDelay, type NameRetryState, type RetrySchedule, type RetryState } from './backoff.ts';

@@ -6,7 +6,7 @@
 //   4. the name's backoff after failures (shared through storage);
 //   5. the pre-flight self-check (does the name reach us?), when configured.
 // The manager asks storage between 1 and 2: a stored certificate is served without the rest.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import { LruCache } from '../util/lru.ts';
 import type { NameFailures } from './failures.ts';

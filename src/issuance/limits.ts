@@ -5,7 +5,7 @@
 // take the same tokens before their storage lookup (src/tls/handshake.ts step 2). Rejections
 // are logged at most once per interval, with a count.
 import type { LimitsConfig } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { KeyedTokenBuckets, TokenBucket } from '../util/ratelimit.ts';
 
 /** Which bucket refused: the client address's, or the process's. */

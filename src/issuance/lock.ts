@@ -6,7 +6,7 @@
 //      given back while we wait for that lock, then we go back to step 1 unless step 3 ends it;
 //   3. storage again: what another process stored meanwhile may end it (the caller decides);
 //   4. the work, with the lock refreshed throughout (keepLockAlive) and both released after.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import { keepLockAlive, type Lock, type Storage } from '../storage/storage.ts';
 import type { IssuanceQueue } from './queue.ts';

@@ -13,8 +13,8 @@
 // A renewal (renew) skips 2-4 but for the backoff; an admin renewal skips the backoff too.
 import type { IssuerChoice, CertificateIssuer } from '../acme/issuers.ts';
 import { issuersKey } from '../acme/issuers.ts';
-import { CertificateEvents } from '../events.ts';
-import type { Logger } from '../log.ts';
+import { CertificateEvents } from './events.ts';
+import type { Logger } from '../util/log.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { Storage } from '../storage/storage.ts';
 import { LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from './backoff.ts';

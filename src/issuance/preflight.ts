@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Resolver } from 'node:dns/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';

@@ -3,7 +3,7 @@
 // low-priority work (renewals) never delays high-priority work (a new customer's first request).
 // IssuanceQueue puts it to the manager's use: on-demand waiters are bounded, renewals and admin
 // work are not.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { IssuanceSkipped } from './errors.ts';
 
 /** Priorities of ACME work: higher goes first. */

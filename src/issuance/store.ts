@@ -7,7 +7,7 @@ import { parseCertificate } from '../acme/x509.ts';
 import { indexCertificate } from './renewal-index.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, retryStorageErrors, type Storage } from '../storage/storage.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 
 /** meta.json beside a stored chain: informational (status, renewal index), never served. */
 export interface CertificateMeta {

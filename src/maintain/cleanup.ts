@@ -6,7 +6,7 @@
 //   - file storage: lock files whose holder died (expired and never released) are removed by
 //     taking the lock over and releasing it, the storage's own safe path. Redis locks expire by
 //     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { loadCertificate } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';

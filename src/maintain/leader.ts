@@ -2,7 +2,7 @@
 // every third of its expiry; the others try to take it at the same pace. A holder that dies
 // (kill -9, lost machine) stops refreshing and another takes over within the lock expiry; a
 // holder that cannot refresh (lost the lock, storage down) steps down at once.
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { Lock, Storage } from '../storage/storage.ts';
 
 /** The storage lock to hold (`lockName`, `ttlMs`) and what to call on winning and losing it. */

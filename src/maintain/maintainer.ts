@@ -4,7 +4,7 @@
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Config } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { CertificateBundle, CertificateMeta } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import { ariCertId, nextFetchAt, pickInWindow } from '../acme/plumbing/ari.ts';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE } from '../issuance/backoff.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { PolicyDecision } from '../policy/policy.ts';
 import { loadCertificate, type CertificateBundle } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';

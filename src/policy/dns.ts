@@ -10,7 +10,7 @@
 import type { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { DnsCheckConfig, LimitsConfig } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { LruCache } from '../util/lru.ts';
 import { answerOf, createResolver } from './resolver.ts';
 

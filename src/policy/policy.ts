@@ -7,10 +7,10 @@
 // the sources say who may have a certificate, DNS says whether it can be validated now.
 import { undici } from '../util/undici.ts';
 import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { LruCache } from '../util/lru.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
-import { HostPatternSet } from './patterns.ts';
+import { HostPatternSet } from '../net/patterns.ts';
 
 /**
  * The answer to "may this name have a certificate?": allowed, and by which source, or denied and why.

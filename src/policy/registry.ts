@@ -12,12 +12,12 @@
 // As a policy source (`onDemand.registry: true`) the registry allows an active binding, denies a
 // disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
 // As a route source, an active binding's upstream routes that host.
-import type { Logger } from '../log.ts';
-import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../proxy/routes.ts';
+import type { Logger } from '../util/log.ts';
+import { parseUpstream, type UpstreamTarget } from '../net/upstream.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
-import { normalizeDomainName, normalizeServerName } from '../tls/names.ts';
+import { normalizeDomainName, normalizeServerName } from '../net/names.ts';
 import { channel, withStringField, type Channel } from '../util/channel.ts';
 import { LruCache } from '../util/lru.ts';
 
@@ -100,9 +100,10 @@ export const registryKey = keys.registryDomain;
 
 /**
  * The registry of the header. Changes go to storage first, then to every instance (attachBus);
- * reads are answered from memory within the TTLs. close() stops following the bus.
+ * reads are answered from memory within the TTLs. close() stops following the bus. Its lookup()
+ * is what the proxy's DynamicRoutes asks (matched by shape: policy/ does not import proxy/).
  */
-export class DomainRegistry implements DynamicRoutes {
+export class DomainRegistry {
   readonly #storage: Storage;
   readonly #logger: Logger;
   readonly #cache: LruCache<string, CacheEntry>;

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
 import type { ProxyConfig } from '../config/schema.ts';
-import { createAccessLog, type AccessLog, type Logger } from '../log.ts';
+import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';

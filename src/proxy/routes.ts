@@ -3,7 +3,10 @@
 // patterns, so the cost does not depend on the number of routes.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
-import { HostPatternMap, splitPattern } from '../policy/patterns.ts';
+import { HostPatternMap, splitPattern } from '../net/patterns.ts';
+import { parseUpstream, type UpstreamTarget } from '../net/upstream.ts';
+
+export { parseUpstream, type UpstreamTarget };
 
 /** One `proxy.routes[]` entry: hosts (exact or wildcard) and the upstream they go to. */
 export interface ProxyRoute {
@@ -16,18 +19,6 @@ export interface ProxyRoute {
   upstream: string;
 }
 
-/** A parsed upstream origin; one shared instance per origin in a table. */
-export interface UpstreamTarget {
-  /** Normalised origin, e.g. 'http://127.0.0.1:8080' (the default port is dropped). */
-  readonly origin: string;
-  readonly secure: boolean;
-  /** Host name or IP to connect to, IPv6 without brackets. */
-  readonly hostname: string;
-  readonly port: number;
-  /** TLS server name (SNI) for https upstreams: the host name, or undefined for IP literals. */
-  readonly servername: string | undefined;
-}
-
 /**
  * Per-host upstreams that change at run time (the domain registry). A match here wins over the
  * configured routes: it names one exact host, set by the platform for that customer. undefined:
@@ -36,38 +27,6 @@ export interface UpstreamTarget {
  */
 export interface DynamicRoutes {
   lookup(host: string): UpstreamTarget | undefined | Promise<UpstreamTarget | undefined>;
-}
-
-/** Parse and validate an upstream URL. Throws a descriptive Error when it is not usable. */
-export function parseUpstream(upstream: string): UpstreamTarget {
-  let url: URL;
-  try {
-    url = new URL(upstream);
-  } catch {
-    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: not a URL`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: scheme must be http or https`);
-  }
-  if (url.username !== '' || url.password !== '') {
-    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: credentials are not supported`);
-  }
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
-    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: must be an origin without path or query`);
-  }
-  if (url.hostname === '') {
-    throw new Error(`invalid upstream ${JSON.stringify(upstream)}: missing host`);
-  }
-  const secure = url.protocol === 'https:';
-  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
-  return {
-    origin: url.origin,
-    secure,
-    hostname,
-    port,
-    servername: isIP(hostname) === 0 ? hostname : undefined,
-  };
 }
 
 /**
@@ -152,7 +111,7 @@ export class RouteTable {
     for (const route of routes) {
       const target = intern(route.upstream);
       for (const pattern of route.hosts) {
-        // `*.suffix`: one label below it; `**.suffix`: any depth (src/policy/patterns.ts).
+        // `*.suffix`: one label below it; `**.suffix`: any depth (src/net/patterns.ts).
         const { kind, rest } = splitPattern(pattern);
         const name = normalizeConfiguredName(rest);
         if (name === '' || (kind !== 'exact' && name.startsWith('['))) {

@@ -25,7 +25,7 @@ import { connect as netConnect, type LookupFunction, type Socket } from 'node:ne
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { classifyUpstreamError, errorCode, failureBody } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget } from './headers.ts';
 import { normalizeHost, type UpstreamTarget } from './routes.ts';

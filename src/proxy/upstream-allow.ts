@@ -13,30 +13,13 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOneOptions } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { parseCidr } from '../net/cidr.ts';
 
 /** The error code of a connection refused by the allow-list (src/proxy/errors.ts maps it to 502). */
 export const UPSTREAM_NOT_ALLOWED = 'UPSTREAM_NOT_ALLOWED';
 
 /** Ranges registry upstreams may not point at when `proxy.upstreamAllow` is unset. */
 export const DEFAULT_DENIED = ['127.0.0.0/8', '::1/128', '169.254.0.0/16', 'fe80::/10', '0.0.0.0/8', '::/128', 'fd00:ec2::254/128'];
-
-/** A parsed CIDR ('10.0.0.0/8', '2001:db8::/32'; a bare address is a /32 or /128). */
-export interface Cidr {
-  address: string;
-  prefix: number;
-  family: 'ipv4' | 'ipv6';
-}
-
-/** Parse a CIDR or a bare IP address; undefined when it is neither. */
-export function parseCidr(text: string): Cidr | undefined {
-  const [address = '', prefixText, ...rest] = text.trim().split('/');
-  const version = isIP(address);
-  if (version === 0 || rest.length > 0) return undefined;
-  const max = version === 4 ? 32 : 128;
-  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return undefined;
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
-}
 
 /** '::ffff:127.0.0.1' → '127.0.0.1' (an IPv4-mapped address reaches the IPv4 host). */
 function plainAddress(address: string): string {

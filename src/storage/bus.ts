@@ -6,7 +6,7 @@
 // RedisStorage implements it with Redis pub/sub; LocalBus is the in-process version for file
 // storage in a single process (and for tests).
 
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 
 /** Broadcast between the gateway instances on one storage. Delivery is best-effort (at most once): a message sent while an instance is disconnected never reaches it, so whatever a message invalidates must also expire on its own. */
 export interface ClusterBus {

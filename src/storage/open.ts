@@ -1,7 +1,7 @@
 // Opens the configured storage. Redis is loaded only when configured; it doubles as the
 // cluster bus (pub/sub) for every instance on it.
 import type { Config } from '../config/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { ClusterBus } from './bus.ts';
 import { FileStorage } from './file/store.ts';
 import type { Storage } from './storage.ts';

@@ -1,8 +1,8 @@
-// The storage interface every backend implements (file now, Redis next). Keys are
+// The storage interface every backend implements (file/ and redis/ below this folder). Keys are
 // '/'-separated paths such as `certificates/<ca>/<domain>/cert.pem`; backends map them to
 // their own layout but must keep them readable by a human.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 
 /** Options of Storage.put. */
 export interface PutOptions {

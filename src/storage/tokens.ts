@@ -7,7 +7,7 @@
 // Redis connection is still reconnecting (commands fail at once meanwhile), a 500 fails the
 // authorization and the name goes into backoff for a storage blip, not a CA problem.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from './storage.ts';
 
 /**

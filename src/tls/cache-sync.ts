@@ -5,7 +5,7 @@
 import { isUsable } from '../issuance/store.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
 import type { CacheInvalidation, CertificateMemory } from '../issuance/memory.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
 import { channel, withStringField, type Channel } from '../util/channel.ts';

@@ -17,11 +17,11 @@
 //        serves the stored certificate again, no new order).
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { IssuanceLimits } from '../issuance/limits.ts';
 import type { CertificateCache } from './cache.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
-import { normalizeServerName } from './names.ts';
+import { normalizeServerName } from '../net/names.ts';
 
 /** The ALPN protocol a CA offers when it validates a tls-alpn-01 challenge (RFC 8737). */
 export const ACME_TLS_ALPN = 'acme-tls/1';

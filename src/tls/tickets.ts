@@ -5,7 +5,7 @@
 // Node takes a single ticket key, so tickets from the previous period fall back to a full
 // handshake once — the price of rotation.
 import { hkdfSync, randomBytes } from 'node:crypto';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { AcmeIssuer } from '../../src/acme/issuer.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { parseConfig } from '../../src/config/load.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { adminCall, type AdminResult } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { register as globalRegistry } from 'prom-client';
 import { GatewayMetrics, wireMetrics } from '../../src/admin/metrics.ts';
-import { CertificateEvents } from '../../src/events.ts';
+import { CertificateEvents } from '../../src/issuance/events.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';

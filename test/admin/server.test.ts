@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { registryKey, type DomainBinding } from '../../src/policy/registry.ts';
 import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';

@@ -7,7 +7,7 @@ import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { startAdminServer, type AdminServer } from '../../src/admin/server.ts';
 import type { AdminConfig } from '../../src/config/schema.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { DomainRegistry } from '../../src/policy/registry.ts';
 import { UpstreamAllowList } from '../../src/proxy/upstream-allow.ts';

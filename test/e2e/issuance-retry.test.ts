@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CertificateEvent } from '../../src/events.ts';
+import type { CertificateEvent } from '../../src/issuance/events.ts';
 import { peerCertificate } from '../support/clients.ts';
 import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startGateway } from '../../src/gateway/index.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { LocalBus, type ClusterBus } from '../../src/storage/bus.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { parse } from '../support/config.ts';

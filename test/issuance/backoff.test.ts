@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState } from '../../src/issuance/backoff.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 
 const MIN = 60_000;

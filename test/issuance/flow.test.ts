@@ -15,7 +15,7 @@ import type { IssuedCertificate, IssueOptions } from '../../src/acme/issuer.ts';
 import { SOLVER_ERROR } from '../../src/acme/authorize.ts';
 import type { CertificateIssuer, IssuerChoice } from '../../src/acme/issuers.ts';
 import type { RetrySchedule } from '../../src/issuance/backoff.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { LETS_ENCRYPT_BUDGETS, RateBudgets } from '../../src/issuance/budgets.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { IssuanceLimits } from '../../src/issuance/limits.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { KeyedTokenBuckets, TokenBucket } from '../../src/util/ratelimit.ts';
 import { capturingLogger } from '../support/log-lines.ts';
 

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { saveCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';

@@ -4,7 +4,7 @@
 // entry deletes nothing; stale challenge answers go; and no pass lists every certificate.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { Cleanup } from '../../src/maintain/cleanup.ts';
 import { Maintainer } from '../../src/maintain/maintainer.ts';
 import { deleteCertificate, loadCertificate } from '../../src/issuance/store.ts';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CertificateIssuer } from '../../src/acme/issuers.ts';
 import { ariCertId, type RenewalWindow } from '../../src/acme/plumbing/ari.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { Maintainer } from '../../src/maintain/maintainer.ts';
 import { loadCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';

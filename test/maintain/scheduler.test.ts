@@ -3,7 +3,7 @@
 // schedule; without one (a spent budget, a paused CA) the scheduler's own schedule applies.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { renewalKeyOf, type RenewalEntry } from '../../src/issuance/renewal-index.ts';
 import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { DnsCheckConfig } from '../../src/config/schema.ts';
 import { DnsOwnershipCheck } from '../../src/policy/dns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
-import { silentLogger, type Logger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { capturingLogger } from '../support/log-lines.ts';
 import { startPebbleOnFreePorts, type MockDns, type PebbleHandle } from '../support/pebble.ts';
 import { onDemandSection } from '../support/config.ts';

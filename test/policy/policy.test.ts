@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger } from '../../src/log.ts';
-import { HostPatternSet } from '../../src/policy/patterns.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import { HostPatternSet } from '../../src/net/patterns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { onDemandSection } from '../support/config.ts';
 

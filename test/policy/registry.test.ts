@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { bindingInputSchema } from '../../src/admin/bindings.ts';
 import { DomainRegistry, InvalidDomainError, registryKey, type RegistryChange } from '../../src/policy/registry.ts';

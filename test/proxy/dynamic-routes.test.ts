@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { parseUpstream, ReverseProxy, type UpstreamTarget } from '../../src/proxy/proxy.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 import { send, startFront } from './helpers.ts';

@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { pino } from 'pino';
-import type { Logger } from '../../src/log.ts';
+import type { Logger } from '../../src/util/log.ts';
 import type { TestContext } from 'node:test';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { ReverseProxy, type ProxyDeps, type ProxySection } from '../../src/proxy/proxy.ts';
 import { decodeFrames, encodeFrame, startUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../support/upstream.ts';
 

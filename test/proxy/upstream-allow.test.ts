@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { parseUpstream, type DynamicRoutes, type UpstreamTarget } from '../../src/proxy/proxy.ts';
-import { parseCidr, UpstreamAllowList } from '../../src/proxy/upstream-allow.ts';
+import { parseCidr } from '../../src/net/cidr.ts';
+import { UpstreamAllowList } from '../../src/proxy/upstream-allow.ts';
 import { echoHandler, webSocketEcho, type FakeUpstream } from '../support/upstream.ts';
 import { captureLogs, handshake, proxied, readAll, send, upstream, webSocketRoundTrip } from './helpers.ts';
 

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { ConnectionTimeoutError, createClient } from 'redis';
 
-import { silentLogger, type Logger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { LocalBus } from '../../src/storage/bus.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { hasHashTag, resolveRedisOptions, type RedisStorageOptions } from '../../src/storage/redis/options.ts';

@@ -10,7 +10,7 @@
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import type { LockOptions, Storage } from '../../src/storage/storage.ts';

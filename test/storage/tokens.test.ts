@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Http01Solver, HTTP01_PREFIX, TlsAlpn01Solver } from '../../src/acme/solvers.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { keys } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import { retryStorageErrors, StorageError, type Storage } from '../../src/storage/storage.ts';

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
-import { silentLogger, type Logger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../../src/util/log.ts';
 import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { keys } from '../../src/storage/keys.ts';

@@ -12,7 +12,7 @@ import type { AcmeIssuer, IssuedCertificate } from '../../src/acme/issuer.ts';
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { CertificateManager } from '../../src/issuance/manager.ts';
 import { saveCertificate } from '../../src/issuance/store.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { LocalBus } from '../../src/storage/bus.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { connect, createSecureContext, createServer, type SecureContext, type TLSSocket } from 'node:tls';
 import { createSelfSignedCertificate } from '../../src/acme/x509.ts';
 import { TlsAlpn01Solver } from '../../src/acme/solvers.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { IssuanceLimits } from '../../src/issuance/limits.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';

@@ -2,7 +2,7 @@
 // one (capped), else from `pollInitialMs` (250 ms) growing ×1.5 up to `pollMaxMs`. The whole wait
 // has a deadline and honours the caller's AbortSignal; either ends it with an AcmeError naming the
 // step and the domain.
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 import { AcmeError, LocalErrorType } from './errors.ts';
 import { parseRetryAfter, type PollTiming } from './transport.ts';
 

@@ -11,7 +11,7 @@ import type { KeyObject } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { undici } from '../../util/undici.ts';
-import { silentLogger, type Logger } from '../../log.ts';
+import { silentLogger, type Logger } from '../../util/log.ts';
 import { AcmeError, ACME_ERROR, LocalErrorType, type AcmeProblem } from './errors.ts';
 import { signJws } from './jws.ts';
 

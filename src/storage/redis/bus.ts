@@ -5,7 +5,7 @@
 // kept and retried once the connection is back (the listener is silenced at once either way).
 import { ClientOfflineError } from 'redis';
 
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 import { errorMessage } from './connection.ts';
 import type { Driver, PubSubListener, RunCommand } from './drivers.ts';
 

@@ -14,7 +14,7 @@ import {
   TimeoutError,
 } from 'redis';
 
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 
 /** How often to check whether a Sentinel-managed master is reachable again. */
 const PROBE_INTERVAL_MS = 500;

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 import { LOCK_SUFFIX, LOCKS_DIR, lockNameParts } from '../keys.ts';
 import { HeldLock, resolveLockOptions, StorageError, type Lock, type LockOptions } from '../storage.ts';
 import type { RedisSubscriptions } from './bus.ts';

@@ -2,7 +2,7 @@
 // and the time limits, checked before any connection is made. In cluster mode the prefix must
 // carry a hash tag (every key of a deployment in one slot, so one Lua script can touch the value
 // and the index); a prefix without one is wrapped in one (`certgate:` -> `{certgate:}`).
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 import { StorageError } from '../storage.ts';
 
 /** What RedisStorage.connect takes (the `storage.redis` config section plus a logger). Set at most one of url, sentinel, cluster. */

@@ -31,7 +31,7 @@
 
 import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, ErrorReply, type RedisArgument } from 'redis';
 
-import type { Logger } from '../../log.ts';
+import type { Logger } from '../../util/log.ts';
 import { assertValidChannel, deliverSafely, type ClusterBus } from '../bus.ts';
 import { assertReadableKey, assertWritableKey, isLocksPrefix, LOCK_SUFFIX, LOCKS_DIR, splitListPrefix } from '../keys.ts';
 import {

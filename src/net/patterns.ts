@@ -6,7 +6,7 @@
 //   **.customers.example any depth below the suffix (a.customers.example, a.b.customers.example)
 // Neither wildcard matches the suffix itself. Before issue 13 `*.` meant any depth: start-up
 // warns about every `*.` pattern (src/config/describe.ts).
-import { normalizeDomainName } from '../tls/names.ts';
+import { normalizeDomainName } from './names.ts';
 
 /** What a pattern matches: the name itself, one label below it, or any depth below it. */
 export type PatternKind = 'exact' | 'one-label' | 'any-depth';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { domainToASCII, domainToUnicode } from 'node:url';
 import fc from 'fast-check';
-import { normalizeDomainName, normalizeServerName } from '../../src/tls/names.ts';
+import { normalizeDomainName, normalizeServerName } from '../../src/net/names.ts';
 
 const RUNS = { seed: 42, numRuns: 2000 } as const;
 

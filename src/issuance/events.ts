@@ -1,6 +1,6 @@
 // Certificate lifecycle events, in process: hooks, logs, metrics and the admin API's event
 // stream all listen here. Emitting never throws into the emitter: a failing listener is logged.
-import type { Logger } from './log.ts';
+import type { Logger } from '../util/log.ts';
 
 /** A certificate lifecycle event; `at` is when it was emitted (ISO 8601). */
 export type CertificateEvent =

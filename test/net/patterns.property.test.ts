@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { HostPatternMap, HostPatternSet, splitPattern, type PatternKind } from '../../src/policy/patterns.ts';
+import { HostPatternMap, HostPatternSet, splitPattern, type PatternKind } from '../../src/net/patterns.ts';
 
 const RUNS = { seed: 42, numRuns: 400 } as const;
 

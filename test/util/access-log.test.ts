@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { createAccessLog, createLogger } from '../../src/log.ts';
+import { createAccessLog, createLogger } from '../../src/util/log.ts';
 
 let dir: string;
 before(async () => {

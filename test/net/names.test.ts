@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { normalizeDomainName, normalizeServerName } from '../../src/tls/names.ts';
+import { normalizeDomainName, normalizeServerName } from '../../src/net/names.ts';
 
 test('normalises case, trailing dot; valid A-labels pass', () => {
   assert.equal(normalizeServerName('Blog.Alice.COM'), 'blog.alice.com');
