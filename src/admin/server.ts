@@ -278,6 +278,7 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
   const { registry, manager, upstreamAllow } = ctx.deps;
   if (issue) {
     if (method !== 'POST') throw methodNotAllowed('POST');
+    await refuseIfDisabled(ctx, name, 'issue');
     const outcome = await manager.obtain(name);
     if (outcome.kind === 'denied') throw new HttpError(403, `policy denies ${name}: ${outcome.reason}`, 'name');
     if (outcome.kind === 'failed') throw new HttpError(502, `could not obtain a certificate for ${name}: ${outcome.reason}`);
@@ -310,11 +311,22 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
   throw methodNotAllowed('GET, PUT, DELETE');
 }
 
+/**
+ * A disabled binding's certificate is not served (every instance drops it from memory). Issuing
+ * or renewing it would load it into this instance's memory, from where handshakes are answered
+ * without asking again, so both wait until the binding is active again.
+ */
+async function refuseIfDisabled(ctx: AdminContext, name: string, action: 'issue' | 'renew'): Promise<void> {
+  if ((await ctx.deps.registry.get(name))?.status !== 'disabled') return;
+  throw new HttpError(409, `${name} is disabled: set its binding's status to active before you ${action} its certificate`, 'name');
+}
+
 /** Step 5: one stored certificate: its status, a renewal now, or its deletion (and revocation). */
 async function certificateEndpoint(ctx: AdminContext, name: string, renew: boolean, method: string, url: URL, res: ServerResponse): Promise<void> {
   const { manager } = ctx.deps;
   if (renew) {
     if (method !== 'POST') throw methodNotAllowed('POST');
+    await refuseIfDisabled(ctx, name, 'renew');
     const outcome = await manager.renew(name, { reason: 'admin' });
     if (outcome.kind !== 'ready') throw new HttpError(502, `could not renew ${name}: ${outcome.reason}`);
     return send(res, 200, await certificateStatus(ctx, name));

@@ -90,6 +90,27 @@ describe('admin API without a gateway', () => {
     assert.equal((await call('GET', '/v1/certificates/shop.example.com')).status, 404);
   });
 
+  test('a disabled binding is neither issued nor renewed (409): either would serve it again from memory', async (t) => {
+    const { server, issuer, cache } = await standalone(t);
+    const call = (method: string, path: string, body?: unknown) => adminCall(server.port, method, path, { token: TOKEN, ...(body === undefined ? {} : { body }) });
+    assert.equal((await call('PUT', '/v1/domains/off.example.com', {})).status, 201);
+    assert.equal((await call('POST', '/v1/domains/off.example.com/issue')).status, 200);
+    assert.equal((await call('PUT', '/v1/domains/off.example.com', { status: 'disabled' })).status, 200);
+    cache.delete('off.example.com'); // as the bus does on every instance when a binding is disabled
+
+    const issue = await call('POST', '/v1/domains/off.example.com/issue');
+    assert.equal(issue.status, 409, issue.body);
+    assert.match(issue.body, /off\.example\.com is disabled/);
+    const renew = await call('POST', '/v1/certificates/off.example.com/renew');
+    assert.equal(renew.status, 409, renew.body);
+    assert.equal(cache.get('off.example.com'), undefined, 'not back in memory');
+    assert.deepEqual(issuer.calls, ['off.example.com'], 'no second order');
+
+    assert.equal((await call('PUT', '/v1/domains/off.example.com', { status: 'active' })).status, 200);
+    assert.equal((await call('POST', '/v1/domains/off.example.com/issue')).status, 200);
+    assert.deepEqual(issuer.calls, ['off.example.com'], 'active again: served from storage, no order');
+  });
+
   test('the token is required (401 with a challenge); health is open; readiness asks storage and listenersUp', async (t) => {
     let up = true;
     const { server } = await standalone(t, adminSection({ token: TOKEN }), { listenersUp: () => up });
