@@ -83,7 +83,7 @@ describe('admin API end to end: bind, issue, route, pre-issue, events, unbind', 
     assert.equal((await call('PUT', '/v1/domains/disabled.customer.test', { status: 'disabled' })).status, 201);
     const orders = pebble.ordersPlaced();
     assert.equal(await opensslFingerprint(httpsPort, 'disabled.customer.test'), fallback);
-    assert.equal((await call('POST', '/v1/domains/disabled.customer.test/issue')).status, 403);
+    assert.equal((await call('POST', '/v1/domains/disabled.customer.test/issue')).status, 409);
     assert.equal(pebble.ordersPlaced(), orders);
   });
 
