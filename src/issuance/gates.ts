@@ -1,5 +1,5 @@
 // The gates an on-demand attempt passes before an order, cheapest and most telling first:
-//   1. a denial remembered in memory (deniedTtlMs): asked before storage, so a flood of names
+//   1. a denial remembered in memory (onDemand.askDenyCacheTtl): asked before storage, so a flood of names
 //      policy refused costs no storage reads;
 //   2. the abuse limits (onDemand.limits), only for handshakes that would start an issuance;
 //   3. policy: may this name have a certificate? A denial is remembered (step 1);

@@ -22,8 +22,8 @@ export interface IssueLockOptions {
   /**
    * `lockTtl`: the lock's expiry (how soon another instance takes over a name whose issuing
    * process died); refreshed five times per expiry while the work runs, so a slow CA never makes
-   * the holder lose it. `timeout`: one whole order; another process's lock is waited for two of
-   * them (its order, and its storing), then the wait rejects.
+   * the holder lose it. `timeout`: one whole order; another process's lock is waited for at
+   * most twice that, then the wait rejects.
    */
   acme: Pick<AcmeConfig, 'lockTtl' | 'timeout'>;
 }

@@ -103,7 +103,7 @@ export class CertificateManager {
   private readonly retry: RetryState;
   private readonly retryStorage: RetryStorage;
   private readonly invalidationListeners = new Set<(change: CacheInvalidation) => void>();
-  /** Lifecycle events of this manager's work (the one passed in options, or its own). */
+  /** Lifecycle events of this manager's work (the one in deps, or its own). */
   readonly events: CertificateEvents;
 
   /** `config`: the onDemand and acme sections as parsed (ManagerConfig); `deps`: its collaborators. */
