@@ -5,6 +5,7 @@
 // It keeps one transport (connection and nonce pool) and directory for the CA, and the account:
 // created once, stored, reused by every process on the same storage.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
+import type { AcmeConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { caIdFromDirectory, keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -18,21 +19,22 @@ import { Directory } from './plumbing/directory.ts';
 import { AcmeTransport } from './plumbing/transport.ts';
 import { createCsr, generateAccountKey, generateKeyPair, type KeyType } from './x509.ts';
 
-/** One CA's settings (an entry of `acme.issuers`) plus what every issuer shares. */
-export interface AcmeIssuerOptions {
+/** The `acme` settings every issuer shares, as parsed (`timeout`: ms for one whole order). */
+export type SharedAcmeConfig = Pick<AcmeConfig, 'email' | 'keyType' | 'timeout' | 'profile'>;
+
+/** One CA: an `acme.issuers[]` entry as parsed, but with its trusted roots read (PEM contents, not paths). */
+export interface CaSpec {
   directory: string;
-  email?: string;
   /** PEM contents of extra roots trusted for the CA's own TLS endpoint. */
   trustedRoots: string[];
-  eab?: { kid: string; hmac: string };
-  keyType: KeyType;
-  /** In preference order. */
+  eab?: { kid: string; hmac: string } | undefined;
+}
+
+/** What an issuer works with besides its config: the challenge solvers (in preference order), storage, log. */
+export interface AcmeIssuerDeps {
   solvers: ChallengeSolver[];
-  timeoutMs: number;
   storage: Storage;
   logger: Logger;
-  /** acme.profile: default profile of every order (the client drops it when not advertised). */
-  profile?: string;
 }
 
 /** Per-order choices of issue(). */
@@ -73,32 +75,37 @@ export class AcmeIssuer {
   /** Registered once per CA and reused across restarts and processes; a failure is retried at the next use. */
   private readonly account = new Lazy(() => this.loadOrCreateAccount());
 
-  constructor(private readonly opts: AcmeIssuerOptions) {
-    this.directory = opts.directory;
-    this.ca = caIdFromDirectory(opts.directory);
-    this.endpoint = new Directory(new AcmeTransport({ directoryUrl: opts.directory, trustedRoots: opts.trustedRoots, logger: opts.logger }));
+  /** `acme`: the section as parsed (acme.profile is every order's default profile); `spec`: this CA. */
+  constructor(
+    private readonly acme: SharedAcmeConfig,
+    private readonly spec: CaSpec,
+    private readonly deps: AcmeIssuerDeps,
+  ) {
+    this.directory = spec.directory;
+    this.ca = caIdFromDirectory(spec.directory);
+    this.endpoint = new Directory(new AcmeTransport({ directoryUrl: spec.directory, trustedRoots: spec.trustedRoots, logger: deps.logger }));
   }
 
   /** A new key and certificate for `domain`; throws the AcmeError of the step that failed. */
   async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
     const account = await this.account.get();
     const started = performance.now();
-    const { privateKeyPem, keyPair } = await generateKeyPair(this.opts.keyType);
-    const csrDer = await createCsr([domain], keyPair, this.opts.keyType);
+    const { privateKeyPem, keyPair } = await generateKeyPair(this.acme.keyType);
+    const csrDer = await createCsr([domain], keyPair, this.acme.keyType);
     const result = await obtainCertificate(account, {
       domains: [domain],
       csrDer,
-      solvers: this.opts.solvers,
-      logger: this.opts.logger,
-      timeoutMs: this.opts.timeoutMs,
-      ...((opts.profile ?? this.opts.profile) !== undefined ? { profile: opts.profile ?? this.opts.profile } : {}),
+      solvers: this.deps.solvers,
+      logger: this.deps.logger,
+      timeoutMs: this.acme.timeout,
+      ...((opts.profile ?? this.acme.profile) !== undefined ? { profile: opts.profile ?? this.acme.profile } : {}),
       ...(opts.replaces !== undefined ? { replaces: opts.replaces } : {}),
     });
-    this.opts.logger.info(
+    this.deps.logger.info(
       { domain, step: 'certificate-obtained', ca: this.ca, challenge: result.challengeTypes.join(','), ms: Math.round(performance.now() - started) },
       'certificate obtained',
     );
-    return { certPem: result.certificatePem, keyPem: privateKeyPem, keyType: this.opts.keyType, challenge: result.challengeTypes.join(','), orderUrl: result.orderUrl };
+    return { certPem: result.certificatePem, keyPem: privateKeyPem, keyType: this.acme.keyType, challenge: result.challengeTypes.join(','), orderUrl: result.orderUrl };
   }
 
   /** Revokes an issued certificate at this CA with the account that ordered it. */
@@ -106,7 +113,7 @@ export class AcmeIssuer {
     const account = await this.account.get();
     const started = performance.now();
     await revokeCertificate(account, certPem, { domain, ...(reason !== undefined ? { reason } : {}) });
-    this.opts.logger.info({ domain, step: 'revoked', ca: this.ca, ms: Math.round(performance.now() - started) }, 'certificate revoked');
+    this.deps.logger.info({ domain, step: 'revoked', ca: this.ca, ms: Math.round(performance.now() - started) }, 'certificate revoked');
   }
 
   /**
@@ -123,7 +130,8 @@ export class AcmeIssuer {
   }
 
   private async loadOrCreateAccount(): Promise<AcmeAccount> {
-    const { storage, logger, email } = this.opts;
+    const { storage, logger } = this.deps;
+    const { email } = this.acme;
     const existing = await this.readAccount();
     if (existing) return existing;
     // Two processes starting together must not register two accounts.
@@ -146,17 +154,19 @@ export class AcmeIssuer {
   }
 
   private async readAccount(): Promise<AcmeAccount | null> {
-    const { storage, email } = this.opts;
+    const { storage } = this.deps;
+    const { email } = this.acme;
     const keyPem = await storage.get(keys.accountKey(this.ca, email));
     const accountJson = await storage.get(keys.account(this.ca, email));
     if (!keyPem || !accountJson) return null;
     const account = JSON.parse(accountJson.toString('utf8')) as StoredAccount;
-    this.opts.logger.info({ step: 'account-loaded', ca: this.ca, account: account.url }, 'ACME account reused');
+    this.deps.logger.info({ step: 'account-loaded', ca: this.ca, account: account.url }, 'ACME account reused');
     return this.newAccount(createPrivateKey(keyPem), account.url);
   }
 
   private newAccount(accountKey: KeyObject, accountUrl?: string): AcmeAccount {
-    const { email, eab } = this.opts;
+    const { email } = this.acme;
+    const { eab } = this.spec;
     return new AcmeAccount(this.endpoint, {
       accountKey,
       ...(accountUrl ? { accountUrl } : {}),

@@ -1,13 +1,9 @@
 // The ordered list of CAs certificates may come from (`acme.issuers`), each optionally with a
 // staging directory used to re-validate a name after a production failure, and the rules that
 // say what an ACME failure means for the retry logic.
-import type { Logger } from '../util/log.ts';
-import type { Storage } from '../storage/storage.ts';
-import type { ChallengeSolver } from './authorize.ts';
-import { AcmeIssuer, type IssuedCertificate, type IssueOptions } from './issuer.ts';
+import { AcmeIssuer, type AcmeIssuerDeps, type CaSpec, type IssuedCertificate, type IssueOptions, type SharedAcmeConfig } from './issuer.ts';
 import type { RenewalWindow } from './plumbing/ari.ts';
 import { ACME_ERROR, isAcmeError } from './plumbing/errors.ts';
-import type { KeyType } from './x509.ts';
 
 /** What CertificateManager needs of an issuer (AcmeIssuer, or a stand-in in unit tests). */
 export interface CertificateIssuer {
@@ -27,23 +23,10 @@ export interface IssuerChoice {
   staging?: CertificateIssuer;
 }
 
-/** One `acme.issuers[]` entry with its trusted roots read (PEM contents, not paths). */
-export interface IssuerSpec {
-  directory: string;
-  /** PEM contents. */
-  trustedRoots: string[];
-  eab?: { kid: string; hmac: string };
-  staging?: string;
-}
-
-/** What every issuer in the list shares. */
-export interface CommonIssuerOptions {
-  email?: string;
-  keyType: KeyType;
-  solvers: ChallengeSolver[];
-  timeoutMs: number;
-  storage: Storage;
-  logger: Logger;
+/** One `acme.issuers[]` entry as parsed, with its trusted roots read (PEM contents, not paths). */
+export interface IssuerSpec extends CaSpec {
+  /** Staging directory: same roots, no EAB. */
+  staging?: string | undefined;
 }
 
 /** An IssuerChoice made of real ACME issuers (what createIssuers builds). */
@@ -52,12 +35,15 @@ export interface AcmeIssuerChoice extends IssuerChoice {
   staging?: AcmeIssuer;
 }
 
-/** The issuer list, in the configured order. Sends nothing: accounts are made at first use. */
-export function createIssuers(specs: IssuerSpec[], common: CommonIssuerOptions): AcmeIssuerChoice[] {
-  return specs.map((spec) => {
-    const production = new AcmeIssuer({ ...common, directory: spec.directory, trustedRoots: spec.trustedRoots, ...(spec.eab ? { eab: spec.eab } : {}) });
+/**
+ * The issuer list of the `acme` section as parsed, in the configured order, but with each issuer's
+ * trusted roots read (IssuerSpec). Sends nothing: accounts are made at first use.
+ */
+export function createIssuers(acme: SharedAcmeConfig & { issuers: IssuerSpec[] }, deps: AcmeIssuerDeps): AcmeIssuerChoice[] {
+  return acme.issuers.map((spec) => {
+    const production = new AcmeIssuer(acme, { directory: spec.directory, trustedRoots: spec.trustedRoots, ...(spec.eab ? { eab: spec.eab } : {}) }, deps);
     // Staging directories (Let's Encrypt's) need no EAB; the same roots are trusted.
-    const staging = spec.staging ? new AcmeIssuer({ ...common, directory: spec.staging, trustedRoots: spec.trustedRoots }) : undefined;
+    const staging = spec.staging ? new AcmeIssuer(acme, { directory: spec.staging, trustedRoots: spec.trustedRoots }, deps) : undefined;
     return staging ? { production, staging } : { production };
   });
 }

@@ -99,6 +99,10 @@ const tokenBucket = (rate: number, burst: number) =>
     .default({ rate, burst });
 
 const limitsSchema = z.strictObject({
+  // A waiter costs a few hundred bytes and holds no lock, and one that outlives its handshake's
+  // wait is still issued in the background, so its customer's next visit succeeds: the bound is
+  // set for a platform's burst of new names (a migration, a launch), not one handshake's wait. A
+  // flood from one address cannot fill it alone: perClient (burst 100) stops it first.
   maxQueuedIssuances: z.number().int().min(0, { message: 'must be a whole number of issuances, 0 or more' }).default(256),
   perClient: tokenBucket(5, 100),
   global: tokenBucket(100, 1000),
@@ -208,6 +212,9 @@ const configSchema = z.strictObject({
         })
         .prefault({}),
       timeout: duration('90s').prefault('90s'),
+      // A dead holder's name is taken over within about this long (CertMagic calls a lock stale
+      // after 10 s without a refresh), while a live holder, refreshing every 2 s, rides out an
+      // event-loop stall of ~8 s.
       lockTtl: duration('10s').prefault('10s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
     })
@@ -334,3 +341,13 @@ export type DnsCheckConfig = NonNullable<OnDemandConfig['dns']>;
 export type ProxyConfig = Config['proxy'];
 /** The `admin` section as parsed (`CERTGATE_ADMIN_TOKEN` is applied by the gateway, not here). */
 export type AdminConfig = Config['admin'];
+/** The `acme` section as parsed: durations in ms, `issuers` always set (the shorthand expanded). */
+export type AcmeConfig = Config['acme'];
+/** `acme.retry` as parsed: the waits after a name's failures, in ms. */
+export type RetryConfig = AcmeConfig['retry'];
+/** `acme.budgets` as parsed: each budget's `limit` per `window` (ms). */
+export type BudgetsConfig = NonNullable<AcmeConfig['budgets']>;
+/** One `acme.issuers[]` entry as parsed (`trustedRoots` are file paths, top-level ones merged in). */
+export type IssuerConfig = AcmeConfig['issuers'][number];
+/** `onDemand.preflight` as parsed when it is on. */
+export type PreflightConfig = Exclude<OnDemandConfig['preflight'], false>;

@@ -9,12 +9,12 @@
 import { readFile } from 'node:fs/promises';
 import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
-import { createIssuers } from '../acme/issuers.ts';
+import { createIssuers, type IssuerSpec } from '../acme/issuers.ts';
 import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
-import type { Config } from '../config/schema.ts';
+import type { Config, IssuerConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { Maintainer } from '../maintain/maintainer.ts';
-import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../issuance/budgets.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets } from '../issuance/budgets.ts';
 import { Preflight, PreflightResponder } from '../issuance/preflight.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -57,37 +57,22 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
   const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage, logger) : null;
   const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
-  const issuers = createIssuers(await issuerSpecs(config), {
-    ...(config.acme.email ? { email: config.acme.email } : {}),
-    keyType: config.acme.keyType,
-    solvers,
-    timeoutMs: config.acme.timeout,
-    storage,
-    logger,
-    ...(config.acme.profile ? { profile: config.acme.profile } : {}),
-  });
+  const issuers = createIssuers({ ...config.acme, issuers: await readIssuerRoots(config.acme.issuers) }, { solvers, storage, logger });
   const budgets = rateBudgets(config, issuers, storage, logger);
   const preflightResponder = new PreflightResponder(storage, logger);
-  const preflight = config.onDemand.preflight === false ? undefined : new Preflight({ ...preflightOptions(config.onDemand.preflight), storage, logger }, preflightResponder);
+  const preflight = config.onDemand.preflight === false ? undefined : new Preflight(config.onDemand.preflight, { logger }, preflightResponder);
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   let maintainer: Maintainer | undefined;
-  const manager = new CertificateManager({
+  const manager = new CertificateManager(config, {
     storage,
     issuer: issuers[0]!.production,
     issuers,
     budgets,
     ...(preflight ? { preflight } : {}),
-    retry: { delaysMs: config.acme.retry.delays, thenEveryMs: config.acme.retry.then, giveUpAfterMs: config.acme.retry.giveUpAfter },
     policy: policy.policy,
     cache,
     logger,
-    maxConcurrentIssuances: config.onDemand.maxConcurrentIssuances,
-    maxQueuedIssuances: config.onDemand.limits.maxQueuedIssuances,
-    deniedTtlMs: config.onDemand.askDenyCacheTtl,
-    issueLockTtlMs: config.acme.lockTtl,
-    issueLockWaitMs: config.acme.timeout * 2,
     limits: policy.limits,
-    maxNameEntries: config.onDemand.limits.unknownNameCache,
     // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
     onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
@@ -100,8 +85,8 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, maintainer, http01, tlsAlpn, preflightResponder };
 }
 
-/** Each issuer with its roots read (top-level acme.trustedRoots are already merged in by the schema). */
-async function issuerSpecs(config: Config) {
+/** Each `acme.issuers[]` entry with its roots read (top-level acme.trustedRoots are already merged in by the schema). */
+async function readIssuerRoots(issuers: IssuerConfig[]): Promise<IssuerSpec[]> {
   const readRoots = (files: string[]) =>
     Promise.all(
       files.map((file) =>
@@ -110,29 +95,14 @@ async function issuerSpecs(config: Config) {
         }),
       ),
     );
-  return Promise.all(config.acme.issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
+  return Promise.all(issuers.map(async (spec) => ({ ...spec, trustedRoots: await readRoots(spec.trustedRoots) })));
 }
 
 /** Configured budgets apply to every issuer; by default Let's Encrypt's limits guard its directories only. */
 function rateBudgets(config: Config, issuers: IssuerList, storage: Storage, logger: Logger): RateBudgets {
-  const share = config.onDemand.limits.budgetShare;
-  if (config.acme.budgets) return new RateBudgets(storage, budgetsFromConfig(config.acme.budgets), logger, Date.now, undefined, share);
+  if (config.acme.budgets) return new RateBudgets(config.acme.budgets, config.onDemand.limits, { storage, logger });
   const letsEncrypt = new Set(issuers.filter((i) => isLetsEncrypt(i.production.directory)).map((i) => i.production.ca));
-  return new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, logger, Date.now, letsEncrypt, share);
-}
-
-function budgetsFromConfig(b: NonNullable<Config['acme']['budgets']>): BudgetsConfig {
-  const limit = (x: { limit: number; window: number }) => ({ limit: x.limit, windowMs: x.window });
-  return {
-    newOrders: limit(b.newOrders),
-    certificatesPerDomain: limit(b.certificatesPerDomain),
-    duplicates: limit(b.duplicates),
-    failedAuthorizations: limit(b.failedAuthorizations),
-  };
-}
-
-function preflightOptions(section: Exclude<Config['onDemand']['preflight'], false>) {
-  return { resolvers: section.resolvers, httpPort: section.httpPort, timeoutMs: section.timeout };
+  return new RateBudgets(LETS_ENCRYPT_BUDGETS, config.onDemand.limits, { storage, logger, cas: letsEncrypt });
 }
 
 function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, storage: Storage, logger: Logger): Maintainer {

@@ -5,30 +5,24 @@
 //
 // Storage:  retry/names/<domain>   NameRetryState (JSON)
 //           retry/cas/<ca>         CaPause (JSON)
+import type { RetryConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 
-/** How long a name waits after failures (`acme.retry`). */
-export interface RetrySchedule {
-  /** Waits after the 1st, 2nd, ... failure. */
-  delaysMs: number[];
-  /** Wait after every later failure. */
-  thenEveryMs: number;
-  /** After failing this long (since the first failure), stop ordering for the name. */
-  giveUpAfterMs: number;
-}
+/** How long a name waits after failures: `acme.retry` as parsed (ms). */
+export type RetrySchedule = RetryConfig;
 
-/** The default: 1 min, 10 min, 100 min, then daily; give up after 30 days. */
+/** The default: 1 min, 10 min, 100 min, then daily; give up after 30 days (the schema's default too). */
 export const LETS_ENCRYPT_SCHEDULE: RetrySchedule = {
-  delaysMs: [60_000, 600_000, 6_000_000],
-  thenEveryMs: 86_400_000,
-  giveUpAfterMs: 30 * 86_400_000,
+  delays: [60_000, 600_000, 6_000_000],
+  then: 86_400_000,
+  giveUpAfter: 30 * 86_400_000,
 };
 
 /** The wait after the n-th consecutive failure (n ≥ 1). */
 export function backoffDelay(schedule: RetrySchedule, failures: number): number {
-  return schedule.delaysMs[Math.max(0, failures - 1)] ?? schedule.thenEveryMs;
+  return schedule.delays[Math.max(0, failures - 1)] ?? schedule.then;
 }
 
 /** A name's failure record, shared through storage (retry/names/<domain>). */
@@ -93,7 +87,7 @@ export class RetryState {
     const previous = await this.get(domain);
     const failures = (previous?.failures ?? 0) + 1;
     const firstFailureAt = previous?.firstFailureAt ?? now;
-    const gaveUp = now - firstFailureAt >= this.schedule.giveUpAfterMs;
+    const gaveUp = now - firstFailureAt >= this.schedule.giveUpAfter;
     const wait = Math.max(backoffDelay(this.schedule, failures), failure.retryAfterMs ?? 0);
     const stagingFirst = new Set([...(previous?.stagingFirst ?? []), ...(failure.failedCas ?? [])]);
     for (const ca of failure.recoveredCas ?? []) stagingFirst.delete(ca);

@@ -14,42 +14,35 @@
 //
 // Storage:  budgets/<ca>/<budget>/<scope>                     JSON array of ms timestamps inside the window
 //           budgets/<ca>/<budget>-per-client/<scope>/<client>  the same, for one client address
+import type { BudgetsConfig, LimitsConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
 import { commonJsExports } from '../util/commonjs.ts';
 
-/** At most `limit` events in any window of `windowMs`. */
-export interface BudgetLimit {
-  limit: number;
-  windowMs: number;
-}
-
-/** The budgets per CA (acme.budgets); each is counted in storage by every instance together. */
-export interface BudgetsConfig {
-  /** New orders per ACME account (scope: the CA). */
-  newOrders: BudgetLimit;
-  /** Certificates per registered domain (public suffix + 1, private suffixes count). */
-  certificatesPerDomain: BudgetLimit;
-  /** Certificates for exactly the same name. */
-  duplicates: BudgetLimit;
-  /** Failed validations per name. */
-  failedAuthorizations: BudgetLimit;
-}
-
-/** One of the budgets of BudgetsConfig. */
+/** One of the budgets of `acme.budgets` (BudgetsConfig, each `limit` per `window` ms): newOrders (scope: the CA's account), certificatesPerDomain (registered domain), duplicates and failedAuthorizations (the name). */
 export type BudgetName = keyof BudgetsConfig;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/** Let's Encrypt's published limits: the default budgets for its directories. */
+/** Let's Encrypt's published limits: the default budgets for its directories (the schema's defaults too). */
 export const LETS_ENCRYPT_BUDGETS: BudgetsConfig = {
-  newOrders: { limit: 300, windowMs: 3 * HOUR },
-  certificatesPerDomain: { limit: 50, windowMs: 7 * DAY },
-  duplicates: { limit: 5, windowMs: 7 * DAY },
-  failedAuthorizations: { limit: 5, windowMs: HOUR },
+  newOrders: { limit: 300, window: 3 * HOUR },
+  certificatesPerDomain: { limit: 50, window: 7 * DAY },
+  duplicates: { limit: 5, window: 7 * DAY },
+  failedAuthorizations: { limit: 5, window: HOUR },
 };
+
+/** What the budgets work with besides their config; `now` and `cas` are for tests and the default budgets. */
+export interface RateBudgetsDeps {
+  storage: Storage;
+  logger: Logger;
+  /** The clock (ms since epoch); default Date.now. */
+  now?: () => number;
+  /** The CAs (ids) these budgets apply to; undefined = every CA. */
+  cas?: ReadonlySet<string> | undefined;
+}
 
 /**
  * Why an order was not started: which budget (or client share of it) is spent, and until when.
@@ -102,19 +95,28 @@ export function isLetsEncrypt(directory: string): boolean {
  * recordIssued and recordFailedAuthorization after; their failures are the caller's to log.
  */
 export class RateBudgets {
+  private readonly storage: Storage;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly cas: ReadonlySet<string> | undefined;
+  /**
+   * onDemand.limits.budgetShare: the fraction (0-1] of newOrders and certificatesPerDomain
+   * one client address may spend per window (at least one order); 1 = no share of its own.
+   */
+  private readonly clientShare: number;
+
+  /** `budgets`: acme.budgets as parsed (or LETS_ENCRYPT_BUDGETS); `limits`: onDemand.limits as parsed. */
   constructor(
-    private readonly storage: Storage,
-    private readonly config: BudgetsConfig,
-    private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
-    /** The CAs (ids) these budgets apply to; undefined = every CA. */
-    private readonly cas?: ReadonlySet<string>,
-    /**
-     * onDemand.limits.budgetShare: the fraction (0-1] of newOrders and certificatesPerDomain
-     * one client address may spend per window (at least one order); 1 = no share of its own.
-     */
-    private readonly clientShare = 1,
-  ) {}
+    private readonly budgets: BudgetsConfig,
+    limits: Pick<LimitsConfig, 'budgetShare'>,
+    deps: RateBudgetsDeps,
+  ) {
+    this.storage = deps.storage;
+    this.logger = deps.logger;
+    this.now = deps.now ?? Date.now;
+    this.cas = deps.cas;
+    this.clientShare = limits.budgetShare;
+  }
 
   /** Whether orders from `ca` are budgeted at all. */
   appliesTo(ca: string): boolean {
@@ -136,7 +138,7 @@ export class RateBudgets {
 
   /** For metrics and the admin API: how much of a budget is left for this name at `ca`. */
   async remaining(budget: BudgetName, ca: string, domain: string): Promise<BudgetRemaining> {
-    const { limit, windowMs } = this.config[budget];
+    const { limit, window: windowMs } = this.budgets[budget];
     const log = await this.read(ca, this.counter(budget, await this.scopeOf(budget, domain)));
     const left = Math.max(0, limit - log.length);
     return { remaining: left, limit, ...(left === 0 && log.length > 0 ? { freesAt: new Date(log[log.length - limit]! + windowMs) } : {}) };
@@ -179,7 +181,7 @@ export class RateBudgets {
 
   /** The log of a budget's scope, or (with `client`) of that client's share of it. */
   private counter(budget: BudgetName, scope: string, client?: string): Counter {
-    const { limit, windowMs } = this.config[budget];
+    const { limit, window: windowMs } = this.budgets[budget];
     if (client === undefined) return { budget, log: budget, key: scope, scope, limit, windowMs };
     return {
       budget,

@@ -3,6 +3,7 @@
 // storage read per handshake until its retryAt. A failure storage could not take (it was down)
 // is kept in memory only, marked MEMORY_ONLY_RECORD, and still backs the name off here.
 import type { Logger } from '../util/log.ts';
+import type { LimitsConfig } from '../config/schema.ts';
 import { StorageError } from '../storage/storage.ts';
 import { LruCache } from '../util/lru.ts';
 import { backoffDelay, type NameRetryState, type RetrySchedule, type RetryState } from './backoff.ts';
@@ -12,14 +13,16 @@ import type { RetryStorage } from './store.ts';
 /** The `issuers` mark of a failure record kept in this process only (storage could not take it). */
 const MEMORY_ONLY_RECORD = '(in memory only: storage could not take it)';
 
-/** What NameFailures needs: the shared record, its schedule, and how storage calls are retried. */
+/** What NameFailures needs: the shared record, the config it applies (as parsed), and how storage calls are retried. */
 export interface NameFailuresOptions {
-  retry: RetryState;
-  schedule: RetrySchedule;
+  /** The shared failure records (retry/names/<domain>). */
+  state: RetryState;
+  /** acme.retry: the waits after each failure. */
+  retry: RetrySchedule;
+  /** onDemand.limits.unknownNameCache: bound on the names remembered. */
+  limits: Pick<LimitsConfig, 'unknownNameCache'>;
   retryStorage: RetryStorage;
   logger: Logger;
-  /** Bound on the names remembered. */
-  maxEntries: number;
 }
 
 /** The failure record of each name (see the header); one per manager. */
@@ -28,7 +31,7 @@ export class NameFailures {
   private readonly remembered: LruCache<string, NameRetryState>;
 
   constructor(private readonly opts: NameFailuresOptions) {
-    this.remembered = new LruCache(opts.maxEntries);
+    this.remembered = new LruCache(opts.limits.unknownNameCache);
   }
 
   /**
@@ -43,7 +46,7 @@ export class NameFailures {
   async state(domain: string): Promise<NameRetryState | null> {
     const remembered = this.remembered.get(domain);
     if (remembered) return remembered;
-    const stored = await this.opts.retryStorage(domain, 'retry-state', () => this.opts.retry.get(domain));
+    const stored = await this.opts.retryStorage(domain, 'retry-state', () => this.opts.state.get(domain));
     if (stored) this.remember(domain, stored);
     return stored;
   }
@@ -58,7 +61,7 @@ export class NameFailures {
       return remembered?.issuers === MEMORY_ONLY_RECORD ? remembered : undefined;
     };
     try {
-      return (await this.opts.retry.get(domain)) ?? inMemoryOnly() ?? null;
+      return (await this.opts.state.get(domain)) ?? inMemoryOnly() ?? null;
     } catch (err) {
       const remembered = inMemoryOnly();
       if (remembered) return remembered;
@@ -80,7 +83,7 @@ export class NameFailures {
   /** Forgets the name's failures everywhere (a success, an admin renewal, a delete). Rejects on storage errors. */
   async clear(domain: string): Promise<void> {
     this.remembered.delete(domain);
-    await this.opts.retry.clear(domain);
+    await this.opts.state.clear(domain);
   }
 
   /**
@@ -92,7 +95,7 @@ export class NameFailures {
     if (err instanceof IssuanceSkipped || err instanceof StorageError) return;
     const reason = (err as Error).message;
     try {
-      const state = await this.opts.retry.recordFailure(domain, {
+      const state = await this.opts.state.recordFailure(domain, {
         reason,
         step,
         ...(err instanceof IssuersFailed ? { failedCas: err.failedCas, recoveredCas: err.recoveredCas } : {}),
@@ -114,7 +117,7 @@ export class NameFailures {
       failures,
       firstFailureAt: previous?.firstFailureAt ?? now,
       lastFailureAt: now,
-      retryAt: now + backoffDelay(this.opts.schedule, failures),
+      retryAt: now + backoffDelay(this.opts.retry, failures),
       reason,
       step,
       stagingFirst: previous?.stagingFirst ?? [],

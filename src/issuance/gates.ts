@@ -1,5 +1,5 @@
 // The gates an on-demand attempt passes before an order, cheapest and most telling first:
-//   1. a denial remembered in memory (deniedTtlMs): asked before storage, so a flood of names
+//   1. a denial remembered in memory (onDemand.askDenyCacheTtl): asked before storage, so a flood of names
 //      policy refused costs no storage reads;
 //   2. the abuse limits (onDemand.limits), only for handshakes that would start an issuance;
 //   3. policy: may this name have a certificate? A denial is remembered (step 1);
@@ -7,6 +7,7 @@
 //   5. the pre-flight self-check (does the name reach us?), when configured.
 // The manager asks storage between 1 and 2: a stored certificate is served without the rest.
 import type { Logger } from '../util/log.ts';
+import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import { LruCache } from '../util/lru.ts';
 import type { NameFailures } from './failures.ts';
@@ -28,10 +29,11 @@ export interface GatesOptions {
   failures: NameFailures;
   limits?: IssuanceLimits | undefined;
   preflight?: Preflight | undefined;
-  /** How long a denial is remembered. */
-  deniedTtlMs: number;
-  /** Bound on the names whose denial is remembered. */
-  maxNameEntries: number;
+  /**
+   * As parsed: askDenyCacheTtl, how long a denial is remembered; limits.unknownNameCache, bound
+   * on the names whose denial is remembered.
+   */
+  onDemand: Pick<OnDemandConfig, 'askDenyCacheTtl'> & { limits: Pick<LimitsConfig, 'unknownNameCache'> };
   logger: Logger;
 }
 
@@ -45,7 +47,7 @@ export class AttemptGates {
   private readonly denied: LruCache<string, string>;
 
   constructor(private readonly opts: GatesOptions) {
-    this.denied = new LruCache(opts.maxNameEntries);
+    this.denied = new LruCache(opts.onDemand.limits.unknownNameCache);
   }
 
   /** Gate 1: the denial remembered for `domain`, if any. No I/O. */
@@ -68,7 +70,7 @@ export class AttemptGates {
     const decision = await this.opts.policy.decide(domain);
     if (!decision.allowed) {
       logger.info({ domain, step: 'policy', allowed: false, reason: decision.reason }, 'on-demand certificate denied');
-      this.denied.set(domain, decision.reason, this.opts.deniedTtlMs);
+      this.denied.set(domain, decision.reason, this.opts.onDemand.askDenyCacheTtl);
       return { kind: 'denied', reason: decision.reason };
     }
 

@@ -7,28 +7,25 @@
 //   3. storage again: what another process stored meanwhile may end it (the caller decides);
 //   4. the work, with the lock refreshed throughout (keepLockAlive) and both released after.
 import type { Logger } from '../util/log.ts';
+import type { AcmeConfig } from '../config/schema.ts';
 import { keys } from '../storage/keys.ts';
 import { keepLockAlive, type Lock, type Storage } from '../storage/storage.ts';
 import type { IssuanceQueue } from './queue.ts';
 import type { RetryStorage } from './store.ts';
 
-/**
- * Default issuance lock expiry (acme.lockTtl): a dead holder's name is taken over within about
- * this long (CertMagic calls a lock stale after 10 s without a refresh), while a live holder,
- * refreshing every 2 s, rides out an event-loop stall of ~8 s.
- */
-export const DEFAULT_ISSUE_LOCK_TTL_MS = 10_000;
-
-/** What the lock steps need: where the lock lives, the work queue, and its timings. */
+/** What the lock steps need: where the lock lives, the work queue, and the `acme` timings as parsed. */
 export interface IssueLockOptions {
   storage: Storage;
   queue: IssuanceQueue;
   retryStorage: RetryStorage;
   logger: Logger;
-  /** Lock expiry; refreshed five times per expiry while the work runs. */
-  ttlMs: number;
-  /** How long to wait for another process's lock before giving up (rejects). */
-  waitMs: number;
+  /**
+   * `lockTtl`: the lock's expiry (how soon another instance takes over a name whose issuing
+   * process died); refreshed five times per expiry while the work runs, so a slow CA never makes
+   * the holder lose it. `timeout`: one whole order; another process's lock is waited for at
+   * most twice that, then the wait rejects.
+   */
+  acme: Pick<AcmeConfig, 'lockTtl' | 'timeout'>;
 }
 
 /** The two halves of one locked issuance, as the caller sees them. */
@@ -45,7 +42,8 @@ export interface LockedWork<T> {
  * IssuanceSkipped when the on-demand queue is full, and with storage errors once retries end.
  */
 export async function underIssueLock<T>(opts: IssueLockOptions, domain: string, priority: number, { storedWins, work }: LockedWork<T>): Promise<T> {
-  const { storage, queue, retryStorage, logger, ttlMs } = opts;
+  const { storage, queue, retryStorage, logger } = opts;
+  const ttlMs = opts.acme.lockTtl;
   const releaseLock = (lock: Lock): Promise<void> => lock.release().catch((err: unknown) => logger.warn({ domain, step: 'lock-release', err }, 'issuance lock release failed'));
   for (;;) {
     // 1. A CA slot, no lock held while waiting for it.
@@ -61,7 +59,7 @@ export async function underIssueLock<T>(opts: IssueLockOptions, domain: string, 
     if (!lock) {
       // Another process is issuing the name: wait for it without holding one of our slots.
       release();
-      const waited = await retryStorage(domain, 'lock', () => storage.lock(keys.issueLock(domain), { ttlMs, waitMs: opts.waitMs }));
+      const waited = await retryStorage(domain, 'lock', () => storage.lock(keys.issueLock(domain), { ttlMs, waitMs: opts.acme.timeout * 2 }));
       try {
         const stored = await storedWins();
         if (stored) return stored;

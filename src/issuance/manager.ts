@@ -14,26 +14,43 @@
 import type { IssuerChoice, CertificateIssuer } from '../acme/issuers.ts';
 import { issuersKey } from '../acme/issuers.ts';
 import { CertificateEvents } from './events.ts';
+import type { AcmeConfig, LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
 import type { Storage } from '../storage/storage.ts';
-import { LETS_ENCRYPT_SCHEDULE, RetryState, type NameRetryState, type RetrySchedule } from './backoff.ts';
+import { RetryState, type NameRetryState } from './backoff.ts';
 import type { RateBudgets } from './budgets.ts';
 import { IssuanceSkipped, IssuersFailed, stepOf } from './errors.ts';
 import { IssuerFailover, type IssuanceReason, type OrderOptions, type ReplacedCertificate } from './failover.ts';
 import { NameFailures } from './failures.ts';
 import { AttemptGates, type ObtainRequest, type Refusal } from './gates.ts';
 import type { IssuanceLimits } from './limits.ts';
-import { DEFAULT_ISSUE_LOCK_TTL_MS, underIssueLock } from './lock.ts';
+import { underIssueLock } from './lock.ts';
 import type { CacheInvalidation, CachedCertificate, CertificateMemory } from './memory.ts';
 import type { Preflight } from './preflight.ts';
-import { DEFAULT_MAX_QUEUED_ISSUANCES, IssuancePriority, IssuanceQueue } from './queue.ts';
+import { IssuancePriority, IssuanceQueue } from './queue.ts';
 import { deleteCertificate, findCertificate, isUsable, loadCertificate, saveCertificate, storageRetrier, type CertificateBundle, type RetryStorage, type StoredCertificate } from './store.ts';
 
 export type { ObtainRequest, ReplacedCertificate };
 
-/** The manager's collaborators and settings (built by the gateway from its config sections). */
-export interface CertificateManagerOptions {
+/**
+ * The config the manager applies, as parsed (test/support/config.ts builds it from the schema).
+ * onDemand: maxConcurrentIssuances (CA orders at once in this process); askDenyCacheTtl (how long
+ * a name that is neither stored nor approved is answered from memory); limits.maxQueuedIssuances
+ * (on-demand issuances that may wait for a CA slot; a name beyond gets the fallback at once, with
+ * no order; renewals and admin work are not bounded); limits.unknownNameCache (bound on the
+ * per-name denied and failure-backoff memories). acme: retry (waits after failed issuances for a
+ * name, shared through storage); lockTtl (expiry of the per-name issuance lock: how soon another
+ * instance takes over a name whose issuing process died; the holder refreshes it while it works);
+ * timeout (one order; another process's lock is waited for twice that).
+ */
+export interface ManagerConfig {
+  onDemand: Pick<OnDemandConfig, 'maxConcurrentIssuances' | 'askDenyCacheTtl'> & { limits: Pick<LimitsConfig, 'maxQueuedIssuances' | 'unknownNameCache'> };
+  acme: Pick<AcmeConfig, 'retry' | 'lockTtl' | 'timeout'>;
+}
+
+/** The manager's collaborators (built by the gateway's issuance part). */
+export interface CertificateManagerDeps {
   storage: Storage;
   /** The first (preferred) issuer; with `issuers` unset, the only one. */
   issuer: CertificateIssuer;
@@ -43,37 +60,16 @@ export interface CertificateManagerOptions {
   /** The memory cache handshakes are served from (tls/cache.ts). */
   cache: CertificateMemory;
   logger: Logger;
-  maxConcurrentIssuances: number;
-  /** How long a name that is neither stored nor approved is answered from memory. */
-  deniedTtlMs?: number;
-  /** Waits after failed issuances for a name (shared through storage). Default: Let's Encrypt's. */
-  retry?: RetrySchedule;
   /** Rate-limit budgets shared through storage; none = unlimited. */
   budgets?: RateBudgets;
   /** Pre-flight self-check before on-demand orders; none = off. */
   preflight?: Preflight;
-  /**
-   * Expiry of the per-name issuance lock (acme.lockTtl, default DEFAULT_ISSUE_LOCK_TTL_MS): how
-   * soon another instance takes over a name whose issuing process died. The holder refreshes it
-   * five times per expiry while it works (keepLockAlive), so a slow CA never makes it lose it.
-   */
-  issueLockTtlMs?: number;
-  /**
-   * On-demand issuances that may wait for a CA slot in this process
-   * (onDemand.limits.maxQueuedIssuances, default DEFAULT_MAX_QUEUED_ISSUANCES); a name beyond
-   * gets the fallback at once, with no order. Renewals and admin work are not bounded.
-   */
-  maxQueuedIssuances?: number;
-  /** How long to wait for another process's issuance lock. */
-  issueLockWaitMs?: number;
   /** How long storage errors (e.g. Redis down) are retried, with backoff, before giving up. */
   storageRetryMs?: number;
   /** Lifecycle events (issuance started/succeeded/failed, renewed, deleted). */
   events?: CertificateEvents;
   /** Rate limits on obtain() calls from handshakes that would start an issuance (onDemand.limits). */
   limits?: IssuanceLimits;
-  /** Bound on the per-name denied and failure-backoff memories; default 100k names. */
-  maxNameEntries?: number;
   /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
   onStorageLoad?: (bundle: CertificateBundle) => void;
 }
@@ -107,22 +103,25 @@ export class CertificateManager {
   private readonly retry: RetryState;
   private readonly retryStorage: RetryStorage;
   private readonly invalidationListeners = new Set<(change: CacheInvalidation) => void>();
-  /** Lifecycle events of this manager's work (the one passed in options, or its own). */
+  /** Lifecycle events of this manager's work (the one in deps, or its own). */
   readonly events: CertificateEvents;
 
-  constructor(private readonly opts: CertificateManagerOptions) {
-    const { logger, storage } = opts;
-    const maxEntries = opts.maxNameEntries ?? 100_000;
-    this.queue = new IssuanceQueue(opts.maxConcurrentIssuances, opts.maxQueuedIssuances ?? DEFAULT_MAX_QUEUED_ISSUANCES, logger);
-    this.events = opts.events ?? new CertificateEvents(logger);
-    this.issuers = opts.issuers ?? [{ production: opts.issuer }];
+  /** `config`: the onDemand and acme sections as parsed (ManagerConfig); `deps`: its collaborators. */
+  constructor(
+    private readonly config: ManagerConfig,
+    private readonly deps: CertificateManagerDeps,
+  ) {
+    const { logger, storage } = deps;
+    const { onDemand, acme } = config;
+    this.queue = new IssuanceQueue(onDemand, logger);
+    this.events = deps.events ?? new CertificateEvents(logger);
+    this.issuers = deps.issuers ?? [{ production: deps.issuer }];
     this.cas = [...new Set(this.issuers.map((i) => i.production.ca))];
-    const schedule = opts.retry ?? LETS_ENCRYPT_SCHEDULE;
-    this.retry = new RetryState(storage, schedule, issuersKey(this.issuers), logger);
-    this.retryStorage = storageRetrier(logger, opts.storageRetryMs ?? 60_000);
-    this.failures = new NameFailures({ retry: this.retry, schedule, retryStorage: this.retryStorage, logger, maxEntries });
-    this.gates = new AttemptGates({ policy: opts.policy, failures: this.failures, limits: opts.limits, preflight: opts.preflight, deniedTtlMs: opts.deniedTtlMs ?? 60_000, maxNameEntries: maxEntries, logger });
-    this.failover = new IssuerFailover({ issuers: this.issuers, retry: this.retry, failures: this.failures, budgets: opts.budgets, events: this.events, retryStorage: this.retryStorage, logger });
+    this.retry = new RetryState(storage, acme.retry, issuersKey(this.issuers), logger);
+    this.retryStorage = storageRetrier(logger, deps.storageRetryMs ?? 60_000);
+    this.failures = new NameFailures({ state: this.retry, retry: acme.retry, limits: onDemand.limits, retryStorage: this.retryStorage, logger });
+    this.gates = new AttemptGates({ policy: deps.policy, failures: this.failures, limits: deps.limits, preflight: deps.preflight, onDemand, logger });
+    this.failover = new IssuerFailover({ issuers: this.issuers, retry: this.retry, failures: this.failures, budgets: deps.budgets, events: this.events, retryStorage: this.retryStorage, logger });
   }
 
   /** Issuances running or queued for a CA slot, in this process. */
@@ -167,7 +166,7 @@ export class CertificateManager {
           const backoff = await this.failures.backoff(domain);
           if (backoff) return { kind: 'failed', reason: backoff };
         }
-        const current = this.opts.cache.peek(domain) ?? (await this.loadStored(domain));
+        const current = this.deps.cache.peek(domain) ?? (await this.loadStored(domain));
         return await this.issueUnderLock(domain, reason, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions });
       } catch (err) {
         return await this.failed(domain, err, true);
@@ -206,7 +205,7 @@ export class CertificateManager {
    * handshakes are served from), with its metadata; null when there is none. For the admin API.
    */
   async storedCertificate(domain: string): Promise<StoredCertificate | null> {
-    return findCertificate(this.opts.storage, this.cas, domain);
+    return findCertificate(this.deps.storage, this.cas, domain);
   }
 
   /**
@@ -214,7 +213,7 @@ export class CertificateManager {
    * when none. One read, no retries: for re-checking the memory cache (tls/cache-sync.ts).
    */
   readStored(domain: string): Promise<CertificateBundle | null> {
-    return loadCertificate(this.opts.storage, this.cas, domain);
+    return loadCertificate(this.deps.storage, this.cas, domain);
   }
 
   /**
@@ -223,11 +222,11 @@ export class CertificateManager {
    */
   async loadStored(domain: string): Promise<CachedCertificate | null> {
     const started = performance.now();
-    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.opts.storage, this.cas, domain));
+    const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.deps.storage, this.cas, domain));
     if (!bundle || !isUsable(bundle)) return null;
-    const entry = this.opts.cache.add(bundle);
-    this.opts.onStorageLoad?.(bundle);
-    this.opts.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
+    const entry = this.deps.cache.add(bundle);
+    this.deps.onStorageLoad?.(bundle);
+    this.deps.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
     return entry;
   }
 
@@ -244,14 +243,14 @@ export class CertificateManager {
    * and (through onCacheInvalidation) every other process's cache.
    */
   async delete(domain: string, reason: string): Promise<void> {
-    const { storage, cache } = this.opts;
+    const { storage, cache } = this.deps;
     for (const ca of this.cas) await this.retryStorage(domain, 'delete', () => deleteCertificate(storage, ca, domain));
     await this.retryStorage(domain, 'delete', () => this.failures.clear(domain));
     cache.delete(domain);
     this.gates.forget(domain);
     this.invalidate({ domain, event: 'deleted' });
     this.events.emit({ type: 'deleted', domain, reason });
-    this.opts.logger.info({ domain, step: 'delete', reason }, 'certificate deleted');
+    this.deps.logger.info({ domain, step: 'delete', reason }, 'certificate deleted');
   }
 
   /**
@@ -294,10 +293,10 @@ export class CertificateManager {
    * one being replaced.
    */
   private issueUnderLock(domain: string, approvedBy: string, reason: IssuanceReason, { replacing, orderOptions }: { replacing?: string; orderOptions: OrderOptions }): Promise<ObtainOutcome> {
-    const { storage, logger } = this.opts;
+    const { storage, logger } = this.deps;
     const priority = { 'on-demand': IssuancePriority.onDemand, admin: IssuancePriority.admin, renewal: IssuancePriority.renewal }[reason];
     const started = performance.now();
-    const lockOptions = { storage, logger, queue: this.queue, retryStorage: this.retryStorage, ttlMs: this.opts.issueLockTtlMs ?? DEFAULT_ISSUE_LOCK_TTL_MS, waitMs: this.opts.issueLockWaitMs ?? 180_000 };
+    const lockOptions = { storage, logger, queue: this.queue, retryStorage: this.retryStorage, acme: this.config.acme };
     return underIssueLock<ObtainOutcome>(lockOptions, domain, priority, {
       storedWins: async () => {
         const stored = await this.loadStored(domain);
@@ -318,14 +317,14 @@ export class CertificateManager {
     domain: string,
     { reason, renewal, orderOptions, started, release }: { reason: IssuanceReason; renewal: boolean; orderOptions: OrderOptions; started: number; release: () => void },
   ): Promise<ObtainOutcome> {
-    const { storage, logger } = this.opts;
+    const { storage, logger } = this.deps;
     const issued = await this.failover.issue(domain, reason, orderOptions);
     const { from, replaced: _replaced, ...certificate } = issued;
     const bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
     release();
-    const entry = this.opts.cache.add(bundle);
+    const entry = this.deps.cache.add(bundle);
     await this.failures.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
-    await this.opts.budgets?.recordIssued(from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
+    await this.deps.budgets?.recordIssued(from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));
     // Certificates of other CAs for the name would shadow this one on load.
     for (const ca of this.cas) {
       if (ca !== from.ca) await deleteCertificate(storage, ca, domain).catch((err: unknown) => logger.warn({ domain, step: 'store', ca, err }, "could not remove the other CA's certificate"));
@@ -339,7 +338,7 @@ export class CertificateManager {
 
   /** Logs a failed attempt and records it for backoff unless the name is not at fault. */
   private async failed(domain: string, err: unknown, renewal: boolean): Promise<ObtainOutcome> {
-    const { logger } = this.opts;
+    const { logger } = this.deps;
     const reason = (err as Error).message;
     const step = stepOf(err, renewal ? 'renew' : 'obtain');
     if (err instanceof IssuanceSkipped) {
@@ -361,7 +360,7 @@ export class CertificateManager {
       try {
         listener(change);
       } catch (err) {
-        this.opts.logger.warn({ domain: change.domain, step: 'announce', err }, 'could not announce certificate change');
+        this.deps.logger.warn({ domain: change.domain, step: 'announce', err }, 'could not announce certificate change');
       }
     }
   }

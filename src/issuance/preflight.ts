@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Resolver } from 'node:dns/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
+import type { PreflightConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -25,21 +26,13 @@ const TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
 /** At most this many addresses are probed (every one must reach us). */
 const MAX_ADDRESSES = 4;
 
-/**
- * Where to resolve the name and where to probe it (our HTTP port), and the probe's timeouts.
- */
-export interface PreflightOptions {
-  /** "host:port" DNS servers; empty = the system's resolvers. */
-  resolvers: string[];
-  /** Port the CA's http-01 validator connects to (80 in production). */
-  httpPort: number;
-  timeoutMs: number;
+/** What the pre-flight check works with besides `onDemand.preflight`; the TTLs are for tests. */
+export interface PreflightDeps {
+  logger: Logger;
   /** How long a name that passed is not probed again. */
   passTtlMs?: number;
   /** How long a refusal is remembered (handshakes for the name get the fallback meanwhile). */
   failTtlMs?: number;
-  storage: Storage;
-  logger: Logger;
 }
 
 /** check()'s answer: every address reached us (ok), or why not (the name gets no order). */
@@ -84,11 +77,13 @@ export class Preflight {
   private readonly resolver: Resolver;
   private readonly results = new LruCache<string, PreflightResult>(100_000);
 
+  /** `preflight`: onDemand.preflight as parsed (resolvers, the http-01 port, the probe timeout). */
   constructor(
-    private readonly opts: PreflightOptions,
+    private readonly preflight: PreflightConfig,
+    private readonly deps: PreflightDeps,
     private readonly responder: PreflightResponder,
   ) {
-    this.resolver = createResolver(opts.resolvers, { timeoutMs: Math.min(opts.timeoutMs, 5000) });
+    this.resolver = createResolver(preflight.resolvers, { timeoutMs: Math.min(preflight.timeout, 5000) });
   }
 
   /** Whether `domain` resolves to addresses that all reach this cluster. Never rejects. */
@@ -104,11 +99,11 @@ export class Preflight {
     }
     const ms = Math.round(performance.now() - started);
     if (result.ok) {
-      this.results.set(domain, result, this.opts.passTtlMs ?? 300_000);
-      this.opts.logger.info({ domain, step: 'preflight', ok: true, addresses: result.addresses, ms }, 'pre-flight self-check passed');
+      this.results.set(domain, result, this.deps.passTtlMs ?? 300_000);
+      this.deps.logger.info({ domain, step: 'preflight', ok: true, addresses: result.addresses, ms }, 'pre-flight self-check passed');
     } else {
-      this.results.set(domain, result, this.opts.failTtlMs ?? 30_000);
-      this.opts.logger.warn({ domain, step: 'preflight', ok: false, reason: result.reason, ms }, `pre-flight self-check failed: no order for ${domain}: ${result.reason}`);
+      this.results.set(domain, result, this.deps.failTtlMs ?? 30_000);
+      this.deps.logger.warn({ domain, step: 'preflight', ok: false, reason: result.reason, ms }, `pre-flight self-check failed: no order for ${domain}: ${result.reason}`);
     }
     return result;
   }
@@ -125,7 +120,7 @@ export class Preflight {
     try {
       for (const address of addresses.slice(0, MAX_ADDRESSES)) {
         const got = await this.fetch(address, domain, probe.token).catch((err: Error) => ({ error: err.message }));
-        if ('error' in got) return { ok: false, reason: `${domain} resolves to ${address}, which did not answer on port ${this.opts.httpPort}: ${got.error}` };
+        if ('error' in got) return { ok: false, reason: `${domain} resolves to ${address}, which did not answer on port ${this.preflight.httpPort}: ${got.error}` };
         if (got.status !== 200 || got.body !== probe.answer) {
           return { ok: false, reason: `${domain} resolves to ${address}, which is not this cluster (probe answered HTTP ${got.status})` };
         }
@@ -154,10 +149,10 @@ export class Preflight {
         {
           host: address,
           family: isIP(address),
-          port: this.opts.httpPort,
+          port: this.preflight.httpPort,
           path: PREFLIGHT_PREFIX + token,
           headers: { host: domain, 'user-agent': 'certgate-preflight' },
-          timeout: this.opts.timeoutMs,
+          timeout: this.preflight.timeout,
           agent: false,
         },
         (res) => {
@@ -170,13 +165,13 @@ export class Preflight {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.opts.timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.preflight.timeout} ms`)));
       req.on('error', reject);
       req.end();
     });
   }
 
   private describeResolvers(): string {
-    return this.opts.resolvers.length > 0 ? this.opts.resolvers.join(', ') : 'the system resolvers';
+    return this.preflight.resolvers.length > 0 ? this.preflight.resolvers.join(', ') : 'the system resolvers';
   }
 }

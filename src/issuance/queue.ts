@@ -3,6 +3,7 @@
 // low-priority work (renewals) never delays high-priority work (a new customer's first request).
 // IssuanceQueue puts it to the manager's use: on-demand waiters are bounded, renewals and admin
 // work are not.
+import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { IssuanceSkipped } from './errors.ts';
 
@@ -76,28 +77,26 @@ export class PriorityWorkQueue {
   }
 }
 
-/**
- * Default bound on on-demand issuances waiting for a CA slot (onDemand.limits.maxQueuedIssuances).
- * A waiter costs a few hundred bytes and holds no lock, and one that outlives its handshake's wait
- * is still issued in the background, so its customer's next visit succeeds: the bound is set for
- * a platform's burst of new names (a migration, a marketing launch), not for one handshake's wait.
- * A flood from one address cannot fill it alone: onDemand.limits.perClient (burst 100) stops it first.
- */
-export const DEFAULT_MAX_QUEUED_ISSUANCES = 256;
+/** The `onDemand` settings the queue applies, as parsed. */
+export type QueueConfig = Pick<OnDemandConfig, 'maxConcurrentIssuances'> & { limits: Pick<LimitsConfig, 'maxQueuedIssuances'> };
 
-/** The ACME work queue of one process: `maxConcurrent` orders at once, on-demand waiters bounded. */
+/**
+ * The ACME work queue of one process: onDemand.maxConcurrentIssuances orders at once, at most
+ * onDemand.limits.maxQueuedIssuances on-demand waiters.
+ */
 export class IssuanceQueue {
   private readonly queue: PriorityWorkQueue;
+  private readonly maxQueued: number;
   /** The sampled "queue full" warning: when it was last logged, and names skipped since. */
   private fullLoggedAt = -Infinity;
   private fullSinceLastLine = 0;
 
   constructor(
-    maxConcurrent: number,
-    private readonly maxQueued: number,
+    onDemand: QueueConfig,
     private readonly logger: Logger,
   ) {
-    this.queue = new PriorityWorkQueue(maxConcurrent);
+    this.queue = new PriorityWorkQueue(onDemand.maxConcurrentIssuances);
+    this.maxQueued = onDemand.limits.maxQueuedIssuances;
   }
 
   /** Orders running, and work waiting for a slot. */

@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { startAcmeProxy, type AcmeFaultProxy } from '../support/acme-proxy.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
+import { acmeSection } from '../support/config.ts';
 import { tmpDir } from '../support/tmp.ts';
 
 let pebble: PebbleHandle;
@@ -26,15 +27,8 @@ after(async () => {
 
 test('renewalWindow: the CA window with Retry-After, asked without an account; null when the CA offers no ARI', async (t) => {
   const storage = await FileStorage.open(await tmpDir(t, 'certgate-issuer-'));
-  const issuer = new AcmeIssuer({
-    directory: proxy.directoryUrl,
-    trustedRoots: [await readFile(proxy.listenerCaPath, 'utf8')],
-    keyType: 'ecdsa-p256',
-    solvers: [],
-    timeoutMs: 10_000,
-    storage,
-    logger: silentLogger(),
-  });
+  const acme = acmeSection({ timeout: '10s' });
+  const issuer = new AcmeIssuer(acme, { directory: proxy.directoryUrl, trustedRoots: [await readFile(proxy.listenerCaPath, 'utf8')] }, { solvers: [], storage, logger: silentLogger() });
   t.after(() => issuer.close());
   const accountsBefore = pebble.accountsCreated();
   proxy.setRenewalInfo((certId) => (certId === 'aaa.bbb' ? { start: '2030-01-01T00:00:00Z', end: '2030-01-02T00:00:00Z', retryAfterSeconds: 42 } : undefined));
@@ -47,7 +41,7 @@ test('renewalWindow: the CA window with Retry-After, asked without an account; n
   assert.equal(pebble.accountsCreated(), accountsBefore, 'no account registered for ARI');
   assert.deepEqual(await storage.list('accounts/'), [], 'no account stored for ARI');
 
-  const plain = new AcmeIssuer({ directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPem], keyType: 'ecdsa-p256', solvers: [], timeoutMs: 10_000, storage, logger: silentLogger() });
+  const plain = new AcmeIssuer(acme, { directory: pebble.directoryUrl, trustedRoots: [pebble.listenerCaPem] }, { solvers: [], storage, logger: silentLogger() });
   t.after(() => plain.close());
   assert.equal(await plain.renewalWindow('aaa.bbb'), null, 'Pebble itself offers no renewalInfo');
 });

@@ -15,7 +15,7 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager } from '../../src/issuance/manager.ts';
 import { adminCall } from '../support/admin.ts';
-import { onDemandSection, parse } from '../support/config.ts';
+import { managerConfig, onDemandSection, parse } from '../support/config.ts';
 import { tmpDir } from '../support/tmp.ts';
 
 const TOKEN = 'standalone-token-0123456789';
@@ -43,7 +43,7 @@ async function standalone(t: TestContext, admin: AdminConfig = adminSection({ to
   const policy = new OnDemandPolicy(onDemandSection({ registry: true }), { logger, registry });
   const issuer = new StandInIssuer();
   const cache = new CertificateCache(100);
-  const manager = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger, maxConcurrentIssuances: 2 });
+  const manager = new CertificateManager(managerConfig({ onDemand: { maxConcurrentIssuances: 2 } }), { storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger });
   const server: AdminServer = await startAdminServer(LOOPBACK, admin, {
     storage,
     registry,

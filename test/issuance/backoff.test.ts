@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { backoffDelay, LETS_ENCRYPT_SCHEDULE, RetryState } from '../../src/issuance/backoff.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
+import { acmeSection } from '../support/config.ts';
 
 const MIN = 60_000;
 const DAY = 86_400_000;
@@ -15,7 +16,13 @@ describe('retry schedule', () => {
   test('1 min, 10 min, 100 min, then daily', () => {
     const delays = [1, 2, 3, 4, 5, 20].map((n) => backoffDelay(LETS_ENCRYPT_SCHEDULE, n));
     assert.deepEqual(delays, [MIN, 10 * MIN, 100 * MIN, DAY, DAY, DAY]);
-    assert.equal(LETS_ENCRYPT_SCHEDULE.giveUpAfterMs, 30 * DAY);
+    assert.equal(LETS_ENCRYPT_SCHEDULE.giveUpAfter, 30 * DAY);
+  });
+
+  test('acme.retry as parsed is a schedule: the default is Let\'s Encrypt\'s, a configured one applies as written', () => {
+    assert.deepEqual(acmeSection().retry, LETS_ENCRYPT_SCHEDULE);
+    const configured = acmeSection({ retry: { delays: ['2m'], then: '1h', giveUpAfter: '2d' } }).retry;
+    assert.deepEqual([1, 2, 3].map((n) => backoffDelay(configured, n)), [2 * MIN, 60 * MIN, 60 * MIN]);
   });
 
   describe('RetryState in storage', () => {

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../../src/util/log.ts';
-import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type BudgetsConfig } from '../../src/issuance/budgets.ts';
+import type { BudgetsConfig } from '../../src/config/schema.ts';
+import { isLetsEncrypt, LETS_ENCRYPT_BUDGETS, RateBudgets, type RateBudgetsDeps } from '../../src/issuance/budgets.ts';
+import { acmeSection } from '../support/config.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 
 describe('RateBudgets', () => {
@@ -21,8 +23,15 @@ describe('RateBudgets', () => {
     await storage.close();
     await rm(dir, { recursive: true, force: true });
   });
-  const config: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 3, windowMs: 60_000 } };
-  const budgets = () => new RateBudgets(storage, config, silentLogger(), () => now);
+  const config: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 3, window: 60_000 } };
+  /** Budgets on the shared storage and clock; `budgetShare` 1 (no client share) unless given. */
+  const rateBudgets = (b: BudgetsConfig, budgetShare = 1, deps: Partial<RateBudgetsDeps> = {}) => new RateBudgets(b, { budgetShare }, { storage, logger: silentLogger(), now: () => now, ...deps });
+  const budgets = () => rateBudgets(config);
+
+  test('acme.budgets as parsed is the shape RateBudgets takes; Let\'s Encrypt\'s defaults are the schema\'s', () => {
+    assert.deepEqual(acmeSection({ budgets: {} }).budgets, LETS_ENCRYPT_BUDGETS);
+    assert.deepEqual(acmeSection({ budgets: { newOrders: { limit: 3, window: '1m' } } }).budgets?.newOrders, config.newOrders);
+  });
 
   test('new orders: two instances share one budget; the window slides', async () => {
     const a = budgets();
@@ -52,7 +61,7 @@ describe('RateBudgets', () => {
   });
 
   test('budgets limited to some CAs leave the others unbudgeted; LE is recognised by its directory', async () => {
-    const onlyLe = new RateBudgets(storage, { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 1, windowMs: 60_000 } }, silentLogger(), () => now, new Set(['le']));
+    const onlyLe = rateBudgets({ ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 1, window: 60_000 } }, 1, { cas: new Set(['le']) });
     assert.equal(await onlyLe.beginOrder('le', 'a.example.com'), null);
     assert.equal((await onlyLe.beginOrder('le', 'b.example.com'))?.budget, 'newOrders');
     for (let i = 0; i < 3; i++) assert.equal(await onlyLe.beginOrder('private-ca', `p${i}.example.com`), null);
@@ -63,7 +72,7 @@ describe('RateBudgets', () => {
   });
 
   test('duplicates and failed authorizations count per name', async () => {
-    const small = new RateBudgets(storage, { ...LETS_ENCRYPT_BUDGETS, duplicates: { limit: 2, windowMs: 60_000 }, failedAuthorizations: { limit: 1, windowMs: 60_000 } }, silentLogger(), () => now);
+    const small = rateBudgets({ ...LETS_ENCRYPT_BUDGETS, duplicates: { limit: 2, window: 60_000 }, failedAuthorizations: { limit: 1, window: 60_000 } });
     await small.recordIssued('ca4', 'dup.example.com');
     await small.recordIssued('ca4', 'dup.example.com');
     assert.equal((await small.beginOrder('ca4', 'dup.example.com'))?.budget, 'duplicates');
@@ -73,10 +82,10 @@ describe('RateBudgets', () => {
   });
 
   test('client share: one address spends at most its share of newOrders, counted by every instance together; another address still orders', async () => {
-    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 8, windowMs: 60_000 } };
+    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 8, window: 60_000 } };
     // Two instances on one storage, share 0.25 of 8: two orders per client address per window.
-    const a = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.25);
-    const b = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.25);
+    const a = rateBudgets(shared, 0.25);
+    const b = rateBudgets(shared, 0.25);
     assert.equal(await a.beginOrder('ca5', 'x1.share.example', { client: '192.0.2.7' }), null);
     assert.equal(await b.beginOrder('ca5', 'x2.share.example', { client: '192.0.2.7' }), null);
     const refused = await a.beginOrder('ca5', 'x3.share.example', { client: '192.0.2.7' });
@@ -96,8 +105,8 @@ describe('RateBudgets', () => {
   });
 
   test('client share of certificatesPerDomain: one address ordering many names under one registered domain', async () => {
-    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, certificatesPerDomain: { limit: 4, windowMs: 60_000 } };
-    const budgets = new RateBudgets(storage, shared, silentLogger(), () => now, undefined, 0.5);
+    const shared: BudgetsConfig = { ...LETS_ENCRYPT_BUDGETS, certificatesPerDomain: { limit: 4, window: 60_000 } };
+    const budgets = rateBudgets(shared, 0.5);
     assert.equal(await budgets.beginOrder('ca6', 'a.tenant.example.com', { client: '198.51.100.1' }), null);
     assert.equal(await budgets.beginOrder('ca6', 'b.tenant.example.com', { client: '198.51.100.1' }), null);
     const refused = await budgets.beginOrder('ca6', 'c.tenant.example.com', { client: '198.51.100.1' });
@@ -108,7 +117,7 @@ describe('RateBudgets', () => {
   });
 
   test('share 1 (or no client): no per-client counting at all', async () => {
-    const whole = new RateBudgets(storage, { ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 3, windowMs: 60_000 } }, silentLogger(), () => now, undefined, 1);
+    const whole = rateBudgets({ ...LETS_ENCRYPT_BUDGETS, newOrders: { limit: 3, window: 60_000 } }, 1);
     for (let i = 0; i < 3; i++) assert.equal(await whole.beginOrder('ca7', `w${i}.example.com`, { client: '192.0.2.9' }), null);
     assert.equal((await whole.beginOrder('ca7', 'w3.example.com', { client: '192.0.2.9' }))?.client, undefined);
   });

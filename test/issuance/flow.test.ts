@@ -22,7 +22,7 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import { StorageError } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CertificateManager } from '../../src/issuance/manager.ts';
-import { onDemandSection } from '../support/config.ts';
+import { managerConfig, onDemandSection } from '../support/config.ts';
 
 class StandInIssuer implements CertificateIssuer {
   readonly directory: string;
@@ -51,7 +51,7 @@ class StandInIssuer implements CertificateIssuer {
 }
 
 const invalid = (domain: string) => new AcmeError({ type: `${ACME_ERROR}connection`, status: 400, detail: 'connection refused', step: 'authorization', domain });
-const FAST: RetrySchedule = { delaysMs: [1], thenEveryMs: 1, giveUpAfterMs: 3_600_000 };
+const FAST: RetrySchedule = { delays: [1], then: 1, giveUpAfter: 3_600_000 };
 
 describe('CertificateManager issuance flow', () => {
   let dir: string;
@@ -67,15 +67,14 @@ describe('CertificateManager issuance flow', () => {
 
   function manager(issuers: IssuerChoice[], opts: { retry?: RetrySchedule; max?: number; budgets?: RateBudgets } = {}) {
     const policy = new OnDemandPolicy(onDemandSection({ allow: ['*.ok.test'], askTimeout: 100, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger() });
-    return new CertificateManager({
+    const config = managerConfig({ onDemand: { maxConcurrentIssuances: opts.max ?? 8 } });
+    return new CertificateManager({ ...config, acme: { ...config.acme, retry: opts.retry ?? FAST } }, {
       storage,
       issuer: issuers[0]!.production,
       issuers,
       policy,
       cache: new CertificateCache(100),
       logger: silentLogger(),
-      maxConcurrentIssuances: opts.max ?? 8,
-      retry: opts.retry ?? FAST,
       ...(opts.budgets ? { budgets: opts.budgets } : {}),
     });
   }
@@ -135,7 +134,7 @@ describe('CertificateManager issuance flow', () => {
     const calls: string[] = [];
     const ca = new StandInIssuer('ca-race', calls);
     ca.fail = invalid;
-    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const slow: RetrySchedule = { delays: [60_000], then: 60_000, giveUpAfter: 3_600_000 };
     const [a, b] = [manager([{ production: ca }], { retry: slow }), manager([{ production: ca }], { retry: slow })];
     const outcomes = await Promise.all([a.obtain('race.ok.test'), b.obtain('race.ok.test')]);
     assert.deepEqual(outcomes.map((o) => o.kind), ['failed', 'failed']);
@@ -156,7 +155,7 @@ describe('CertificateManager issuance flow', () => {
         domain,
         cause: new StorageError('redis storage: write of "challenges/http-01/t" failed: Redis is unreachable', 'challenges/http-01/t', 'write'),
       });
-    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const slow: RetrySchedule = { delays: [60_000], then: 60_000, giveUpAfter: 3_600_000 };
     const m = manager([{ production: ca }], { retry: slow });
     const name = 'blip.ok.test';
     const failed = await m.obtain(name);
@@ -172,7 +171,7 @@ describe('CertificateManager issuance flow', () => {
     const calls: string[] = [];
     const ca = new StandInIssuer('ca-norecord', calls);
     ca.fail = invalid;
-    const slow: RetrySchedule = { delaysMs: [60_000], thenEveryMs: 60_000, giveUpAfterMs: 3_600_000 };
+    const slow: RetrySchedule = { delays: [60_000], then: 60_000, giveUpAfter: 3_600_000 };
     const m = manager([{ production: ca }], { retry: slow });
     const name = 'unrecorded.ok.test';
     const put = storage.put.bind(storage);
@@ -197,7 +196,7 @@ describe('CertificateManager issuance flow', () => {
     const calls: string[] = [];
     const ca = new StandInIssuer('ca-giveup', calls);
     ca.fail = invalid;
-    const m = manager([{ production: ca }], { retry: { delaysMs: [1], thenEveryMs: 1, giveUpAfterMs: 0 } });
+    const m = manager([{ production: ca }], { retry: { delays: [1], then: 1, giveUpAfter: 0 } });
     assert.equal((await m.obtain('dead.ok.test')).kind, 'failed');
     await sleep(5);
     const again = await m.obtain('dead.ok.test');
@@ -230,7 +229,7 @@ describe('CertificateManager issuance flow', () => {
     const first = new StandInIssuer('ca-preferred', calls);
     const issuing = new StandInIssuer('ca-issuing', calls);
     first.fail = (domain) => new AcmeError({ type: `${ACME_ERROR}serverInternal`, status: 500, detail: 'internal error', step: 'new-order', domain });
-    const budgets = new RateBudgets(storage, LETS_ENCRYPT_BUDGETS, silentLogger()); // every CA budgeted
+    const budgets = new RateBudgets(LETS_ENCRYPT_BUDGETS, { budgetShare: 1 }, { storage, logger: silentLogger() }); // every CA budgeted
     const m = manager([{ production: first }, { production: issuing }], { budgets });
     const name = 'ari.ok.test';
     const left = async (budget: 'newOrders' | 'duplicates', ca: string) => (await budgets.remaining(budget, ca, name)).remaining;

@@ -16,9 +16,9 @@ import { saveCertificate } from '../../src/issuance/store.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
-import { CertificateManager, type CertificateManagerOptions } from '../../src/issuance/manager.ts';
+import { CertificateManager, type CertificateManagerDeps } from '../../src/issuance/manager.ts';
 import { capturingLogger } from '../support/log-lines.ts';
-import { onDemandSection } from '../support/config.ts';
+import { managerConfig, onDemandSection } from '../support/config.ts';
 
 class StandInIssuer {
   readonly ca = 'test-ca';
@@ -55,10 +55,11 @@ describe('CertificateManager', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8, extra: Partial<CertificateManagerOptions> = {}) {
+  function manager(issuer: StandInIssuer, maxConcurrentIssuances = 8, extra: Partial<CertificateManagerDeps> = {}, limits: Record<string, unknown> = {}) {
     const cache = new CertificateCache(100);
     const policy = new OnDemandPolicy(onDemandSection({ allow: ['**.ok.test'], askTimeout: 100, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger() });
-    const m = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances, ...extra });
+    const config = managerConfig({ onDemand: { maxConcurrentIssuances, limits } });
+    const m = new CertificateManager(config, { storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), ...extra });
     return { m, cache };
   }
 
@@ -125,7 +126,7 @@ describe('CertificateManager', () => {
   test('the queue is bounded: a new name beyond maxQueuedIssuances gets no order, a fallback at once and a log line', async () => {
     const issuer = new StandInIssuer();
     const { logger, lines } = capturingLogger();
-    const { m } = manager(issuer, 1, { maxQueuedIssuances: 2, logger });
+    const { m } = manager(issuer, 1, { logger }, { maxQueuedIssuances: 2 });
     const open = holdOrders(issuer);
     const queued = [m.obtain('busy.q2.ok.test')];
     await until(() => issuer.calls.length === 1, 'the first order started');

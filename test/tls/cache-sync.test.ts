@@ -19,7 +19,7 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { CertificateCache } from '../../src/tls/cache.ts';
 import { CACHE_CHANNEL, CacheSync } from '../../src/tls/cache-sync.ts';
-import { onDemandSection } from '../support/config.ts';
+import { managerConfig, onDemandSection } from '../support/config.ts';
 
 const issuer = {
   ca: 'test-ca',
@@ -48,7 +48,7 @@ describe('CacheSync', () => {
   function processOn(bus?: LocalBus) {
     const cache = new CertificateCache(100);
     const policy = new OnDemandPolicy(onDemandSection({ allow: ['**.ok.test'], askTimeout: 100, askCacheTtl: 1000, askDenyCacheTtl: 1000 }), { logger: silentLogger() });
-    const manager = new CertificateManager({ storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger(), maxConcurrentIssuances: 4 });
+    const manager = new CertificateManager(managerConfig({ onDemand: { maxConcurrentIssuances: 4 } }), { storage, issuer: issuer as unknown as AcmeIssuer, policy, cache, logger: silentLogger() });
     const sync = new CacheSync({ cache, manager, logger: silentLogger() });
     return { cache, manager, sync, attached: bus ? sync.attach(bus) : Promise.resolve() };
   }
