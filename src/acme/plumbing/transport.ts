@@ -149,7 +149,10 @@ export class AcmeTransport {
   private readonly userAgent: string;
   private readonly requestTimeoutMs: number;
   private readonly badNonceRetries: number;
-  private readonly dispatcher: Dispatcher;
+  // Made at the first request: an issuer is built at start-up, and loading undici there costs
+  // every process ~40 ms of start-up for a CA it may not ask for a long time.
+  private dispatcherInstance: Dispatcher | undefined;
+  private readonly trustedRoots: readonly string[];
   private readonly ownsDispatcher: boolean;
   private readonly nonces: string[] = [];
 
@@ -166,18 +169,21 @@ export class AcmeTransport {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.badNonceRetries = opts.badNonceRetries ?? BAD_NONCE_RETRIES;
     this.ownsDispatcher = !opts.dispatcher;
-    this.dispatcher =
-      opts.dispatcher ??
-      new (undici().Agent)({
-        connect: { ca: [...rootCertificates, ...(opts.trustedRoots ?? [])] },
-        keepAliveTimeout: 10_000,
-        connections: 8,
-      });
+    this.dispatcherInstance = opts.dispatcher;
+    this.trustedRoots = opts.trustedRoots ?? [];
+  }
+
+  private get dispatcher(): Dispatcher {
+    return (this.dispatcherInstance ??= new (undici().Agent)({
+      connect: { ca: [...rootCertificates, ...this.trustedRoots] },
+      keepAliveTimeout: 10_000,
+      connections: 8,
+    }));
   }
 
   /** Closes the HTTP connection pool (only the one this transport created). */
   async close(): Promise<void> {
-    if (this.ownsDispatcher) await this.dispatcher.close();
+    if (this.ownsDispatcher) await this.dispatcherInstance?.close();
   }
 
   /**
