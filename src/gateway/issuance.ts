@@ -58,6 +58,8 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage, logger) : null;
   const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
   const issuers = createIssuers({ ...config.acme, issuers: await readIssuerRoots(config.acme.issuers) }, { solvers, storage, logger });
+  // Each CA's connection pool (made at its first request) closes with the gateway.
+  stack.defer(() => Promise.all(issuers.flatMap((i) => [i.production.close(), i.staging?.close()])).then(() => undefined));
   const budgets = rateBudgets(config, issuers, storage, logger);
   const preflightResponder = new PreflightResponder(storage, logger);
   const preflight = config.onDemand.preflight === false ? undefined : new Preflight(config.onDemand.preflight, { logger }, preflightResponder);
