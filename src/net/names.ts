@@ -7,7 +7,8 @@
 //   normalizeDomainName  names an operator typed (config, admin API): Unicode is accepted and
 //                        converted to its A-label, then checked like SNI.
 // Both check every `xn--` label (IDNA 2008 / UTS 46): it must decode as punycode and encode
-// back to the same A-label. Only names containing `xn--` pay for that check.
+// back to the same A-label; any other label with '--' in its 3rd and 4th places is refused
+// (reserved by RFC 5891). Only names containing '--' pay for those checks.
 import { domainToASCII, domainToUnicode } from 'node:url';
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -56,8 +57,10 @@ function checkedName(name: string): string | undefined {
   if (labels.length < 2) return undefined;
   for (const label of labels) if (!LABEL.test(label)) return undefined;
   if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return undefined;
-  if (name.includes('xn--')) {
-    for (const label of labels) if (label.startsWith('xn--') && !isValidALabel(label)) return undefined;
+  if (name.includes('--')) {
+    // Labels with '--' in their 3rd and 4th places are reserved (RFC 5891 §4.2.3.1): only
+    // `xn--` A-labels exist, and CAs refuse the rest at order time.
+    for (const label of labels) if (label.startsWith('--', 2) && !(label.startsWith('xn') && isValidALabel(label))) return undefined;
   }
   return name;
 }

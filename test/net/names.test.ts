@@ -19,6 +19,12 @@ test('SNI must be ASCII (RFC 6066: A-labels); raw UTF-8, read as latin1 by node,
   }
 });
 
+test("other labels with '--' in their 3rd and 4th places are reserved (RFC 5891): refused; '--' elsewhere is fine", () => {
+  for (const reserved of ['ab--cd.example', 'www.zz--top.example', 'a1--.example']) assert.equal(normalizeServerName(reserved), undefined, reserved);
+  assert.equal(normalizeServerName('a--b.example'), 'a--b.example');
+  assert.equal(normalizeServerName('abc--d.example'), 'abc--d.example');
+});
+
 test('invalid xn-- labels are refused: not punycode, or not round-tripping', () => {
   for (const bad of [
     'xn--.example', // empty punycode
