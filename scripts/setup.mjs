@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // One-shot set-up run before `npm test`, `npm run demo` and `npm run bench`: installs npm
-// packages when missing or stale, and Debian's pebble (test: also redis-server; test and bench:
+// packages when missing or stale, and Debian's pebble (test: also redis-server, bind9; test and bench:
 // caddy, wrk, h2load) when missing (with apt-get, as root), otherwise stops with the exact command to run. Plain JS
 // on purpose: it runs on whatever `node` is on PATH before node_modules/.bin (and so the pinned
 // Node 24) exists.
@@ -38,14 +38,16 @@ if (sharedInstall && npmPackagesStale()) {
 }
 
 function have(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+  // Daemons such as named live in /usr/sbin, which a non-root PATH may lack.
+  return spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
 // Debian packages each purpose needs, keyed by the binary that proves the package is there.
 const needed = { pebble: 'pebble', 'pebble-challtestsrv': 'pebble', openssl: 'openssl', curl: 'curl' };
 // The bench's tools: `npm test` runs the bench too (test/bench/bench.test.ts, --smoke).
 const benchTools = { caddy: 'caddy', wrk: 'wrk', h2load: 'nghttp2-client' };
-if (purpose === 'test') Object.assign(needed, { 'redis-server': 'redis-server' }, benchTools);
+// dns-01 tests run a real authoritative DNS server (bind9's named) and check it with dig.
+if (purpose === 'test') Object.assign(needed, { 'redis-server': 'redis-server', named: 'bind9', dig: 'bind9-dnsutils' }, benchTools);
 if (purpose === 'bench') Object.assign(needed, benchTools);
 const missing = [...new Set(Object.entries(needed).filter(([bin]) => !have(bin)).map(([, pkg]) => pkg))];
 
