@@ -15,8 +15,11 @@ export type ChallengeType = 'http-01' | 'tls-alpn-01' | 'dns-01';
 /** Answers one challenge type. present() and cleanup() get the identifier without any `*.`. */
 export interface ChallengeSolver {
   readonly type: ChallengeType;
-  /** Makes the challenge answerable (http-01 file, tls-alpn-01 cert, dns-01 TXT record). */
-  present(domain: string, token: string, keyAuthorization: string): Promise<void>;
+  /**
+   * Makes the challenge answerable (http-01 file, tls-alpn-01 cert, dns-01 TXT record). `signal`
+   * aborts when the order's attempt ends, so a long wait (dns-01 propagation) stops with it.
+   */
+  present(domain: string, token: string, keyAuthorization: string, signal?: AbortSignal): Promise<void>;
   /** Removes what present() set up. Always called, even after failures. */
   cleanup(domain: string, token: string, keyAuthorization: string): Promise<void>;
 }
@@ -78,7 +81,7 @@ async function authorize(account: AcmeAccount, url: string, solvers: ChallengeSo
   const p: Presented = { solver, domain: authz.identifier.value, token: challenge.token, keyAuth: account.keyAuthorization(challenge.token) };
   presented.push(p);
   const extra = { challenge: solver.type };
-  await attempt.step('challenge', domain, () => present(account, p, challenge, domain), extra);
+  await attempt.step('challenge', domain, () => present(account, p, challenge, domain, attempt.signal), extra);
   await attempt.step('authorization', domain, () => waitForAuthorization(account, url, { signal: attempt.signal, timeoutMs: attempt.remaining() }), extra);
   return solver.type;
 }
@@ -99,9 +102,9 @@ function chooseSolver(authz: AcmeAuthorization, solvers: ChallengeSolver[], doma
 }
 
 /** The solver presents; then the CA is asked to validate (unless it already is validating). */
-async function present(account: AcmeAccount, p: Presented, challenge: AcmeChallenge, domain: string): Promise<void> {
+async function present(account: AcmeAccount, p: Presented, challenge: AcmeChallenge, domain: string, signal: AbortSignal): Promise<void> {
   try {
-    await p.solver.present(p.domain, p.token, p.keyAuth);
+    await p.solver.present(p.domain, p.token, p.keyAuth, signal);
   } catch (err) {
     const detail = `${p.solver.type} solver could not present the challenge: ${err instanceof Error ? err.message : String(err)}`;
     throw new AcmeError({ type: SOLVER_ERROR, status: 0, detail, step: 'challenge', domain, cause: err });

@@ -11,6 +11,7 @@ import { caIdFromDirectory, keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Lazy } from '../util/lazy.ts';
 import type { ChallengeSolver } from './authorize.ts';
+import { solversForOrder } from './dns01.ts';
 import { obtainCertificate } from './obtain.ts';
 import { AcmeAccount } from './plumbing/account.ts';
 import { fetchRenewalWindow, type RenewalWindow } from './plumbing/ari.ts';
@@ -32,7 +33,10 @@ export interface CaSpec {
 
 /** What an issuer works with besides its config: the challenge solvers (in preference order), storage, log. */
 export interface AcmeIssuerDeps {
+  /** acme.challenges' solvers; dns-01 among them only when listed there. */
   solvers: ChallengeSolver[];
+  /** The dns-01 solver when acme.dns is configured: wildcard orders use it alone (solversForOrder). */
+  dns01?: ChallengeSolver | undefined;
   storage: Storage;
   logger: Logger;
 }
@@ -88,6 +92,8 @@ export class AcmeIssuer {
 
   /** A new key and certificate for `domain`; throws the AcmeError of the step that failed. */
   async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
+    // Before the account or an order: a wildcard without dns-01 could only fail at the CA.
+    const solvers = solversForOrder([domain], this.deps.solvers, this.deps.dns01);
     const account = await this.account.get();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.acme.keyType);
@@ -95,7 +101,7 @@ export class AcmeIssuer {
     const result = await obtainCertificate(account, {
       domains: [domain],
       csrDer,
-      solvers: this.deps.solvers,
+      solvers,
       logger: this.deps.logger,
       timeoutMs: this.acme.timeout,
       ...((opts.profile ?? this.acme.profile) !== undefined ? { profile: opts.profile ?? this.acme.profile } : {}),

@@ -115,7 +115,7 @@ const limitsSchema = z.strictObject({
 });
 
 /** The challenge types acme.challenges may list, in the order the gateway prefers by default. */
-export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01'] as const;
+export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01', 'dns-01'] as const;
 
 const eabSchema = z.strictObject({ kid: z.string().min(1), hmac: z.string().min(1) });
 
@@ -130,6 +130,35 @@ const budget = (limit: string, window: string) =>
 const resolverAddress = z.string().refine((v) => isIP(v) !== 0 || (parseListenAddress(v) !== undefined && isIP(parseListenAddress(v)!.host) !== 0), {
   message: 'must be a DNS server IP, optionally with a port, like "127.0.0.1:8053" or "[::1]:53"',
 });
+
+/** The DNS providers acme.dns.provider may name (one file each under src/acme/dns/). */
+export const DNS_PROVIDERS = ['rfc2136', 'cloudflare', 'exec'] as const;
+
+/** `acme.dns`: where dns-01 TXT records are written and how their propagation is checked. */
+const acmeDnsSchema = z
+  .strictObject({
+    provider: z.enum(DNS_PROVIDERS, { message: `must be one of ${DNS_PROVIDERS.join(', ')}` }),
+    rfc2136: z
+      .strictObject({
+        server: resolverAddress,
+        keyName: z.string().min(1, { message: 'must be the TSIG key name, like "certgate-key"' }),
+        keyAlgorithm: z.enum(['hmac-sha256', 'hmac-sha512'], { message: 'must be "hmac-sha256" or "hmac-sha512"' }).default('hmac-sha256'),
+        keySecret: z.base64({ message: 'must be the TSIG secret in base64, as in the DNS server\'s key statement' }),
+      })
+      .optional(),
+    cloudflare: z.strictObject({ apiToken: z.string().min(1, { message: 'must be a Cloudflare API token with Zone.DNS edit rights' }) }).optional(),
+    exec: z.strictObject({ command: z.array(z.string().min(1)).min(1, { message: 'must be the command and its arguments, like ["/usr/local/bin/dns-hook"]' }) }).optional(),
+    resolvers: z.array(resolverAddress).default([]),
+    propagationTimeout: duration('2m').prefault('2m'),
+    delegation: z.strictObject({ zone: z.string().refine((v) => normalizeDomainName(v) !== undefined, { message: 'must be a DNS zone name like "dcv.platform.example"' }) }).optional(),
+  })
+  .superRefine((d, ctx) => {
+    // The chosen provider needs its own section; the others' would be ignored, which hides typos.
+    if (d[d.provider] === undefined) ctx.addIssue({ code: 'custom', path: [d.provider], message: `provider is ${d.provider}: give acme.dns.${d.provider} its settings` });
+    for (const other of DNS_PROVIDERS) {
+      if (other !== d.provider && d[other] !== undefined) ctx.addIssue({ code: 'custom', path: [other], message: `remove it: acme.dns.provider is ${d.provider}` });
+    }
+  });
 
 const configSchema = z.strictObject({
   listen: z
@@ -217,8 +246,12 @@ const configSchema = z.strictObject({
       // event-loop stall of ~8 s.
       lockTtl: duration('10s').prefault('10s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
+      dns: acmeDnsSchema.optional(),
     })
     .superRefine((a, ctx) => {
+      if (a.challenges.includes('dns-01') && a.dns === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['challenges'], message: 'dns-01 needs acme.dns (the DNS provider that writes the TXT records); configure it or remove dns-01' });
+      }
       if (!a.issuers) return;
       for (const key of ['directory', 'eab'] as const) {
         if (a[key] !== undefined) {
@@ -343,6 +376,8 @@ export type ProxyConfig = Config['proxy'];
 export type AdminConfig = Config['admin'];
 /** The `acme` section as parsed: durations in ms, `issuers` always set (the shorthand expanded). */
 export type AcmeConfig = Config['acme'];
+/** `acme.dns` as parsed (`propagationTimeout` in ms, `resolvers` always set). */
+export type AcmeDnsConfig = NonNullable<AcmeConfig['dns']>;
 /** `acme.retry` as parsed: the waits after a name's failures, in ms. */
 export type RetryConfig = AcmeConfig['retry'];
 /** `acme.budgets` as parsed: each budget's `limit` per `window` (ms). */

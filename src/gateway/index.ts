@@ -11,6 +11,7 @@
 import type { MetricsSource } from '../admin/server.ts';
 import type { GatewayMetrics } from '../admin/metrics.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
+import type { DnsProvider } from '../acme/dns/provider.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import type { CertificateEvents } from '../issuance/events.ts';
 import { createLogger, type Logger } from '../util/log.ts';
@@ -50,6 +51,8 @@ export interface GatewayOptions {
   metrics?: MetricsSource;
   /** In a cluster worker: how its metrics reach the worker serving GET /metrics, which adds them up. */
   clusterMetrics?: ClusterMetrics;
+  /** Writes dns-01 TXT records (acme.dns must be configured); until the config builds one, tests pass it here. */
+  dnsProvider?: DnsProvider;
 }
 
 /** A running gateway: its parts (for tests and the CLI) and close(), which stops all of it. */
@@ -87,7 +90,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const { storage, bus } = await openStorageAndBus(config, options, logger, stack);
   const plan = planAdmin(config, options.admin !== false, options.clusterMetrics);
   const policy = await assemblePolicy(config, { storage, bus, logger, onLimited: plan.metrics.rateLimited }, stack);
-  const issuance = await assembleIssuance(config, { storage, bus, logger, policy }, stack);
+  const issuance = await assembleIssuance(config, { storage, bus, logger, policy, dnsProvider: options.dnsProvider }, stack);
   const adminModule = await prepareAdmin(plan, { policy, issuance }, stack);
   const listeners = await openListeners(
     config,

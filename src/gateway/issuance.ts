@@ -1,5 +1,6 @@
 // The issuance part: who obtains certificates, and what every attempt must pass.
-//   1. the challenge solvers (`acme.challenges`): http-01 and/or tls-alpn-01, on shared storage
+//   1. the challenge solvers (`acme.challenges`): http-01, tls-alpn-01 on shared storage; dns-01
+//      through the DNS provider (`acme.dns`), listed or not, since wildcards need it
 //   2. the issuers (`acme.issuers`, first preferred), each trusting its configured roots
 //   3. the CA rate-limit budgets (`acme.budgets`; by default Let's Encrypt's, for its CAs only)
 //   4. the pre-flight check (`onDemand.preflight`) and its responder (every instance answers)
@@ -10,6 +11,8 @@ import { readFile } from 'node:fs/promises';
 import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
 import { createIssuers, type IssuerSpec } from '../acme/issuers.ts';
+import type { DnsProvider } from '../acme/dns/provider.ts';
+import { Dns01Solver } from '../acme/dns01.ts';
 import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Config, IssuerConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
@@ -49,6 +52,8 @@ export interface IssuancePartDeps {
   bus: ClusterBus;
   logger: Logger;
   policy: PolicyPart;
+  /** Writes dns-01 records (needs acme.dns); see GatewayOptions.dnsProvider. */
+  dnsProvider?: DnsProvider | undefined;
 }
 
 /** Builds the issuance part; the manager's bus subscription and its work are closed by `stack`. */
@@ -56,8 +61,10 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const { storage, logger, policy } = deps;
   const http01 = config.acme.challenges.includes('http-01') ? new Http01Solver(storage, logger) : null;
   const tlsAlpn = config.acme.challenges.includes('tls-alpn-01') ? new TlsAlpn01Solver(storage, logger) : null;
-  const solvers = config.acme.challenges.map((type): ChallengeSolver => (type === 'http-01' ? http01! : tlsAlpn!));
-  const issuers = createIssuers({ ...config.acme, issuers: await readIssuerRoots(config.acme.issuers) }, { solvers, storage, logger });
+  const dns01 = dns01Solver(config, deps);
+  const byType = { 'http-01': http01, 'tls-alpn-01': tlsAlpn, 'dns-01': dns01 };
+  const solvers = config.acme.challenges.map((type): ChallengeSolver => byType[type]!);
+  const issuers = createIssuers({ ...config.acme, issuers: await readIssuerRoots(config.acme.issuers) }, { solvers, dns01, storage, logger });
   // Each CA's connection pool (made at its first request) closes with the gateway.
   stack.defer(() => Promise.all(issuers.flatMap((i) => [i.production.close(), i.staging?.close()])).then(() => undefined));
   const budgets = rateBudgets(config, issuers, storage, logger);
@@ -82,9 +89,25 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const cacheSync = new CacheSync({ cache, manager, logger });
   await cacheSync.attach(deps.bus);
   stack.defer(() => cacheSync.close());
-  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, storage, logger);
+  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps);
   forgetOnBindingChange(policy, manager, cache);
   return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, maintainer, http01, tlsAlpn, preflightResponder };
+}
+
+/**
+ * The dns-01 solver when acme.dns is configured. The provider comes from the caller for now;
+ * a start with acme.dns but no provider fails rather than ordering wildcards that cannot validate.
+ */
+function dns01Solver(config: Config, { dnsProvider, storage, logger }: IssuancePartDeps): Dns01Solver | undefined {
+  const dns = config.acme.dns;
+  // TODO(issue 15): build it from acme.dns with createDnsProvider (src/acme/dns/providers.ts, branch i15-dnsprov) when none is given.
+  const provider = dnsProvider;
+  if (dns === undefined) {
+    if (provider) throw new Error('gateway start: a DNS provider was given but acme.dns is not configured (step dns-01)');
+    return undefined;
+  }
+  if (!provider) throw new Error(`gateway start: acme.dns.provider ${dns.provider} is not built yet (step dns-01)`);
+  return new Dns01Solver({ provider, storage, logger, resolvers: dns.resolvers, propagationTimeoutMs: dns.propagationTimeout });
 }
 
 /** Each `acme.issuers[]` entry with its roots read (top-level acme.trustedRoots are already merged in by the schema). */
@@ -107,9 +130,10 @@ function rateBudgets(config: Config, issuers: IssuerList, storage: Storage, logg
   return new RateBudgets(LETS_ENCRYPT_BUDGETS, config.onDemand.limits, { storage, logger, cas: letsEncrypt });
 }
 
-function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, storage: Storage, logger: Logger): Maintainer {
+function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, { storage, logger, dnsProvider }: IssuancePartDeps): Maintainer {
   return new Maintainer(config.renewal, {
     storage,
+    ...(dnsProvider ? { dnsProvider } : {}),
     manager,
     policy: policy.policy,
     // ARI windows are asked of the issuer that issued each certificate.

@@ -2,11 +2,15 @@
 //   - certificates expired more than `expiredGrace` ago are deleted (storage, every cache);
 //   - challenge answers left in storage by an issuance that died (a normal issuance removes its
 //     own) are deleted once this leader has seen them for `staleChallengeAge`. `challenges/`
-//     only ever holds the few in-flight challenges, so listing it is cheap.
+//     only ever holds the few in-flight challenges, so listing it is cheap. A dns-01 record
+//     (`challenges/dns-01/`) is first removed from DNS through the provider; if that fails the
+//     key stays and is tried again next sweep.
 //   - file storage: lock files whose holder died (expired and never released) are removed by
 //     taking the lock over and releasing it, the storage's own safe path. Redis locks expire by
 //     themselves (PX), so nothing is listed there (listing locks on Redis would be a SCAN).
 import type { Logger } from '../util/log.ts';
+import type { DnsProvider } from '../acme/dns/provider.ts';
+import { removeLeftoverRecord } from '../acme/dns01.ts';
 import { loadCertificate } from '../issuance/store.ts';
 import { keys } from '../storage/keys.ts';
 import { getJson, type Storage } from '../storage/storage.ts';
@@ -18,6 +22,8 @@ export interface CleanupOptions {
   deleteCertificate(domain: string, reason: string): Promise<void>;
   expiredGraceMs: number;
   staleChallengeAgeMs: number;
+  /** Removes left-over dns-01 records; without it their keys are deleted (nothing else could remove the record). */
+  dnsProvider?: DnsProvider;
   logger: Logger;
   now?: () => number;
 }
@@ -129,7 +135,8 @@ export class Cleanup {
       }
       if (now - seen < staleChallengeAgeMs) continue;
       try {
-        await storage.delete(key);
+        if (this.opts.dnsProvider && key.startsWith(keys.dns01Prefix)) await removeLeftoverRecord(storage, this.opts.dnsProvider, key);
+        else await storage.delete(key);
         this.challengesSeen.delete(key);
         deleted++;
       } catch (err) {

@@ -2,6 +2,7 @@
 // election; the leader indexes certificates stored before the index existed (once), then every
 // `checkInterval` runs the renewal scheduler and the cleanup. Any instance that is not an edge
 // also renews a certificate a handshake finds inside its renewal time (in the background).
+import type { DnsProvider } from '../acme/dns/provider.ts';
 import type { CertificateIssuer } from '../acme/issuers.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
@@ -28,6 +29,8 @@ export interface MaintainerDeps {
   issuers: readonly CertificateIssuer[];
   /** `acme.profile`: asked for in renewal orders. */
   profile?: string;
+  /** The dns-01 provider: the cleanup removes records a dead process left through it. */
+  dnsProvider?: DnsProvider;
   logger: Logger;
   now?: () => number;
 }
@@ -66,6 +69,7 @@ export class Maintainer {
       deleteCertificate: (domain, reason) => opts.manager.delete(domain, reason),
       expiredGraceMs: config.expiredGrace,
       staleChallengeAgeMs: config.staleChallengeAge,
+      ...(opts.dnsProvider ? { dnsProvider: opts.dnsProvider } : {}),
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });

@@ -7,6 +7,7 @@
 //   certificates/<ca>/<domain>/{cert.pem,key.pem,meta.json}
 //   accounts/<ca>/<email or "default">/{key.pem,account.json}
 //   challenges/http-01/<token>, challenges/tls-alpn-01/<domain>/{cert.pem,key.pem}
+//   challenges/dns-01/<fqdn>/<value>    a TXT value presented through the DNS provider, until cleaned up
 //   fallback/{cert.pem,key.pem}
 //   tls/ticket-secret (shared TLS session ticket key material)
 //   locks/<name>.lock                      held locks (reserved: read-only through the Storage API)
@@ -42,6 +43,8 @@ export const keys = {
   http01Token: (token: string) => `challenges/http-01/${token}`,
   tlsAlpnCert: (domain: string) => `challenges/tls-alpn-01/${domain}/cert.pem`,
   tlsAlpnKey: (domain: string) => `challenges/tls-alpn-01/${domain}/key.pem`,
+  dns01Record: (fqdn: string, value: string) => `challenges/dns-01/${fqdn}/${value}`,
+  dns01Prefix: 'challenges/dns-01/',
   fallbackCert: 'fallback/cert.pem',
   fallbackKey: 'fallback/key.pem',
   issueLock: (domain: string) => `issue/${domain}`,
