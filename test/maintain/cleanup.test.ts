@@ -99,6 +99,30 @@ for (const [name, open] of backends) {
       assert.ok(storage.prefixes.length < 80, `${storage.prefixes.length} lists (hour buckets from the cursor, not every certificate)`);
     });
 
+    test('a dns-01 record left by a dead process is removed through the provider once stale; a failing provider keeps the key for the next sweep', async (t) => {
+      const storage = await open(t);
+      const key = keys.dns01Record('_acme-challenge.left.test', 'v4lue');
+      await storage.put(key, '{}');
+      await storage.put(keys.http01Token('tok'), 'x');
+      const removed: string[] = [];
+      let fail = true;
+      const dnsProvider = {
+        name: 'recording-test',
+        present: () => Promise.resolve(),
+        cleanup: (fqdn: string, value: string) => (fail ? Promise.reject(new Error('server down')) : (removed.push(`${fqdn} ${value}`), Promise.resolve())),
+      };
+      let now = Date.now();
+      const cleanup = new Cleanup({ storage, deleteCertificate: async () => undefined, expiredGraceMs: DAY, staleChallengeAgeMs: HOUR, dnsProvider, logger: silentLogger(), now: () => now });
+      await cleanup.sweep();
+      now += HOUR + 1;
+      assert.equal((await cleanup.sweep()).challengesDeleted, 1);
+      assert.deepEqual(await storage.list(keys.dns01Prefix), [key]);
+      fail = false;
+      assert.equal((await cleanup.sweep()).challengesDeleted, 1);
+      assert.deepEqual(removed, ['_acme-challenge.left.test v4lue']);
+      assert.deepEqual(await storage.list('challenges/'), []);
+    });
+
     if (name === 'file') {
       test('stale lock files (holder died) are removed; held ones are not', async (t) => {
         const storage = await open(t);
