@@ -59,7 +59,6 @@ describe('managed certificates', () => {
   test('obtained at start with one order, served for every name without policy; restart: 0 orders; other names on demand', async () => {
     const orders = pebble.ordersPlaced();
     const gw = await startTestGateway({ pebble, httpsPort, httpPort, config });
-    let dataDir = gw.dataDir;
     let restarted: TestGateway | undefined;
     try {
       const asked = countPolicy(gw);
@@ -77,9 +76,8 @@ describe('managed certificates', () => {
       assert.deepEqual(asked, ['x.ondemand.test']);
       assert.equal(pebble.ordersPlaced(), orders + 2);
 
-      dataDir = gw.dataDir;
       await gw.close({ keepData: true });
-      restarted = await startTestGateway({ pebble, httpsPort, httpPort, config, dataDir });
+      restarted = await startTestGateway({ pebble, httpsPort, httpPort, config, dataDir: gw.dataDir });
       const again = await peerCertificate(httpsPort, NAMES[1]!);
       assert.equal(again.fingerprint256, m1.fingerprint256, 'loaded from storage at start, served at the first handshake');
       assert.equal(pebble.ordersPlaced(), orders + 2, 'restart with the certificate stored: 0 orders');
