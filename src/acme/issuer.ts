@@ -47,6 +47,10 @@ export interface IssueOptions {
   profile?: string;
   /** ARI: the certificate ID (RFC 9773) this order replaces. */
   replaces?: string;
+  /** Every name of the certificate, one order for all (default: the domain alone); the domain is the first. */
+  names?: string[];
+  /** The challenge solvers of this order, in preference order (default: the issuer's, `acme.challenges`). */
+  solvers?: ChallengeSolver[];
 }
 
 /** A new certificate and its private key (PKCS#8 PEM: store it as private). */
@@ -90,16 +94,20 @@ export class AcmeIssuer {
     this.endpoint = new Directory(new AcmeTransport({ directoryUrl: spec.directory, trustedRoots: spec.trustedRoots, logger: deps.logger }));
   }
 
-  /** A new key and certificate for `domain`; throws the AcmeError of the step that failed. */
+  /**
+   * A new key and certificate for `domain` (and `opts.names`, one order for all); throws the
+   * AcmeError of the step that failed.
+   */
   async issue(domain: string, opts: IssueOptions = {}): Promise<IssuedCertificate> {
+    const names = opts.names ?? [domain];
     // Before the account or an order: a wildcard without dns-01 could only fail at the CA.
-    const solvers = solversForOrder([domain], this.deps.solvers, this.deps.dns01);
+    const solvers = opts.solvers ?? solversForOrder(names, this.deps.solvers, this.deps.dns01);
     const account = await this.account.get();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.acme.keyType);
-    const csrDer = await createCsr([domain], keyPair, this.acme.keyType);
+    const csrDer = await createCsr(names, keyPair, this.acme.keyType);
     const result = await obtainCertificate(account, {
-      domains: [domain],
+      domains: names,
       csrDer,
       solvers,
       logger: this.deps.logger,

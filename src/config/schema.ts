@@ -160,6 +160,20 @@ const acmeDnsSchema = z
     }
   });
 
+/**
+ * A name of a managed certificate: a name, or `*.` and a name (one label below it, the only
+ * wildcard a CA issues). Normalised like onDemand.allow (lower case, punycode A-labels).
+ */
+const managedName = z.string().transform((v, ctx) => {
+  const wildcard = v.startsWith('*.');
+  const name = normalizeDomainName(wildcard ? v.slice(2) : v);
+  if (name === undefined || name.includes('*')) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a certificate name; write a name like "platform.example" or "*.platform.example" (one label below it)` });
+    return z.NEVER;
+  }
+  return wildcard ? `*.${name}` : name;
+});
+
 const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -356,7 +370,29 @@ const configSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
-});
+  certificates: z
+    .array(z.strictObject({ names: z.array(managedName).min(1, { message: 'list at least one name, e.g. ["platform.example"]' }) }))
+    .default([]),
+}).superRefine((c, ctx) => managedCertificateProblems(c, ctx));
+
+/**
+ * `certificates`: a name in two entries is ambiguous (which certificate serves it?), and a
+ * wildcard name can only be validated by dns-01, which needs `acme.dns`.
+ */
+function managedCertificateProblems(c: { certificates: Array<{ names: string[] }>; acme: object }, ctx: z.RefinementCtx): void {
+  const seen = new Map<string, number>();
+  const hasDns = (c.acme as { dns?: unknown }).dns !== undefined;
+  c.certificates.forEach((entry, i) => {
+    entry.names.forEach((name, j) => {
+      const first = seen.get(name);
+      if (first !== undefined && first !== i) ctx.addIssue({ code: 'custom', path: ['certificates', i, 'names', j], message: `${name} is already in certificates[${first}]: list each name in one entry` });
+      seen.set(name, i);
+      if (name.startsWith('*.') && !hasDns) {
+        ctx.addIssue({ code: 'custom', path: ['certificates', i, 'names', j], message: `${name} is a wildcard: only dns-01 can validate it; configure acme.dns (a DNS provider)` });
+      }
+    });
+  });
+}
 
 export { configSchema };
 /** The config as the schema outputs it: durations in ms, defaults filled in, one-issuer shorthand expanded. */
@@ -384,5 +420,7 @@ export type RetryConfig = AcmeConfig['retry'];
 export type BudgetsConfig = NonNullable<AcmeConfig['budgets']>;
 /** One `acme.issuers[]` entry as parsed (`trustedRoots` are file paths, top-level ones merged in). */
 export type IssuerConfig = AcmeConfig['issuers'][number];
+/** One `certificates[]` entry as parsed: its names, normalised, the first being its storage key. */
+export type ManagedCertificateConfig = Config['certificates'][number];
 /** `onDemand.preflight` as parsed when it is on. */
 export type PreflightConfig = Exclude<OnDemandConfig['preflight'], false>;

@@ -7,6 +7,9 @@
 //   5. the memory cache (`tls.cacheSize`) and the certificate manager, on the cluster bus
 //   6. the maintainer (renewal, cleanup), not on `role: edge`; the gateway starts it last
 //   7. a binding change (here or on another instance) makes policy and manager decide afresh
+//   8. the managed certificates (`certificates`): loaded from storage before serving; missing
+//      ones ordered in the background under the issuance lock (one order per cluster), not on
+//      `role: edge`; failed orders are retried when the name's backoff ends
 import { readFile } from 'node:fs/promises';
 import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
@@ -24,6 +27,7 @@ import type { Storage } from '../storage/storage.ts';
 import { CertificateCache } from '../tls/cache.ts';
 import { CacheSync } from '../tls/cache-sync.ts';
 import { CertificateManager } from '../issuance/manager.ts';
+import { ManagedCertificates, type SolversFor } from '../issuance/managed.ts';
 import type { PolicyPart } from './policy.ts';
 
 /** The issuer list (`acme.issuers` in order), each with its production and optional staging CA. */
@@ -37,6 +41,8 @@ export interface IssuancePart {
   readonly budgets: RateBudgets;
   readonly cache: CertificateCache;
   readonly manager: CertificateManager;
+  /** The managed certificates (`certificates`), served ahead of on-demand logic. */
+  readonly managed: ManagedCertificates;
   readonly maintainer: Maintainer | undefined;
   /** Answers http-01 challenges on the HTTP listener; null when http-01 is not configured. */
   readonly http01: Http01Solver | null;
@@ -71,6 +77,7 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const preflightResponder = new PreflightResponder(storage, logger);
   const preflight = config.onDemand.preflight === false ? undefined : new Preflight(config.onDemand.preflight, { logger }, preflightResponder);
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
+  const managed = new ManagedCertificates(config.certificates, cache, managedSolvers(solvers, dns01));
   let maintainer: Maintainer | undefined;
   const manager = new CertificateManager(config, {
     storage,
@@ -79,19 +86,60 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
     budgets,
     ...(preflight ? { preflight } : {}),
     policy: policy.policy,
-    cache,
+    cache: managed,
+    managed,
     logger,
     limits: policy.limits,
     // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
     onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
   // Every instance's memory follows what any of them renews, replaces or deletes.
-  const cacheSync = new CacheSync({ cache, manager, logger });
+  const cacheSync = new CacheSync({ cache: managed, manager, logger });
   await cacheSync.attach(deps.bus);
   stack.defer(() => cacheSync.close());
-  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps);
+  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed);
   forgetOnBindingChange(policy, manager, cache);
-  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, maintainer, http01, tlsAlpn, preflightResponder };
+  await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
+  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder };
+}
+
+/**
+ * The solvers of a managed certificate's order: with acme.dns configured, dns-01 (issue 15: managed
+ * certificates use it without listing it in acme.challenges); without it, the configured
+ * `acme.challenges` ones for plain names, and none for wildcards (the config refuses those).
+ */
+function managedSolvers(configured: ChallengeSolver[], dns01: Dns01Solver | undefined): SolversFor {
+  return (names) => (dns01 ? [dns01] : names.some((n) => n.startsWith('*.')) ? null : configured);
+}
+
+/** Step 8: the managed certificates into memory now; missing ones ordered in the background (see the header). */
+async function startManaged(managed: ManagedCertificates, manager: CertificateManager, { order, logger }: { order: boolean; logger: Logger }, stack: AsyncDisposableStack): Promise<void> {
+  let closed = false;
+  const timers = new Set<NodeJS.Timeout>();
+  stack.defer(() => {
+    closed = true;
+    for (const t of timers) clearTimeout(t);
+  });
+  const ensure = async (key: string): Promise<void> => {
+    const outcome = await manager.obtainManaged(key);
+    if (closed || outcome.kind === 'ready') return;
+    // The name's shared backoff says when an order may be placed again; given up: restart needed.
+    const retryAt = await manager.retryAt(key).catch(() => undefined);
+    if (typeof retryAt !== 'number') return;
+    logger.warn({ domain: key, step: 'managed', retryAt: new Date(retryAt).toISOString(), reason: outcome.reason }, 'managed certificate not obtained; will retry');
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      void ensure(key);
+    }, Math.max(0, retryAt - Date.now()));
+    timer.unref();
+    timers.add(timer);
+  };
+  for (const key of managed.keys) {
+    const names = managed.namesOf(key);
+    const stored = await manager.loadStored(key, names).catch((err: unknown) => logger.error({ domain: key, step: 'managed', err }, 'could not load managed certificate'));
+    if (stored) logger.info({ domain: key, step: 'managed', names }, 'managed certificate loaded from storage');
+    else if (order) void ensure(key);
+  }
 }
 
 /**
@@ -130,12 +178,14 @@ function rateBudgets(config: Config, issuers: IssuerList, storage: Storage, logg
   return new RateBudgets(LETS_ENCRYPT_BUDGETS, config.onDemand.limits, { storage, logger, cas: letsEncrypt });
 }
 
-function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, { storage, logger, dnsProvider }: IssuancePartDeps): Maintainer {
+function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, { storage, logger, dnsProvider }: IssuancePartDeps, managed: ManagedCertificates): Maintainer {
   return new Maintainer(config.renewal, {
     storage,
     ...(dnsProvider ? { dnsProvider } : {}),
     manager,
     policy: policy.policy,
+    // Managed certificates are listed in the config: renewed without asking the policy.
+    isManaged: (domain) => managed.isManaged(domain),
     // ARI windows are asked of the issuer that issued each certificate.
     issuers: issuers.map((i) => i.production),
     ...(config.acme.profile ? { profile: config.acme.profile } : {}),

@@ -95,6 +95,7 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
   const { SNICallback, ALPNCallback } = createHandshakeCallbacks({
     cache: deps.issuance.cache,
     manager: deps.issuance.manager,
+    managed: deps.issuance.managed,
     tlsAlpn: deps.issuance.tlsAlpn,
     fallback,
     handshakeWaitMs: config.onDemand.handshakeWait,

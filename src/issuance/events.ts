@@ -4,7 +4,7 @@ import type { Logger } from '../util/log.ts';
 
 /** A certificate lifecycle event; `at` is when it was emitted (ISO 8601). */
 export type CertificateEvent =
-  | { type: 'issuance-started'; domain: string; ca: string; reason: 'on-demand' | 'renewal' | 'admin'; at: string }
+  | { type: 'issuance-started'; domain: string; ca: string; reason: 'on-demand' | 'renewal' | 'admin' | 'managed'; at: string }
   | { type: 'issuance-succeeded'; domain: string; ca: string; notAfter: string; ms: number; challenge?: string; at: string }
   | { type: 'renewed'; domain: string; ca: string; notAfter: string; ms: number; challenge?: string; at: string }
   | { type: 'issuance-failed'; domain: string; ca: string; step: string; error: string; renewal: boolean; at: string }

@@ -4,6 +4,7 @@
 // staging directory first and back to production only once staging succeeds, so repeated
 // failures do not burn production limits. An ARI renewal's `replaces` goes only in the order to
 // the CA that issued the replaced certificate (RFC 9773 §5: another CA would refuse the order).
+import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { IssuedCertificate, IssueOptions } from '../acme/issuer.ts';
 import { caPauseOf, isFailedAuthorization, retryAfterOf, type CertificateIssuer, type IssuerChoice } from '../acme/issuers.ts';
 import type { CertificateEvents } from './events.ts';
@@ -15,8 +16,8 @@ import { IssuanceSkipped, IssuersFailed, stepOf } from './errors.ts';
 import { backoffReason, type NameFailures } from './failures.ts';
 import type { RetryStorage } from './store.ts';
 
-/** Why an order is made: a handshake, the renewal scheduler, or an admin API call. */
-export type IssuanceReason = 'on-demand' | 'renewal' | 'admin';
+/** Why an order is made: a handshake, the renewal scheduler, an admin API call, or a managed certificate at start. */
+export type IssuanceReason = 'on-demand' | 'renewal' | 'admin' | 'managed';
 
 /** The certificate an ARI renewal replaces (RFC 9773): its certificate ID and the CA that issued it. */
 export interface ReplacedCertificate {
@@ -28,12 +29,20 @@ export interface ReplacedCertificate {
 
 /**
  * How orders are made: a renewal's profile and the certificate an ARI renewal replaces; for an
- * on-demand order, the client address whose share of the budgets it spends.
+ * on-demand order, the client address whose share of the budgets it spends; for a managed
+ * certificate, all its names (the domain first) and the solvers that can validate them.
  */
 export interface OrderOptions {
   profile?: string;
   replaces?: ReplacedCertificate;
   clientIp?: string | undefined;
+  names?: string[];
+  solvers?: ChallengeSolver[];
+}
+
+/** The names and solvers of `orderOptions` as IssueOptions (the issuer's defaults when unset). */
+function orderScope({ names, solvers }: OrderOptions): Pick<IssueOptions, 'names' | 'solvers'> {
+  return { ...(names ? { names } : {}), ...(solvers ? { solvers } : {}) };
 }
 
 /** A certificate from one issuer, and the certificate its order named in `replaces`, if any. */
@@ -78,7 +87,7 @@ export class IssuerFailover {
     const tally: Tally = { failedCas: [], recoveredCas: [], problems: [], lastStep: 'issue', retryAfterMs: undefined };
     for (const choice of this.opts.issuers) {
       if (await this.paused(domain, choice.production.ca, tally)) continue;
-      if (!(await this.stagingPasses(domain, choice, state, tally))) continue;
+      if (!(await this.stagingPasses(domain, choice, state, tally, orderOptions))) continue;
       const issued = await this.order(domain, choice.production, reason, orderOptions, tally);
       if (issued) return issued;
     }
@@ -97,13 +106,13 @@ export class IssuerFailover {
   }
 
   /** After a production failure for the name: staging must validate first. False: production stays on hold. */
-  private async stagingPasses(domain: string, { production, staging }: IssuerChoice, state: NameRetryState | null, tally: Tally): Promise<boolean> {
+  private async stagingPasses(domain: string, { production, staging }: IssuerChoice, state: NameRetryState | null, tally: Tally, orderOptions: OrderOptions): Promise<boolean> {
     const ca = production.ca;
     if (!staging || !state?.stagingFirst.includes(ca)) return true;
     const { logger } = this.opts;
     try {
       logger.info({ domain, step: 'staging-validate', ca, staging: staging.directory }, 'production failed before: validating against staging first');
-      await staging.issue(domain, {});
+      await staging.issue(domain, orderScope(orderOptions));
       tally.recoveredCas.push(ca);
       logger.info({ domain, step: 'staging-validate', ca, staging: staging.directory }, 'staging succeeded: back to production');
       return true;
@@ -126,6 +135,7 @@ export class IssuerFailover {
     const issueOptions: IssueOptions = {
       ...(orderOptions.profile !== undefined ? { profile: orderOptions.profile } : {}),
       ...(replaced ? { replaces: replaced.certId } : {}),
+      ...orderScope(orderOptions),
     };
     const refusal = await this.opts.budgets?.beginOrder(ca, domain, { exempt: replaced !== undefined, client: orderOptions.clientIp });
     if (refusal) {

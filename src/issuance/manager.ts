@@ -11,6 +11,9 @@
 //      process's cache (onCacheInvalidation: tls/cache-sync.ts puts it on the bus);
 //   on failure: logged, recorded for backoff unless the name is not at fault (failures.ts).
 // A renewal (renew) skips 2-4 but for the backoff; an admin renewal skips the backoff too.
+// A managed certificate (obtainManaged, at start; managed.ts) skips 2 and 4: storage (a stored
+// certificate counts only if it names every name of the entry), then 5-7 with all its names in one
+// order and the solvers managed.ts picks; its renewals order all its names the same way.
 import type { IssuerChoice, CertificateIssuer } from '../acme/issuers.ts';
 import { issuersKey } from '../acme/issuers.ts';
 import { CertificateEvents } from './events.ts';
@@ -26,6 +29,7 @@ import { NameFailures } from './failures.ts';
 import { AttemptGates, type ObtainRequest, type Refusal } from './gates.ts';
 import type { IssuanceLimits } from './limits.ts';
 import { underIssueLock } from './lock.ts';
+import { certificateCovers, type ManagedCertificates, type ManagedOrder } from './managed.ts';
 import type { CacheInvalidation, CachedCertificate, CertificateMemory } from './memory.ts';
 import type { Preflight } from './preflight.ts';
 import { IssuancePriority, IssuanceQueue } from './queue.ts';
@@ -72,6 +76,8 @@ export interface CertificateManagerDeps {
   limits?: IssuanceLimits;
   /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
   onStorageLoad?: (bundle: CertificateBundle) => void;
+  /** The managed certificates (`certificates`): the names and solvers of their orders. */
+  managed?: Pick<ManagedCertificates, 'orderFor'>;
 }
 
 /** How renew() orders: why, with which ACME profile, and which certificate an ARI renewal replaces. */
@@ -166,10 +172,39 @@ export class CertificateManager {
           const backoff = await this.failures.backoff(domain);
           if (backoff) return { kind: 'failed', reason: backoff };
         }
+        const managed = this.deps.managed?.orderFor(domain);
         const current = this.deps.cache.peek(domain) ?? (await this.loadStored(domain));
-        return await this.issueUnderLock(domain, reason, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions });
+        return await this.issueUnderLock(domain, reason, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions: { ...orderOptions, ...managed } });
       } catch (err) {
         return await this.failed(domain, err, true);
+      }
+    });
+  }
+
+  /**
+   * The managed certificate whose first name is `key` (managed.ts): from storage when one there
+   * names all its names, else one order for all of them under the name's lock, so instances
+   * starting together place one order. No policy. Resolves `failed` without an order when `key`
+   * is no entry or no solver can validate its names (logged, naming the entry). Never rejects.
+   */
+  obtainManaged(key: string): Promise<ObtainOutcome> {
+    return this.once(key, async () => {
+      let order: ManagedOrder | undefined;
+      try {
+        order = this.deps.managed?.orderFor(key);
+        if (!order) throw new Error(`${key} is not the first name of a managed certificate (step: managed)`);
+      } catch (err) {
+        this.deps.logger.error({ domain: key, step: stepOf(err, 'managed'), err }, 'managed certificate not ordered');
+        return { kind: 'failed', reason: (err as Error).message };
+      }
+      try {
+        const stored = await this.loadStored(key, order.names);
+        if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+        const backoff = await this.failures.backoff(key);
+        if (backoff) return { kind: 'failed', reason: backoff };
+        return await this.issueUnderLock(key, 'managed certificate', 'managed', { orderOptions: order, names: order.names });
+      } catch (err) {
+        return await this.failed(key, err, false);
       }
     });
   }
@@ -218,12 +253,13 @@ export class CertificateManager {
 
   /**
    * Loads a usable stored certificate for `domain` into the memory cache and returns it; null
-   * when none is stored or it expired. Storage errors are retried, then reject.
+   * when none is stored, it expired, or it does not name every one of `names` (when given).
+   * Storage errors are retried, then reject.
    */
-  async loadStored(domain: string): Promise<CachedCertificate | null> {
+  async loadStored(domain: string, names?: readonly string[]): Promise<CachedCertificate | null> {
     const started = performance.now();
     const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.deps.storage, this.cas, domain));
-    if (!bundle || !isUsable(bundle)) return null;
+    if (!bundle || !isUsable(bundle) || (names && !certificateCovers(bundle.certPem, names))) return null;
     const entry = this.deps.cache.add(bundle);
     this.deps.onStorageLoad?.(bundle);
     this.deps.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
@@ -290,16 +326,21 @@ export class CertificateManager {
   /**
    * Step 5: the order under the name's lock. Without `replacing`, a certificate found in storage
    * wins (another process just issued it); with `replacing` (a renewal), only one other than the
-   * one being replaced.
+   * one being replaced; with `names` (a managed certificate), only one naming all of them.
    */
-  private issueUnderLock(domain: string, approvedBy: string, reason: IssuanceReason, { replacing, orderOptions }: { replacing?: string; orderOptions: OrderOptions }): Promise<ObtainOutcome> {
+  private issueUnderLock(
+    domain: string,
+    approvedBy: string,
+    reason: IssuanceReason,
+    { replacing, orderOptions, names }: { replacing?: string; orderOptions: OrderOptions; names?: readonly string[] },
+  ): Promise<ObtainOutcome> {
     const { storage, logger } = this.deps;
-    const priority = { 'on-demand': IssuancePriority.onDemand, admin: IssuancePriority.admin, renewal: IssuancePriority.renewal }[reason];
+    const priority = { 'on-demand': IssuancePriority.onDemand, admin: IssuancePriority.admin, managed: IssuancePriority.admin, renewal: IssuancePriority.renewal }[reason];
     const started = performance.now();
     const lockOptions = { storage, logger, queue: this.queue, retryStorage: this.retryStorage, acme: this.config.acme };
     return underIssueLock<ObtainOutcome>(lockOptions, domain, priority, {
       storedWins: async () => {
-        const stored = await this.loadStored(domain);
+        const stored = await this.loadStored(domain, names);
         return stored && (replacing === undefined || stored.fingerprint256 !== replacing) ? { kind: 'ready', certificate: stored, source: 'storage' } : null;
       },
       work: async (release) => {

@@ -22,6 +22,8 @@ export interface MaintainerDeps {
   storage: Storage;
   manager: RenewalSchedulerOptions['manager'];
   policy: RenewalSchedulerOptions['policy'];
+  /** Whether a name is a managed certificate's first name: renewed without asking the policy. */
+  isManaged?: (domain: string) => boolean;
   /**
    * The configured (production) issuers. ARI windows are asked of the one whose directory issued
    * the certificate; a certificate from a CA no longer configured falls back to the lifetime fraction.
@@ -56,6 +58,7 @@ export class Maintainer {
       storage,
       manager: opts.manager,
       policy: opts.policy,
+      ...(opts.isManaged ? { isManaged: opts.isManaged } : {}),
       issuerOf: (directory) => opts.issuers.find((issuer) => issuer.directory === directory),
       ...(opts.profile ? { profile: opts.profile } : {}),
       fraction: config.fraction,

@@ -5,7 +5,8 @@
 //     offers renewalInfo (asked again after its Retry-After), else the lifetime fraction with
 //     per-name jitter (src/maintain/timing.ts);
 //   - not yet: moves the entry to the hour of that time;
-//   - due: asks the on-demand policy again. Denied and still valid → kept, not renewed (looked at
+//   - due: asks the on-demand policy again (not for a managed certificate, `isManaged`: the
+//     config lists it, it needs no approval). Denied and still valid → kept, not renewed (looked at
 //     again later); denied and expired → deleted. Approved → renewed through
 //     CertificateManager.renew, at most `concurrency` at a time; handshakes keep being served the
 //     old certificate until the new one is stored. A failed renewal is retried when the name's
@@ -35,6 +36,8 @@ export interface RenewalSchedulerOptions {
     retryAt?(domain: string): Promise<number | null | undefined>;
   };
   policy: { decide(domain: string): Promise<PolicyDecision> };
+  /** Whether `domain` is a managed certificate's first name (config `certificates`): renewed without asking the policy. */
+  isManaged?: (domain: string) => boolean;
   /**
    * The issuer whose directory issued a certificate (its `renewalWindow` answers ARI), if it is
    * still configured. Without one, renewal times come from the lifetime fraction.
@@ -125,7 +128,7 @@ export class RenewalScheduler {
     this.kicked.add(domain);
     this.track(
       (async () => {
-        const decision = await this.opts.policy.decide(domain);
+        const decision = await this.decide(domain);
         if (!decision.allowed) return; // the scheduler deals with denied names
         // The handshake's own load of this name is still in flight and renew() would join it:
         // try again shortly until the renewal really runs.
@@ -205,7 +208,7 @@ export class RenewalScheduler {
       return this.move(key, entry);
     }
 
-    const decision = await this.opts.policy.decide(domain);
+    const decision = await this.decide(domain);
     if (!decision.allowed) {
       if (notAfter <= now) {
         logger.info({ domain, step: 'renewal-policy', allowed: false, reason: decision.reason }, 'policy denies renewal and the certificate has expired: deleting it');
@@ -224,6 +227,12 @@ export class RenewalScheduler {
     this.active.add(domain);
     this.track(this.renew(domain, replaces, { key, entry }, entry.fingerprint256).then(() => undefined));
     return true;
+  }
+
+  /** The policy's answer for a renewal; a managed certificate needs none. */
+  private decide(domain: string): Promise<PolicyDecision | { allowed: true; source: 'managed' }> {
+    if (this.opts.isManaged?.(domain)) return Promise.resolve({ allowed: true, source: 'managed' });
+    return this.opts.policy.decide(domain);
   }
 
   /** Fetches the ARI window when it is time to; updates `entry.ari` in place. */

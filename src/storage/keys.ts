@@ -5,6 +5,9 @@
 //
 // Stored data:
 //   certificates/<ca>/<domain>/{cert.pem,key.pem,meta.json}
+//                                        a managed certificate (config `certificates`) is stored
+//                                        here under its entry's first name (`*.x` kept as is) and
+//                                        found by that name; meta.json `names` lists all its names
 //   accounts/<ca>/<email or "default">/{key.pem,account.json}
 //   challenges/http-01/<token>, challenges/tls-alpn-01/<domain>/{cert.pem,key.pem}
 //   challenges/dns-01/<fqdn>/<value>    a TXT value presented through the DNS provider, until cleaned up

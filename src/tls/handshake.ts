@@ -8,8 +8,11 @@
 //        it; otherwise only within the abuse limits (per client and global, the buckets of 4)
 //        is shared storage read, so random names cost a bucket check, not storage reads.
 //        Limited or nothing pending → the handshake fails (a sampled log line, no fallback)
-//     3. memory cache hit → serve it at once (no storage, no network)
-//     4. otherwise the CertificateManager loads it from storage or issues it (policy first);
+//     3. covered by a managed certificate (config `certificates`: the name, or `*.parent` one
+//        label above it; O(labels), issuance/managed.ts) → its certificate from memory, or the
+//        fallback while it has none: never an order, never a policy call
+//     4. memory cache hit → serve it at once (no storage, no network)
+//     5. otherwise the CertificateManager loads it from storage or issues it (policy first);
 //        the handshake waits at most `handshakeWait`, then gets the fallback while the
 //        issuance goes on in the background. A certificate it returns for a name whose domain
 //        binding is disabled is dropped from memory and the fallback served instead (so a
@@ -21,6 +24,7 @@ import type { Logger } from '../util/log.ts';
 import type { IssuanceLimits } from '../issuance/limits.ts';
 import type { CertificateCache } from './cache.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
+import type { ManagedCertificates, ManagedSlot } from '../issuance/managed.ts';
 import { normalizeServerName } from '../net/names.ts';
 
 /** The ALPN protocol a CA offers when it validates a tls-alpn-01 challenge (RFC 8737). */
@@ -44,6 +48,8 @@ export interface HandshakeOptions {
   fallback: SecureContext;
   handshakeWaitMs: number;
   logger: Logger;
+  /** The managed certificates (step 3): a name they cover never reaches the manager. */
+  managed?: Pick<ManagedCertificates, 'lookup'>;
   /**
    * The abuse limits (onDemand.limits) an acme-tls/1 handshake must pass before its challenge is
    * looked up in storage; the manager applies the same ones to issuance-starting handshakes.
@@ -51,7 +57,7 @@ export interface HandshakeOptions {
   limits?: Pick<IssuanceLimits, 'admit'>;
   /**
    * Whether a name must not be served although a certificate exists (its domain binding is
-   * disabled). Asked only after step 4 found or issued one, so unknown names never pay for it.
+   * disabled). Asked only after step 5 found or issued one, so unknown names never pay for it.
    */
   isDisabled?: (domain: string) => Promise<boolean>;
   /** Application protocols we speak, in preference order. */
@@ -115,6 +121,12 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return;
     }
 
+    const managed = opts.managed?.lookup(domain);
+    if (managed) {
+      managedContext(h, managed, domain, cb);
+      return;
+    }
+
     const hit = cache.get(domain);
     if (hit) {
       outcome('cache-hit', domain);
@@ -157,7 +169,20 @@ function challengeServed(h: Resolved, domain: string): void {
   h.outcome('challenge', domain);
 }
 
-/** Step 4: the manager's certificate within `handshakeWaitMs`, else the fallback. Never rejects but on a bug. */
+/** Step 3: the managed certificate covering `domain`, or the fallback while it has none (no order, no policy). */
+function managedContext(h: Resolved, slot: ManagedSlot, domain: string, cb: SniDone): void {
+  const context = slot.context;
+  if (context) {
+    h.outcome('cache-hit', domain);
+    cb(null, context);
+    return;
+  }
+  h.logger.debug({ domain, step: 'managed', certificate: slot.key }, 'managed certificate not obtained yet: fallback certificate');
+  h.outcome('fallback', domain);
+  cb(null, h.fallback);
+}
+
+/** Step 5: the manager's certificate within `handshakeWaitMs`, else the fallback. Never rejects but on a bug. */
 async function certificateFor(h: Resolved, domain: string, clientIp: string | undefined): Promise<SecureContext> {
   const { cache, manager, fallback, handshakeWaitMs, logger, outcome } = h;
   let timer: NodeJS.Timeout | undefined;
