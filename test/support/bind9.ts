@@ -128,6 +128,17 @@ function parseDigTxt(out: string): string[] {
     .map((line) => [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')).join(''));
 }
 
+/** Whether named on `port` answers an SOA query for the root over TCP or UDP. */
+async function answers(port: number, tcp: boolean): Promise<boolean> {
+  try {
+    const args = ['@127.0.0.1', '-p', String(port), '+time=1', '+tries=1', ...(tcp ? ['+tcp'] : []), 'SOA', '.'];
+    const { stdout } = await run(DIG_BIN, args);
+    return /status: NOERROR/.test(stdout);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts named with `opts` on a free loopback port; resolves once it answers. Retries with another
  * port when the one picked was taken in between.
@@ -180,9 +191,13 @@ async function startOnce(opts: Bind9Options): Promise<Bind9Handle> {
     child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
     child.stderr?.on('data', (c: Buffer) => (out += c.toString('utf8')));
     child.on('error', (err) => (out += `spawn error: ${err.message}\n`));
+    child.on('exit', (code, signal) => {
+      if (!stopped) out += `named exited with ${signal ?? code}\n`;
+    });
     const deadline = Date.now() + START_TIMEOUT_MS;
-    // named -g prints "running" once every zone is loaded and it listens.
-    while (!/\brunning\b/.test(out)) {
+    // named -g prints "running" once every zone is loaded, but its listeners may open a moment
+    // later: ready is when it answers a query over both UDP and TCP.
+    while (!/\brunning\b/.test(out) || !(await answers(port, false)) || !(await answers(port, true))) {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`startBind9: named exited during start-up\n${out}`);
       if (Date.now() > deadline) throw new Error(`startBind9: named did not start within ${START_TIMEOUT_MS} ms\n${out}`);
       await sleep(50);
