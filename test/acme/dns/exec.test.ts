@@ -46,8 +46,8 @@ test('exec: runs <command...> present|cleanup <fqdn> <value> without a shell', a
   const { path, log } = await hook(t);
   const p = new ExecProvider({ command: [path, 'ok'] }, { timeoutMs: BOUND_MS * 10 });
   await p.present('_acme-challenge.a.test', 'v1');
-  await p.cleanup('_acme-challenge.a.test', '$(touch /tmp/x); `x` "q"');
-  assert.equal(await readFile(log, 'utf8'), 'present|_acme-challenge.a.test|v1\ncleanup|_acme-challenge.a.test|$(touch /tmp/x); `x` "q"\n');
+  await p.cleanup('_acme-challenge.a.test', '$(echo injected); `echo x` "q"');
+  assert.equal(await readFile(log, 'utf8'), 'present|_acme-challenge.a.test|v1\ncleanup|_acme-challenge.a.test|$(echo injected); `echo x` "q"\n');
 });
 
 test('exec: a non-zero exit fails naming the step, the exit code and the (cut) stderr', async (t) => {
