@@ -24,6 +24,12 @@ export interface PebbleOptions {
   externalAccountBindingRequired?: boolean;
   /** kid -> base64url HMAC key. */
   externalAccountMACKeys?: Record<string, string>;
+  /**
+   * '127.0.0.1:<port>' of a DNS server the test started (test/support/bind9.ts) for Pebble to
+   * validate and resolve against; pebble-challtestsrv is then not started (`challtestsrvUrl` is
+   * empty and its mock DNS unusable).
+   */
+  dnsServer?: string;
 }
 
 export interface PebbleHandle {
@@ -37,7 +43,7 @@ export interface PebbleHandle {
   rootPem(): Promise<string>;
   /** What Pebble says of the certificate with this (hex) serial: 'Valid' or 'Revoked' (management API). */
   certificateStatus(serialHex: string): Promise<string>;
-  /** '127.0.0.1:<port>' of pebble-challtestsrv's DNS server. */
+  /** '127.0.0.1:<port>' of the DNS server Pebble asks (challtestsrv's, or `dnsServer`). */
   dnsAddress: string;
   /** 'http://127.0.0.1:<port>', pebble-challtestsrv's management API. */
   challtestsrvUrl: string;
@@ -233,7 +239,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
       return child;
     };
 
-    const ct = launch(
+    const ct = opts.dnsServer !== undefined ? undefined : launch(
       CHALLTESTSRV_BIN,
       [
         '-defaultIPv4', '127.0.0.1',
@@ -249,7 +255,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
     );
     const pebble = launch(
       PEBBLE_BIN,
-      ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`],
+      ['-config', configPath, '-dnsserver', opts.dnsServer ?? `127.0.0.1:${dnsPort}`],
       {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         PEBBLE_VA_NOSLEEP: '1',
@@ -261,7 +267,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
     );
 
     const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
-    const challtestsrvUrl = `http://127.0.0.1:${ctMgmtPort}`;
+    const challtestsrvUrl = ct ? `http://127.0.0.1:${ctMgmtPort}` : '';
     const deadline = Date.now() + START_TIMEOUT_MS;
     const answers = async (url: string, wantOk: boolean): Promise<boolean> => {
       try {
@@ -273,9 +279,9 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
       }
     };
     let pebbleUp = false;
-    let ctUp = false;
+    let ctUp = ct === undefined;
     while (Date.now() < deadline) {
-      for (const child of [pebble, ct]) {
+      for (const child of ct ? [pebble, ct] : [pebble]) {
         if (child.exitCode !== null || child.signalCode !== null) {
           throw new Error(`startPebble: a process exited during start-up\n${out}`);
         }
@@ -321,7 +327,7 @@ async function startOnce(opts: PebbleOptions): Promise<PebbleHandle> {
         if (res.statusCode !== 200) throw new Error(`GET /cert-status-by-serial/${serialHex}: HTTP ${res.statusCode}: ${text}`);
         return (JSON.parse(text) as { Status: string }).Status;
       },
-      dnsAddress: `127.0.0.1:${dnsPort}`,
+      dnsAddress: opts.dnsServer ?? `127.0.0.1:${dnsPort}`,
       challtestsrvUrl,
       ordersPlaced: () => count(ORDER_LINE),
       certificatesIssued: () => count(ISSUED_LINE),
