@@ -44,6 +44,11 @@ export class Dns01Solver implements ChallengeSolver {
 
   constructor(private readonly opts: Dns01SolverOptions) {}
 
+  /** The DNS host this solver writes through (the maintainer removes left-overs through it too). */
+  get provider(): DnsProvider {
+    return this.opts.provider;
+  }
+
   async present(domain: string, _token: string, keyAuthorization: string, signal?: AbortSignal): Promise<void> {
     const { provider, storage, logger } = this.opts;
     const fqdn = dns01RecordName(domain);

@@ -144,6 +144,8 @@ const acmeDnsSchema = z
         keyName: z.string().min(1, { message: 'must be the TSIG key name, like "certgate-key"' }),
         keyAlgorithm: z.enum(['hmac-sha256', 'hmac-sha512'], { message: 'must be "hmac-sha256" or "hmac-sha512"' }).default('hmac-sha256'),
         keySecret: z.base64({ message: 'must be the TSIG secret in base64, as in the DNS server\'s key statement' }),
+        // The zone to update; found by an SOA lookup at the server when absent.
+        zone: z.string().refine((v) => normalizeDomainName(v) !== undefined, { message: 'must be a DNS zone name like "platform.example"' }).optional(),
       })
       .optional(),
     cloudflare: z.strictObject({ apiToken: z.string().min(1, { message: 'must be a Cloudflare API token with Zone.DNS edit rights' }) }).optional(),

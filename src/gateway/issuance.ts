@@ -16,6 +16,7 @@ import type { AcmeIssuer } from '../acme/issuer.ts';
 import { createIssuers, type IssuerSpec } from '../acme/issuers.ts';
 import type { DnsProvider } from '../acme/dns/provider.ts';
 import { Dns01Solver } from '../acme/dns01.ts';
+import { createDnsProvider } from '../acme/dns/providers.ts';
 import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Config, IssuerConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
@@ -97,7 +98,7 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const cacheSync = new CacheSync({ cache: managed, manager, logger });
   await cacheSync.attach(deps.bus);
   stack.defer(() => cacheSync.close());
-  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed);
+  if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed, dns01?.provider);
   forgetOnBindingChange(policy, manager, cache);
   await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
   return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder };
@@ -143,19 +144,18 @@ async function startManaged(managed: ManagedCertificates, manager: CertificateMa
 }
 
 /**
- * The dns-01 solver when acme.dns is configured. The provider comes from the caller for now;
- * a start with acme.dns but no provider fails rather than ordering wildcards that cannot validate.
+ * The dns-01 solver when acme.dns is configured, writing through the provider acme.dns.provider
+ * names (or the caller's, for tests); the same provider removes left-over records for the
+ * maintainer. A provider without acme.dns is a caller's mistake: refused.
  */
-function dns01Solver(config: Config, { dnsProvider, storage, logger }: IssuancePartDeps): Dns01Solver | undefined {
+function dns01Solver(config: Config, deps: IssuancePartDeps): Dns01Solver | undefined {
   const dns = config.acme.dns;
-  // TODO(issue 15): build it from acme.dns with createDnsProvider (src/acme/dns/providers.ts, branch i15-dnsprov) when none is given.
-  const provider = dnsProvider;
   if (dns === undefined) {
-    if (provider) throw new Error('gateway start: a DNS provider was given but acme.dns is not configured (step dns-01)');
+    if (deps.dnsProvider) throw new Error('gateway start: a DNS provider was given but acme.dns is not configured (step dns-01)');
     return undefined;
   }
-  if (!provider) throw new Error(`gateway start: acme.dns.provider ${dns.provider} is not built yet (step dns-01)`);
-  return new Dns01Solver({ provider, storage, logger, resolvers: dns.resolvers, propagationTimeoutMs: dns.propagationTimeout });
+  const provider = deps.dnsProvider ?? createDnsProvider(dns);
+  return new Dns01Solver({ provider, storage: deps.storage, logger: deps.logger, resolvers: dns.resolvers, propagationTimeoutMs: dns.propagationTimeout });
 }
 
 /** Each `acme.issuers[]` entry with its roots read (top-level acme.trustedRoots are already merged in by the schema). */
@@ -178,7 +178,7 @@ function rateBudgets(config: Config, issuers: IssuerList, storage: Storage, logg
   return new RateBudgets(LETS_ENCRYPT_BUDGETS, config.onDemand.limits, { storage, logger, cas: letsEncrypt });
 }
 
-function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, { storage, logger, dnsProvider }: IssuancePartDeps, managed: ManagedCertificates): Maintainer {
+function createMaintainer(config: Config, manager: CertificateManager, issuers: IssuerList, policy: PolicyPart, { storage, logger }: IssuancePartDeps, managed: ManagedCertificates, dnsProvider: DnsProvider | undefined): Maintainer {
   return new Maintainer(config.renewal, {
     storage,
     ...(dnsProvider ? { dnsProvider } : {}),
