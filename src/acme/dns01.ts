@@ -31,6 +31,11 @@ export interface Dns01SolverOptions {
   propagationTimeoutMs: number;
   /** First wait between propagation rounds (default 500 ms, doubling to 2 s). */
   propagationIntervalMs?: number;
+  /**
+   * Where the TXT of `identifier` is written; default dns01RecordName. DCV delegation
+   * (dns/delegation.ts) writes at the target of the customer's CNAME instead, which the CA follows.
+   */
+  recordName?: (identifier: string) => string;
 }
 
 /** The name a dns-01 challenge for `identifier` (no `*.`) is answered at. */
@@ -51,7 +56,7 @@ export class Dns01Solver implements ChallengeSolver {
 
   async present(domain: string, _token: string, keyAuthorization: string, signal?: AbortSignal): Promise<void> {
     const { provider, storage, logger } = this.opts;
-    const fqdn = dns01RecordName(domain);
+    const fqdn = this.recordName(domain);
     const value = dns01TxtValue(keyAuthorization);
     await storage.put(keys.dns01Record(fqdn, value), JSON.stringify({ fqdn, value, provider: provider.name, presentedAt: new Date().toISOString() }));
     await this.providerStep('present', fqdn, () => provider.present(fqdn, value));
@@ -69,10 +74,14 @@ export class Dns01Solver implements ChallengeSolver {
   }
 
   async cleanup(domain: string, _token: string, keyAuthorization: string): Promise<void> {
-    const fqdn = dns01RecordName(domain);
+    const fqdn = this.recordName(domain);
     const value = dns01TxtValue(keyAuthorization);
     await this.providerStep('cleanup', fqdn, () => this.opts.provider.cleanup(fqdn, value));
     await this.opts.storage.delete(keys.dns01Record(fqdn, value));
+  }
+
+  private recordName(domain: string): string {
+    return (this.opts.recordName ?? dns01RecordName)(domain);
   }
 
   /** Runs a provider call; any failure becomes a DnsProviderError whose message names provider, step and name. */

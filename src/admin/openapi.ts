@@ -36,6 +36,20 @@ export function openApiDocument(): object {
             status: { type: 'string', enum: ['active', 'disabled'] },
             createdAt: { type: 'string', format: 'date-time' },
             updatedAt: { type: 'string', format: 'date-time' },
+            dcv: {
+              type: 'object',
+              description: 'With acme.dns.delegation only (GET): the CNAME the customer creates to delegate validation; ready = it answers that target now.',
+              required: ['name', 'type', 'target', 'ready'],
+              properties: { name: { type: 'string' }, type: { type: 'string', enum: ['CNAME'] }, target: { type: 'string' }, ready: { type: 'boolean' } },
+            },
+          },
+        },
+        MissingRecords: {
+          type: 'object',
+          required: ['error', 'records'],
+          properties: {
+            error: { type: 'string' },
+            records: { type: 'array', description: 'The records to create (the CNAME; for a plain name, or A/AAAA at this platform).', items: { type: 'object', properties: { name: { type: 'string' }, type: { type: 'string' }, target: { type: 'string' } } } },
           },
         },
         BindingPage: {
@@ -69,7 +83,7 @@ export function openApiDocument(): object {
         put: {
           summary: 'Bind (create or replace)',
           requestBody: { required: true, content: { 'application/json': { schema: ref('BindingInput') } } },
-          responses: { 200: json(ref('Binding'), 'Replaced'), 201: json(ref('Binding'), 'Created'), 400: error('Invalid name or body'), 401: error('No or wrong token') },
+          responses: { 200: json(ref('Binding'), 'Replaced'), 201: json(ref('Binding'), 'Created'), 400: error('Invalid name or body; a wildcard name (*.alice.com) without acme.dns.delegation'), 401: error('No or wrong token') },
         },
         get: { summary: 'One binding', responses: { 200: json(ref('Binding'), 'The binding'), 404: error('Not bound'), 401: error('No or wrong token') } },
         delete: {
@@ -80,8 +94,16 @@ export function openApiDocument(): object {
       '/v1/domains/{name}/issue': {
         parameters: [nameParam],
         post: {
-          summary: 'Obtain the certificate now (policy applies)',
-          responses: { 200: json(ref('IssueResult'), 'Ready'), 403: error('Policy denies the name'), 502: error('Issuance failed'), 401: error('No or wrong token') },
+          summary: 'Obtain the certificate now (policy applies; with acme.dns.delegation a bound name whose CNAME is in place is ordered by dns-01 through it)',
+          responses: {
+            200: json(ref('IssueResult'), 'Ready'),
+            403: error('Policy denies the name'),
+            404: error('DCV delegation: CNAME in place but the name is not bound'),
+            409: error('The binding is disabled'),
+            422: json(ref('MissingRecords'), 'DCV delegation: neither the CNAME nor A/AAAA pointing here; no order placed'),
+            502: error('Issuance failed'),
+            401: error('No or wrong token'),
+          },
         },
       },
       '/v1/certificates/{name}': {

@@ -23,6 +23,7 @@ import { StorageError, type Storage } from '../storage/storage.ts';
 import type { CertificateCache } from '../tls/cache.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
 import type { ClusterBus } from '../storage/bus.ts';
+import type { DcvRecord } from '../acme/dns/delegation.ts';
 import { openApiDocument } from './openapi.ts';
 import { onRelayedEvents } from './relay.ts';
 import { EventStream } from './sse.ts';
@@ -44,7 +45,18 @@ export function defaultNextRenewal(meta: Pick<CertificateMeta, 'notBefore' | 'no
 }
 
 /** The certificate manager's members the admin API calls (a real CertificateManager has them). */
-export type AdminManager = Pick<CertificateManager, 'obtain' | 'renew' | 'delete' | 'revoke' | 'storedCertificate' | 'failureRecord'>;
+export type AdminManager = Pick<CertificateManager, 'obtain' | 'renew' | 'delete' | 'revoke' | 'storedCertificate' | 'failureRecord'> &
+  Partial<Pick<CertificateManager, 'obtainDelegated'>>;
+
+/** DCV delegation as the admin API uses it (the gateway's is built from acme.dns.delegation). */
+export interface AdminDcv {
+  /** The CNAME `name` needs (a wildcard's: that of its base name). */
+  record(name: string): DcvRecord;
+  /** Whether that CNAME is answered with its target now. */
+  ready(name: string): Promise<boolean>;
+  /** Whether `name`'s A/AAAA point at the platform (else: why not, or why it cannot be told). */
+  pointsHere(name: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+}
 
 /**
  * What the admin API works with besides its config section. `events` feeds GET /v1/events when
@@ -69,6 +81,11 @@ export interface AdminServerDeps {
   nextRenewal?: (meta: CertificateMeta) => Date | null;
   /** Keep-alive comment interval of the event stream (tests shorten it). */
   keepAliveMs?: number;
+  /**
+   * DCV delegation (acme.dns.delegation): GET /v1/domains/{name} shows the `dcv` record, issue
+   * orders through it, wildcard bindings are accepted. Absent: none of that.
+   */
+  dcv?: AdminDcv;
 }
 
 /** A running admin API; `close` ends its event streams and connections. */
@@ -171,7 +188,8 @@ function serve(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): vo
     () => logger.debug({ step: 'admin', method: req.method, path: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'admin call'),
     (err: unknown) => {
       if (err instanceof HttpError) {
-        if (!res.headersSent) send(res, err.status, { error: err.message, ...(err.field ? { field: err.field } : {}) });
+        const records = err instanceof DcvMissing ? { records: err.records } : {};
+        if (!res.headersSent) send(res, err.status, { error: err.message, ...(err.field ? { field: err.field } : {}), ...records });
         logger.info({ step: 'admin', method: req.method, path: req.url, status: err.status, err: err.message }, 'admin call refused');
         return;
       }
@@ -268,7 +286,7 @@ async function listEndpoint(ctx: AdminContext, url: URL, method: string, res: Se
   const limit = limitText === null ? 100 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`, 'limit');
   const cursor = url.searchParams.get('cursor') ?? '';
-  if (cursor !== '' && !/^[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
+  if (cursor !== '' && !/^(\*\.)?[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
   send(res, 200, await registry.list({ ...(cursor ? { cursor } : {}), limit }));
   return true;
 }
@@ -279,16 +297,21 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
   if (issue) {
     if (method !== 'POST') throw methodNotAllowed('POST');
     await refuseIfDisabled(ctx, name, 'issue');
-    const outcome = await manager.obtain(name);
+    const outcome = ctx.deps.dcv ? await issueWithDelegation(ctx, ctx.deps.dcv, name) : await manager.obtain(name);
     if (outcome.kind === 'denied') throw new HttpError(403, `policy denies ${name}: ${outcome.reason}`, 'name');
     if (outcome.kind === 'failed') throw new HttpError(502, `could not obtain a certificate for ${name}: ${outcome.reason}`);
     return send(res, 200, { source: outcome.source, certificate: await certificateStatus(ctx, name) });
   }
   if (method === 'GET') {
     const binding = await registry.get(name);
-    return binding ? send(res, 200, binding) : send(res, 404, { error: `${name} is not bound` });
+    if (!binding) return send(res, 404, { error: `${name} is not bound` });
+    const dcv = ctx.deps.dcv;
+    return send(res, 200, dcv ? { ...binding, dcv: { ...dcv.record(name), ready: await dcv.ready(name) } } : binding);
   }
   if (method === 'PUT') {
+    if (name.startsWith('*.') && !ctx.deps.dcv) {
+      throw new HttpError(400, `${name}: a wildcard binding needs DCV delegation (acme.dns.delegation.zone): only dns-01 can validate a wildcard`, 'name');
+    }
     const body = parseBody(bindingInputSchema, await readJson(req));
     if (body.upstream !== undefined) {
       // Literal addresses are checked now; host names when the proxy resolves them.
@@ -309,6 +332,39 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
     return;
   }
   throw methodNotAllowed('GET, PUT, DELETE');
+}
+
+/**
+ * POST .../issue with DCV delegation configured. A bound name whose CNAME is in place is ordered
+ * by dns-01 through the delegation zone (its A/AAAA may point elsewhere). Without the CNAME, a
+ * wildcard cannot be validated at all and a plain name only if it points here: otherwise no order
+ * (it could only fail and spend the CA's failed-validation limit), and a 422 naming the records.
+ */
+async function issueWithDelegation(ctx: AdminContext, dcv: AdminDcv, name: string): ReturnType<AdminManager['obtain']> {
+  const { registry, manager } = ctx.deps;
+  const record = dcv.record(name);
+  const cname = `${record.name} CNAME ${record.target}`;
+  if (await dcv.ready(name)) {
+    if ((await registry.get(name))?.status !== 'active') throw new HttpError(404, `${name} is not bound: bind it (PUT /v1/domains/${name}) before issuing through DCV delegation`, 'name');
+    if (!manager.obtainDelegated) throw new HttpError(501, `${name}: this certificate manager cannot issue through DCV delegation`, 'name');
+    return manager.obtainDelegated(name);
+  }
+  if (name.startsWith('*.')) throw new DcvMissing(`${name}: no order placed: create ${cname} (a wildcard can only be validated through DCV delegation)`, [record]);
+  const here = await dcv.pointsHere(name);
+  if (!here.ok) {
+    throw new DcvMissing(`${name}: no order placed: neither ${cname} is in place nor do its A/AAAA records point at this platform (${here.reason}); create the CNAME (or point A/AAAA here)`, [record, { name, type: 'A/AAAA', target: 'this platform' }]);
+  }
+  return manager.obtain(name);
+}
+
+/** 422 naming the DNS records the customer must create before an order can succeed. */
+class DcvMissing extends HttpError {
+  constructor(
+    message: string,
+    readonly records: Array<{ name: string; type: string; target: string }>,
+  ) {
+    super(422, message, 'name');
+  }
 }
 
 /**

@@ -111,6 +111,7 @@ export async function openAdmin(config: Config, plan: AdminPlan, adminModule: ty
       nextRenewal: (meta) => new Date(renewalTime(meta.domain, Date.parse(meta.notBefore), Date.parse(meta.notAfter), { fraction: config.renewal.fraction, jitterMs: config.renewal.jitter })),
       listenersUp: deps.listeners.listening,
       upstreamAllow: deps.listeners.upstreamAllow,
+      ...(issuance.dcv ? { dcv: issuance.dcv } : {}),
     });
     stack.defer(() => admin.close());
     return admin;

@@ -7,6 +7,10 @@
 //   5. the memory cache (`tls.cacheSize`) and the certificate manager, on the cluster bus
 //   6. the maintainer (renewal, cleanup), not on `role: edge`; the gateway starts it last
 //   7. a binding change (here or on another instance) makes policy and manager decide afresh
+//   9. DCV delegation (`acme.dns.delegation`): an order for a registry-bound name (or wildcard)
+//      whose `_acme-challenge` CNAME points into the delegation zone validates by dns-01 there
+//      (the TXT at the CNAME's target), wherever its A/AAAA points; a name an active wildcard
+//      binding covers is served that binding's certificate
 //   8. the managed certificates (`certificates`): loaded from storage before serving; missing
 //      ones ordered in the background under the issuance lock (one order per cluster), not on
 //      `role: edge`; failed orders are retried when the name's backoff ends
@@ -16,6 +20,8 @@ import type { AcmeIssuer } from '../acme/issuer.ts';
 import { createIssuers, type IssuerSpec } from '../acme/issuers.ts';
 import type { DnsProvider } from '../acme/dns/provider.ts';
 import { Dns01Solver } from '../acme/dns01.ts';
+import { DcvDelegation } from '../acme/dns/delegation.ts';
+import type { AdminDcv } from '../admin/server.ts';
 import { createDnsProvider } from '../acme/dns/providers.ts';
 import { Http01Solver, TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Config, IssuerConfig } from '../config/schema.ts';
@@ -51,6 +57,8 @@ export interface IssuancePart {
   readonly tlsAlpn: TlsAlpn01Solver | null;
   /** Answers pre-flight probes on the HTTP listener, whichever instance placed the token. */
   readonly preflightResponder: PreflightResponder;
+  /** DCV delegation for the admin API; undefined without `acme.dns.delegation`. */
+  readonly dcv: AdminDcv | undefined;
 }
 
 /** What the issuance part works with: storage and bus are opened (and closed) by the gateway. */
@@ -79,6 +87,7 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const preflight = config.onDemand.preflight === false ? undefined : new Preflight(config.onDemand.preflight, { logger }, preflightResponder);
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   const managed = new ManagedCertificates(config.certificates, cache, managedSolvers(solvers, dns01));
+  const delegated = delegatedSolvers(config, deps, dns01);
   let maintainer: Maintainer | undefined;
   const manager = new CertificateManager(config, {
     storage,
@@ -91,6 +100,7 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
     managed,
     logger,
     limits: policy.limits,
+    ...(delegated ? { solversFor: delegated.solversFor, wildcardFor: (domain: string) => policy.registry.wildcardCovering(domain) } : {}),
     // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
     onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
@@ -101,7 +111,8 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed, dns01?.provider);
   forgetOnBindingChange(policy, manager, cache);
   await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
-  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder };
+  const dcv = delegated ? dcvSupport(delegated.delegation, policy, preflight) : undefined;
+  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder, dcv };
 }
 
 /**
@@ -156,6 +167,54 @@ function dns01Solver(config: Config, deps: IssuancePartDeps): Dns01Solver | unde
   }
   const provider = deps.dnsProvider ?? createDnsProvider(dns);
   return new Dns01Solver({ provider, storage: deps.storage, logger: deps.logger, resolvers: dns.resolvers, propagationTimeoutMs: dns.propagationTimeout });
+}
+
+/**
+ * Step 9: with acme.dns.delegation, a dns-01 solver writing at the delegation zone (the target of
+ * the customer's CNAME) and the choice of solvers per order: a wildcard or registry-bound name
+ * whose CNAME is in place uses it; any other name keeps the configured solvers.
+ */
+function delegatedSolvers(config: Config, deps: IssuancePartDeps, dns01: Dns01Solver | undefined) {
+  const zone = config.acme.dns?.delegation?.zone;
+  if (zone === undefined || dns01 === undefined) return undefined;
+  const dns = config.acme.dns!;
+  const delegation = new DcvDelegation(zone, dns.resolvers);
+  const solver = new Dns01Solver({
+    provider: dns01.provider,
+    storage: deps.storage,
+    logger: deps.logger,
+    resolvers: dns.resolvers,
+    propagationTimeoutMs: dns.propagationTimeout,
+    recordName: (identifier) => delegation.record(identifier).target,
+  });
+  const solversFor = async (domain: string): Promise<ChallengeSolver[] | undefined> => {
+    const bound = domain.startsWith('*.') || (await deps.policy.registry.get(domain))?.status === 'active';
+    return bound && (await delegation.ready(domain)) ? [solver] : undefined;
+  };
+  return { delegation, solversFor };
+}
+
+/**
+ * The admin API's view of step 9. Whether a name's A/AAAA point here: `onDemand.dns` (its
+ * targets) when configured, else the pre-flight; with neither it cannot be told, and the answer
+ * is no (no order that may fail).
+ */
+function dcvSupport(delegation: DcvDelegation, policy: PolicyPart, preflight: Preflight | undefined): AdminDcv {
+  return {
+    record: (name) => delegation.record(name),
+    ready: (name) => delegation.ready(name),
+    async pointsHere(name) {
+      if (policy.dns) {
+        const verdict = await policy.dns.check(name);
+        return verdict.ok ? { ok: true } : { ok: false, reason: `onDemand.dns: ${verdict.reason}` };
+      }
+      if (preflight) {
+        const result = await preflight.check(name);
+        return result.ok ? { ok: true } : { ok: false, reason: `pre-flight: ${result.reason}` };
+      }
+      return { ok: false, reason: 'neither onDemand.dns nor onDemand.preflight is configured, so whether its A/AAAA point here cannot be checked' };
+    },
+  };
 }
 
 /** Each `acme.issuers[]` entry with its roots read (top-level acme.trustedRoots are already merged in by the schema). */

@@ -19,6 +19,8 @@ export interface PolicyPart {
   readonly registry: DomainRegistry;
   readonly policy: OnDemandPolicy;
   readonly limits: IssuanceLimits;
+  /** The DNS ownership check (`onDemand.dns`), when configured: also tells the admin API whether a name points here. */
+  readonly dns: DnsOwnershipCheck | undefined;
 }
 
 /** What the policy part works with: storage and bus are opened (and closed) by the gateway. */
@@ -44,5 +46,5 @@ export async function assemblePolicy(config: Config, deps: PolicyPartDeps, stack
     ...(dns ? { dns } : {}),
   });
   const limits = new IssuanceLimits(onDemand.limits, { logger, ...(deps.onLimited ? { onLimited: deps.onLimited } : {}) });
-  return { registry, policy, limits };
+  return { registry, policy, limits, dns };
 }

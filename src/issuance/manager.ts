@@ -11,9 +11,14 @@
 //      process's cache (onCacheInvalidation: tls/cache-sync.ts puts it on the bus);
 //   on failure: logged, recorded for backoff unless the name is not at fault (failures.ts).
 // A renewal (renew) skips 2-4 but for the backoff; an admin renewal skips the backoff too.
+// A name covered by an active wildcard binding (deps.wildcardFor) gets the wildcard's stored
+// certificate before step 2. A delegated name (obtainDelegated, admin API; DCV delegation) skips 2
+// and 4: the admin's active binding approves it and its order validates by dns-01 at the platform's
+// delegation zone, wherever its A/AAAA points (deps.solversFor picks the solvers of every order).
 // A managed certificate (obtainManaged, at start; managed.ts) skips 2 and 4: storage (a stored
 // certificate counts only if it names every name of the entry), then 5-7 with all its names in one
 // order and the solvers managed.ts picks; its renewals order all its names the same way.
+import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { IssuerChoice, CertificateIssuer } from '../acme/issuers.ts';
 import { issuersKey } from '../acme/issuers.ts';
 import { CertificateEvents } from './events.ts';
@@ -78,6 +83,16 @@ export interface CertificateManagerDeps {
   onStorageLoad?: (bundle: CertificateBundle) => void;
   /** The managed certificates (`certificates`): the names and solvers of their orders. */
   managed?: Pick<ManagedCertificates, 'orderFor'>;
+  /**
+   * DCV delegation: the solvers of an order for `domain` that has none chosen (on-demand, renewal,
+   * admin), or undefined for the issuer's default. Asked once per order, under the name's lock.
+   */
+  solversFor?: (domain: string) => Promise<ChallengeSolver[] | undefined>;
+  /**
+   * The key (`*.<parent>`) of an active wildcard binding covering `domain`, or undefined; its
+   * stored certificate is served for `domain` ahead of everything else in obtain().
+   */
+  wildcardFor?: (domain: string) => Promise<string | undefined>;
 }
 
 /** How renew() orders: why, with which ACME profile, and which certificate an ARI renewal replaces. */
@@ -210,6 +225,26 @@ export class CertificateManager {
   }
 
   /**
+   * A registry-bound name (or wildcard) whose DCV delegation CNAME the caller checked: storage
+   * first, then (outside its backoff) an order under the name's lock, no policy or pre-flight
+   * (its A/AAAA may point elsewhere; deps.solversFor gives the order dns-01 via the delegation
+   * zone). The caller must have checked the binding is active. Never rejects.
+   */
+  obtainDelegated(domain: string): Promise<ObtainOutcome> {
+    return this.once(domain, async () => {
+      try {
+        const stored = await this.loadStored(domain);
+        if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
+        const backoff = await this.failures.backoff(domain);
+        if (backoff) return { kind: 'failed', reason: backoff };
+        return await this.issueUnderLock(domain, 'registry (DCV delegation)', 'admin', { orderOptions: {} });
+      } catch (err) {
+        return await this.failed(domain, err, false);
+      }
+    });
+  }
+
+  /**
    * Why `domain` may not be ordered now (in backoff, or given up), or null. Shared through
    * storage: a failure on any instance counts. For the renewal scheduler, too.
    */
@@ -310,6 +345,8 @@ export class CertificateManager {
 
   /** Steps 2-6 of an on-demand attempt. */
   private async attempt(domain: string, request?: ObtainRequest): Promise<ObtainOutcome> {
+    const wildcard = await this.wildcardCertificate(domain);
+    if (wildcard) return { kind: 'ready', certificate: wildcard, source: 'storage' };
     const denied = this.gates.remembered(domain);
     if (denied) return denied;
     try {
@@ -320,6 +357,18 @@ export class CertificateManager {
       return await this.issueUnderLock(domain, verdict.approvedBy, 'on-demand', { orderOptions: { clientIp: request?.clientIp } });
     } catch (err) {
       return await this.failed(domain, err, false);
+    }
+  }
+
+  /** The stored certificate of the active wildcard binding covering `domain`, loaded into memory; null when none. */
+  private async wildcardCertificate(domain: string): Promise<CachedCertificate | null> {
+    if (!this.deps.wildcardFor) return null;
+    try {
+      const key = await this.deps.wildcardFor(domain);
+      return key === undefined ? null : await this.loadStored(key);
+    } catch (err) {
+      this.deps.logger.warn({ domain, step: 'wildcard-binding', err }, 'could not look up a wildcard binding; on-demand logic decides');
+      return null;
     }
   }
 
@@ -359,7 +408,8 @@ export class CertificateManager {
     { reason, renewal, orderOptions, started, release }: { reason: IssuanceReason; renewal: boolean; orderOptions: OrderOptions; started: number; release: () => void },
   ): Promise<ObtainOutcome> {
     const { storage, logger } = this.deps;
-    const issued = await this.failover.issue(domain, reason, orderOptions);
+    const solvers = orderOptions.solvers ?? (await this.deps.solversFor?.(domain));
+    const issued = await this.failover.issue(domain, reason, solvers ? { ...orderOptions, solvers } : orderOptions);
     const { from, replaced: _replaced, ...certificate } = issued;
     const bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
     release();

@@ -146,9 +146,24 @@ export class DomainRegistry {
    * for an `xn--` label that is not valid punycode or does not round-trip (IDNA 2008 / UTS 46).
    */
   static normalize(input: string): string {
-    const name = normalizeDomainName(input);
+    // A wildcard binding (`*.alice.com`) covers one label below its base; the admin API accepts
+    // it only with DCV delegation configured (only dns-01 can validate it).
+    const wildcard = input.startsWith('*.');
+    const name = normalizeDomainName(wildcard ? input.slice(2) : input);
     if (name === undefined) throw new InvalidDomainError(input);
-    return name;
+    return wildcard ? `*.${name}` : name;
+  }
+
+  /**
+   * The active wildcard binding covering `name` (normalised): `*.<parent>` when that is bound and
+   * active, else undefined. One registry lookup (memory first): a wildcard covers exactly one
+   * label, so `x.y.alice.com` is not covered by `*.alice.com`.
+   */
+  async wildcardCovering(name: string): Promise<string | undefined> {
+    const dot = name.indexOf('.');
+    if (dot < 0 || name.startsWith('*.') || name.indexOf('.', dot + 1) < 0) return undefined;
+    const wildcard = `*.${name.slice(dot + 1)}`;
+    return (await this.get(wildcard))?.status === 'active' ? wildcard : undefined;
   }
 
   /** The binding for a normalised name (memory first, then storage), or null. */

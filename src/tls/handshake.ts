@@ -11,7 +11,10 @@
 //     3. covered by a managed certificate (config `certificates`: the name, or `*.parent` one
 //        label above it; O(labels), issuance/managed.ts) → its certificate from memory, or the
 //        fallback while it has none: never an order, never a policy call
-//     4. memory cache hit → serve it at once (no storage, no network)
+//     4. memory cache hit → serve it at once (no storage, no network); else the certificate of
+//        a wildcard binding one label above (`*.parent`, stored under that key) in memory. Only a
+//        wildcard binding's certificate is kept under such a key (managed ones are step 3), and
+//        a disabled or removed wildcard binding's is dropped from memory, so it is served as is
 //     5. otherwise the CertificateManager loads it from storage or issues it (policy first);
 //        the handshake waits at most `handshakeWait`, then gets the fallback while the
 //        issuance goes on in the background. A certificate it returns for a name whose domain
@@ -127,7 +130,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return;
     }
 
-    const hit = cache.get(domain);
+    const hit = cache.get(domain) ?? wildcardHit(cache, domain);
     if (hit) {
       outcome('cache-hit', domain);
       cb(null, hit.context);
@@ -167,6 +170,14 @@ async function challengeContext(h: Resolved, domain: string): Promise<SecureCont
 function challengeServed(h: Resolved, domain: string): void {
   h.logger.info({ domain, step: 'tls-alpn-01-validation' }, 'tls-alpn-01 challenge handshake');
   h.outcome('challenge', domain);
+}
+
+/** Step 4, the wildcard binding: the cached certificate of `*.<parent of domain>`, if any. O(1). */
+function wildcardHit(cache: CertificateCache, domain: string): ReturnType<CertificateCache['get']> {
+  const dot = domain.indexOf('.');
+  // A wildcard's base has at least two labels (`*.alice.com`), so `domain` needs three.
+  if (dot < 0 || domain.indexOf('.', dot + 1) < 0) return undefined;
+  return cache.get(`*.${domain.slice(dot + 1)}`);
 }
 
 /** Step 3: the managed certificate covering `domain`, or the fallback while it has none (no order, no policy). */

@@ -163,3 +163,18 @@ describe('domain registry on Redis: instances hear each other', () => {
     }
   });
 });
+
+describe('wildcard bindings (DCV delegation)', () => {
+  test('*.x normalises; covers exactly one label below x while active', async (t) => {
+    const storage = await FileStorage.open(await tmpDir(t, 'certgate-registry-'));
+    const registry = new DomainRegistry({ storage, logger: silentLogger() });
+    assert.equal(DomainRegistry.normalize('*.Alice.COM'), '*.alice.com');
+    assert.throws(() => DomainRegistry.normalize('*.*.alice.com'), InvalidDomainError);
+    await registry.put('*.alice.com', { status: 'active' });
+    assert.equal(await registry.wildcardCovering('x.alice.com'), '*.alice.com');
+    assert.equal(await registry.wildcardCovering('x.y.alice.com'), undefined);
+    assert.equal(await registry.wildcardCovering('alice.com'), undefined);
+    await registry.put('*.alice.com', { status: 'disabled' });
+    assert.equal(await registry.wildcardCovering('x.alice.com'), undefined);
+  });
+});
