@@ -23,7 +23,7 @@ async function configFile(name: string, text: string): Promise<string> {
 const bad: Array<[string, string, RegExp]> = [
   ['a listen address that is not host:port', 'listen:\n  https: "localhost"\n', /listen\.https: "localhost" is not a listen address/],
   ['an unknown key', 'onDemand:\n  alow: ["a.example.com"]\n', /onDemand\.alow: unknown key/],
-  ['a challenge type we do not have', 'acme:\n  challenges: ["dns-01"]\n', /acme\.challenges\[0\]: each challenge must be one of http-01, tls-alpn-01/],
+  ['a challenge type we do not have', 'acme:\n  challenges: ["http-02"]\n', /acme\.challenges\[0\]: each challenge must be one of http-01, tls-alpn-01, dns-01/],
   ['an invalid allow pattern', 'onDemand:\n  allow: ["*.ok.example", "not a name"]\n', /onDemand\.allow\[1\]: not a valid host pattern/],
   ['a route upstream that is not a URL', 'proxy:\n  routes:\n    - hosts: ["a.example.com"]\n      upstream: "127.0.0.1:9090"\n', /proxy\.routes\[0\]\.upstream: must be an http\(s\) URL/],
   ['a bad duration', 'onDemand:\n  handshakeWait: "soon"\n', /onDemand\.handshakeWait: "soon" is not a duration/],
