@@ -102,12 +102,42 @@ async function runCommandLine(argv: string[]): Promise<void> {
     .command('validate')
     .description('check a config file and print what each host pattern matches and the effective configuration (secrets redacted); exits 2 when it is invalid')
     .addOption(configOption())
-    .action(async (opts: { config?: string }) => {
+    .option('--check-dns', 'also check acme.dns: ask the DNS provider whether it accepts the credentials (changes nothing); exits 1 when it does not')
+    .action(async (opts: { config?: string; checkDns?: boolean }) => {
       const config = await validateOrExit(await readOrExit(opts.config, 'validate'), 'validate');
       const { formatValidation } = await import('./config/describe.ts');
       // What each host pattern matches, then the effective config with its secrets redacted.
       process.stdout.write(formatValidation(config));
+      if (opts.checkDns) process.exitCode = await checkDns(config);
     });
 
   await program.parseAsync(argv);
+}
+
+/**
+ * `certgate validate --check-dns`: builds the provider acme.dns names and calls its check()
+ * (credentials and reachability, nothing written). Prints OK or the error (provider, step and
+ * what the DNS host answered); returns the exit code: 0 OK, 1 failed or nothing to check.
+ */
+async function checkDns(config: LoadedConfig): Promise<number> {
+  const dns = config.acme.dns;
+  if (dns === undefined) {
+    process.stderr.write('certgate validate --check-dns: acme.dns is not configured: no DNS provider to check\n');
+    return 1;
+  }
+  const { createDnsProvider } = await import('./acme/dns/providers.ts');
+  try {
+    const provider = createDnsProvider(dns);
+    if (!provider.check) {
+      process.stdout.write(`acme.dns: provider ${provider.name} has no credentials check; nothing checked\n`);
+      return 0;
+    }
+    await provider.check();
+    process.stdout.write(`acme.dns: provider ${provider.name} OK (credentials accepted)\n`);
+    return 0;
+  } catch (err) {
+    const step = (err as { step?: string }).step ?? 'check';
+    process.stderr.write(`certgate validate --check-dns: acme.dns provider ${dns.provider} failed (step ${step}): ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
 }

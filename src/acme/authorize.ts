@@ -8,6 +8,7 @@ import type { AcmeAccount } from './plumbing/account.ts';
 import { getAuthorization, respondToChallenge, waitForAuthorization, type AcmeAuthorization, type AcmeChallenge } from './plumbing/authorization.ts';
 import { AcmeError, LocalErrorType } from './plumbing/errors.ts';
 import type { Attempt } from './attempt.ts';
+import { DnsProviderError } from './dns/provider.ts';
 
 /** The challenge types a solver can answer. */
 export type ChallengeType = 'http-01' | 'tls-alpn-01' | 'dns-01';
@@ -107,7 +108,10 @@ async function present(account: AcmeAccount, p: Presented, challenge: AcmeChalle
     await p.solver.present(p.domain, p.token, p.keyAuth, signal);
   } catch (err) {
     const detail = `${p.solver.type} solver could not present the challenge: ${err instanceof Error ? err.message : String(err)}`;
-    throw new AcmeError({ type: SOLVER_ERROR, status: 0, detail, step: 'challenge', domain, cause: err });
+    // A DNS host's failure keeps its own step (zone, present, propagation): the admin status and
+    // the log then say which part of dns-01 failed, not just "challenge".
+    const step = err instanceof DnsProviderError ? err.step : 'challenge';
+    throw new AcmeError({ type: SOLVER_ERROR, status: 0, detail, step, domain, cause: err });
   }
   if (challenge.status === 'pending') await respondToChallenge(account, challenge.url, domain);
 }

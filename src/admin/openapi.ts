@@ -9,6 +9,11 @@ const json = (schema: object, description: string) => ({ description, content: {
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => json(ref('Error'), description);
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'Domain name (IDN allowed, stored as punycode; an xn-- label must be valid punycode that round-trips).' };
+/** /v1/certificates/{name} also takes a managed entry's wildcard, and any of an entry's names means that entry. */
+const certificateNameParam = {
+  ...nameParam,
+  description: `${nameParam.description} A managed certificate (\`certificates\`) answers for any name of its entry, a \`*.\` wildcard included.`,
+};
 const auth = [{ bearer: [] }];
 
 /** The admin API's OpenAPI 3.1 document (GET /openapi.json); a new object on every call. */
@@ -107,7 +112,7 @@ export function openApiDocument(): object {
         },
       },
       '/v1/certificates/{name}': {
-        parameters: [nameParam],
+        parameters: [certificateNameParam],
         get: {
           summary: 'Certificate status, with the failures since the last success (attempts, last error, next retry)',
           responses: { 200: json(ref('Certificate'), 'Status'), 404: json(ref('NoCertificate'), 'No certificate; the failures, if any, say why'), 401: error('No or wrong token') },
@@ -119,7 +124,7 @@ export function openApiDocument(): object {
         },
       },
       '/v1/certificates/{name}/renew': {
-        parameters: [nameParam],
+        parameters: [certificateNameParam],
         post: { summary: 'Renew now', responses: { 200: json(ref('Certificate'), 'Renewed'), 502: error('Renewal failed'), 401: error('No or wrong token') } },
       },
       '/v1/events': {

@@ -46,7 +46,7 @@ export function defaultNextRenewal(meta: Pick<CertificateMeta, 'notBefore' | 'no
 
 /** The certificate manager's members the admin API calls (a real CertificateManager has them). */
 export type AdminManager = Pick<CertificateManager, 'obtain' | 'renew' | 'delete' | 'revoke' | 'storedCertificate' | 'failureRecord'> &
-  Partial<Pick<CertificateManager, 'obtainDelegated'>>;
+  Partial<Pick<CertificateManager, 'obtainDelegated' | 'certificateKey'>>;
 
 /** DCV delegation as the admin API uses it (the gateway's is built from acme.dns.delegation). */
 export interface AdminDcv {
@@ -223,7 +223,7 @@ async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerRespon
   let m = /^\/v1\/domains\/([^/]+)(\/issue)?$/.exec(path);
   if (m) return domainEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, req, res);
   m = /^\/v1\/certificates\/([^/]+)(\/renew)?$/.exec(path);
-  if (m) return certificateEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, url, res);
+  if (m) return certificateEndpoint(ctx, certificateParam(ctx, m[1]!), Boolean(m[2]), method, url, res);
   throw new HttpError(404, `no such endpoint: ${method} ${path} (see /openapi.json)`);
 }
 
@@ -480,6 +480,16 @@ function domainParam(raw: string): string {
     if (err instanceof InvalidDomainError) throw new HttpError(400, err.message, 'name');
     throw err;
   }
+}
+
+/**
+ * The name a /v1/certificates/:name call is about: a managed entry's names (`*.x` included) are
+ * its first name, under which its certificate and failures are kept.
+ */
+function certificateParam(ctx: AdminContext, raw: string): string {
+  const wildcard = /^(\*|%2a)\./i.exec(raw);
+  const name = wildcard ? `*.${domainParam(raw.slice(wildcard[0].length))}` : domainParam(raw);
+  return ctx.deps.manager.certificateKey?.(name) ?? name;
 }
 
 function methodNotAllowed(allowed: string): HttpError {

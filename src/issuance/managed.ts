@@ -102,6 +102,15 @@ export class ManagedCertificates implements CertificateMemory {
   }
 
   /**
+   * The first name (storage key) of the entry listing `name` exactly (`*.x` included), else
+   * undefined: the admin API shows and renews `wild.test` of `["*.wild.test", "wild.test"]` by it.
+   */
+  keyOf(name: string): string | undefined {
+    for (const slot of this.byKey.values()) if (slot.names.includes(name)) return slot.key;
+    return undefined;
+  }
+
+  /**
    * The managed certificate covering `name` (normalised): an entry naming it, or naming `*.` its
    * parent. O(labels). The handshake path's step 3.
    */

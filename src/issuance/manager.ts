@@ -82,7 +82,7 @@ export interface CertificateManagerDeps {
   /** Called with each certificate loaded from storage (the maintainer renews one that is due). */
   onStorageLoad?: (bundle: CertificateBundle) => void;
   /** The managed certificates (`certificates`): the names and solvers of their orders. */
-  managed?: Pick<ManagedCertificates, 'orderFor'>;
+  managed?: Pick<ManagedCertificates, 'orderFor' | 'keyOf'>;
   /**
    * DCV delegation: the solvers of an order for `domain` that has none chosen (on-demand, renewal,
    * admin), or undefined for the issuer's default. Asked once per order, under the name's lock.
@@ -259,6 +259,14 @@ export class CertificateManager {
    */
   async retryAt(domain: string): Promise<number | null | undefined> {
     return (await this.failures.state(domain))?.retryAt;
+  }
+
+  /**
+   * The name `domain`'s certificate is stored, renewed and failing under: the first name of the
+   * managed entry listing it (wildcards included), else `domain` itself. For the admin API.
+   */
+  certificateKey(domain: string): string {
+    return this.deps.managed?.keyOf(domain) ?? domain;
   }
 
   /**

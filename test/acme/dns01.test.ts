@@ -149,7 +149,7 @@ describe('dns-01 solver against Pebble and challtestsrv', () => {
       (e: unknown) => e,
     );
     assert.ok(isAcmeError(err), String(err));
-    assert.equal(err.step, 'challenge');
+    assert.equal(err.step, 'present', 'the step of the DNS host, not just "challenge"');
     assert.match(err.detail, /dns provider refusing-test, step present, _acme-challenge\.refused\.dns\.test: update REFUSED/);
     assert.deepEqual(provider.calls, ['present _acme-challenge.refused.dns.test', 'cleanup _acme-challenge.refused.dns.test']);
   });

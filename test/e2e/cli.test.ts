@@ -1,11 +1,14 @@
 // Issue 2 acceptance: a bad config file fails `certgate validate` and `certgate run` with a
-// message naming the key; a good one validates; --help works on each command.
+// message naming the key; a good one validates; --help works on each command. Issue 15:
+// `certgate validate --check-dns` asks the acme.dns provider (rfc2136 against a real bind9)
+// whether it accepts the credentials.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startBind9 } from '../support/bind9.ts';
 import { CERTGATE_BIN, runProcess, runToEnd } from '../support/process.ts';
 
 let dir: string;
@@ -23,7 +26,8 @@ async function configFile(name: string, text: string): Promise<string> {
 const bad: Array<[string, string, RegExp]> = [
   ['a listen address that is not host:port', 'listen:\n  https: "localhost"\n', /listen\.https: "localhost" is not a listen address/],
   ['an unknown key', 'onDemand:\n  alow: ["a.example.com"]\n', /onDemand\.alow: unknown key/],
-  ['a challenge type we do not have', 'acme:\n  challenges: ["http-02"]\n', /acme\.challenges\[0\]: each challenge must be one of http-01, tls-alpn-01, dns-01/],
+  ['a challenge type we do not have', 'acme:\n  challenges: ["tls-sni-01"]\n', /acme\.challenges\[0\]: each challenge must be one of http-01, tls-alpn-01, dns-01/],
+  ['dns-01 without acme.dns', 'acme:\n  challenges: ["dns-01"]\n', /acme\.challenges: dns-01 needs acme\.dns/],
   ['an invalid allow pattern', 'onDemand:\n  allow: ["*.ok.example", "not a name"]\n', /onDemand\.allow\[1\]: not a valid host pattern/],
   ['a route upstream that is not a URL', 'proxy:\n  routes:\n    - hosts: ["a.example.com"]\n      upstream: "127.0.0.1:9090"\n', /proxy\.routes\[0\]\.upstream: must be an http\(s\) URL/],
   ['a bad duration', 'onDemand:\n  handshakeWait: "soon"\n', /onDemand\.handshakeWait: "soon" is not a duration/],
@@ -176,5 +180,33 @@ describe('certgate validate with a good config', () => {
     const { output } = await runToEnd([CERTGATE_BIN, 'run', '--help']);
     assert.match(output, /--config <file>/);
     assert.match(output, /CERTGATE_CONFIG/);
+  });
+});
+
+describe('certgate validate --check-dns (issue 15)', () => {
+  const key = { name: 'certgate-key', algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 0x3c).toString('base64') } as const;
+  const dnsConfig = (server: string, secret: string): string =>
+    ['acme:', '  dns:', '    provider: rfc2136', `    rfc2136: { server: "${server}", keyName: "${key.name}", keyAlgorithm: "${key.algorithm}", keySecret: "${secret}" }`].join('\n');
+
+  test('against bind9: the right key is OK (exit 0); a wrong secret names BADSIG and exits non-zero; no acme.dns exits non-zero', async (t) => {
+    const dns = await startBind9({ zones: [{ name: 'wild.test' }], keys: [key] });
+    t.after(() => dns.stop());
+    const good = await configFile('dns-good.yaml', dnsConfig(dns.address, key.secret));
+    const ok = await runToEnd([CERTGATE_BIN, 'validate', '--check-dns', '--config', good]);
+    assert.equal(ok.code, 0, ok.output);
+    assert.match(ok.output, /acme\.dns: provider rfc2136 OK/);
+    assert.doesNotMatch(ok.output, new RegExp(key.secret.replace(/[+/=]/g, '\\$&')), 'the secret is not printed');
+
+    const wrong = await configFile('dns-wrong.yaml', dnsConfig(dns.address, Buffer.alloc(32, 0x01).toString('base64')));
+    const bad = await runToEnd([CERTGATE_BIN, 'validate', '--check-dns', '--config', wrong]);
+    assert.notEqual(bad.code, 0, bad.output);
+    assert.match(bad.output, /provider rfc2136 failed \(step check\)/);
+    assert.match(bad.output, /BADSIG/, 'what bind9 answered');
+    // Without --check-dns the same file only validates: the DNS host is not asked.
+    assert.equal((await runToEnd([CERTGATE_BIN, 'validate', '--config', wrong])).code, 0);
+
+    const none = await runToEnd([CERTGATE_BIN, 'validate', '--check-dns', '--config', await configFile('dns-none.yaml', 'onDemand:\n  allow: ["a.example.com"]\n')]);
+    assert.notEqual(none.code, 0, none.output);
+    assert.match(none.output, /acme\.dns is not configured/);
   });
 });

@@ -5,10 +5,8 @@
 // covered still gets on-demand logic.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { PeerCertificate } from 'node:tls';
 import { peerCertificate } from '../support/clients.ts';
-import { fallbackFingerprint, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { fallbackFingerprint, servedCertificate as managedCertificate, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
@@ -18,18 +16,6 @@ const config = {
   certificates: [{ names: NAMES }],
   onDemand: { allow: ['*.ondemand.test'] },
 };
-
-/** The certificate `port` serves for `name` once it is not the fallback (the start-up order may still run). */
-async function managedCertificate(gw: TestGateway, port: number, name: string): Promise<PeerCertificate> {
-  const fallback = await fallbackFingerprint(gw);
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const cert = await peerCertificate(port, name);
-    if (cert.fingerprint256 !== fallback) return cert;
-    if (Date.now() > deadline) throw new Error(`${name}: still the fallback certificate after 120 s`);
-    await sleep(200);
-  }
-}
 
 /** Counts the policy's decisions from now on (the managed path must never ask). */
 function countPolicy(gw: TestGateway): string[] {

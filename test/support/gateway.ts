@@ -12,6 +12,9 @@ import { keys } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
 import type { ListOptions, Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
 import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PeerCertificate } from 'node:tls';
+import { peerCertificate } from './clients.ts';
 import type { PebbleHandle } from './pebble.ts';
 
 /** Delegates to a real storage and counts every call, by method. */
@@ -115,4 +118,19 @@ export async function fallbackFingerprint(gw: TestGateway): Promise<string> {
   const pem = await gw.storage.inner.get(keys.fallbackCert);
   if (pem === null) throw new Error(`no fallback certificate in ${gw.storage.description}`);
   return new X509Certificate(pem).fingerprint256;
+}
+
+/**
+ * The certificate `port` serves for `name` once it is not the fallback (a managed certificate's
+ * start-up order may still run); throws after `timeoutMs`.
+ */
+export async function servedCertificate(gw: TestGateway, port: number, name: string, timeoutMs = 120_000): Promise<PeerCertificate> {
+  const fallback = await fallbackFingerprint(gw);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const cert = await peerCertificate(port, name);
+    if (cert.fingerprint256 !== fallback) return cert;
+    if (Date.now() > deadline) throw new Error(`${name}: still the fallback certificate after ${timeoutMs} ms`);
+    await sleep(200);
+  }
 }
