@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { CloudflareProvider } from '../../../src/acme/dns/cloudflare.ts';
-import { DnsProviderError } from '../../../src/acme/dns/provider.ts';
+import { providerFailure as failure } from '../../support/dns.ts';
 
 const TOKEN = 'test-token';
 const BOUND_MS = 1500;
@@ -90,16 +90,6 @@ function provider(apiToken = TOKEN, url = baseUrl): CloudflareProvider {
 }
 function values(name: string): string[] {
   return zones.get('zone-1')!.records.filter((r) => r.name === name).map((r) => r.content.replace(/^"|"$/g, '')).sort();
-}
-async function failure(fn: () => Promise<unknown>): Promise<{ err: DnsProviderError; ms: number }> {
-  const started = Date.now();
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof DnsProviderError, `expected a DnsProviderError, got ${String(err)}`);
-    return { err, ms: Date.now() - started };
-  }
-  assert.fail('expected the call to fail');
 }
 
 describe("cloudflare provider against a local fake of Cloudflare's API v4 (GET /zones?name=, POST/GET/DELETE /zones/{zone_id}/dns_records)", () => {

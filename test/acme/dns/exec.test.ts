@@ -6,8 +6,8 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ExecProvider } from '../../../src/acme/dns/exec.ts';
-import { DnsProviderError } from '../../../src/acme/dns/provider.ts';
 import { tmpDir } from '../../support/tmp.ts';
+import { providerFailure as failure } from '../../support/dns.ts';
 
 const BOUND_MS = 1000;
 /** "Within the bound" on a slow, loaded machine: the bound plus a wide margin. */
@@ -31,16 +31,6 @@ async function hook(t: Parameters<typeof tmpDir>[0]): Promise<{ path: string; lo
   return { path, log: join(dir, 'calls.log') };
 }
 
-async function failure(fn: () => Promise<unknown>): Promise<{ err: DnsProviderError; ms: number }> {
-  const started = Date.now();
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof DnsProviderError, `expected a DnsProviderError, got ${String(err)}`);
-    return { err, ms: Date.now() - started };
-  }
-  assert.fail('expected the call to fail');
-}
 
 test('exec: runs <command...> present|cleanup <fqdn> <value> without a shell', async (t) => {
   const { path, log } = await hook(t);

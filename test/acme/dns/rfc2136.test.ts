@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { DnsProviderError } from '../../../src/acme/dns/provider.ts';
 import { Rfc2136Provider, type Rfc2136Options } from '../../../src/acme/dns/rfc2136.ts';
 import { startBind9, type Bind9Handle } from '../../support/bind9.ts';
 import { freePort } from '../../support/ports.ts';
+import { providerFailure as failure } from '../../support/dns.ts';
 
 const SECRET256 = Buffer.alloc(32, 0x5a).toString('base64');
 const SECRET512 = Buffer.alloc(64, 0xa5).toString('base64');
@@ -44,17 +44,6 @@ function provider(over: Partial<Rfc2136Options> = {}): Rfc2136Provider {
   );
 }
 
-/** Runs `fn`, expects a DnsProviderError, and returns it with the time it took. */
-async function failure(fn: () => Promise<unknown>): Promise<{ err: DnsProviderError; ms: number }> {
-  const started = Date.now();
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof DnsProviderError, `expected a DnsProviderError, got ${String(err)}`);
-    return { err, ms: Date.now() - started };
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('rfc2136 provider against bind9', () => {
   test('two values at one name are both answered; cleanup of one leaves the other', async () => {
