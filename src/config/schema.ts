@@ -21,6 +21,13 @@ const duration = (example: string) =>
     return ms;
   });
 
+/** The longest wait a Node timer takes (2^31 - 1 ms, ~24.8 days); longer ones fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration something waits for with a timer: at most MAX_TIMER_MS. */
+const timerDuration = (example: string) =>
+  duration(example).refine((ms) => ms <= MAX_TIMER_MS, { message: 'must be at most 24 days (a longer timer would fire at once)' });
+
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
 const listenAddress = (example: string) =>
   z.string().transform((v, ctx) => {
@@ -83,7 +90,7 @@ const dnsCheckSchema = z.strictObject({
   cacheTtl: duration('5m').prefault('5m'),
   negativeCacheTtl: duration('30s').prefault('30s'),
   staleFor: duration('1h').prefault('1h'),
-  timeout: duration('2s').prefault('2s'),
+  timeout: timerDuration('2s').prefault('2s'),
 });
 
 /** Token bucket: `rate` tokens per second refill, at most `burst` saved up. `false` turns it off. */
@@ -151,7 +158,7 @@ const acmeDnsSchema = z
     cloudflare: z.strictObject({ apiToken: z.string().min(1, { message: 'must be a Cloudflare API token with Zone.DNS edit rights' }) }).optional(),
     exec: z.strictObject({ command: z.array(z.string().min(1)).min(1, { message: 'must be the command and its arguments, like ["/usr/local/bin/dns-hook"]' }) }).optional(),
     resolvers: z.array(resolverAddress).default([]),
-    propagationTimeout: duration('2m').prefault('2m'),
+    propagationTimeout: timerDuration('2m').prefault('2m'),
     delegation: z.strictObject({ zone: z.string().refine((v) => normalizeDomainName(v) !== undefined, { message: 'must be a DNS zone name like "dcv.platform.example"' }) }).optional(),
   })
   .superRefine((d, ctx) => {
@@ -251,16 +258,16 @@ const configSchema = z.strictObject({
         .optional(),
       retry: z
         .strictObject({
-          delays: z.array(duration('10m')).min(1, { message: 'list at least one wait, e.g. ["1m", "10m", "100m"]' }).prefault(['1m', '10m', '100m']),
-          then: duration('24h').prefault('24h'),
+          delays: z.array(timerDuration('10m')).min(1, { message: 'list at least one wait, e.g. ["1m", "10m", "100m"]' }).prefault(['1m', '10m', '100m']),
+          then: timerDuration('24h').prefault('24h'),
           giveUpAfter: duration('30d').prefault('30d'),
         })
         .prefault({}),
-      timeout: duration('90s').prefault('90s'),
+      timeout: timerDuration('90s').prefault('90s'),
       // A dead holder's name is taken over within about this long (CertMagic calls a lock stale
       // after 10 s without a refresh), while a live holder, refreshing every 2 s, rides out an
       // event-loop stall of ~8 s.
-      lockTtl: duration('10s').prefault('10s'),
+      lockTtl: timerDuration('10s').prefault('10s'),
       profile: z.string().min(1, { message: 'must be a profile name the CA advertises, like "tlsserver" or "shortlived"' }).optional(),
       dns: acmeDnsSchema.optional(),
     })
@@ -289,10 +296,10 @@ const configSchema = z.strictObject({
     .strictObject({
       allow: z.array(hostPattern).default([]),
       ask: httpUrl('http://127.0.0.1:9000/allow').optional(),
-      askTimeout: duration('10s').prefault('10s'),
+      askTimeout: timerDuration('10s').prefault('10s'),
       askCacheTtl: duration('5m').prefault('5m'),
       askDenyCacheTtl: duration('1m').prefault('1m'),
-      handshakeWait: duration('20s').prefault('20s'),
+      handshakeWait: timerDuration('20s').prefault('20s'),
       maxConcurrentIssuances: z.number().int().min(1).max(1000).default(8),
       dns: dnsCheckSchema.optional(),
       limits: limitsSchema.prefault({}),
@@ -303,7 +310,7 @@ const configSchema = z.strictObject({
           z.strictObject({
             resolvers: z.array(resolverAddress).default([]),
             httpPort: z.number().int().min(1).max(65535).default(80),
-            timeout: duration('5s').prefault('5s'),
+            timeout: timerDuration('5s').prefault('5s'),
           }),
         ], { message: 'must be false or { resolvers: ["127.0.0.1:53"], httpPort: 80, timeout: "5s" }' })
         .default(false),
@@ -314,7 +321,7 @@ const configSchema = z.strictObject({
       cacheSize: z.number().int().min(1).default(10_000),
       // Of those, how many keep a live SecureContext (~42 KiB each); the rest are ~2 KiB.
       contextCacheSize: z.number().int().min(1).default(1000),
-      ticketKeyRotation: duration('12h').prefault('12h'),
+      ticketKeyRotation: timerDuration('12h').prefault('12h'),
       fallback: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
       // Protocol settings of the HTTPS listener; defaults: Mozilla intermediate, ECDHE + AEAD only.
       minVersion: z.enum(TLS_MIN_VERSIONS, { message: `must be one of ${TLS_MIN_VERSIONS.join(', ')}` }).default('TLSv1.2'),
@@ -337,7 +344,7 @@ const configSchema = z.strictObject({
           }),
         )
         .default([]),
-      upstreamTimeout: duration('60s').prefault('60s'),
+      upstreamTimeout: timerDuration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
       upstreamAllow: z
         .array(
@@ -364,9 +371,9 @@ const configSchema = z.strictObject({
         .lt(1, { message: 'must be a number between 0 and 1, like 0.33 (renew when a third of the lifetime remains)' })
         .default(0.33),
       concurrency: z.number().int().min(1, { message: 'must be a whole number of renewals from 1 to 100' }).max(100, { message: 'must be a whole number of renewals from 1 to 100' }).default(4),
-      checkInterval: duration('1m').prefault('1m'),
+      checkInterval: timerDuration('1m').prefault('1m'),
       jitter: duration('1h').prefault('1h'),
-      leaderLockTtl: duration('30s').prefault('30s'),
+      leaderLockTtl: timerDuration('30s').prefault('30s'),
       expiredGrace: duration('7d').prefault('7d'),
       staleChallengeAge: duration('1h').prefault('1h'),
     })

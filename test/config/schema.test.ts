@@ -33,3 +33,12 @@ test('IPv6 listen addresses', () => {
   assert.match(problems({ listen: { https: '[nope]:1' } }).join('\n'), /listen\.https/);
   assert.match(problems({ listen: { http: '127.0.0.1:70000' } }).join('\n'), /listen\.http/);
 });
+
+test('durations something waits for with a timer are at most 24 days (a longer Node timer fires at once)', () => {
+  for (const raw of [{ onDemand: { handshakeWait: '30d' } }, { acme: { lockTtl: '25d' } }, { proxy: { upstreamTimeout: 2 ** 31 } }, { renewal: { checkInterval: '100d' } }, { acme: { retry: { delays: ['1m', '60d'] } } }]) {
+    assert.match(problems(raw).join('\n'), /must be at most 24 days/, JSON.stringify(raw));
+  }
+  // Durations that are compared with clocks, not waited for, may be longer.
+  assert.equal(parse({ acme: { retry: { giveUpAfter: '30d' } } }).acme.retry.giveUpAfter, 30 * 86_400_000);
+  assert.equal(parse({ onDemand: { handshakeWait: '24d' } }).onDemand.handshakeWait, 24 * 86_400_000);
+});
