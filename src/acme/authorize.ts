@@ -23,6 +23,27 @@ export interface ChallengeSolver {
   present(domain: string, token: string, keyAuthorization: string, signal?: AbortSignal): Promise<void>;
   /** Removes what present() set up. Always called, even after failures. */
   cleanup(domain: string, token: string, keyAuthorization: string): Promise<void>;
+  /**
+   * Called before an order that may use this solver is placed; throws to refuse the order, so
+   * nothing is spent at the CA when the challenge could not be answered anyway (dns-01: the DNS
+   * host's credentials and reachability).
+   */
+  beforeOrder?(): Promise<void>;
+}
+
+/**
+ * Runs every solver's beforeOrder; the first refusal becomes an AcmeError that keeps a DNS
+ * host's own step (`check`) and names `domain`.
+ */
+export async function checkSolversBeforeOrder(solvers: readonly ChallengeSolver[], domain: string): Promise<void> {
+  for (const solver of solvers) {
+    try {
+      await solver.beforeOrder?.();
+    } catch (err) {
+      const detail = `${solver.type} solver refused before the order: ${err instanceof Error ? err.message : String(err)}`;
+      throw new AcmeError({ type: SOLVER_ERROR, status: 0, detail, step: err instanceof DnsProviderError ? err.step : 'challenge', domain, cause: err });
+    }
+  }
 }
 
 /** Local problem type of a solver's present() failure. */

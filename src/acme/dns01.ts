@@ -43,11 +43,26 @@ export function dns01RecordName(identifier: string): string {
   return `_acme-challenge.${identifier.toLowerCase().replace(/\.$/, '')}`;
 }
 
+/** How long a passed provider check() is trusted before the next order checks again. */
+const CHECK_TRUST_MS = 10 * 60_000;
+
 /** dns-01 through a DnsProvider; errors are DnsProviderErrors naming the provider, the step and the name. */
 export class Dns01Solver implements ChallengeSolver {
   readonly type = 'dns-01' as const;
 
   constructor(private readonly opts: Dns01SolverOptions) {}
+
+  /**
+   * Before an order: the provider's check() (credentials, server reachable), so a DNS host that
+   * would refuse our writes costs no newOrder at the CA. A success is trusted for CHECK_TRUST_MS.
+   */
+  async beforeOrder(): Promise<void> {
+    if (!this.opts.provider.check || Date.now() < this.checkedUntil) return;
+    await this.opts.provider.check();
+    this.checkedUntil = Date.now() + CHECK_TRUST_MS;
+  }
+
+  private checkedUntil = 0;
 
   /** The DNS host this solver writes through (the maintainer removes left-overs through it too). */
   get provider(): DnsProvider {

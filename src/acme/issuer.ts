@@ -10,7 +10,7 @@ import type { Logger } from '../util/log.ts';
 import { caIdFromDirectory, keys } from '../storage/keys.ts';
 import type { Storage } from '../storage/storage.ts';
 import { Lazy } from '../util/lazy.ts';
-import type { ChallengeSolver } from './authorize.ts';
+import { checkSolversBeforeOrder, type ChallengeSolver } from './authorize.ts';
 import { solversForOrder } from './dns01.ts';
 import { obtainCertificate } from './obtain.ts';
 import { AcmeAccount } from './plumbing/account.ts';
@@ -102,6 +102,8 @@ export class AcmeIssuer {
     const names = opts.names ?? [domain];
     // Before the account or an order: a wildcard without dns-01 could only fail at the CA.
     const solvers = opts.solvers ?? solversForOrder(names, this.deps.solvers, this.deps.dns01);
+    // Still before the order: a DNS host that refuses our key would only cost a newOrder.
+    await checkSolversBeforeOrder(solvers, domain);
     const account = await this.account.get();
     const started = performance.now();
     const { privateKeyPem, keyPair } = await generateKeyPair(this.acme.keyType);
