@@ -18,7 +18,7 @@ import type { Storage } from '../storage/storage.ts';
 import { StoredTokens } from '../storage/tokens.ts';
 import { LruCache } from '../util/lru.ts';
 import { request } from '../util/node-http.ts';
-import { answerOf, createResolver } from '../policy/resolver.ts';
+import { answerOf, createResolver } from '../net/resolver.ts';
 
 /** The path under which every instance answers pre-flight probes (PreflightResponder). */
 export const PREFLIGHT_PREFIX = '/.well-known/certgate-preflight/';

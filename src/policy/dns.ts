@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 import type { DnsCheckConfig, LimitsConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { LruCache } from '../util/lru.ts';
-import { answerOf, createResolver } from './resolver.ts';
+import { answerOf, createResolver } from '../net/resolver.ts';
 
 /** The check's answer: the name points at us (`via` says how), or why not. */
 export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };

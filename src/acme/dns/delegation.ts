@@ -8,7 +8,7 @@
 //      caller can tell the customer which record is missing
 //   3. the dns-01 solver then writes the TXT at the target (dns01.ts, `recordName`), and the
 //      propagation check asks the target zone's servers; the CA follows the CNAME
-import { Resolver } from 'node:dns/promises';
+import { createResolver } from '../../net/resolver.ts';
 
 /** The record a customer creates to delegate validation of one name (the admin API's `dcv` field). */
 export interface DcvRecord {
@@ -42,8 +42,7 @@ export class DcvDelegation {
   /** Step 2: whether the CNAME of `name` is answered with its target. Never rejects (a failed lookup: false). */
   async ready(name: string): Promise<boolean> {
     const { name: fqdn, target } = this.record(name);
-    const resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 });
-    if (this.resolvers.length > 0) resolver.setServers([...this.resolvers]);
+    const resolver = createResolver(this.resolvers, { timeoutMs: QUERY_TIMEOUT_MS });
     try {
       const answers = await resolver.resolveCname(fqdn);
       return answers.some((a) => a.toLowerCase().replace(/\.$/, '') === target);

@@ -7,9 +7,10 @@
 //      no answer is served from a cache)
 //   3. done when every one answers the value; else wait (500 ms, doubling to 2 s) and ask again
 //   4. past the time-out: a DnsProviderError with step `propagation` and what each server answered
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createResolver } from '../../net/resolver.ts';
 import { DnsProviderError } from './provider.ts';
 
 /** How the check asks and how long it waits. */
@@ -63,8 +64,7 @@ interface TxtAnswer {
 
 /** The TXT values at `fqdn` as `server` answers them now (multi-string records joined, RFC 8555 §8.4 values are one string). */
 async function askTxt(server: string, fqdn: string): Promise<TxtAnswer> {
-  const resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 });
-  resolver.setServers([server]);
+  const resolver = createResolver([server], { timeoutMs: QUERY_TIMEOUT_MS });
   try {
     return { values: (await resolver.resolveTxt(fqdn)).map((chunks) => chunks.join('')) };
   } catch (err) {
@@ -84,8 +84,7 @@ function describeAnswer(a: TxtAnswer): string {
  * closest enclosing name with NS records (a zone cut), asked of the system's resolvers.
  */
 export async function authoritativeServers(fqdn: string, opts: Pick<PropagationOptions, 'systemResolvers' | 'provider'>): Promise<string[]> {
-  const resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 });
-  if (opts.systemResolvers && opts.systemResolvers.length > 0) resolver.setServers([...opts.systemResolvers]);
+  const resolver = createResolver(opts.systemResolvers ?? [], { timeoutMs: QUERY_TIMEOUT_MS });
   const labels = fqdn.split('.');
   for (let i = 0; i < labels.length - 1; i++) {
     const name = labels.slice(i).join('.');

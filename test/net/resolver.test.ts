@@ -2,7 +2,7 @@
 // "no such name" / "no records" as an empty answer while real failures reach the caller as they are.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { answerOf, createResolver } from '../../src/policy/resolver.ts';
+import { answerOf, createResolver } from '../../src/net/resolver.ts';
 
 const failure = (code: string) => Object.assign(new Error(`query failed: ${code}`), { code });
 

@@ -1,7 +1,7 @@
-// DNS queries for the policy checks that resolve names themselves (dns.ts: ownership, preflight.ts:
-// self-check): a node:dns Resolver on the configured servers, and the rule both follow that "no
-// such name" and "no records of this type" are an empty answer, not an error. What any other
-// error means is each caller's business.
+// DNS queries for the checks that resolve names themselves (policy/dns.ts: ownership,
+// issuance/preflight.ts: self-check, acme/dns: propagation and DCV delegation): a node:dns
+// Resolver on the configured servers, and the rule that "no such name" and "no records of this
+// type" are an empty answer, not an error. What any other error means is each caller's business.
 import { Resolver } from 'node:dns/promises';
 
 /** A resolver asking `servers` ("ip", "ip:port", "[v6]:port"; empty = the system's). */
