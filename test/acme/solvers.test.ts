@@ -4,7 +4,7 @@
 // validation is answered and logged in full every time.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Agent, createServer, request, type Server } from 'node:http';
+import { Agent, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Http01Solver } from '../../src/acme/solvers.ts';
@@ -12,24 +12,14 @@ import { FileStorage } from '../../src/storage/file/store.ts';
 import { CountingStorage } from '../support/gateway.ts';
 import { capturingLogger, type LogLine } from '../support/log-lines.ts';
 import { tmpDir } from '../support/tmp.ts';
+import { plainGet } from '../support/clients.ts';
 
 const LONG_UA = 'Mozilla/5.0 '.repeat(200);
 /** What the solver lets through per interval (src/acme/solvers.ts UNKNOWN_LOG). */
 const PER_INTERVAL = 5;
 const INTERVAL_MS = 10_000;
 
-function get(port: number, path: string, agent: Agent): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent, headers: { host: 'flood.example', 'user-agent': LONG_UA } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (port: number, path: string, agent: Agent) => plainGet(port, path, { agent, headers: { host: 'flood.example', 'user-agent': LONG_UA } });
 
 /** `count` requests, `concurrency` at a time. */
 async function flood(count: number, concurrency: number, one: (i: number) => Promise<void>): Promise<void> {

@@ -3,7 +3,6 @@
 // non-loopback admin address needs a token. The gateway is real (Redis storage); its ACME
 // directory is never contacted by these calls.
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/util/log.ts';
@@ -14,21 +13,11 @@ import { adminCall, openEvents } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';
 import { startRedis, type RedisHandle } from '../support/redis.ts';
 import { tmpDir } from '../support/tmp.ts';
+import { plainGet } from '../support/clients.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 
-function rawGet(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const rawGet = (port: number, path: string, headers: Record<string, string>) => plainGet(port, path, { headers });
 
 async function gatewayOn(redis: RedisHandle, prefix: string, baseDir: string, extra: { listen?: object; admin?: object } = {}): Promise<{ gateway: Gateway; storage: RedisStorage }> {
   const config = parseConfig(

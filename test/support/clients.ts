@@ -2,6 +2,7 @@
 // and openssl s_client for SNI values Node refuses to send (IP literals, odd characters, none).
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { request as httpRequest, type Agent } from 'node:http';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
 
@@ -72,5 +73,19 @@ export function curlGet(name: string, port: number, caFile: string, path = '/'):
         resolve({ status: Number(stdout.slice(i + 1)), body: stdout.slice(0, i) });
       },
     );
+  });
+}
+
+/** GET http://127.0.0.1:<port><path> in plain HTTP with these headers (agent: false unless given); the body as text. */
+export function plainGet(port: number, path: string, opts: { headers?: Record<string, string>; agent?: Agent | false } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers: opts.headers ?? {}, agent: opts.agent ?? false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
   });
 }
