@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // One-shot set-up run before `npm test`, `npm run demo` and `npm run bench`: installs npm
-// packages when missing or stale, and Debian's pebble (test: also redis-server, bind9, haproxy; test and bench:
+// packages when missing or stale, and Debian's pebble (test: also redis-server, bind9, haproxy, chromium; test and bench:
 // caddy, wrk, h2load) when missing (with apt-get, as root), otherwise stops with the exact command to run. Plain JS
 // on purpose: it runs on whatever `node` is on PATH before node_modules/.bin (and so the pinned
 // Node 24) exists.
@@ -47,8 +47,8 @@ const needed = { pebble: 'pebble', 'pebble-challtestsrv': 'pebble', openssl: 'op
 // The bench's tools: `npm test` runs the bench too (test/bench/bench.test.ts, --smoke).
 const benchTools = { caddy: 'caddy', wrk: 'wrk', h2load: 'nghttp2-client' };
 // dns-01 tests run a real authoritative DNS server (bind9's named) and check it with dig.
-// The edge tests put Debian's haproxy in front (PROXY protocol).
-if (purpose === 'test') Object.assign(needed, { 'redis-server': 'redis-server', named: 'bind9', dig: 'bind9-dnsutils', haproxy: 'haproxy' }, benchTools);
+// The edge tests put Debian's haproxy in front (PROXY protocol); the dashboard test drives Debian's chromium.
+if (purpose === 'test') Object.assign(needed, { 'redis-server': 'redis-server', named: 'bind9', dig: 'bind9-dnsutils', haproxy: 'haproxy', chromium: 'chromium' }, benchTools);
 if (purpose === 'bench') Object.assign(needed, benchTools);
 const missing = [...new Set(Object.entries(needed).filter(([bin]) => !have(bin)).map(([, pkg]) => pkg))];
 
