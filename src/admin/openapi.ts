@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { bindingInputSchema } from './bindings.ts';
 import { certificateStatusSchema, noCertificateSchema } from './certificate-status.ts';
+import { DELIVERY_STATUSES } from '../webhooks/deliveries.ts';
 
 const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -15,6 +16,26 @@ const certificateNameParam = {
   description: `${nameParam.description} A managed certificate (\`certificates\`) answers for any name of its entry, a \`*.\` wildcard included.`,
 };
 const auth = [{ bearer: [] }];
+const deliveryPage = {
+  type: 'object',
+  required: ['items', 'nextCursor'],
+  properties: {
+    nextCursor: { type: ['string', 'null'] },
+    items: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'webhookId', 'url', 'type', 'domain', 'status', 'attempts', 'createdAt', 'updatedAt'],
+        properties: {
+          ...{ id: { type: 'string' }, webhookId: { type: 'string', description: 'The webhook-id header, the same on every attempt' }, endpoint: { type: 'string' }, url: { type: 'string' } },
+          ...{ type: { type: 'string' }, domain: { type: 'string' }, status: { type: 'string', enum: [...DELIVERY_STATUSES] }, attempts: { type: 'integer' } },
+          ...{ createdAt: { type: 'string', format: 'date-time' }, updatedAt: { type: 'string', format: 'date-time' }, nextAttemptAt: { type: 'string', format: 'date-time' }, deliveredAt: { type: 'string', format: 'date-time' } },
+          lastError: { type: 'object', properties: { at: { type: 'string', format: 'date-time' }, error: { type: 'string' }, status: { type: 'integer' } } },
+        },
+      },
+    },
+  },
+};
 
 /** The admin API's OpenAPI 3.1 document (GET /openapi.json); a new object on every call. */
 export function openApiDocument(): object {
@@ -126,6 +147,17 @@ export function openApiDocument(): object {
       '/v1/certificates/{name}/renew': {
         parameters: [certificateNameParam],
         post: { summary: 'Renew now', responses: { 200: json(ref('Certificate'), 'Renewed'), 502: error('Renewal failed'), 401: error('No or wrong token') } },
+      },
+      '/v1/webhooks/deliveries': {
+        get: {
+          summary: 'Webhook deliveries (one per event and endpoint), with attempts and the last error; status=failed lists what did not get through',
+          parameters: [
+            { name: 'status', in: 'query', schema: { type: 'string', enum: [...DELIVERY_STATUSES] } },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { 200: json(deliveryPage, 'One page of deliveries'), 400: error('Bad status, cursor or limit'), 401: error('No or wrong token') },
+        },
       },
       '/v1/events': {
         get: {

@@ -27,6 +27,7 @@ import type { DcvRecord } from '../acme/dns/delegation.ts';
 import { openApiDocument } from './openapi.ts';
 import { onRelayedEvents } from './relay.ts';
 import { EventStream } from './sse.ts';
+import { webhookDeliveries } from './webhook-deliveries.ts';
 
 /** What GET /metrics serves (src/admin/metrics.ts provides the real one). */
 export interface MetricsSource {
@@ -212,6 +213,7 @@ function serve(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): vo
  *   3. /metrics, /v1/events, GET /v1/domains (a page)
  *   4. /v1/domains/:name[/issue]
  *   5. /v1/certificates/:name[/renew]
+ *   6. /v1/webhooks/deliveries (webhook-deliveries.ts)
  */
 async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin');
@@ -224,6 +226,11 @@ async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerRespon
   if (m) return domainEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, req, res);
   m = /^\/v1\/certificates\/([^/]+)(\/renew)?$/.exec(path);
   if (m) return certificateEndpoint(ctx, certificateParam(ctx, m[1]!), Boolean(m[2]), method, url, res);
+  if (path === '/v1/webhooks/deliveries') {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    const page = await webhookDeliveries(ctx.deps.storage, url.searchParams);
+    return 'error' in page ? send(res, 400, page) : send(res, 200, page);
+  }
   throw new HttpError(404, `no such endpoint: ${method} ${path} (see /openapi.json)`);
 }
 

@@ -121,6 +121,45 @@ const limitsSchema = z.strictObject({
   unknownNameCache: z.number().int().min(100, { message: 'must be at least 100 names' }).default(100_000),
 });
 
+/**
+ * The events a webhook may subscribe to (`webhooks[].events`): the certificate lifecycle events
+ * (src/issuance/events.ts, less issuance-started), the registry's domain-bound/-unbound, and the
+ * maintainer's certificate-expiring. src/webhooks/events.ts checks at compile time that this list
+ * and those vocabularies agree.
+ */
+export const WEBHOOK_EVENTS = ['domain-bound', 'domain-unbound', 'issuance-succeeded', 'issuance-failed', 'renewed', 'deleted', 'certificate-expiring'] as const;
+
+/** The Standard Webhooks example schedule (after the first attempt): 5s, 5m, 30m, 2h, 5h, 10h, 10h. */
+export const DEFAULT_WEBHOOK_DELAYS = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'] as const;
+
+/**
+ * Whether `v` is a Standard Webhooks symmetric secret: `whsec_` and the base64 of 24 to 64 bytes
+ * (the spec's 192 to 512 bits).
+ */
+export function isWebhookSecret(v: string): boolean {
+  if (!v.startsWith('whsec_')) return false;
+  const b64 = v.slice('whsec_'.length);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0) return false;
+  const bytes = Buffer.from(b64, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
+}
+
+const webhookSchema = z.strictObject({
+  url: httpUrl('https://panel.example/hooks/certgate'),
+  secret: z.string({ message: 'must be a string like "whsec_<base64>"' }).refine(isWebhookSecret, {
+    message: 'must be "whsec_" followed by the base64 of 24 to 64 random bytes (Standard Webhooks); generate one with `echo whsec_$(openssl rand -base64 32)`',
+  }),
+  events: z
+    .array(z.enum(WEBHOOK_EVENTS, { message: `each event must be one of ${WEBHOOK_EVENTS.join(', ')}` }))
+    .min(1, { message: 'list at least one event (leave events out for all of them)' })
+    .default([...WEBHOOK_EVENTS]),
+  retry: z
+    .strictObject({
+      delays: z.array(timerDuration('5m')).max(20, { message: 'at most 20 retries' }).prefault([...DEFAULT_WEBHOOK_DELAYS]),
+    })
+    .prefault({}),
+});
+
 /** The challenge types acme.challenges may list, in the order the gateway prefers by default. */
 export const CHALLENGE_TYPES = ['http-01', 'tls-alpn-01', 'dns-01'] as const;
 
@@ -378,6 +417,15 @@ const configSchema = z.strictObject({
       staleChallengeAge: duration('1h').prefault('1h'),
     })
     .prefault({}),
+  webhooks: z.array(webhookSchema).default([]).superRefine((hooks, ctx) => {
+    // A delivery names its endpoint by the URL's hash: two entries with one URL would be one endpoint.
+    const seen = new Map<string, number>();
+    hooks.forEach((hook, i) => {
+      const first = seen.get(hook.url);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'url'], message: `${hook.url} is already webhooks[${first}]: list each URL once (with every event it wants)` });
+      seen.set(hook.url, i);
+    });
+  }),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
   certificates: z
     .array(z.strictObject({ names: z.array(managedName).min(1, { message: 'list at least one name, e.g. ["platform.example"]' }) }))
@@ -431,5 +479,7 @@ export type BudgetsConfig = NonNullable<AcmeConfig['budgets']>;
 export type IssuerConfig = AcmeConfig['issuers'][number];
 /** One `certificates[]` entry as parsed: its names, normalised, the first being its storage key. */
 export type ManagedCertificateConfig = Config['certificates'][number];
+/** One `webhooks[]` entry as the schema outputs it (delays in ms). */
+export type WebhookConfig = Config['webhooks'][number];
 /** `onDemand.preflight` as parsed when it is on. */
 export type PreflightConfig = Exclude<OnDemandConfig['preflight'], false>;

@@ -2,7 +2,8 @@
 //   1. storage and the cluster bus (unless the caller passes its own: then it closes them)
 //   2. the admin plan: does this process serve the admin API, and keep metrics?
 //   3. the policy part (policy.ts): registry, DNS check, on-demand policy, abuse limits
-//   4. the issuance part (issuance.ts): solvers, issuers, budgets, pre-flight, cache, manager
+//   4. the issuance part (issuance.ts): solvers, issuers, budgets, pre-flight, cache, manager,
+//      and the webhooks (webhooks.ts), which hear its events and the registry's changes
 //   5. metrics wiring and the admin API's modules, loaded before the listeners bind (admin.ts)
 //   6. the listeners (listeners.ts): handshake path, proxy, HTTPS and HTTP, session tickets
 //   7. the admin API (admin.ts), then the maintainer
@@ -31,6 +32,8 @@ import { openAdmin, planAdmin, prepareAdmin, type ClusterMetrics } from './admin
 import { assembleIssuance } from './issuance.ts';
 import { openListeners } from './listeners.ts';
 import { assemblePolicy } from './policy.ts';
+import { openWebhooks } from './webhooks.ts';
+import type { WebhookDispatcher } from '../webhooks/dispatcher.ts';
 
 export { DEFAULT_ADMIN_LISTEN, type ClusterMetrics } from './admin.ts';
 
@@ -79,6 +82,8 @@ export interface Gateway {
   readonly limits: IssuanceLimits;
   /** Renewal and cleanup (leader-elected); absent with `role: edge`. */
   readonly maintainer: Maintainer | undefined;
+  /** Webhook delivery (`webhooks`); `reconfigure(config.webhooks)` applies a reload. */
+  readonly webhooks: WebhookDispatcher;
   /** Stops everything, in the reverse of the order it started; storage only if the gateway opened it. */
   close(): Promise<void>;
 }
@@ -91,6 +96,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const plan = planAdmin(config, options.admin !== false, options.clusterMetrics);
   const policy = await assemblePolicy(config, { storage, bus, logger, onLimited: plan.metrics.rateLimited }, stack);
   const issuance = await assembleIssuance(config, { storage, bus, logger, policy, dnsProvider: options.dnsProvider }, stack);
+  const webhooks = openWebhooks(config, { storage, logger, policy, issuance }, stack);
   const adminModule = await prepareAdmin(plan, { policy, issuance }, stack);
   const listeners = await openListeners(
     config,
@@ -107,7 +113,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
   const owned = stack.move();
   return {
     ...{ httpsPort: listeners.httpsPort, httpPort: listeners.httpPort, proxy: listeners.proxy, adminPort: admin?.port },
-    ...{ storage, logger, metrics: plan.metrics, policy: policy.policy, registry: policy.registry, limits: policy.limits },
+    ...{ storage, logger, metrics: plan.metrics, policy: policy.policy, registry: policy.registry, limits: policy.limits, webhooks },
     ...{ cache: issuance.cache, manager: issuance.manager, issuer: issuance.issuer, budgets: issuance.budgets, maintainer: issuance.maintainer, events: issuance.manager.events },
     close: () => owned.disposeAsync(),
   };

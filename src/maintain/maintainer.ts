@@ -1,6 +1,7 @@
 // The maintainer: on instances with role `all` or `maintainer`, takes part in the leader
 // election; the leader indexes certificates stored before the index existed (once), then every
-// `checkInterval` runs the renewal scheduler and the cleanup. Any instance that is not an edge
+// `checkInterval` runs the renewal scheduler, the cleanup and the tasks added by the parts above
+// (addTask: the webhooks' certificate-expiring scan). Any instance that is not an edge
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { DnsProvider } from '../acme/dns/provider.ts';
 import type { CertificateIssuer } from '../acme/issuers.ts';
@@ -48,6 +49,7 @@ export class Maintainer {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private backfilled = false;
+  private readonly tasks: Array<{ step: string; run: () => Promise<void> }> = [];
 
   constructor(
     private readonly config: MaintainerConfig,
@@ -106,6 +108,14 @@ export class Maintainer {
     this.scheduler.renewIfDue(bundle);
   }
 
+  /**
+   * Runs `run` in every maintenance pass of the leader, after the cleanup. A failure is logged
+   * with `step` and does not stop the pass nor the next task.
+   */
+  addTask(step: string, run: () => Promise<void>): void {
+    this.tasks.push({ step, run });
+  }
+
   /** One maintenance pass now (the loop calls this every checkInterval while leader). */
   runOnce(): Promise<void> {
     this.running ??= (async () => {
@@ -115,6 +125,9 @@ export class Maintainer {
         await this.cleanup.sweep();
       } catch (err) {
         this.opts.logger.error({ step: 'maintain', err }, 'maintenance pass failed');
+      }
+      for (const task of this.tasks) {
+        await task.run().catch((err: unknown) => this.opts.logger.error({ step: task.step, err }, 'maintenance task failed'));
       }
     })().finally(() => {
       this.running = undefined;

@@ -54,10 +54,13 @@ export interface BindingFields {
   status: BindingStatus;
 }
 
-/** What onChange listeners hear: a binding made or changed (`created`: new), or removed. */
+/**
+ * What onChange listeners hear: a binding made or changed (`created`: new), or removed. `local`:
+ * made by this instance (true once in the cluster; webhooks are sent from there).
+ */
 export type RegistryChange =
-  | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean }
-  | { type: 'domain-unbound'; name: string };
+  | { type: 'domain-bound'; name: string; binding: DomainBinding; created: boolean; local: boolean }
+  | { type: 'domain-unbound'; name: string; local: boolean };
 
 /** The registry as a policy source: it does not know the name, approves it, or denies it. */
 export type RegistryDecision = { known: false } | { known: true; allowed: true } | { known: true; allowed: false; reason: string };
@@ -187,7 +190,7 @@ export class DomainRegistry {
     };
     await this.#storage.put(registryKey(name), JSON.stringify(binding) + '\n');
     const created = existing === null;
-    this.#apply(name, binding, created);
+    this.#apply(name, binding, created, true);
     this.#announce({ name, binding, created });
     this.#logger.info({ domain: name, step: 'registry-bind', upstream: binding.upstream, status: binding.status, created }, 'domain bound');
     return { binding, created };
@@ -198,7 +201,7 @@ export class DomainRegistry {
     const name = DomainRegistry.normalize(input);
     const existing = await this.#load(name);
     await this.#storage.delete(registryKey(name));
-    this.#apply(name, null);
+    this.#apply(name, null, false, true);
     this.#announce({ name, binding: null });
     if (existing) this.#logger.info({ domain: name, step: 'registry-unbind' }, 'domain unbound');
     return existing !== null;
@@ -278,9 +281,9 @@ export class DomainRegistry {
     return entry;
   }
 
-  #apply(name: string, binding: DomainBinding | null, created = false): void {
+  #apply(name: string, binding: DomainBinding | null, created: boolean, local: boolean): void {
     this.#remember(name, binding);
-    const change: RegistryChange = binding ? { type: 'domain-bound', name, binding, created } : { type: 'domain-unbound', name };
+    const change: RegistryChange = binding ? { type: 'domain-bound', name, binding, created, local } : { type: 'domain-unbound', name, local };
     for (const listener of this.#listeners) {
       try {
         listener(change);
@@ -298,7 +301,7 @@ export class DomainRegistry {
 
   #onRemote(message: RegistryChangeMessage): void {
     const binding = message.binding === null ? null : parseBinding(Buffer.from(JSON.stringify(message.binding)));
-    this.#apply(message.name, binding, message.created === true);
+    this.#apply(message.name, binding, message.created === true, false);
   }
 }
 

@@ -21,6 +21,12 @@
 //   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
 //   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
 //   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
+//   webhooks/deliveries/<delivery id>      one webhook delivery (src/webhooks/deliveries.ts): the signed
+//                                        body, its endpoint, status, attempts, last error, next attempt;
+//                                        the id is `<webhook-id>-<endpoint id>`, the same on every retry
+//   webhooks/{pending,delivered,failed}/<delivery id>   the deliveries in that status (value: when
+//                                        it got there), so the dispatchers and the admin API list one status
+//   webhooks/expiring-scan                 when the leader last looked for certificate-expiring
 import { StorageError } from './storage.ts';
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
@@ -71,6 +77,14 @@ export const keys = {
   preflightToken: (token: string) => `preflight/${token}`,
   registryPrefix: 'registry/domains/',
   registryDomain: (domain: string) => `registry/domains/${domain}`,
+  webhookDelivery: (id: string) => `webhooks/deliveries/${id}`,
+  webhookDeliveriesPrefix: 'webhooks/deliveries/',
+  /** `status` is pending, delivered or failed. */
+  webhookStatus: (status: string, id: string) => `webhooks/${status}/${id}`,
+  webhookStatusPrefix: (status: string) => `webhooks/${status}/`,
+  webhookExpiringScan: 'webhooks/expiring-scan',
+  /** Held by the dispatcher sending one delivery, so one instance sends it at a time. */
+  webhookDeliveryLock: (id: string) => `webhook/${id}`,
 } as const;
 
 // -----------------------------------------------------------------------------------------------
