@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { WebhookConfig } from '../config/schema.ts';
 import type { CertificateEvents } from '../issuance/events.ts';
 import type { RegistryChange } from '../policy/registry.ts';
+import { HOUR_MS } from '../issuance/renewal-index.ts';
 import { keys } from '../storage/keys.ts';
 import { retryStorageErrors, type Storage } from '../storage/storage.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
@@ -41,7 +42,6 @@ import { webhookHeaders, webhookKey } from './signature.ts';
 /** How long delivered and failed deliveries are kept before the leader's sweep removes them. */
 export const DELIVERY_RETENTION_MS: Readonly<Record<Exclude<DeliveryStatus, 'pending'>, number>> = { delivered: 7 * 86_400_000, failed: 30 * 86_400_000 };
 
-const HOUR_MS = 3_600_000;
 /** Enough for the time-out plus the storage writes around one attempt. */
 const LOCK_TTL_MS = 30_000;
 const PAGE = 500;
