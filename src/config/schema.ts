@@ -6,6 +6,7 @@ import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../net/patterns.ts';
 import { parseCidr } from '../net/cidr.ts';
 import { normalizeDomainName } from '../net/names.ts';
+import { parseUpstreamTemplate } from '../net/upstream.ts';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
 
 /** The default ACME directory when neither acme.directory nor acme.issuers is set. */
@@ -68,6 +69,16 @@ const httpUrl = (example: string) =>
     },
     { message: `must be an http(s) URL like "${example}"` },
   );
+
+/** An upstream origin; its host name may be a template with {host} and {tenant} (net/upstream.ts). */
+const upstreamUrl = (example: string) =>
+  httpUrl(example).superRefine((v, ctx) => {
+    try {
+      parseUpstreamTemplate(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
 
 const hostPattern = z.string().refine(isValidPattern, {
   message: 'not a valid host pattern; use an exact name like "shop.example.com", "*.customers.example" (one label below it) or "**.customers.example" (any depth)',
@@ -374,12 +385,12 @@ const configSchema = z.strictObject({
     .prefault({}),
   proxy: z
     .strictObject({
-      upstream: httpUrl('http://127.0.0.1:8080').optional(),
+      upstream: upstreamUrl('http://127.0.0.1:8080').optional(),
       routes: z
         .array(
           z.strictObject({
             hosts: z.array(hostPattern).min(1, { message: 'a route needs at least one host' }),
-            upstream: httpUrl('http://127.0.0.1:9090'),
+            upstream: upstreamUrl('http://127.0.0.1:9090'),
           }),
         )
         .default([]),
@@ -393,6 +404,13 @@ const configSchema = z.strictObject({
         )
         .optional(),
       strictHost: z.boolean().default(false),
+      // Upstream host names are re-resolved this often, with these DNS servers (none: the system's).
+      resolve: z
+        .strictObject({
+          interval: timerDuration('15s').refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('15s'),
+          resolvers: z.array(resolverAddress).default([]),
+        })
+        .prefault({}),
     })
     .prefault({}),
   admin: z

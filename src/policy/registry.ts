@@ -11,7 +11,8 @@
 //
 // As a policy source (`onDemand.registry: true`) the registry allows an active binding, denies a
 // disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
-// As a route source, an active binding's upstream routes that host.
+// As a route source, an active binding's upstream routes that host, and its tenant fills
+// `{tenant}` in a configured route's upstream template.
 import type { Logger } from '../util/log.ts';
 import { parseUpstream, type UpstreamTarget } from '../net/upstream.ts';
 import type { ClusterBus } from '../storage/bus.ts';
@@ -244,6 +245,19 @@ export class DomainRegistry {
         return undefined;
       },
     );
+  }
+
+  /**
+   * For `{tenant}` upstream templates: the tenant of the host's active binding, undefined when it
+   * has none (or is not bound, or disabled). From memory when lookup() was just asked for the
+   * same host; otherwise a promise (one storage read, shared).
+   */
+  tenant(host: string): string | undefined | Promise<string | undefined> {
+    const name = normalizeServerName(host);
+    if (name === undefined) return undefined;
+    const tenantOf = (entry: CacheEntry): string | undefined => (entry.binding?.status === 'active' ? entry.binding.tenant : undefined);
+    const cached = this.#cache.get(name);
+    return cached ? tenantOf(cached) : this.#entry(name).then(tenantOf);
   }
 
   async #entry(name: string): Promise<CacheEntry> {

@@ -3,17 +3,17 @@
 // (see tunnel.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from '../util/node-http.ts';
-import { isIP, type LookupFunction } from 'node:net';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { Dispatcher, Pool } from 'undici';
-import { undici } from '../util/undici.ts';
+import type { Dispatcher } from 'undici';
 import type { ProxyConfig } from '../config/schema.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
-import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
+import { RouteTable, isTemplate, normalizeHost, type DynamicRoutes, type ProxyRoute, type RouteUpstream, type UpstreamTarget } from './routes.ts';
+import { DEFAULT_RESOLVE_INTERVAL_MS, UpstreamPools, addressResolver, type AddressResolver, type UpstreamDispatcher } from './upstream-pool.ts';
 import { StrictHostCheck } from './strict-host.ts';
 import { UPSTREAM_NOT_ALLOWED, type UpstreamAllowList } from './upstream-allow.ts';
 import { checkUpgrade, openTunnel, rejectUpgrade, type TunnelContext } from './tunnel.ts';
@@ -29,9 +29,11 @@ export type UpstreamTlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' |
  * tests): `upstream` serves requests no route matches (without it: 502 'no upstream');
  * `upstreamTimeout` (ms, default 60 s → 504) runs from sending the request to the response
  * headers; `accessLog` (default true) writes one JSON line per request; `strictHost` answers
- * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts).
+ * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts);
+ * `resolve` says how often and with which servers upstream host names are re-resolved
+ * (upstream-pool.ts; default every 15 s with the system's resolver).
  */
-export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost'>>;
+export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost' | 'resolve'>>;
 
 /** What the proxy works with besides its config, and tuning the config does not expose. */
 export interface ProxyDeps {
@@ -60,6 +62,8 @@ export interface ProxyDeps {
   maxConnectionsPerUpstream?: number;
   /** For https upstreams: extra CAs, client certificate, or rejectUnauthorized: false. */
   upstreamTls?: UpstreamTlsOptions;
+  /** Resolves upstream host names (tests); default from `resolve.resolvers` (upstream-pool.ts). */
+  resolveAddresses?: AddressResolver;
 }
 
 /** One proxied request as the onResponse observer sees it. */
@@ -86,13 +90,12 @@ const DEFAULT_MAX_CONNECTIONS = 128;
 export class ReverseProxy {
   #table: RouteTable;
   readonly #dynamic: DynamicRoutes | undefined;
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools: UpstreamPools;
   readonly #log: Logger;
   readonly #accessLog: boolean;
   readonly #upstreamTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #bodyTimeoutMs: number;
-  readonly #maxConnections: number;
   readonly #tls: UpstreamTlsOptions;
   readonly #tunnel: TunnelContext;
   readonly #exchange: ExchangeContext;
@@ -109,8 +112,21 @@ export class ReverseProxy {
     if (!Number.isFinite(this.#bodyTimeoutMs) || this.#bodyTimeoutMs < 0) {
       throw new Error('upstreamBodyTimeoutMs must be a non-negative number');
     }
-    this.#maxConnections = positive(opts.maxConnectionsPerUpstream, DEFAULT_MAX_CONNECTIONS, 'maxConnectionsPerUpstream');
     this.#tls = { ...opts.upstreamTls };
+    this.#pools = new UpstreamPools({
+      logger: this.#log,
+      pool: {
+        connections: positive(opts.maxConnectionsPerUpstream, DEFAULT_MAX_CONNECTIONS, 'maxConnectionsPerUpstream'),
+        headersTimeout: this.#upstreamTimeoutMs,
+        bodyTimeout: this.#bodyTimeoutMs,
+        connectTimeout: this.#connectTimeoutMs,
+        allowH2: false,
+      },
+      tls: this.#tls,
+      connectTimeoutMs: this.#connectTimeoutMs,
+      intervalMs: positive(config.resolve?.interval, DEFAULT_RESOLVE_INTERVAL_MS, 'proxy.resolve.interval'),
+      resolve: opts.resolveAddresses ?? addressResolver(config.resolve?.resolvers ?? []),
+    });
     this.#table = new RouteTable(config.routes ?? [], config.upstream);
     this.#dynamic = opts.dynamicRoutes;
     this.#strictHost = config.strictHost ? new StrictHostCheck(opts.fallbackCert) : undefined;
@@ -152,24 +168,32 @@ export class ReverseProxy {
     this.#handleRequest(req, res, host, rawHost, dynamic ?? this.#table.lookup(host), start, dynamic !== undefined);
   }
 
-  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, start: number, fromRegistry: boolean): void {
-    const exchange = new Exchange(this.#exchange, req, res, host, target, start);
+  #handleRequest(req: IncomingMessage, res: ServerResponse, host: string, rawHost: string | undefined, route: RouteUpstream | undefined, start: number, fromRegistry: boolean): void {
+    const exchange = new Exchange(this.#exchange, req, res, host, undefined, start);
     res.on('close', exchange.onClientClose);
 
     if (this.#closed) {
       exchange.sendError(503, '503 Service Unavailable: proxy is shutting down\n');
       return;
     }
-    if (target === undefined) {
+    if (route === undefined) {
       this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url) }, 'no upstream for host');
       exchange.sendError(502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
-    if (lookup === null) {
-      exchange.sendError(502, failureBody(NOT_ALLOWED));
+    const picked = this.#pick(route, host, fromRegistry);
+    if (picked instanceof Promise) void picked.then((p) => this.#dispatch(req, exchange, p));
+    else this.#dispatch(req, exchange, picked);
+  }
+
+  /** Sends the request to the picked upstream, or answers the reason there is none. */
+  #dispatch(req: IncomingMessage, exchange: Exchange, picked: Picked): void {
+    if ('status' in picked) {
+      exchange.sendError(picked.status, picked.body);
       return;
     }
+    const { target, dispatcher } = picked;
+    exchange.target = target;
     const path = parseRequestTarget(req.url)?.path;
     if (path === undefined) {
       exchange.sendError(400, '400 Bad Request: invalid request target\n');
@@ -184,7 +208,33 @@ export class ReverseProxy {
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
     };
-    this.#pool(target, lookup).dispatch(options, exchange);
+    dispatcher.dispatch(options, exchange);
+  }
+
+  /**
+   * The upstream a route leads to for `host` and its dispatcher: a template is expanded (its
+   * `{tenant}` from the host's registry binding, which may need a storage read: then a promise),
+   * a registry upstream is checked against the allow-list. Or the answer to send instead.
+   */
+  #pick(route: RouteUpstream, host: string, fromRegistry: boolean): Picked | Promise<Picked> {
+    if (!isTemplate(route)) return this.#picked(route, host, fromRegistry, route.origin);
+    const tenant = route.needsTenant ? this.#dynamic?.tenant?.(host) : undefined;
+    const expand = (value: string | undefined): Picked => {
+      const expanded = route.expand({ host, tenant: value });
+      if ('problem' in expanded) {
+        this.#log.warn({ host, upstream: route.origin, step: 'upstream-template', code: 'UPSTREAM_TEMPLATE' }, `upstream template cannot be expanded: ${expanded.problem}`);
+        return { status: 502, body: `502 Bad Gateway: no upstream for host ${host}: ${expanded.problem}\n` };
+      }
+      return this.#picked(expanded, host, false, route.origin);
+    };
+    return tenant instanceof Promise ? tenant.then(expand, () => expand(undefined)) : expand(tenant);
+  }
+
+  #picked(target: UpstreamTarget, host: string, fromRegistry: boolean, source: string): Picked {
+    if (this.#closed) return { status: 503, body: '503 Service Unavailable: proxy is shutting down\n' };
+    if (fromRegistry && this.#upstreamAllow !== undefined && this.#refused(target, host)) return { status: 502, body: failureBody(NOT_ALLOWED) };
+    const allow = fromRegistry ? this.#upstreamAllow : undefined;
+    return { target, dispatcher: this.#pools.get(target, allow, fromRegistry ? 'registry' : source) };
   }
 
   /**
@@ -214,22 +264,24 @@ export class ReverseProxy {
     this.#handleUpgrade(req, socket, head, host, rawHost, dynamic ?? this.#table.lookup(host), path, dynamic !== undefined);
   }
 
-  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, target: UpstreamTarget | undefined, path: string, fromRegistry: boolean): void {
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, host: string, rawHost: string | undefined, route: RouteUpstream | undefined, path: string, fromRegistry: boolean): void {
     if (this.#closed) {
       rejectUpgrade(socket, 503, '503 Service Unavailable: proxy is shutting down\n');
       return;
     }
-    if (target === undefined) {
+    if (route === undefined) {
       this.#log.warn({ host: host || rawHost || null, method: req.method, path: pathOf(req.url), upgrade: req.headers.upgrade }, 'no upstream for host');
       rejectUpgrade(socket, 502, `502 Bad Gateway: no upstream for host ${host || '(none)'}\n`);
       return;
     }
-    const lookup = fromRegistry ? this.#admit(target, host) : undefined;
-    if (lookup === null) {
-      rejectUpgrade(socket, 502, failureBody(NOT_ALLOWED));
-      return;
-    }
-    openTunnel(this.#tunnel, req, socket, head, host, target, path, lookup);
+    const tunnel = (picked: Picked): void => {
+      if ('status' in picked) rejectUpgrade(socket, picked.status, picked.body);
+      // A host-name upstream's connection goes to an address its pool picked (and checked).
+      else openTunnel(this.#tunnel, req, socket, head, host, picked.target, path, picked.dispatcher.lookup);
+    };
+    const picked = this.#pick(route, host, fromRegistry);
+    if (picked instanceof Promise) void picked.then(tunnel);
+    else tunnel(picked);
   }
 
   /**
@@ -240,15 +292,10 @@ export class ReverseProxy {
   setRoutes(routes: ProxyRoute[], defaultUpstream?: string): void {
     const table = new RouteTable(routes, defaultUpstream);
     this.#table = table;
-    for (const [origin, pool] of this.#pools) {
-      if (!table.targets.has(origin)) {
-        this.#pools.delete(origin);
-        pool.close().catch((err: unknown) => this.#log.debug({ upstream: origin, err }, 'closing unused pool failed'));
-      }
-    }
+    this.#pools.retain((origin) => table.targets.has(origin));
   }
 
-  /** The upstream origin a Host header value is routed to (normalised, e.g. 'http://10.0.0.2:8080'). */
+  /** The upstream origin a Host header value is routed to (normalised, e.g. 'http://10.0.0.2:8080'; a template as configured). */
   resolveUpstream(host: string): string | undefined {
     const normalized = normalizeHost(host);
     const dynamic = this.#dynamic?.lookup(normalized);
@@ -263,51 +310,25 @@ export class ReverseProxy {
     this.#closed = true;
     for (const socket of this.#tunnel.open) socket.destroy();
     this.#tunnel.open.clear();
-    const pools = [...this.#pools.values()];
-    this.#pools.clear();
-    await Promise.all(pools.map((pool) => pool.close()));
+    await this.#pools.close();
     this.#exchange.access?.flush();
   }
 
   /**
-   * Steps 1-2 of upstream-allow.ts for a registry upstream: null when its IP literal is refused
-   * (logged here), the allow-list's DNS lookup for a host name, undefined when nothing more is
-   * needed (an allowed IP literal, or no allow-list).
+   * Step 1 of upstream-allow.ts for a registry upstream: true (logged) when its IP literal is
+   * refused. A host name's addresses are checked by its pool at every resolution (step 2).
    */
-  #admit(target: UpstreamTarget, host: string): LookupFunction | undefined | null {
-    const allow = this.#upstreamAllow;
-    if (allow === undefined) return undefined;
-    if (isIP(target.hostname) === 0) return allow.lookupFor(target.port);
-    const refusal = allow.refusal(target.hostname, target.port);
-    if (refusal === undefined) return undefined;
+  #refused(target: UpstreamTarget, host: string): boolean {
+    if (isIP(target.hostname) === 0) return false;
+    const refusal = this.#upstreamAllow?.refusal(target.hostname, target.port);
+    if (refusal === undefined) return false;
     this.#log.warn({ host, upstream: target.origin, step: 'upstream-allow', code: UPSTREAM_NOT_ALLOWED }, `registry upstream refused: ${refusal}`);
-    return null;
-  }
-
-  /** The pool for `target`; with `lookup` (a registry host name) one of its own that resolves through it. */
-  #pool(target: UpstreamTarget, lookup?: LookupFunction): Pool {
-    const key = lookup === undefined ? target.origin : `registry ${target.origin}`;
-    let pool = this.#pools.get(key);
-    if (pool !== undefined) return pool;
-    const options: Pool.Options = {
-      connections: this.#maxConnections,
-      headersTimeout: this.#upstreamTimeoutMs,
-      bodyTimeout: this.#bodyTimeoutMs,
-      connectTimeout: this.#connectTimeoutMs,
-      allowH2: false,
-    };
-    if (target.secure || lookup !== undefined) {
-      const connector = undici().buildConnector({ ...this.#tls, timeout: this.#connectTimeoutMs, allowH2: false, ...(lookup ? { lookup } : {}) });
-      // undici would send the client's Host as SNI (and check the certificate against it); use
-      // the upstream's own host name instead, and no SNI for IP literals.
-      const servername = target.servername;
-      options.connect = target.secure ? (opts, callback) => connector({ ...opts, servername }, callback) : connector;
-    }
-    pool = new (undici().Pool)(target.origin, options);
-    this.#pools.set(key, pool);
-    return pool;
+    return true;
   }
 }
+
+/** Where a request goes (the upstream and its pools), or the answer it gets instead. */
+type Picked = { target: UpstreamTarget; dispatcher: UpstreamDispatcher } | { status: 502 | 503; body: string };
 
 interface ExchangeContext {
   log: Logger;
@@ -331,7 +352,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly host: string,
-    private readonly target: UpstreamTarget | undefined,
+    /** Set once the upstream is picked (a template is expanded first). */
+    public target: UpstreamTarget | undefined,
     private readonly start: number,
   ) {}
 

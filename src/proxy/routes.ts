@@ -4,9 +4,17 @@
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { HostPatternMap, splitPattern } from '../net/patterns.ts';
-import { parseUpstream, type UpstreamTarget } from '../net/upstream.ts';
+import { parseUpstream, parseUpstreamTemplate, type UpstreamTarget, type UpstreamTemplate } from '../net/upstream.ts';
 
-export { parseUpstream, type UpstreamTarget };
+export { parseUpstream, type UpstreamTarget, type UpstreamTemplate };
+
+/** Where a configured route goes: a fixed origin, or a template expanded per request ({host}, {tenant}). */
+export type RouteUpstream = UpstreamTarget | UpstreamTemplate;
+
+/** True when `upstream` is a template (expand it per request before connecting). */
+export function isTemplate(upstream: RouteUpstream): upstream is UpstreamTemplate {
+  return 'expand' in upstream;
+}
 
 /** One `proxy.routes[]` entry: hosts (exact or wildcard) and the upstream they go to. */
 export interface ProxyRoute {
@@ -15,7 +23,10 @@ export interface ProxyRoute {
    * it) or '**.example.org' (any depth below it); neither matches 'example.org' itself.
    */
   hosts: string[];
-  /** 'http://host:port' or 'https://host:port'; no path, query or credentials. */
+  /**
+   * 'http://host:port' or 'https://host:port'; no path, query or credentials. The host name may
+   * hold `{host}` and `{tenant}` (a template, see net/upstream.ts).
+   */
   upstream: string;
 }
 
@@ -27,6 +38,11 @@ export interface ProxyRoute {
  */
 export interface DynamicRoutes {
   lookup(host: string): UpstreamTarget | undefined | Promise<UpstreamTarget | undefined>;
+  /**
+   * The tenant of the host's binding (for `{tenant}` templates), undefined when it has none or is
+   * not bound; a promise when not in memory. Asked only after lookup() for the same host.
+   */
+  tenant?(host: string): string | undefined | Promise<string | undefined>;
 }
 
 /**
@@ -91,18 +107,18 @@ function isPlainAsciiName(name: string): boolean {
 
 /** The configured routes: exact hosts first, then the most specific wildcard, then the default upstream. */
 export class RouteTable {
-  readonly #hosts = new HostPatternMap<UpstreamTarget>();
-  readonly #default: UpstreamTarget | undefined;
-  /** Every origin this table can route to, keyed by origin. */
-  readonly targets = new Map<string, UpstreamTarget>();
+  readonly #hosts = new HostPatternMap<RouteUpstream>();
+  readonly #default: RouteUpstream | undefined;
+  /** Every origin (or template) this table can route to, keyed by origin. */
+  readonly targets = new Map<string, RouteUpstream>();
 
   /** Throws (without side effects) when a route or the default upstream is invalid. */
   constructor(routes: readonly ProxyRoute[], defaultUpstream?: string) {
-    const byText = new Map<string, UpstreamTarget>();
-    const intern = (upstream: string): UpstreamTarget => {
+    const byText = new Map<string, RouteUpstream>();
+    const intern = (upstream: string): RouteUpstream => {
       const seen = byText.get(upstream);
       if (seen !== undefined) return seen;
-      const parsed = parseUpstream(upstream);
+      const parsed = parseUpstreamTemplate(upstream) ?? parseUpstream(upstream);
       const target = this.targets.get(parsed.origin) ?? parsed;
       this.targets.set(parsed.origin, target);
       byText.set(upstream, target);
@@ -128,12 +144,12 @@ export class RouteTable {
     return this.#hosts.size;
   }
 
-  get defaultTarget(): UpstreamTarget | undefined {
+  get defaultTarget(): RouteUpstream | undefined {
     return this.#default;
   }
 
   /** `host` must already be normalised (see normalizeHost). */
-  lookup(host: string): UpstreamTarget | undefined {
+  lookup(host: string): RouteUpstream | undefined {
     return (host !== '' ? this.#hosts.lookup(host) : undefined) ?? this.#default;
   }
 }

@@ -4,14 +4,13 @@
 //
 //   1. an IP-literal upstream is checked when it is bound (admin API: 400) and before every
 //      request or upgrade (502: a binding made before the list changed)
-//   2. a host-name upstream is checked when it is resolved, at every new upstream connection: the
-//      connection's own DNS lookup drops addresses outside the list and fails when none is left,
-//      so the address connected to is the address checked (no DNS rebinding in between)
+//   2. a host-name upstream is checked when it is resolved, at every re-resolution
+//      (upstream-pool.ts): addresses outside the list are dropped and none left fails the request;
+//      connections go to the checked addresses themselves (no DNS rebinding in between)
 //   3. the gateway's own admin API (its port on a loopback or local address) is always refused
 //   Unset, every address is allowed except DEFAULT_DENIED: loopback, link-local (cloud metadata
 //   lives at 169.254.169.254, fd00:ec2::254), unspecified.
-import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOneOptions } from 'node:dns';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { parseCidr } from '../net/cidr.ts';
 
@@ -69,27 +68,6 @@ export class UpstreamAllowList {
     if (this.#isAdmin(ip, port)) return `${address}:${port} is the gateway's admin API`;
     const allowed = this.#allow ? this.#allow.check(ip, family) : !this.#deny.check(ip, family);
     return allowed ? undefined : `address ${address} is not allowed (${this.#describe})`;
-  }
-
-  /**
-   * A DNS lookup for the connections to a host-name upstream on `port` (net/tls `lookup`
-   * option): addresses the list refuses are dropped; none left → an error with code
-   * UPSTREAM_NOT_ALLOWED.
-   */
-  lookupFor(port: number): LookupFunction {
-    return ((hostname: string, options: LookupOneOptions | LookupAllOptions, callback: (...args: unknown[]) => void) => {
-      dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-        if (err) return callback(err);
-        const allowed = addresses.filter((a) => this.refusal(a.address, port) === undefined);
-        if (allowed.length === 0) {
-          const first = addresses[0]?.address ?? '(none)';
-          const error = Object.assign(new Error(`upstream ${hostname} resolves to ${first}: ${this.refusal(first, port) ?? 'no address'}`), { code: UPSTREAM_NOT_ALLOWED });
-          return callback(error);
-        }
-        if (options.all === true) return callback(null, allowed);
-        return callback(null, allowed[0]!.address, allowed[0]!.family);
-      });
-    }) as LookupFunction;
   }
 
   #isAdmin(ip: string, port: number): boolean {

@@ -23,6 +23,9 @@ export interface FakeUpstreamOptions {
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** 'upgrade' listener; see webSocketEcho(). */
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Listen on this loopback address (default 127.0.0.1) and port (default a free one). */
+  host?: string;
+  port?: number;
 }
 
 export async function startUpstream(handler: RequestListener, opts: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -46,13 +49,13 @@ export async function startUpstream(handler: RequestListener, opts: FakeUpstream
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
+    server.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   return {
     server,
     port,
-    origin: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    origin: `${opts.tls ? 'https' : 'http'}://${opts.host ?? '127.0.0.1'}:${port}`,
     get connections() {
       return connections;
     },
