@@ -11,6 +11,8 @@ import type { Dispatcher, Pool } from 'undici';
 import { undici } from '../util/undici.ts';
 import type { ProxyConfig } from '../config/schema.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
+import { CidrSet } from '../net/cidr.ts';
+import { clientAddress } from '../net/client-address.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
@@ -29,9 +31,10 @@ export type UpstreamTlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' |
  * tests): `upstream` serves requests no route matches (without it: 502 'no upstream');
  * `upstreamTimeout` (ms, default 60 s → 504) runs from sending the request to the response
  * headers; `accessLog` (default true) writes one JSON line per request; `strictHost` answers
- * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts).
+ * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts);
+ * `trustedProxies` (default none) are the clients whose X-Forwarded-For/-Proto are kept (headers.ts).
  */
-export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost'>>;
+export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost' | 'trustedProxies'>>;
 
 /** What the proxy works with besides its config, and tuning the config does not expose. */
 export interface ProxyDeps {
@@ -115,7 +118,9 @@ export class ReverseProxy {
     this.#dynamic = opts.dynamicRoutes;
     this.#strictHost = config.strictHost ? new StrictHostCheck(opts.fallbackCert) : undefined;
     this.#upstreamAllow = opts.upstreamAllow;
+    const trustedProxies = new CidrSet(config.trustedProxies ?? [], 'proxy.trustedProxies');
     this.#tunnel = {
+      trustedProxies,
       log: this.#log,
       accessLog: this.#accessLog,
       connectTimeoutMs: this.#connectTimeoutMs,
@@ -124,6 +129,7 @@ export class ReverseProxy {
       open: new Set(),
     };
     this.#exchange = {
+      trustedProxies,
       log: this.#log,
       accessLog: this.#accessLog,
       access: this.#accessLog ? createAccessLog(opts.logger, { component: 'proxy' }) : null,
@@ -178,7 +184,7 @@ export class ReverseProxy {
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path,
       method: req.method ?? 'GET',
-      headers: forwardRequestHeaders(req, false),
+      headers: forwardRequestHeaders(req, false, this.#exchange.trustedProxies),
       body: hasRequestBody(req.headers) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
@@ -310,6 +316,8 @@ export class ReverseProxy {
 }
 
 interface ExchangeContext {
+  /** `proxy.trustedProxies`, for the forwarded headers. */
+  trustedProxies: CidrSet;
   log: Logger;
   accessLog: boolean;
   /** The access log's own cheap path (see createAccessLog); null when it is off. */
@@ -418,6 +426,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!access) return;
     const entry: Record<string, unknown> = {
       host: this.host || null,
+      client: clientAddress(this.req.socket) ?? null,
       method: this.req.method,
       path: pathOf(this.req.url),
       status: res.statusCode,
