@@ -3,7 +3,7 @@
 // logs or forwards a client address asks here, whichever socket it holds:
 //   - the raw TCP socket the listener accepted (the record is keyed by it)
 //   - the TLSSocket node:tls wraps it in (handshake callbacks, https requests): its `_parent`
-//     is the raw socket (pinned by test/net/client-address.test.ts)
+//     is the raw socket (pinned by test/net/proxy-protocol-listener.test.ts)
 //   - an HTTP/2 compatibility request's `socket`, a proxy that reads through to that TLSSocket
 import { plainAddress } from './cidr.ts';
 

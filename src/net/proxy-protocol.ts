@@ -122,7 +122,7 @@ function ipv4(b: Buffer): string {
   return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
 }
 
-/** RFC 5952 text (lower case, the longest run of two or more zero groups as '::'), as Node prints peers. */
+/** RFC 5952 text (lower case, the longest run of two or more zero groups as '::'), exactly as Node prints peers. */
 function ipv6(b: Buffer): string {
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i));
@@ -139,6 +139,8 @@ function ipv6(b: Buffer): string {
     if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
     i = j;
   }
+  // libuv's forms (Node's remoteAddress) for a zero run of exactly the first six groups: '::a.b.c.d'.
+  if (bestStart === 0 && bestLength === 6) return `::${ipv4(b.subarray(12, 16))}`;
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
