@@ -333,6 +333,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #waitingDrain = false;
   #bytes = 0;
   #errorCode: string | undefined;
+  /** Read now: once the response closes, a gone socket has no peer address left. */
+  readonly #client: string | undefined;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -341,7 +343,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly host: string,
     private readonly target: UpstreamTarget | undefined,
     private readonly start: number,
-  ) {}
+  ) {
+    this.#client = ctx.access ? clientAddress(req.socket) : undefined;
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
@@ -426,7 +430,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!access) return;
     const entry: Record<string, unknown> = {
       host: this.host || null,
-      client: clientAddress(this.req.socket) ?? null,
+      client: this.#client ?? null,
       method: this.req.method,
       path: pathOf(this.req.url),
       status: res.statusCode,

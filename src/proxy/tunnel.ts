@@ -172,6 +172,8 @@ interface TunnelEnds {
 /** The state of one tunnel, from connecting to done; the handlers below move it along. */
 class Tunnel {
   private readonly start = performance.now();
+  /** Read now: at the access-log line the client socket may be gone, and its peer address with it. */
+  private readonly client: string | undefined;
   private phase: Phase = 'connecting';
   private status: number | undefined;
   private errorName: string | undefined;
@@ -186,6 +188,7 @@ class Tunnel {
     private readonly ends: TunnelEnds,
   ) {
     this.timer = setTimeout(() => this.onTimeout(), ctx.connectTimeoutMs);
+    this.client = ctx.accessLog ? clientAddress(ends.req.socket) : undefined;
     this.logFields = { host: ends.host, upstream: ends.target.origin, path: pathOf(ends.path), upgrade: ends.req.headers.upgrade, step: 'upgrade' };
   }
 
@@ -341,7 +344,7 @@ class Tunnel {
     const { req, host, path, target, upstream } = this.ends;
     const entry: Record<string, unknown> = {
       host: host || null,
-      client: clientAddress(req.socket) ?? null,
+      client: this.client ?? null,
       method: req.method,
       path: pathOf(path),
       status: this.status ?? null,
