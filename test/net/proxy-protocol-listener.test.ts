@@ -6,13 +6,12 @@ import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { duplexPair } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { clientAddress } from '../../src/net/client-address.ts';
 import { ProxyProtocolAcceptor } from '../../src/net/proxy-protocol-listener.ts';
 import { captureLogs, selfSignedCert, type LogCapture } from '../proxy/helpers.ts';
-import { proxyV1, proxyV2, proxyV2Local } from '../support/proxy-header.ts';
+import { proxyV1, proxyV2, proxyV2Local, tlsWithHeader } from '../support/proxy-header.ts';
 
 const T = { timeout: 30_000 };
 const CLIENT = { source: '203.0.113.7', destination: '198.51.100.1', sourcePort: 40000, destinationPort: 443 };
@@ -31,26 +30,6 @@ function listen(server: Server): Promise<number> {
 }
 
 const port = (s: Server) => (s.address() as AddressInfo).port;
-
-/** TLS over a TCP connection from `localAddress` whose first write is `header` + the ClientHello (one segment). */
-function tlsWithHeader(target: number, header: Buffer | null, localAddress = '127.0.0.1'): TLSSocket {
-  const raw = connect({ host: '127.0.0.1', port: target, localAddress });
-  const [inner, outer] = duplexPair();
-  let first = header;
-  outer.on('data', (chunk: Buffer) => {
-    raw.write(first ? Buffer.concat([first, chunk]) : chunk);
-    first = null;
-  });
-  raw.on('data', (chunk: Buffer) => outer.write(chunk));
-  raw.on('end', () => outer.end());
-  raw.on('close', () => {
-    outer.destroy();
-    inner.destroy();
-  });
-  raw.on('error', () => {});
-  outer.on('error', () => {});
-  return tlsConnect({ socket: inner, servername: 'example.test', rejectUnauthorized: false });
-}
 
 /** Sends `request` over `socket` once secure and resolves with everything read until close (or the error). */
 function exchange(socket: TLSSocket | Socket, request: string): Promise<string> {

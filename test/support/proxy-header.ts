@@ -1,6 +1,8 @@
 // PROXY protocol headers (v1 text, v2 binary) written the way a balancer writes them, for tests:
 // written independently of src/net/proxy-protocol.ts, so a round trip checks the parser.
-import { isIP } from 'node:net';
+import { connect, isIP } from 'node:net';
+import { duplexPair } from 'node:stream';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export const V2_SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 
@@ -70,3 +72,24 @@ export function ipv6Bytes(text: string): Buffer {
   groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
   return out;
 }
+
+/** TLS over a TCP connection from `localAddress` whose first write is `header` + the ClientHello (one segment). */
+export function tlsWithHeader(target: number, header: Buffer | null, localAddress = '127.0.0.1', servername = 'example.test', ca?: string): TLSSocket {
+  const raw = connect({ host: '127.0.0.1', port: target, localAddress });
+  const [inner, outer] = duplexPair();
+  let first = header;
+  outer.on('data', (chunk: Buffer) => {
+    raw.write(first ? Buffer.concat([first, chunk]) : chunk);
+    first = null;
+  });
+  raw.on('data', (chunk: Buffer) => outer.write(chunk));
+  raw.on('end', () => outer.end());
+  raw.on('close', () => {
+    outer.destroy();
+    inner.destroy();
+  });
+  raw.on('error', () => {});
+  outer.on('error', () => {});
+  return tlsConnect({ socket: inner, servername, ...(ca ? { ca } : { rejectUnauthorized: false }), ALPNProtocols: ['http/1.1'] });
+}
+
