@@ -4,6 +4,7 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../util/log.ts';
+import { clientAddress } from '../net/client-address.ts';
 import { keys } from '../storage/keys.ts';
 import { retryStorageErrors, type Storage, type StorageRetry } from '../storage/storage.ts';
 import { StoredTokens, TOKEN_STORAGE_RETRY } from '../storage/tokens.ts';
@@ -47,13 +48,13 @@ export class Http01Solver implements ChallengeSolver {
       onAnswer: (host, token, found, req) => {
         const ua = truncateForLog(req.headers['user-agent'], LOGGED_UA_CHARS);
         if (found) {
-          logger.info({ domain: host, step: 'http-01-validation', token, found, ua }, 'http-01 challenge request');
+          logger.info({ domain: host, step: 'http-01-validation', token, found, ua, client: clientAddress(req.socket) }, 'http-01 challenge request');
           return;
         }
         const suppressedSinceLastLine = unknown.sample();
         if (suppressedSinceLastLine === undefined) return;
         logger.info(
-          { domain: truncateForLog(host, 253), step: 'http-01-validation', token: truncateForLog(token, LOGGED_UNKNOWN_TOKEN_CHARS), found, ua, suppressedSinceLastLine },
+          { domain: truncateForLog(host, 253), step: 'http-01-validation', token: truncateForLog(token, LOGGED_UNKNOWN_TOKEN_CHARS), found, ua, client: clientAddress(req.socket), suppressedSinceLastLine },
           'http-01 request for an unknown token (logged at most 5 per 10 s)',
         );
       },

@@ -57,6 +57,11 @@ export function parseListenAddress(v: string): ListenAddress | undefined {
   return { host: host === '' ? '::' : host, port };
 }
 
+/** A CIDR or one address, as src/net/cidr.ts parses them. */
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, {
+  message: 'each entry must be a CIDR like "10.0.0.0/8" or "2001:db8::/32" (or one address like "10.0.0.7")',
+});
+
 const httpUrl = (example: string) =>
   z.string().refine(
     (v) => {
@@ -240,6 +245,8 @@ const configSchema = z.strictObject({
       http: listenAddress('0.0.0.0:80').prefault(':80'),
       // Left unset means the default 127.0.0.1:2019 (see gateway/admin.ts: then a busy port is not fatal).
       admin: z.union([z.literal(false), listenAddress('127.0.0.1:2019')]).optional(),
+      // Balancers that must start their connections with a PROXY header (v1 or v2).
+      proxyProtocol: z.strictObject({ trusted: z.array(cidr) }).optional(),
     })
     .prefault({}),
   storage: z
@@ -396,13 +403,9 @@ const configSchema = z.strictObject({
         .default([]),
       upstreamTimeout: timerDuration('60s').prefault('60s'),
       accessLog: z.boolean().default(true),
-      upstreamAllow: z
-        .array(
-          z.string().refine((v) => parseCidr(v) !== undefined, {
-            message: 'each entry must be a CIDR like "10.0.0.0/8" or "2001:db8::/32" (or one address like "10.0.0.7")',
-          }),
-        )
-        .optional(),
+      upstreamAllow: z.array(cidr).optional(),
+      // Clients whose X-Forwarded-For / -Proto are kept and appended to (others' are replaced).
+      trustedProxies: z.array(cidr).default([]),
       strictHost: z.boolean().default(false),
       // Upstream host names are re-resolved this often, with these DNS servers (none: the system's).
       resolve: z

@@ -4,7 +4,8 @@
 //   3. the HTTPS listener: SNI picks the certificate, ALPN spots tls-alpn-01 validations
 //   4. the HTTP listener: http-01 challenges, pre-flight probes, else a redirect to HTTPS
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
-//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers)
+//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers);
+//      with `listen.proxyProtocol`, both read trusted balancers' PROXY headers first
 // What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -13,6 +14,8 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayMetrics } from '../admin/metrics.ts';
 import type { Config, ListenAddress } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
+import { clientAddress } from '../net/client-address.ts';
+import { ProxyProtocolAcceptor } from '../net/proxy-protocol-listener.ts';
 import { ReverseProxy } from '../proxy/proxy.ts';
 import { UpstreamAllowList } from '../proxy/upstream-allow.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -76,10 +79,15 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
+  const proxyProtocol = new ProxyProtocolAcceptor({ trusted: config.listen.proxyProtocol?.trusted ?? [], logger });
+  proxyProtocol.wire(https, 'https');
+  proxyProtocol.wire(http, 'http');
   await listen(https, config.listen.https, deps.reusePort);
   stack.defer(() => closeServer(https));
   await listen(http, config.listen.http, deps.reusePort);
   stack.defer(() => closeServer(http));
+  // Runs first: connections still owing a PROXY header would hold the servers' close.
+  stack.defer(() => proxyProtocol.close());
   return {
     proxy,
     upstreamAllow,
@@ -119,7 +127,7 @@ function wireHttps(https: HttpsServer, proxy: ReverseProxy, logger: Logger): voi
     if (socket.alpnProtocol === ACME_TLS_ALPN) socket.end();
   });
   https.on('tlsClientError', (err, socket) => {
-    logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed');
+    logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
   });
 }
 

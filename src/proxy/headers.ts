@@ -1,5 +1,7 @@
 // Header rewriting for the forward (client → upstream) and return (upstream → client) paths.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { CidrSet } from '../net/cidr.ts';
+import { clientAddress } from '../net/client-address.ts';
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus Proxy-Connection and the proxy auth pair. */
 const HOP_BY_HOP = [
@@ -50,11 +52,9 @@ function connectionOptions(value: string | string[] | undefined): Set<string> | 
   return found;
 }
 
-/** The client's address, with IPv4-mapped IPv6 addresses shown as plain IPv4. */
-export function clientAddress(req: IncomingMessage): string | undefined {
-  const address = req.socket.remoteAddress;
-  if (address !== undefined && address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
-  return address;
+/** A field's value with repeats joined by ', ' (Node already joins most repeated fields so). */
+function joined(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 /** True when the request came over TLS. */
@@ -64,12 +64,14 @@ export function isEncrypted(req: IncomingMessage): boolean {
 
 /**
  * Headers to send upstream, as a flat [name, value, ...] list keeping the client's spelling and
- * repeated fields. The original Host is kept; X-Forwarded-For gets the client address appended,
- * X-Forwarded-Proto and X-Forwarded-Host are replaced, X-Real-IP is replaced by the client
- * address (the connection's peer), and a client's Forwarded is dropped. With `upgrade`,
+ * repeated fields. The original Host is kept; X-Forwarded-Host is replaced, X-Real-IP is the
+ * client address (src/net/client-address.ts: the PROXY header's, else the peer's), and a client's
+ * Forwarded is dropped. X-Forwarded-For and X-Forwarded-Proto from a client inside `trusted`
+ * (`proxy.trustedProxies`) are kept, the client address appended to X-Forwarded-For; from anyone
+ * else they are replaced (the client could write anything there). With `upgrade`,
  * Connection: Upgrade and the Upgrade field are kept (for the raw tunnel path).
  */
-export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean): string[] {
+export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean, trusted?: CidrSet): string[] {
   const raw = req.rawHeaders;
   const headers = req.headers;
   const extra = connectionOptions(headers.connection);
@@ -92,13 +94,14 @@ export function forwardRequestHeaders(req: IncomingMessage, upgrade: boolean): s
     const length = headers['content-length'];
     if (length !== undefined && headers['transfer-encoding'] === undefined) out.push('content-length', length);
   }
-  const ip = clientAddress(req);
-  const priorField = headers['x-forwarded-for']; // Node joins repeated fields with ', '
-  const prior = Array.isArray(priorField) ? priorField.join(', ') : priorField;
+  const ip = clientAddress(req.socket);
+  const fromProxy = trusted?.has(ip) === true;
+  const prior = fromProxy ? joined(headers['x-forwarded-for']) : undefined;
   if (ip !== undefined) out.push('x-forwarded-for', prior ? `${prior}, ${ip}` : ip);
   else if (prior) out.push('x-forwarded-for', prior);
   if (ip !== undefined) out.push('x-real-ip', ip);
-  out.push('x-forwarded-proto', isEncrypted(req) ? 'https' : 'http');
+  const proto = fromProxy ? joined(headers['x-forwarded-proto']) : undefined;
+  out.push('x-forwarded-proto', proto || (isEncrypted(req) ? 'https' : 'http'));
   if (host !== undefined) out.push('x-forwarded-host', host);
   return out;
 }

@@ -10,6 +10,8 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { ProxyConfig } from '../config/schema.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
+import { CidrSet } from '../net/cidr.ts';
+import { clientAddress } from '../net/client-address.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
 import { RouteTable, isTemplate, normalizeHost, type DynamicRoutes, type ProxyRoute, type RouteUpstream, type UpstreamTarget } from './routes.ts';
@@ -31,9 +33,10 @@ export type UpstreamTlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' |
  * headers; `accessLog` (default true) writes one JSON line per request; `strictHost` answers
  * 421 when a request's Host is not a name the connection's certificate covers (strict-host.ts);
  * `resolve` says how often and with which servers upstream host names are re-resolved
- * (upstream-pool.ts; default every 15 s with the system's resolver).
+ * (upstream-pool.ts; default every 15 s with the system's resolver); `trustedProxies` (default
+ * none) are the clients whose X-Forwarded-For/-Proto are kept (headers.ts).
  */
-export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost' | 'resolve'>>;
+export type ProxySection = Partial<Pick<ProxyConfig, 'upstream' | 'routes' | 'upstreamTimeout' | 'accessLog' | 'strictHost' | 'resolve' | 'trustedProxies'>>;
 
 /** What the proxy works with besides its config, and tuning the config does not expose. */
 export interface ProxyDeps {
@@ -131,7 +134,9 @@ export class ReverseProxy {
     this.#dynamic = opts.dynamicRoutes;
     this.#strictHost = config.strictHost ? new StrictHostCheck(opts.fallbackCert) : undefined;
     this.#upstreamAllow = opts.upstreamAllow;
+    const trustedProxies = new CidrSet(config.trustedProxies ?? [], 'proxy.trustedProxies');
     this.#tunnel = {
+      trustedProxies,
       log: this.#log,
       accessLog: this.#accessLog,
       connectTimeoutMs: this.#connectTimeoutMs,
@@ -140,6 +145,7 @@ export class ReverseProxy {
       open: new Set(),
     };
     this.#exchange = {
+      trustedProxies,
       log: this.#log,
       accessLog: this.#accessLog,
       access: this.#accessLog ? createAccessLog(opts.logger, { component: 'proxy' }) : null,
@@ -202,7 +208,7 @@ export class ReverseProxy {
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path,
       method: req.method ?? 'GET',
-      headers: forwardRequestHeaders(req, false),
+      headers: forwardRequestHeaders(req, false, this.#exchange.trustedProxies),
       body: hasRequestBody(req.headers) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
@@ -331,6 +337,8 @@ export class ReverseProxy {
 type Picked = { target: UpstreamTarget; dispatcher: UpstreamDispatcher } | { status: 502 | 503; body: string };
 
 interface ExchangeContext {
+  /** `proxy.trustedProxies`, for the forwarded headers. */
+  trustedProxies: CidrSet;
   log: Logger;
   accessLog: boolean;
   /** The access log's own cheap path (see createAccessLog); null when it is off. */
@@ -346,6 +354,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #waitingDrain = false;
   #bytes = 0;
   #errorCode: string | undefined;
+  /** Read now: once the response closes, a gone socket has no peer address left. */
+  readonly #client: string | undefined;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -355,7 +365,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     /** Set once the upstream is picked (a template is expanded first). */
     public target: UpstreamTarget | undefined,
     private readonly start: number,
-  ) {}
+  ) {
+    this.#client = ctx.access ? clientAddress(req.socket) : undefined;
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
@@ -440,6 +452,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!access) return;
     const entry: Record<string, unknown> = {
       host: this.host || null,
+      client: this.#client ?? null,
       method: this.req.method,
       path: pathOf(this.req.url),
       status: res.statusCode,

@@ -26,12 +26,16 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Logger } from '../util/log.ts';
+import type { CidrSet } from '../net/cidr.ts';
+import { clientAddress } from '../net/client-address.ts';
 import { classifyUpstreamError, errorCode, failureBody } from './errors.ts';
 import { forwardRequestHeaders, hasRequestBody, parseRequestTarget } from './headers.ts';
 import { normalizeHost, type UpstreamTarget } from './routes.ts';
 
 /** What openTunnel needs from the proxy; one per ReverseProxy. */
 export interface TunnelContext {
+  /** `proxy.trustedProxies`, for the forwarded headers. */
+  trustedProxies: CidrSet;
   log: Logger;
   accessLog: boolean;
   connectTimeoutMs: number;
@@ -168,6 +172,8 @@ interface TunnelEnds {
 /** The state of one tunnel, from connecting to done; the handlers below move it along. */
 class Tunnel {
   private readonly start = performance.now();
+  /** Read now: at the access-log line the client socket may be gone, and its peer address with it. */
+  private readonly client: string | undefined;
   private phase: Phase = 'connecting';
   private status: number | undefined;
   private errorName: string | undefined;
@@ -182,6 +188,7 @@ class Tunnel {
     private readonly ends: TunnelEnds,
   ) {
     this.timer = setTimeout(() => this.onTimeout(), ctx.connectTimeoutMs);
+    this.client = ctx.accessLog ? clientAddress(ends.req.socket) : undefined;
     this.logFields = { host: ends.host, upstream: ends.target.origin, path: pathOf(ends.path), upgrade: ends.req.headers.upgrade, step: 'upgrade' };
   }
 
@@ -236,7 +243,7 @@ class Tunnel {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.onTimeout(), this.ctx.upstreamTimeoutMs);
     upstream.setNoDelay(true);
-    const fields = forwardRequestHeaders(req, true);
+    const fields = forwardRequestHeaders(req, true, this.ctx.trustedProxies);
     let requestHead = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\n`;
     for (let i = 0; i < fields.length; i += 2) requestHead += `${fields[i]}: ${fields[i + 1]}\r\n`;
     // latin1: header values keep the bytes the client sent (Node decoded them as latin1).
@@ -337,6 +344,7 @@ class Tunnel {
     const { req, host, path, target, upstream } = this.ends;
     const entry: Record<string, unknown> = {
       host: host || null,
+      client: this.client ?? null,
       method: req.method,
       path: pathOf(path),
       status: this.status ?? null,

@@ -12,19 +12,13 @@
 //   lives at 169.254.169.254, fd00:ec2::254), unspecified.
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { parseCidr } from '../net/cidr.ts';
+import { parseCidr, plainAddress } from '../net/cidr.ts';
 
 /** The error code of a connection refused by the allow-list (src/proxy/errors.ts maps it to 502). */
 export const UPSTREAM_NOT_ALLOWED = 'UPSTREAM_NOT_ALLOWED';
 
 /** Ranges registry upstreams may not point at when `proxy.upstreamAllow` is unset. */
 export const DEFAULT_DENIED = ['127.0.0.0/8', '::1/128', '169.254.0.0/16', 'fe80::/10', '0.0.0.0/8', '::/128', 'fd00:ec2::254/128'];
-
-/** '::ffff:127.0.0.1' → '127.0.0.1' (an IPv4-mapped address reaches the IPv4 host). */
-function plainAddress(address: string): string {
-  const lower = address.toLowerCase();
-  return lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
-}
 
 function blockListOf(cidrs: readonly string[]): BlockList {
   const list = new BlockList();

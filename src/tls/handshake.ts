@@ -5,7 +5,8 @@
 //   SNICallback   then picks the certificate:
 //     1. normalise the name; empty/invalid/IP → fallback, no policy call, no CA call
 //     2. marked acme-tls/1 → the challenge certificate: from memory if this process presented
-//        it; otherwise only within the abuse limits (per client and global, the buckets of 4)
+//        it; otherwise only within the abuse limits (per client and global, the buckets of 4;
+//        the client is net/client-address.ts's: a trusted balancer's PROXY header, else the peer)
 //        is shared storage read, so random names cost a bucket check, not storage reads.
 //        Limited or nothing pending → the handshake fails (a sampled log line, no fallback)
 //     3. covered by a managed certificate (config `certificates`: the name, or `*.parent` one
@@ -29,6 +30,7 @@ import type { CertificateCache } from './cache.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
 import type { ManagedCertificates, ManagedSlot } from '../issuance/managed.ts';
 import { normalizeServerName } from '../net/names.ts';
+import { clientAddress } from '../net/client-address.ts';
 
 /** The ALPN protocol a CA offers when it validates a tls-alpn-01 challenge (RFC 8737). */
 export const ACME_TLS_ALPN = 'acme-tls/1';
@@ -110,7 +112,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
         cb(null, local);
         return;
       }
-      const limited = opts.limits?.admit(domain, this.remoteAddress);
+      const limited = opts.limits?.admit(domain, clientAddress(this));
       if (limited && !limited.ok) {
         // IssuanceLimits logs (sampled) and counts it; a CA's validations (~3 connections per
         // challenge) stay far below the limits, and its challenges are mostly in memory anyway.
@@ -137,7 +139,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
       return;
     }
 
-    certificateFor(h, domain, this.remoteAddress).then(
+    certificateFor(h, domain, clientAddress(this)).then(
       (ctx) => done(cb, null, ctx),
       (err: Error) => {
         // Unexpected: CertificateManager.obtain never rejects. Serve the fallback, never hang.

@@ -1,4 +1,4 @@
-// The proxy.strictHost and proxy.upstreamAllow keys: defaults, spellings, and errors that name the key.
+// The proxy.strictHost, proxy.upstreamAllow, proxy.trustedProxies and listen.proxyProtocol keys: defaults, spellings, and errors that name the key.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse, problems } from '../support/config.ts';
@@ -17,4 +17,19 @@ test('proxy.upstreamAllow: unset by default; CIDRs or single addresses, IPv4 and
   assert.match(problems({ proxy: { upstreamAllow: ['10.0.0.0/33'] } }), /proxy\.upstreamAllow\[0\]: each entry must be a CIDR/);
   assert.match(problems({ proxy: { upstreamAllow: ['internal.example/8'] } }), /proxy\.upstreamAllow\[0\]: each entry must be a CIDR/);
   assert.match(problems({ proxy: { upstreamAllow: '10.0.0.0/8' } }), /proxy\.upstreamAllow/);
+});
+
+test('proxy.trustedProxies: none by default; CIDRs or single addresses', () => {
+  assert.deepEqual(parse({}).proxy.trustedProxies, []);
+  assert.deepEqual(parse({ proxy: { trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1'] } }).proxy.trustedProxies, ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1']);
+  assert.match(problems({ proxy: { trustedProxies: ['10.0.0.0/33'] } }), /proxy\.trustedProxies\[0\]: each entry must be a CIDR/);
+  assert.match(problems({ proxy: { trustedproxies: [] } }), /trustedproxies/);
+});
+
+test('listen.proxyProtocol: unset by default; { trusted: CIDRs }', () => {
+  assert.equal(parse({}).listen.proxyProtocol, undefined);
+  assert.deepEqual(parse({ listen: { proxyProtocol: { trusted: ['10.0.0.0/8', '127.0.0.1'] } } }).listen.proxyProtocol, { trusted: ['10.0.0.0/8', '127.0.0.1'] });
+  assert.match(problems({ listen: { proxyProtocol: { trusted: ['nlb.internal'] } } }), /listen\.proxyProtocol\.trusted\[0\]: each entry must be a CIDR/);
+  assert.match(problems({ listen: { proxyProtocol: ['10.0.0.0/8'] } }), /listen\.proxyProtocol/);
+  assert.match(problems({ listen: { proxyProtocol: { trust: ['10.0.0.0/8'] } } }), /trust/);
 });

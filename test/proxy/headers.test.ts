@@ -1,5 +1,6 @@
 // Forwarded / X-Real-IP from clients are handled like X-Forwarded-For: the client's values never
-// reach the upstream as they were; X-Real-IP is the connection's peer address.
+// reach the upstream as they were; X-Real-IP is the connection's peer address. X-Forwarded-For /
+// -Proto are kept only from proxy.trustedProxies.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { echoHandler, webSocketEcho } from '../support/upstream.ts';
@@ -37,5 +38,56 @@ describe('forwarded headers', () => {
     assert.equal(head.headers['x-probe'], 'sent', 'the client did send its own headers');
     assert.equal(head.headers.forwarded, undefined);
     assert.equal(head.headers['x-real-ip'], '127.0.0.1');
+  });
+});
+
+describe('X-Forwarded-For / -Proto and proxy.trustedProxies', () => {
+  const spoofed = { 'x-forwarded-for': '203.0.113.9, 198.51.100.2', 'x-forwarded-proto': 'https' };
+
+  it('from a client outside trustedProxies (the default: none) they are replaced, on both paths', T, async (t) => {
+    const up = await upstream(t, echoHandler('up'), { onUpgrade: webSocketEcho() });
+    const { front } = await proxied(t, { upstream: up.origin });
+    const echo = JSON.parse((await send(front.port, { host: 'app.example.test', headers: spoofed })).body.toString('utf8')) as { headers: Record<string, string> };
+    assert.equal(echo.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(echo.headers['x-forwarded-proto'], 'http');
+
+    const ws = new WebSocket(`ws://127.0.0.1:${front.port}/`, { headers: spoofed } as unknown as string[]);
+    t.after(() => ws.close());
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve());
+      ws.addEventListener('error', () => reject(new Error('websocket error')));
+    });
+    assert.equal(up.upgrades[0]?.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(up.upgrades[0]?.headers['x-forwarded-proto'], 'http');
+  });
+
+  it('from a client inside trustedProxies they are kept, the client appended to X-Forwarded-For', T, async (t) => {
+    const up = await upstream(t, echoHandler('up'), { onUpgrade: webSocketEcho() });
+    const { front } = await proxied(t, { upstream: up.origin, trustedProxies: ['10.0.0.0/8', '127.0.0.1'] });
+    const echo = JSON.parse((await send(front.port, { host: 'app.example.test', headers: spoofed })).body.toString('utf8')) as { headers: Record<string, string> };
+    assert.equal(echo.headers['x-forwarded-for'], '203.0.113.9, 198.51.100.2, 127.0.0.1');
+    assert.equal(echo.headers['x-forwarded-proto'], 'https');
+    assert.equal(echo.headers['x-real-ip'], '127.0.0.1');
+
+    // Without incoming fields: the client address and the connection's own scheme.
+    const bare = JSON.parse((await send(front.port, { host: 'app.example.test' })).body.toString('utf8')) as { headers: Record<string, string> };
+    assert.equal(bare.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(bare.headers['x-forwarded-proto'], 'http');
+
+    const ws = new WebSocket(`ws://127.0.0.1:${front.port}/`, { headers: spoofed } as unknown as string[]);
+    t.after(() => ws.close());
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve());
+      ws.addEventListener('error', () => reject(new Error('websocket error')));
+    });
+    assert.equal(up.upgrades[0]?.headers['x-forwarded-for'], '203.0.113.9, 198.51.100.2, 127.0.0.1');
+    assert.equal(up.upgrades[0]?.headers['x-forwarded-proto'], 'https');
+  });
+
+  it('a client trusted only by another range is not trusted', T, async (t) => {
+    const up = await upstream(t, echoHandler('up'));
+    const { front } = await proxied(t, { upstream: up.origin, trustedProxies: ['10.0.0.0/8', '::1'] });
+    const echo = JSON.parse((await send(front.port, { host: 'app.example.test', headers: spoofed })).body.toString('utf8')) as { headers: Record<string, string> };
+    assert.equal(echo.headers['x-forwarded-for'], '127.0.0.1');
   });
 });

@@ -171,8 +171,8 @@ export type ProxyTestOptions = ProxySection & Partial<ProxyDeps>;
 
 /** A ReverseProxy from one object: the config keys go to its config, the rest to its deps. */
 export function newProxy(opts: ProxyTestOptions): ReverseProxy {
-  const { upstream, routes, upstreamTimeout, accessLog, strictHost, resolve, ...deps } = opts;
-  return new ReverseProxy({ upstream, routes, upstreamTimeout, accessLog, strictHost, resolve }, { logger: silentLogger(), ...deps });
+  const { upstream, routes, upstreamTimeout, accessLog, strictHost, resolve, trustedProxies, ...deps } = opts;
+  return new ReverseProxy({ upstream, routes, upstreamTimeout, accessLog, strictHost, resolve, trustedProxies }, { logger: silentLogger(), ...deps });
 }
 
 /** Start a proxy and a front server for it; both are closed when the test ends. */
