@@ -21,6 +21,7 @@
 //   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
 //   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
 //   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
+//   registry/ownership-pending/<domain>    bindings whose ownership TXT record was not seen yet
 import { StorageError } from './storage.ts';
 
 /** A storage-safe id for a CA, from its directory URL: `acme-v02.api.letsencrypt.org-directory`. */
@@ -71,6 +72,8 @@ export const keys = {
   preflightToken: (token: string) => `preflight/${token}`,
   registryPrefix: 'registry/domains/',
   registryDomain: (domain: string) => `registry/domains/${domain}`,
+  ownershipPendingPrefix: 'registry/ownership-pending/',
+  ownershipPending: (domain: string) => `registry/ownership-pending/${domain}`,
 } as const;
 
 // -----------------------------------------------------------------------------------------------
