@@ -81,7 +81,7 @@ describe('admin API: auth, validation, paging, health', () => {
     for (const path of ['/v1/domains', '/v1/domains/{name}', '/v1/domains/{name}/issue', '/v1/certificates/{name}', '/v1/certificates/{name}/renew', '/v1/events', '/healthz', '/readyz']) {
       assert.ok(path in doc.paths, path);
     }
-    assert.deepEqual(Object.keys(doc.components.schemas.BindingInput!.properties!).sort(), ['label', 'status', 'tenant', 'upstream']);
+    assert.deepEqual(Object.keys(doc.components.schemas.BindingInput!.properties!).sort(), ['enabled', 'label', 'status', 'tenant', 'upstream']);
     // The certificate status carries the failures from the shared retry state, found or not.
     for (const schema of ['Certificate', 'NoCertificate']) {
       for (const key of ['attempts', 'lastError', 'nextRetryAt', 'givenUp']) assert.ok(key in doc.components.schemas[schema]!.properties!, `${schema}.${key}`);
