@@ -1,7 +1,7 @@
 // The network checks behind a hostname's `verification`, run at bind and on
 // GET /v1/domains/{name}?check=true, never for a list:
-//   1. DNS: the onDemand.dns check afresh (its cached answer forgotten first, so a fixed record
-//      counts at once, for the next handshake too)
+//   1. DNS: the onDemand.dns check afresh (its cached answer and the cached policy decisions
+//      forgotten first, so a fixed record counts at once, for the next handshake too)
 //   2. CAA: the relevant record set (policy/caa.ts) against the configured CAs
 //   3. ownership: the binding's TXT record; once seen, the registry records it (policy approves)
 // All three run at once, each bounded by its resolver time-out. Results are kept in memory (LRU)
@@ -25,6 +25,8 @@ export interface HostnameCheckDeps {
   ownership?: OwnershipVerifier | undefined;
   /** The resolver CAA is asked with and the configured CAs it is judged against. */
   caa?: { resolver: Resolver; cas: readonly CaIdentity[] } | undefined;
+  /** Forgets the name's cached policy decisions (the policy's and the certificate manager's). */
+  forgetDecision?: (name: string) => void;
   /** Names whose last results are kept; default 10,000. */
   cacheSize?: number;
 }
@@ -51,6 +53,7 @@ export class HostnameChecks {
     const { dns, ownership, caa, registry } = this.deps;
     const name = binding.name;
     const started = performance.now();
+    this.deps.forgetDecision?.(name);
     const [dnsVerdict, caaVerdict, proof] = await Promise.all([
       dns && !name.startsWith('*.') ? (dns.forget(name), dns.check(name)) : undefined,
       caa ? checkCaa(caa.resolver, name, caa.cas).catch((err: unknown) => ({ error: `CAA lookup failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })) : undefined,

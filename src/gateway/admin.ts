@@ -144,7 +144,18 @@ function hostnameChecks(config: Config, { policy, issuance, logger }: AdminDeps)
   const { ownership, dns, preflight } = config.onDemand;
   const servers = [ownership?.resolvers, dns?.resolvers, preflight ? preflight.resolvers : undefined].find((list) => list !== undefined && list.length > 0) ?? [];
   const cas = issuance.issuers.map((i) => ({ ca: i.production.ca, directory: i.production.directory }));
-  return new HostnameChecks({ registry: policy.registry, logger, dns: policy.dns, ownership: policy.ownership, caa: { resolver: createResolver(servers, { timeoutMs: 2000 }), cas } });
+  return new HostnameChecks({
+    registry: policy.registry,
+    logger,
+    dns: policy.dns,
+    ownership: policy.ownership,
+    caa: { resolver: createResolver(servers, { timeoutMs: 2000 }), cas },
+    // A check after the customer fixed DNS counts for the very next handshake.
+    forgetDecision: (name) => {
+      policy.policy.forget(name);
+      issuance.manager.forgetDecision(name);
+    },
+  });
 }
 
 /** CERTGATE_ADMIN_TOKEN, when set, wins over admin.token. */
