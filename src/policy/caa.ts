@@ -59,7 +59,8 @@ export async function checkCaa(resolver: Resolver, name: string, cas: readonly C
     const found = await answerOf(resolver.resolveCaa(at));
     if (found.length === 0) continue;
     const records = found.map((r) => {
-      const [tag, value] = Object.entries(r).find(([key]) => key !== 'critical') ?? ['', ''];
+      // node:dns gives { critical, issue: 'ca.example' } (some versions add type: 'CAA').
+      const [tag, value] = Object.entries(r).find(([key]) => key !== 'critical' && key !== 'type') ?? ['', ''];
       return { at, flags: r.critical, tag, value: String(value) };
     });
     return judge(records, wildcard, cas);
