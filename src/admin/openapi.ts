@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { bindingInputSchema } from './bindings.ts';
 import { certificateStatusSchema, noCertificateSchema } from './certificate-status.ts';
 import { DELIVERY_STATUSES } from '../webhooks/deliveries.ts';
+import { hostnameSchema, HOSTNAME_STATUSES } from './hostname-status.ts';
 
 const json = (schema: object, description: string) => ({ description, content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -51,24 +52,23 @@ export function openApiDocument(): object {
           properties: { error: { type: 'string' }, field: { type: 'string', description: 'The offending field, for validation errors.' } },
         },
         BindingInput: z.toJSONSchema(bindingInputSchema, { io: 'input' }),
+        Hostname: z.toJSONSchema(hostnameSchema, { io: 'output' }),
         Binding: {
-          type: 'object',
-          required: ['name', 'status', 'createdAt', 'updatedAt'],
-          properties: {
-            name: { type: 'string' },
-            upstream: { type: 'string' },
-            tenant: { type: 'string' },
-            label: { type: 'string' },
-            status: { type: 'string', enum: ['active', 'disabled'] },
-            createdAt: { type: 'string', format: 'date-time' },
-            updatedAt: { type: 'string', format: 'date-time' },
-            dcv: {
+          description: 'A hostname; GET of one name with acme.dns.delegation also has `dcv`.',
+          allOf: [
+            ref('Hostname'),
+            {
               type: 'object',
-              description: 'With acme.dns.delegation only (GET): the CNAME the customer creates to delegate validation; ready = it answers that target now.',
-              required: ['name', 'type', 'target', 'ready'],
-              properties: { name: { type: 'string' }, type: { type: 'string', enum: ['CNAME'] }, target: { type: 'string' }, ready: { type: 'boolean' } },
+              properties: {
+                dcv: {
+                  type: 'object',
+                  description: 'With acme.dns.delegation only (GET): the CNAME the customer creates to delegate validation; ready = it answers that target now.',
+                  required: ['name', 'type', 'target', 'ready'],
+                  properties: { name: { type: 'string' }, type: { type: 'string', enum: ['CNAME'] }, target: { type: 'string' }, ready: { type: 'boolean' } },
+                },
+              },
             },
-          },
+          ],
         },
         MissingRecords: {
           type: 'object',
@@ -81,7 +81,10 @@ export function openApiDocument(): object {
         BindingPage: {
           type: 'object',
           required: ['items', 'nextCursor'],
-          properties: { items: { type: 'array', items: ref('Binding') }, nextCursor: { type: ['string', 'null'] } },
+          properties: {
+            items: { type: 'array', items: ref('Hostname') },
+            nextCursor: { type: ['string', 'null'], description: 'The cursor of the next page; null only at the end (a filtered page may hold fewer items than limit, even none, before the end).' },
+          },
         },
         Certificate: z.toJSONSchema(certificateStatusSchema, { io: 'output' }),
         NoCertificate: z.toJSONSchema(noCertificateSchema, { io: 'output' }),
@@ -96,22 +99,32 @@ export function openApiDocument(): object {
     paths: {
       '/v1/domains': {
         get: {
-          summary: 'List bindings in name order, one page at a time',
+          summary: 'List hostnames (bindings with their status) in name order, one page at a time; statuses come from storage, no DNS',
           parameters: [
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            {
+              name: 'status',
+              in: 'query',
+              schema: { type: 'string', enum: [...HOSTNAME_STATUSES] },
+              description: 'Only hostnames with this status. Each call reads at most 2000 bindings from the cursor on; follow nextCursor until it is null.',
+            },
           ],
-          responses: { 200: json(ref('BindingPage'), 'A page'), 400: error('Bad cursor or limit'), 401: error('No or wrong token') },
+          responses: { 200: json(ref('BindingPage'), 'A page'), 400: error('Bad cursor, limit or status'), 401: error('No or wrong token') },
         },
       },
       '/v1/domains/{name}': {
         parameters: [nameParam],
         put: {
-          summary: 'Bind (create or replace)',
           requestBody: { required: true, content: { 'application/json': { schema: ref('BindingInput') } } },
-          responses: { 200: json(ref('Binding'), 'Replaced'), 201: json(ref('Binding'), 'Created'), 400: error('Invalid name or body; a wildcard name (*.alice.com) without acme.dns.delegation'), 401: error('No or wrong token') },
+          summary: 'Bind (create or replace); the DNS, CAA and ownership checks run before the answer',
+          responses: { 200: json(ref('Hostname'), 'Replaced'), 201: json(ref('Hostname'), 'Created'), 400: error('Invalid name or body; a wildcard name (*.alice.com) without acme.dns.delegation'), 401: error('No or wrong token') },
         },
-        get: { summary: 'One binding', responses: { 200: json(ref('Binding'), 'The binding'), 404: error('Not bound'), 401: error('No or wrong token') } },
+        get: {
+          summary: 'One hostname: binding, status, verification, errors',
+          parameters: [{ name: 'check', in: 'query', schema: { type: 'boolean', default: false }, description: 'true: run the DNS, CAA and ownership checks now (each bounded by its resolver time-out) instead of showing the last results.' }],
+          responses: { 200: json(ref('Binding'), 'The hostname'), 404: error('Not bound'), 400: error('Bad check'), 401: error('No or wrong token') },
+        },
         delete: {
           summary: 'Unbind: remove the binding and the certificate everywhere',
           responses: { 204: { description: 'Unbound' }, 404: error('Was not bound (any certificate was removed anyway)'), 401: error('No or wrong token') },

@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import type { AdminConfig, ListenAddress } from '../config/schema.ts';
 import type { CertificateEvent, CertificateEvents } from '../issuance/events.ts';
 import type { Logger } from '../util/log.ts';
-import { DomainRegistry, InvalidDomainError, type RegistryChange } from '../policy/registry.ts';
+import { DomainRegistry, InvalidDomainError, type DomainBinding, type RegistryChange } from '../policy/registry.ts';
 import { bindingInputSchema } from './bindings.ts';
 import { parseUpstream } from '../net/upstream.ts';
 import type { UpstreamAllowList } from '../proxy/upstream-allow.ts';
@@ -24,7 +24,10 @@ import type { CertificateCache } from '../tls/cache.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import type { DcvRecord } from '../acme/dns/delegation.ts';
+import { HostnameChecks } from './hostname-checks.ts';
+import { describeHostname, HOSTNAME_STATUSES, type CheckResults, type Hostname, type HostnameStatus } from './hostname-status.ts';
 import { openApiDocument } from './openapi.ts';
+import { forEachConcurrently } from '../util/concurrency.ts';
 import { onRelayedEvents } from './relay.ts';
 import { EventStream } from './sse.ts';
 import { webhookDeliveries } from './webhook-deliveries.ts';
@@ -87,6 +90,11 @@ export interface AdminServerDeps {
    * orders through it, wildcard bindings are accepted. Absent: none of that.
    */
   dcv?: AdminDcv;
+  /**
+   * The DNS/CAA/ownership checks behind a hostname's `verification` (run at bind and on
+   * ?check=true); absent: none configured, the status still comes from storage.
+   */
+  hostnames?: HostnameChecks;
 }
 
 /** A running admin API; `close` ends its event streams and connections. */
@@ -98,6 +106,10 @@ export interface AdminServer {
 
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_PAGE = 1000;
+/** A filtered list (?status=) reads at most this many bindings per call, then answers what it found. */
+const MAX_FILTER_SCAN = 2000;
+/** Storage reads in flight at once while a page's statuses are read. */
+const STATUS_READS = 16;
 
 class HttpError extends Error {
   constructor(
@@ -123,6 +135,7 @@ interface AdminContext {
   readonly stream: EventStream;
   readonly tokenDigest: Buffer | undefined;
   readonly nextRenewal: (meta: CertificateMeta) => Date | null;
+  readonly hostnames: HostnameChecks;
 }
 
 /**
@@ -138,7 +151,13 @@ export async function startAdminServer(address: ListenAddress, config: AdminConf
     );
   }
   const stream = new EventStream({ ...(deps.keepAliveMs ? { keepAliveMs: deps.keepAliveMs } : {}), maxClients: config.maxEventClients });
-  const ctx: AdminContext = { deps, stream, tokenDigest: config.token ? sha256(config.token) : undefined, nextRenewal: deps.nextRenewal ?? defaultNextRenewal };
+  const ctx: AdminContext = {
+    deps,
+    stream,
+    tokenDigest: config.token ? sha256(config.token) : undefined,
+    nextRenewal: deps.nextRenewal ?? defaultNextRenewal,
+    hostnames: deps.hostnames ?? new HostnameChecks({ registry: deps.registry, logger: deps.logger }),
+  };
   const onEvent = (event: CertificateEvent) => stream.send(event.type, event);
   // Every process's events through the bus when there is one (see relay.ts), else this one's.
   const stopEvents = deps.bus ? await onRelayedEvents(deps.bus, onEvent) : deps.events.on(onEvent);
@@ -223,7 +242,7 @@ async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerRespon
   authorize(ctx, req, res);
   if (await listEndpoint(ctx, url, method, res)) return;
   let m = /^\/v1\/domains\/([^/]+)(\/issue)?$/.exec(path);
-  if (m) return domainEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, req, res);
+  if (m) return domainEndpoint(ctx, domainParam(m[1]!), Boolean(m[2]), method, url, req, res);
   m = /^\/v1\/certificates\/([^/]+)(\/renew)?$/.exec(path);
   if (m) return certificateEndpoint(ctx, certificateParam(ctx, m[1]!), Boolean(m[2]), method, url, res);
   if (path === '/v1/webhooks/deliveries') {
@@ -294,12 +313,49 @@ async function listEndpoint(ctx: AdminContext, url: URL, method: string, res: Se
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`, 'limit');
   const cursor = url.searchParams.get('cursor') ?? '';
   if (cursor !== '' && !/^(\*\.)?[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
-  send(res, 200, await registry.list({ ...(cursor ? { cursor } : {}), limit }));
+  const statusParam = url.searchParams.get('status');
+  if (statusParam !== null && !HOSTNAME_STATUSES.includes(statusParam as HostnameStatus)) throw new HttpError(400, `status must be one of ${HOSTNAME_STATUSES.join(', ')}`, 'status');
+  send(res, 200, statusParam === null ? await hostnamePage(ctx, registry, cursor, limit) : await filteredPage(ctx, registry, cursor, limit, statusParam as HostnameStatus));
   return true;
 }
 
+/** One page of hostnames with their statuses, from storage only (no DNS: the list must stay cheap). */
+async function hostnamePage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number): Promise<{ items: Hostname[]; nextCursor: string | null }> {
+  const page = await registry.list({ ...(cursor ? { cursor } : {}), limit });
+  const items = new Array<Hostname>(page.items.length);
+  await forEachConcurrently([...page.items.keys()], STATUS_READS, async (i) => {
+    items[i] = await hostnameView(ctx, page.items[i]!, ctx.hostnames.last(page.items[i]!.name));
+  });
+  return { items, nextCursor: page.nextCursor };
+}
+
+/**
+ * ?status=: reads pages in name order and keeps the matching hostnames, until `limit` match or
+ * MAX_FILTER_SCAN bindings were read. A page may so hold fewer than `limit` items (even none)
+ * with a nextCursor: the list goes on from there; only a null nextCursor means the end.
+ */
+async function filteredPage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number, status: HostnameStatus): Promise<{ items: Hostname[]; nextCursor: string | null }> {
+  const items: Hostname[] = [];
+  let next: string | null = cursor;
+  for (let scanned = 0; next !== null && scanned < MAX_FILTER_SCAN && items.length < limit; ) {
+    const page = await hostnamePage(ctx, registry, next, Math.min(limit - items.length, MAX_PAGE));
+    scanned += page.items.length;
+    items.push(...page.items.filter((h) => h.status === status));
+    next = page.nextCursor;
+  }
+  return { items, nextCursor: next === '' ? null : next };
+}
+
+/** A binding as the admin API answers it: status from storage, the given check results (see hostname-status.ts). */
+async function hostnameView(ctx: AdminContext, binding: DomainBinding, checks: CheckResults | undefined): Promise<Hostname> {
+  const { manager } = ctx.deps;
+  const [stored, failure] = await Promise.all([manager.storedCertificate(binding.name), manager.failureRecord(binding.name)]);
+  const certificate = stored ? { notAfter: stored.meta.notAfter, issuer: issuerOf(stored.certPem), ca: stored.meta.ca } : null;
+  return describeHostname({ binding, certificate, failure, checks }, ctx.hostnames.context);
+}
+
 /** Step 4: one domain binding, or (POST .../issue) a certificate for it now. */
-async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, method: string, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { registry, manager, upstreamAllow } = ctx.deps;
   if (issue) {
     if (method !== 'POST') throw methodNotAllowed('POST');
@@ -309,12 +365,7 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
     if (outcome.kind === 'failed') throw new HttpError(502, `could not obtain a certificate for ${name}: ${outcome.reason}`);
     return send(res, 200, { source: outcome.source, certificate: await certificateStatus(ctx, name) });
   }
-  if (method === 'GET') {
-    const binding = await registry.get(name);
-    if (!binding) return send(res, 404, { error: `${name} is not bound` });
-    const dcv = ctx.deps.dcv;
-    return send(res, 200, dcv ? { ...binding, dcv: { ...dcv.record(name), ready: await dcv.ready(name) } } : binding);
-  }
+  if (method === 'GET') return getDomain(ctx, name, url, res);
   if (method === 'PUT') {
     if (name.startsWith('*.') && !ctx.deps.dcv) {
       throw new HttpError(400, `${name}: a wildcard binding needs DCV delegation (acme.dns.delegation.zone): only dns-01 can validate a wildcard`, 'name');
@@ -327,18 +378,34 @@ async function domainEndpoint(ctx: AdminContext, name: string, issue: boolean, m
       if (refusal !== undefined) throw new HttpError(400, `upstream ${target.origin} for ${name}: ${refusal}`, 'upstream');
     }
     const { binding, created } = await registry.put(name, body);
-    return send(res, created ? 201 : 200, binding);
+    // Checked at bind, so the answer already says what the owner must fix.
+    const checked = await ctx.hostnames.run(binding);
+    return send(res, created ? 201 : 200, await hostnameView(ctx, checked.binding, checked.results));
   }
   if (method === 'DELETE') {
     // Registry first: once every instance hears it, none approves or routes the name again;
     // then the certificate goes (storage, and every instance's memory through the bus).
     const existed = await registry.remove(name);
+    ctx.hostnames.forget(name);
     await manager.delete(name, 'unbound');
     if (!existed) return send(res, 404, { error: `${name} was not bound` });
     res.writeHead(204).end();
     return;
   }
   throw methodNotAllowed('GET, PUT, DELETE');
+}
+
+/** GET /v1/domains/{name}[?check=true]: the hostname, its checks re-run first when asked. */
+async function getDomain(ctx: AdminContext, name: string, url: URL, res: ServerResponse): Promise<void> {
+  const check = url.searchParams.get('check');
+  if (check !== null && check !== 'true' && check !== 'false') throw new HttpError(400, 'check must be true or false', 'check');
+  let binding = await ctx.deps.registry.get(name);
+  if (!binding) return send(res, 404, { error: `${name} is not bound` });
+  let checks = ctx.hostnames.last(name);
+  if (check === 'true') ({ binding, results: checks } = await ctx.hostnames.run(binding));
+  const view = await hostnameView(ctx, binding, checks);
+  const dcv = ctx.deps.dcv;
+  return send(res, 200, dcv ? { ...view, dcv: { ...dcv.record(name), ready: await dcv.ready(name) } } : view);
 }
 
 /**
@@ -352,7 +419,7 @@ async function issueWithDelegation(ctx: AdminContext, dcv: AdminDcv, name: strin
   const record = dcv.record(name);
   const cname = `${record.name} CNAME ${record.target}`;
   if (await dcv.ready(name)) {
-    if ((await registry.get(name))?.status !== 'active') throw new HttpError(404, `${name} is not bound: bind it (PUT /v1/domains/${name}) before issuing through DCV delegation`, 'name');
+    if (!(await registry.get(name))?.enabled) throw new HttpError(404, `${name} is not bound: bind it (PUT /v1/domains/${name}) before issuing through DCV delegation`, 'name');
     if (!manager.obtainDelegated) throw new HttpError(501, `${name}: this certificate manager cannot issue through DCV delegation`, 'name');
     return manager.obtainDelegated(name);
   }
@@ -380,8 +447,8 @@ class DcvMissing extends HttpError {
  * without asking again, so both wait until the binding is active again.
  */
 async function refuseIfDisabled(ctx: AdminContext, name: string, action: 'issue' | 'renew'): Promise<void> {
-  if ((await ctx.deps.registry.get(name))?.status !== 'disabled') return;
-  throw new HttpError(409, `${name} is disabled: set its binding's status to active before you ${action} its certificate`, 'name');
+  if ((await ctx.deps.registry.get(name))?.enabled !== false) return;
+  throw new HttpError(409, `${name} is disabled: set its binding's enabled to true before you ${action} its certificate`, 'name');
 }
 
 /** Step 5: one stored certificate: its status, a renewal now, or its deletion (and revocation). */

@@ -109,6 +109,17 @@ const dnsCheckSchema = z.strictObject({
   timeout: timerDuration('2s').prefault('2s'),
 });
 
+/** `onDemand.ownership`: a binding is approved only once `<prefix>.<name> TXT <token>` has been seen. */
+const ownershipSchema = z.strictObject({
+  method: z.literal('txt', { message: 'must be "txt" (a TXT record holding the binding\'s token)' }).default('txt'),
+  prefix: z
+    .string()
+    .regex(/^_[a-z0-9-]{1,62}$/, { message: 'must be one DNS label starting with "_", like "_certgate"' })
+    .default('_certgate'),
+  resolvers: z.array(dnsServer).default([]),
+  timeout: timerDuration('2s').prefault('2s'),
+});
+
 /** Token bucket: `rate` tokens per second refill, at most `burst` saved up. `false` turns it off. */
 const tokenBucket = (rate: number, burst: number) =>
   z
@@ -371,6 +382,11 @@ const configSchema = z.strictObject({
           }),
         ], { message: 'must be false or { resolvers: ["127.0.0.1:53"], httpPort: 80, timeout: "5s" }' })
         .default(false),
+      ownership: ownershipSchema.optional(),
+    })
+    .superRefine((o, ctx) => {
+      // The token lives in the binding: without the registry as a policy source nothing would ask for it.
+      if (o.ownership && !o.registry) ctx.addIssue({ code: 'custom', path: ['ownership'], message: 'ownership verification applies to domain-registry bindings: set onDemand.registry: true too' });
     })
     .prefault({}),
   tls: z
@@ -502,5 +518,7 @@ export type IssuerConfig = AcmeConfig['issuers'][number];
 export type ManagedCertificateConfig = Config['certificates'][number];
 /** One `webhooks[]` entry as the schema outputs it (delays in ms). */
 export type WebhookConfig = Config['webhooks'][number];
+/** `onDemand.ownership` as parsed (present only when ownership verification is on). */
+export type OwnershipConfig = NonNullable<OnDemandConfig['ownership']>;
 /** `onDemand.preflight` as parsed when it is on. */
 export type PreflightConfig = Exclude<OnDemandConfig['preflight'], false>;

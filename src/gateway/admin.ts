@@ -9,7 +9,9 @@
 // before the traffic listeners bind, not after: with workers, the others serve while this one
 // loads, instead of it holding connections it cannot answer yet.
 import { GatewayMetrics, wireMetrics, type MetricsSnapshot, type PeerSnapshots } from '../admin/metrics.ts';
+import { HostnameChecks } from '../admin/hostname-checks.ts';
 import { relayEvents } from '../admin/relay.ts';
+import { createResolver } from '../net/resolver.ts';
 import type { AdminServer, MetricsSource } from '../admin/server.ts';
 import type { Config, ListenAddress } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
@@ -112,6 +114,7 @@ export async function openAdmin(config: Config, plan: AdminPlan, adminModule: ty
       listenersUp: deps.listeners.listening,
       upstreamAllow: deps.listeners.upstreamAllow,
       ...(issuance.dcv ? { dcv: issuance.dcv } : {}),
+      hostnames: hostnameChecks(config, deps),
     });
     stack.defer(() => admin.close());
     return admin;
@@ -131,6 +134,28 @@ function answerPeers({ clusterMetrics, metrics, address }: AdminPlan, logger: Lo
   clusterMetrics.answer(() => metrics.snapshot());
   // Off the start-up path, but before the observations kept meanwhile pile up.
   if (!address) setTimeout(() => void metrics.start().catch((err: unknown) => logger.warn({ step: 'metrics', err }, 'could not load prom-client')), PEER_METRICS_LOAD_DELAY_MS).unref();
+}
+
+/**
+ * The checks behind a hostname's `verification`. CAA is asked of the resolvers the other checks
+ * use (ownership's, onDemand.dns's, the pre-flight's, else the system's).
+ */
+function hostnameChecks(config: Config, { policy, issuance, logger }: AdminDeps): HostnameChecks {
+  const { ownership, dns, preflight } = config.onDemand;
+  const servers = [ownership?.resolvers, dns?.resolvers, preflight ? preflight.resolvers : undefined].find((list) => list !== undefined && list.length > 0) ?? [];
+  const cas = issuance.issuers.map((i) => ({ ca: i.production.ca, directory: i.production.directory }));
+  return new HostnameChecks({
+    registry: policy.registry,
+    logger,
+    dns: policy.dns,
+    ownership: policy.ownership,
+    caa: { resolver: createResolver(servers, { timeoutMs: 2000 }), cas },
+    // A check after the customer fixed DNS counts for the very next handshake.
+    forgetDecision: (name) => {
+      policy.policy.forget(name);
+      issuance.manager.forgetDecision(name);
+    },
+  });
 }
 
 /** CERTGATE_ADMIN_TOKEN, when set, wins over admin.token. */

@@ -188,7 +188,7 @@ function delegatedSolvers(config: Config, deps: IssuancePartDeps, dns01: Dns01So
     recordName: (identifier) => delegation.record(identifier).target,
   });
   const solversFor = async (domain: string): Promise<ChallengeSolver[] | undefined> => {
-    const bound = domain.startsWith('*.') || (await deps.policy.registry.get(domain))?.status === 'active';
+    const bound = domain.startsWith('*.') || (await deps.policy.registry.get(domain))?.enabled === true;
     return bound && (await delegation.ready(domain)) ? [solver] : undefined;
   };
   return { delegation, solversFor };
@@ -249,6 +249,8 @@ function createMaintainer(config: Config, manager: CertificateManager, issuers: 
     issuers: issuers.map((i) => i.production),
     ...(config.acme.profile ? { profile: config.acme.profile } : {}),
     logger,
+    // Bindings still waiting for their ownership TXT record: a bounded batch per pass.
+    ...(policy.ownership ? { tasks: [{ step: 'ownership-recheck', run: () => policy.ownership!.recheckPending(policy.registry) }] } : {}),
   });
 }
 
@@ -258,6 +260,6 @@ function forgetOnBindingChange({ registry, policy }: PolicyPart, manager: Certif
     policy.forget(change.name);
     manager.forgetDecision(change.name);
     // Disabled: stop serving it at once (the handshake path then refuses to cache it again).
-    if (change.type === 'domain-bound' && change.binding.status === 'disabled') cache.delete(change.name);
+    if (change.type === 'domain-bound' && !change.binding.enabled) cache.delete(change.name);
   });
 }

@@ -109,7 +109,7 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger: deps.logger,
     limits,
-    isDisabled: async (domain) => (await registry.get(domain))?.status === 'disabled',
+    isDisabled: async (domain) => (await registry.get(domain))?.enabled === false,
     onOutcome: onHandshake
       ? (outcome, domain) => {
           metrics.handshake(outcome);

@@ -1,7 +1,8 @@
 // The maintainer: on instances with role `all` or `maintainer`, takes part in the leader
 // election; the leader indexes certificates stored before the index existed (once), then every
 // `checkInterval` runs the renewal scheduler, the cleanup and the tasks added by the parts above
-// (addTask: the webhooks' certificate-expiring scan). Any instance that is not an edge
+// (addTask: the webhooks' certificate-expiring scan; `tasks`: the ownership re-check of pending
+// bindings). Any instance that is not an edge
 // also renews a certificate a handshake finds inside its renewal time (in the background).
 import type { DnsProvider } from '../acme/dns/provider.ts';
 import type { CertificateIssuer } from '../acme/issuers.ts';
@@ -36,6 +37,8 @@ export interface MaintainerDeps {
   dnsProvider?: DnsProvider;
   logger: Logger;
   now?: () => number;
+  /** More work for the leader's every pass, after renewal and cleanup; a failing task is logged (its `step`), the others still run. */
+  tasks?: ReadonlyArray<{ step: string; run: () => Promise<void> }>;
 }
 
 /**
@@ -123,6 +126,9 @@ export class Maintainer {
         if (!this.backfilled) await this.backfill();
         await this.scheduler.tick();
         await this.cleanup.sweep();
+        for (const task of this.opts.tasks ?? []) {
+          await task.run().catch((err: unknown) => this.opts.logger.error({ step: task.step, err }, 'maintenance task failed'));
+        }
       } catch (err) {
         this.opts.logger.error({ step: 'maintain', err }, 'maintenance pass failed');
       }

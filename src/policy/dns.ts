@@ -14,8 +14,11 @@ import type { Logger } from '../util/log.ts';
 import { LruCache } from '../util/lru.ts';
 import { answerOf, createResolver } from '../net/resolver.ts';
 
-/** The check's answer: the name points at us (`via` says how), or why not. */
-export type DnsVerdict = { ok: true; via: string } | { ok: false; reason: string };
+/**
+ * The check's answer: the name points at us (`via` says how), or why not. `resolved` (when the
+ * lookup got that far) is what the name resolved to: `CNAME <target>` links, then addresses.
+ */
+export type DnsVerdict = { ok: true; via: string; resolved?: string[] } | { ok: false; reason: string; resolved?: string[] };
 
 /**
  * `onDemand.dns` as parsed (`targets`: IP addresses and/or host names; `resolvers`: empty means
@@ -82,6 +85,11 @@ export class DnsOwnershipCheck {
     return inflight;
   }
 
+  /** The configured targets (IP addresses and host names), as a status page names them. */
+  get targets(): readonly string[] {
+    return this.config.targets;
+  }
+
   /** Forget cached answers (all, or one name), e.g. after the platform says DNS changed. */
   forget(name?: string): void {
     if (name === undefined) this.cache.clear();
@@ -118,12 +126,14 @@ export class DnsOwnershipCheck {
   private async lookup(name: string): Promise<DnsVerdict> {
     if (this.targetHosts.has(name)) return { ok: true, via: `target ${name}` };
 
+    const chain: string[] = [];
     if (this.targetHosts.size > 0) {
       let current = name;
       for (let link = 0; link < MAX_CNAME_LINKS; link++) {
         const next = (await answerOf(this.resolver.resolveCname(current)))[0]?.toLowerCase().replace(/\.$/, '');
         if (!next) break;
-        if (this.targetHosts.has(next)) return { ok: true, via: `CNAME ${next}` };
+        chain.push(`CNAME ${next}`);
+        if (this.targetHosts.has(next)) return { ok: true, via: `CNAME ${next}`, resolved: chain };
         current = next;
       }
     }
@@ -131,14 +141,15 @@ export class DnsOwnershipCheck {
     // The recursive answer for A/AAAA already follows CNAMEs.
     const [v4, v6] = await Promise.all([answerOf(this.resolver.resolve4(name)), answerOf(this.resolver.resolve6(name))]);
     const addresses = [...new Set([...v4, ...v6].map(canonicalIp))];
-    if (addresses.length === 0) return { ok: false, reason: 'name does not resolve (no A/AAAA/CNAME records)' };
+    if (addresses.length === 0) return { ok: false, reason: 'name does not resolve (no A/AAAA/CNAME records)', resolved: chain };
 
     const ours = await this.targetAddresses();
     const matching = addresses.filter((a) => ours.has(a));
     const passes = this.match === 'all' ? matching.length === addresses.length : matching.length > 0;
-    if (passes) return { ok: true, via: `address ${matching.join(', ')}` };
+    const resolved = [...chain, ...addresses];
+    if (passes) return { ok: true, via: `address ${matching.join(', ')}`, resolved };
     const elsewhere = addresses.filter((a) => !ours.has(a));
-    return { ok: false, reason: `name resolves to ${elsewhere.slice(0, 4).join(', ')}, not to a configured target` };
+    return { ok: false, reason: `name resolves to ${elsewhere.slice(0, 4).join(', ')}, not to a configured target`, resolved };
   }
 
   /** IP targets plus the current addresses of host-name targets (themselves cached as names). */

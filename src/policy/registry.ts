@@ -9,10 +9,16 @@
 // at-most-once, so cached entries also expire (bound: 5 min, not bound: 30 s) and the whole cache
 // is dropped when the bus reconnects.
 //
-// As a policy source (`onDemand.registry: true`) the registry allows an active binding, denies a
+// As a policy source (`onDemand.registry: true`) the registry allows an enabled binding, denies a
 // disabled one (it knows the name and says no), and has no opinion on a name it does not hold.
-// As a route source, an active binding's upstream routes that host, and its tenant fills
+// With ownership verification (`onDemand.ownership`), a binding holds a token and is allowed only
+// once its owner's TXT record has been seen (`ownership.verifiedAt`); bindings pending that are
+// listed under `registry/ownership-pending/` so the periodic re-check never scans every binding.
+// As a route source, an enabled binding's upstream routes that host, and its tenant fills
 // `{tenant}` in a configured route's upstream template.
+//
+// The on/off switch is `enabled`; records stored before it was (`status: active|disabled`) are
+// read as `enabled: status !== 'disabled'` and written back in the new shape at their next change.
 import type { Logger } from '../util/log.ts';
 import { parseUpstream, type UpstreamTarget } from '../net/upstream.ts';
 import type { ClusterBus } from '../storage/bus.ts';
@@ -28,11 +34,21 @@ export const REGISTRY_CHANNEL = 'registry-changes';
 export const REGISTRY_PREFIX = keys.registryPrefix;
 
 /**
- * The statuses a binding may have: active (served, approved) or disabled (denied, not served).
+ * The legacy spelling of the switch (`status: active|disabled`), still accepted in PUT bodies and
+ * in stored records: active is `enabled: true`, disabled `enabled: false`.
  */
 export const BINDING_STATUSES = ['active', 'disabled'] as const;
 /** One of BINDING_STATUSES. */
 export type BindingStatus = (typeof BINDING_STATUSES)[number];
+
+/**
+ * A binding's ownership proof (`onDemand.ownership`): the token its owner publishes in TXT, and
+ * when that record was first seen (absent: not yet, so policy refuses issuance).
+ */
+export interface BindingOwnership {
+  token: string;
+  verifiedAt?: string;
+}
 
 /** A bound custom domain as stored (JSON) and returned by the admin API. */
 export interface DomainBinding {
@@ -42,7 +58,10 @@ export interface DomainBinding {
   upstream?: string;
   tenant?: string;
   label?: string;
-  status: BindingStatus;
+  /** The switch: false denies issuance and stops serving the certificate (it stays in storage). */
+  enabled: boolean;
+  /** Present when the binding was made with `onDemand.ownership` on. */
+  ownership?: BindingOwnership;
   createdAt: string;
   updatedAt: string;
 }
@@ -52,7 +71,7 @@ export interface BindingFields {
   upstream?: string | undefined;
   tenant?: string | undefined;
   label?: string | undefined;
-  status: BindingStatus;
+  enabled: boolean;
 }
 
 /**
@@ -81,6 +100,11 @@ export interface RegistryOptions {
   cacheSize?: number;
   boundTtlMs?: number;
   unboundTtlMs?: number;
+  /**
+   * Makes an ownership token for a binding that has none (`onDemand.ownership` on); absent:
+   * bindings get none and need no proof.
+   */
+  ownershipToken?: () => string;
 }
 
 interface CacheEntry {
@@ -115,6 +139,7 @@ export class DomainRegistry {
   readonly #listeners = new Set<(change: RegistryChange) => void>();
   readonly #boundTtlMs: number;
   readonly #unboundTtlMs: number;
+  readonly #ownershipToken: (() => string) | undefined;
   #channel: Channel<RegistryChangeMessage> | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
   #stopReconnect: (() => void) | undefined;
@@ -125,6 +150,7 @@ export class DomainRegistry {
     this.#cache = new LruCache(opts.cacheSize ?? 100_000);
     this.#boundTtlMs = opts.boundTtlMs ?? 300_000;
     this.#unboundTtlMs = opts.unboundTtlMs ?? 30_000;
+    this.#ownershipToken = opts.ownershipToken;
   }
 
   /** Hear other instances' changes (and send ours). */
@@ -167,7 +193,7 @@ export class DomainRegistry {
     const dot = name.indexOf('.');
     if (dot < 0 || name.startsWith('*.') || name.indexOf('.', dot + 1) < 0) return undefined;
     const wildcard = `*.${name.slice(dot + 1)}`;
-    return (await this.get(wildcard))?.status === 'active' ? wildcard : undefined;
+    return (await this.get(wildcard))?.enabled ? wildcard : undefined;
   }
 
   /** The binding for a normalised name (memory first, then storage), or null. */
@@ -175,26 +201,62 @@ export class DomainRegistry {
     return (await this.#entry(name)).binding;
   }
 
-  /** Creates or replaces a binding (createdAt is kept on replace). */
+  /**
+   * Creates or replaces a binding. createdAt and the ownership token (and whether it was seen) are
+   * kept on replace; with ownershipToken configured, a binding without a token gets one and is
+   * listed as pending ownership.
+   */
   async put(input: string, body: BindingFields): Promise<{ binding: DomainBinding; created: boolean }> {
     const name = DomainRegistry.normalize(input);
     const existing = await this.#load(name);
     const now = new Date().toISOString();
+    const ownership = existing?.ownership ?? (this.#ownershipToken ? { token: this.#ownershipToken() } : undefined);
     const binding: DomainBinding = {
       name,
       ...(body.upstream !== undefined ? { upstream: parseUpstream(body.upstream).origin } : {}),
       ...(body.tenant !== undefined ? { tenant: body.tenant } : {}),
       ...(body.label !== undefined ? { label: body.label } : {}),
-      status: body.status,
+      enabled: body.enabled,
+      ...(ownership ? { ownership } : {}),
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
-    await this.#storage.put(registryKey(name), JSON.stringify(binding) + '\n');
+    // The pending entry first: a binding is never left unverified without one (the re-check finds it).
+    if (ownership && !ownership.verifiedAt) await this.#storage.put(keys.ownershipPending(name), now);
     const created = existing === null;
-    this.#apply(name, binding, created, true);
-    this.#announce({ name, binding, created });
-    this.#logger.info({ domain: name, step: 'registry-bind', upstream: binding.upstream, status: binding.status, created }, 'domain bound');
+    await this.#store(binding, created);
+    this.#logger.info({ domain: name, step: 'registry-bind', upstream: binding.upstream, enabled: binding.enabled, created }, 'domain bound');
     return { binding, created };
+  }
+
+  /**
+   * Records that the binding's ownership TXT record was seen (now): from then on policy may approve
+   * it. Returns the binding as stored, or null when `name` is not bound (or has no token).
+   */
+  async markOwnershipVerified(name: string): Promise<DomainBinding | null> {
+    const existing = await this.#load(name);
+    if (!existing?.ownership) return null;
+    if (existing.ownership.verifiedAt) return existing;
+    const binding: DomainBinding = { ...existing, ownership: { ...existing.ownership, verifiedAt: new Date().toISOString() } };
+    await this.#store(binding, false);
+    await this.#storage.delete(keys.ownershipPending(name));
+    this.#logger.info({ domain: name, step: 'ownership-verified' }, 'domain ownership verified (TXT record seen)');
+    return binding;
+  }
+
+  /**
+   * Up to `limit` names whose ownership is still unverified, in name order after `after` (the
+   * periodic re-check pages through them with this).
+   */
+  async pendingOwnership(opts: { after?: string; limit: number }): Promise<string[]> {
+    const found = await this.#storage.list(keys.ownershipPendingPrefix, { ...(opts.after ? { after: keys.ownershipPending(opts.after) } : {}), limit: opts.limit });
+    return found.map((key) => key.slice(keys.ownershipPendingPrefix.length));
+  }
+
+  async #store(binding: DomainBinding, created: boolean): Promise<void> {
+    await this.#storage.put(registryKey(binding.name), JSON.stringify(binding) + '\n');
+    this.#apply(binding.name, binding, created, true);
+    this.#announce({ name: binding.name, binding, created });
   }
 
   /** Removes a binding; false when there was none. */
@@ -202,6 +264,7 @@ export class DomainRegistry {
     const name = DomainRegistry.normalize(input);
     const existing = await this.#load(name);
     await this.#storage.delete(registryKey(name));
+    if (existing?.ownership && !existing.ownership.verifiedAt) await this.#storage.delete(keys.ownershipPending(name));
     this.#apply(name, null, false, true);
     this.#announce({ name, binding: null });
     if (existing) this.#logger.info({ domain: name, step: 'registry-unbind' }, 'domain unbound');
@@ -221,12 +284,16 @@ export class DomainRegistry {
     return { items, nextCursor: keys.length === opts.limit && last !== undefined ? last.slice(REGISTRY_PREFIX.length) : null };
   }
 
-  /** Policy source: an active binding allows, a disabled one denies, no binding: no opinion. */
+  /**
+   * Policy source: an enabled binding allows, unless its ownership token was not seen yet; a
+   * disabled one denies; no binding: no opinion.
+   */
   async decide(name: string): Promise<RegistryDecision> {
     const binding = await this.get(name);
     if (binding === null) return { known: false };
-    if (binding.status === 'active') return { known: true, allowed: true };
-    return { known: true, allowed: false, reason: `domain registry: binding is ${binding.status}` };
+    if (!binding.enabled) return { known: true, allowed: false, reason: 'domain registry: binding is disabled' };
+    if (binding.ownership && !binding.ownership.verifiedAt) return { known: true, allowed: false, reason: 'domain registry: ownership not verified yet (its TXT record has not been seen)' };
+    return { known: true, allowed: true };
   }
 
   /**
@@ -248,14 +315,14 @@ export class DomainRegistry {
   }
 
   /**
-   * For `{tenant}` upstream templates: the tenant of the host's active binding, undefined when it
+   * For `{tenant}` upstream templates: the tenant of the host's enabled binding, undefined when it
    * has none (or is not bound, or disabled). From memory when lookup() was just asked for the
    * same host; otherwise a promise (one storage read, shared).
    */
   tenant(host: string): string | undefined | Promise<string | undefined> {
     const name = normalizeServerName(host);
     if (name === undefined) return undefined;
-    const tenantOf = (entry: CacheEntry): string | undefined => (entry.binding?.status === 'active' ? entry.binding.tenant : undefined);
+    const tenantOf = (entry: CacheEntry): string | undefined => (entry.binding?.enabled === true ? entry.binding.tenant : undefined);
     const cached = this.#cache.get(name);
     return cached ? tenantOf(cached) : this.#entry(name).then(tenantOf);
   }
@@ -283,7 +350,7 @@ export class DomainRegistry {
 
   #remember(name: string, binding: DomainBinding | null): CacheEntry {
     let target: UpstreamTarget | undefined;
-    if (binding?.status === 'active' && binding.upstream !== undefined) {
+    if (binding?.enabled && binding.upstream !== undefined) {
       try {
         target = parseUpstream(binding.upstream);
       } catch (err) {
@@ -319,11 +386,14 @@ export class DomainRegistry {
   }
 }
 
+/** A stored binding, the legacy `status` switch read as `enabled` (see the header); null if unreadable. */
 function parseBinding(value: Buffer): DomainBinding | null {
   try {
-    const v = JSON.parse(value.toString('utf8')) as Partial<DomainBinding>;
-    if (typeof v.name !== 'string' || !BINDING_STATUSES.includes(v.status as BindingStatus) || typeof v.createdAt !== 'string') return null;
-    return v as DomainBinding;
+    const { status, ...v } = JSON.parse(value.toString('utf8')) as Partial<DomainBinding> & { status?: unknown };
+    if (typeof v.name !== 'string' || typeof v.createdAt !== 'string') return null;
+    if (typeof v.enabled === 'boolean') return v as DomainBinding;
+    if (!BINDING_STATUSES.includes(status as BindingStatus)) return null;
+    return { ...v, enabled: status === 'active' } as DomainBinding;
   } catch {
     return null;
   }

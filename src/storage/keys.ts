@@ -21,6 +21,7 @@
 //   budgets/<ca>/<budget>/<scope>          rate-limit budget logs (src/policy/budgets.ts)
 //   preflight/<token>                      pre-flight probe answers (src/policy/preflight.ts)
 //   registry/domains/<domain>              domain bindings (src/policy/registry.ts)
+//   registry/ownership-pending/<domain>    bindings whose ownership TXT record was not seen yet
 //   webhooks/deliveries/<delivery id>      one webhook delivery (src/webhooks/deliveries.ts): the signed
 //                                        body, its endpoint, status, attempts, last error, next attempt;
 //                                        the id is `<webhook-id>-<endpoint id>`, the same on every retry
@@ -77,6 +78,8 @@ export const keys = {
   preflightToken: (token: string) => `preflight/${token}`,
   registryPrefix: 'registry/domains/',
   registryDomain: (domain: string) => `registry/domains/${domain}`,
+  ownershipPendingPrefix: 'registry/ownership-pending/',
+  ownershipPending: (domain: string) => `registry/ownership-pending/${domain}`,
   webhookDelivery: (id: string) => `webhooks/deliveries/${id}`,
   webhookDeliveriesPrefix: 'webhooks/deliveries/',
   /** `status` is pending, delivered or failed. */

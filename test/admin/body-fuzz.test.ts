@@ -139,7 +139,9 @@ describe('admin API bodies, fuzzed', () => {
         const binding = got.json as Record<string, unknown>;
         assert.deepEqual(binding, replaced.json);
         assert.equal(binding.name, name);
-        assert.equal(binding.status, second.status ?? 'active');
+        // The legacy switch (status: active|disabled) is answered as enabled; status is the lifecycle.
+        assert.equal(binding.enabled, (second.status ?? 'active') === 'active');
+        assert.equal(binding.status, second.status === 'disabled' ? 'disabled' : 'pending');
         assert.equal(binding.tenant, second.tenant);
         assert.equal(binding.label, second.label);
         assert.equal(binding.upstream, second.upstream === undefined ? undefined : new URL(second.upstream).origin);

@@ -32,7 +32,7 @@ describe('domain registry on file storage', () => {
     assert.equal(first.created, true);
     assert.equal(first.binding.name, 'shop.example.com');
     assert.equal(first.binding.upstream, 'http://127.0.0.1:8081');
-    assert.equal(first.binding.status, 'active');
+    assert.equal(first.binding.enabled, true);
     const stored = JSON.parse((await storage.get(registryKey('shop.example.com')))!.toString()) as Record<string, unknown>;
     assert.equal(stored.tenant, 't1');
 
@@ -170,11 +170,11 @@ describe('wildcard bindings (DCV delegation)', () => {
     const registry = new DomainRegistry({ storage, logger: silentLogger() });
     assert.equal(DomainRegistry.normalize('*.Alice.COM'), '*.alice.com');
     assert.throws(() => DomainRegistry.normalize('*.*.alice.com'), InvalidDomainError);
-    await registry.put('*.alice.com', { status: 'active' });
+    await registry.put('*.alice.com', { enabled: true });
     assert.equal(await registry.wildcardCovering('x.alice.com'), '*.alice.com');
     assert.equal(await registry.wildcardCovering('x.y.alice.com'), undefined);
     assert.equal(await registry.wildcardCovering('alice.com'), undefined);
-    await registry.put('*.alice.com', { status: 'disabled' });
+    await registry.put('*.alice.com', { enabled: false });
     assert.equal(await registry.wildcardCovering('x.alice.com'), undefined);
   });
 });

@@ -385,8 +385,17 @@ export interface MockDns {
   /** Every query for `host` answers SERVFAIL until cleared. */
   setServfail(host: string): Promise<void>;
   clearServfail(host: string): Promise<void>;
+  /** Replaces the TXT records of `host` with one holding `value`. */
+  setTxt(host: string, value: string): Promise<void>;
+  clearTxt(host: string): Promise<void>;
+  /** Adds CAA records (`tag` issue/issuewild/iodef, `value`) to `host`. */
+  addCaa(host: string, policies: Array<{ tag: string; value: string }>): Promise<void>;
+  clearCaa(host: string): Promise<void>;
 }
 
+const fqdn = (host: string): string => (host.endsWith('.') ? host : `${host}.`);
+
+/** The MockDns of the challtestsrv whose management API is at `challtestsrvUrl`. */
 export function mockDns(challtestsrvUrl: string): MockDns {
   const post = async (path: string, body: Record<string, unknown>): Promise<void> => {
     const res = await request(`${challtestsrvUrl}${path}`, { method: 'POST', body: JSON.stringify(body), headersTimeout: 5000, bodyTimeout: 5000 });
@@ -408,5 +417,13 @@ export function mockDns(challtestsrvUrl: string): MockDns {
     clearCname: (host) => post('/clear-cname', { host }),
     setServfail: (host) => post('/set-servfail', { host }),
     clearServfail: (host) => post('/clear-servfail', { host }),
+    // TXT and CAA are kept under the fully qualified name (trailing dot), as queries ask.
+    async setTxt(host, value) {
+      await post('/clear-txt', { host: fqdn(host) });
+      await post('/set-txt', { host: fqdn(host), value });
+    },
+    clearTxt: (host) => post('/clear-txt', { host: fqdn(host) }),
+    addCaa: (host, policies) => post('/add-caa', { host: fqdn(host), policies }),
+    clearCaa: (host) => post('/clear-caa', { host: fqdn(host) }),
   };
 }

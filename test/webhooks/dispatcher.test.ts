@@ -42,7 +42,7 @@ const bound = (name: string, local = true): RegistryChange => ({
   name,
   local,
   created: true,
-  binding: { name, status: 'active', createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' },
+  binding: { name, enabled: true, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' },
 });
 
 test('retry schedule: one first attempt, then one per delay in turn, then none (failed)', () => {
