@@ -4,7 +4,8 @@
 //   3. the HTTPS listener: SNI picks the certificate, ALPN spots tls-alpn-01 validations
 //   4. the HTTP listener: http-01 challenges, pre-flight probes, else a redirect to HTTPS
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
-//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers)
+//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers),
+//      each guarded against slow and idle clients first (connections.ts)
 // What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -21,6 +22,7 @@ import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from '
 import { tlsServerOptions } from '../config/tls.ts';
 import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
+import { slowClientGuards } from './connections.ts';
 import type { IssuancePart } from './issuance.ts';
 import type { PolicyPart } from './policy.ts';
 
@@ -62,9 +64,10 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   const proxy = new ReverseProxy(config.proxy, { logger, dynamicRoutes: deps.policy.registry, fallbackCert: fallback.certPem, upstreamAllow, onResponse: deps.metrics.proxied });
   stack.defer(() => proxy.close());
+  const guards = slowClientGuards(config, deps);
   const https = createHttpsServer(
     // The fallback is also served when the client sends no SNI at all.
-    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls), ...handshakeCallbacks(config, deps, fallback.context) },
+    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls), ...guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context)) },
     (req, res) => proxy.handleRequest(req, res),
   );
   wireHttps(https, proxy, logger);
@@ -76,6 +79,8 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
+  guards.guard(https, 'https');
+  guards.guard(http, 'http');
   await listen(https, config.listen.https, deps.reusePort);
   stack.defer(() => closeServer(https));
   await listen(http, config.listen.http, deps.reusePort);
