@@ -189,7 +189,7 @@ const managedName = z.string().transform((v, ctx) => {
  * neither browsers nor a flood.
  */
 const slowClientKeys = {
-  maxConnections: z.number({ message: 'must be a whole number of connections, like 20000' }).int({ message: 'must be a whole number of connections, like 20000' }).min(1, { message: 'must be at least 1' }).default(20_000),
+  maxConnections: z.number({ message: 'must be a whole number of connections, like 20000' }).int().min(1, { message: 'must be at least 1' }).default(20_000),
   headersTimeout: timerDuration('10s').refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).prefault('10s'),
   keepAliveTimeout: timerDuration('60s').refine((ms) => ms > 0, { message: 'must be above 0: an idle connection must be closed some time' }).prefault('60s'),
   // Off by default: an upload over a slow link may legitimately take longer than any bound.
