@@ -25,12 +25,10 @@ interface Deadline {
   startedAt: number;
 }
 
-/** What HandshakeDeadlines needs: the time-out and what to do when one fires. */
+/** What HandshakeDeadlines needs. */
 export interface HandshakeDeadlineOptions {
   /** `tls.handshakeTimeout` in ms: the client's own time, SNI decisions excluded. */
   timeoutMs: number;
-  /** Called once per connection closed by the deadline (metrics, sampled logs). */
-  onExpired?: (socket: Socket) => void;
 }
 
 /**
@@ -69,6 +67,9 @@ export class HandshakeDeadlines {
   }
 
   private start(socket: Socket): void {
+    // Already running: a front server (e.g. one reading a PROXY header) accepted it and handed
+    // it on; the deadline counts from that accept, once.
+    if (this.deadlines.has(socket)) return;
     const deadline: Deadline = { timer: undefined, remainingMs: this.opts.timeoutMs, startedAt: 0 };
     this.deadlines.set(socket, deadline);
     this.run(socket, deadline);
@@ -81,7 +82,6 @@ export class HandshakeDeadlines {
     deadline.timer = setTimeout(() => {
       this.deadlines.delete(socket);
       socket.destroy();
-      this.opts.onExpired?.(socket);
     }, Math.max(0, deadline.remainingMs));
     deadline.timer.unref();
   }
