@@ -56,12 +56,15 @@ export interface CertificateCounts {
 const HANDSHAKE_OUTCOMES: HandshakeOutcome[] = ['cache-hit', 'storage', 'issued', 'fallback', 'challenge', 'error'];
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const EXPIRING_WITHIN_MS = 7 * 24 * 3600_000;
+/** The listeners whose connections are counted (certgate_open_connections, _dropped_total). */
+const LISTENERS = ['https', 'http'];
 
 /** What the gauges read at scrape time. */
 interface ScrapeSources {
   certificateCounts(): CertificateCounts;
   cacheSize(): number;
   budgets(): Promise<BudgetRemaining[]>;
+  openConnections(): Promise<Array<{ listener: string; open: number }>>;
 }
 
 /** The prom-client side: a Registry of its own with every certgate metric. */
@@ -75,6 +78,7 @@ class PrometheusMetrics {
   readonly proxiedRequests: PromClient.Counter<'class'>;
   readonly upstreamSeconds: PromClient.Histogram;
   readonly rateLimitedHandshakes: PromClient.Counter<'scope'>;
+  readonly droppedConnections: PromClient.Counter<'listener'>;
 
   constructor(prom: typeof PromClient, sources: ScrapeSources) {
     const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = prom;
@@ -118,6 +122,13 @@ class PrometheusMetrics {
       registers,
     });
     for (const scope of ['client', 'global']) this.rateLimitedHandshakes.inc({ scope }, 0);
+    this.droppedConnections = new Counter({
+      name: 'certgate_connections_dropped_total',
+      help: 'Connections closed as soon as accepted because the listener had listen.maxConnections open, by listener',
+      labelNames: ['listener'],
+      registers,
+    });
+    for (const listener of LISTENERS) this.droppedConnections.inc({ listener }, 0);
 
     registerScrapeGauges(Gauge, sources, registers);
   }
@@ -164,6 +175,17 @@ function registerScrapeGauges(Gauge: typeof PromClient.Gauge, sources: ScrapeSou
       for (const { limit, remaining } of all) this.set({ limit }, remaining);
     },
   });
+  new Gauge({
+    name: 'certgate_open_connections',
+    help: 'Open client connections, by listener (each capped at listen.maxConnections per process); with workers, the sum',
+    labelNames: ['listener'],
+    registers,
+    async collect() {
+      const all = await sources.openConnections();
+      this.reset();
+      for (const { listener, open } of all) this.set({ listener }, open);
+    },
+  });
 }
 
 /** Observations kept until prom-client is loaded (it takes ~100 ms after the listeners are up). */
@@ -182,6 +204,7 @@ export class GatewayMetrics implements MetricsEndpoint {
   private readonly budgetProviders: Array<() => BudgetRemaining[] | Promise<BudgetRemaining[]>> = [];
   private certificateCounts: () => CertificateCounts = () => ({ managed: 0, expiringSoon: 0 });
   private cacheSize: () => number = () => 0;
+  private readonly connectionCounters = new Map<string, () => Promise<number>>();
 
   private readonly peers: (() => Promise<PeerSnapshots>) | undefined;
 
@@ -249,6 +272,16 @@ export class GatewayMetrics implements MetricsEndpoint {
     this.later((p) => p.rateLimitedHandshakes.inc({ scope }));
   };
 
+  /** For a listener's 'drop' event (listen.maxConnections reached). */
+  readonly connectionDropped = (listener: string): void => {
+    this.later((p) => p.droppedConnections.inc({ listener }));
+  };
+
+  /** Reads a listener's open connections at scrape time (e.g. from net.Server.getConnections). */
+  countConnections(listener: string, count: () => Promise<number>): void {
+    this.connectionCounters.set(listener, count);
+  }
+
   /** Adds a source of rate-limit budgets (the issuance limits, the ACME order budget, ...), read at scrape time. */
   addBudgetProvider(provider: () => BudgetRemaining[] | Promise<BudgetRemaining[]>): void {
     this.budgetProviders.push(provider);
@@ -298,6 +331,7 @@ export class GatewayMetrics implements MetricsEndpoint {
         certificateCounts: () => this.certificateCounts(),
         cacheSize: () => this.cacheSize(),
         budgets: async () => (await Promise.all(this.budgetProviders.map((provider) => provider()))).flat(),
+        openConnections: () => Promise.all([...this.connectionCounters].map(async ([listener, count]) => ({ listener, open: await count() }))),
       });
       for (const observe of this.pending ?? []) observe(prometheus);
       this.pending = [];

@@ -249,6 +249,19 @@ const managedName = z.string().transform((v, ctx) => {
   return wildcard ? `*.${name}` : name;
 });
 
+/**
+ * `listen` keys against slow and idle clients (gateway/connections.ts applies them to both
+ * listeners). Node's own defaults (5 s keep-alive, 5 min per request, no connection cap) suit
+ * neither browsers nor a flood.
+ */
+const slowClientKeys = {
+  maxConnections: z.number({ message: 'must be a whole number of connections, like 20000' }).int().min(1, { message: 'must be at least 1' }).default(20_000),
+  headersTimeout: timerDuration('10s').refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).prefault('10s'),
+  keepAliveTimeout: timerDuration('60s').refine((ms) => ms > 0, { message: 'must be above 0: an idle connection must be closed some time' }).prefault('60s'),
+  // Off by default: an upload over a slow link may legitimately take longer than any bound.
+  requestTimeout: timerDuration('5m').prefault(0),
+};
+
 const configSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -258,6 +271,12 @@ const configSchema = z.strictObject({
       admin: z.union([z.literal(false), listenAddress('127.0.0.1:2019')]).optional(),
       // Balancers that must start their connections with a PROXY header (v1 or v2).
       proxyProtocol: z.strictObject({ trusted: z.array(cidr) }).optional(),
+      ...slowClientKeys,
+    })
+    .superRefine((l, ctx) => {
+      if (l.requestTimeout > 0 && l.requestTimeout < l.headersTimeout) {
+        ctx.addIssue({ code: 'custom', path: ['requestTimeout'], message: 'must be 0 (off) or at least listen.headersTimeout: the whole request includes its headers' });
+      }
     })
     .prefault({}),
   storage: z
@@ -400,6 +419,8 @@ const configSchema = z.strictObject({
       minVersion: z.enum(TLS_MIN_VERSIONS, { message: `must be one of ${TLS_MIN_VERSIONS.join(', ')}` }).default('TLSv1.2'),
       ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
       curves: z.string().min(1).default(DEFAULT_TLS_CURVES),
+      // The client's own time: an SNI callback waiting for issuance (onDemand.handshakeWait) is not counted.
+      handshakeTimeout: timerDuration('10s').refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).prefault('10s'),
     })
     .superRefine((t, ctx) => {
       const problem = tlsSettingsProblem(t);

@@ -4,8 +4,9 @@
 //   3. the HTTPS listener: SNI picks the certificate, ALPN spots tls-alpn-01 validations
 //   4. the HTTP listener: http-01 challenges, pre-flight probes, else a redirect to HTTPS
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
-//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers);
-//      with `listen.proxyProtocol`, both read trusted balancers' PROXY headers first
+//   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers),
+//      each guarded against slow and idle clients first (connections.ts); with
+//      `listen.proxyProtocol`, both read trusted balancers' PROXY headers before anything else
 // What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -24,6 +25,7 @@ import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from '
 import { tlsServerOptions } from '../config/tls.ts';
 import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
+import { slowClientGuards } from './connections.ts';
 import type { IssuancePart } from './issuance.ts';
 import type { PolicyPart } from './policy.ts';
 
@@ -65,9 +67,10 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   const proxy = new ReverseProxy(config.proxy, { logger, dynamicRoutes: deps.policy.registry, fallbackCert: fallback.certPem, upstreamAllow, onResponse: deps.metrics.proxied });
   stack.defer(() => proxy.close());
+  const guards = slowClientGuards(config, deps);
   const https = createHttpsServer(
     // The fallback is also served when the client sends no SNI at all.
-    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls), ...handshakeCallbacks(config, deps, fallback.context) },
+    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls), ...guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context)) },
     (req, res) => proxy.handleRequest(req, res),
   );
   wireHttps(https, proxy, logger);
@@ -79,6 +82,10 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
+  guards.guard(https, 'https');
+  guards.guard(http, 'http');
+  // After the guards: a trusted balancer's connection reaches them (and TLS) once its PROXY
+  // header is read, so the handshake deadline starts there (the header has its own 5 s).
   const proxyProtocol = new ProxyProtocolAcceptor({ trusted: config.listen.proxyProtocol?.trusted ?? [], logger });
   proxyProtocol.wire(https, 'https');
   proxyProtocol.wire(http, 'http');

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { request as httpRequest, type Agent } from 'node:http';
 import { request } from 'node:https';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { connect, type PeerCertificate } from 'node:tls';
 
 export interface HttpsResult {
@@ -87,5 +88,26 @@ export function plainGet(port: number, path: string, opts: { headers?: Record<st
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+/**
+ * The bytes of a real ClientHello (TLS record header included) that node:tls sends for
+ * `servername`, captured by a plain TCP server on 127.0.0.1: for tests that send half of one.
+ */
+export function clientHelloBytes(servername: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const server = createTcpServer((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        socket.destroy();
+        server.close();
+        resolve(chunk);
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const client = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername, ALPNProtocols: ['http/1.1'] });
+      client.on('error', () => {}); // the capturing server hangs up: expected
+    });
+    server.on('error', reject);
   });
 }
