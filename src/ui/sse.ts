@@ -21,9 +21,14 @@ export class SseParser {
   #event = '';
   #data: string[] = [];
   #id: string | undefined;
+  #skipLf = false;
 
   /** The messages `chunk` completed (none while a message is still open). */
   push(chunk: string): SseMessage[] {
+    if (chunk === '') return [];
+    // A chunk that ended in \r may have split a \r\n: its \n is not another line end.
+    if (this.#skipLf && chunk.startsWith('\n')) chunk = chunk.slice(1);
+    this.#skipLf = false;
     this.#buffer += chunk;
     const out: SseMessage[] = [];
     let start = 0;
@@ -32,11 +37,9 @@ export class SseParser {
       const lf = this.#buffer.indexOf('\n', start);
       const end = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
       if (end < 0) break;
-      // A \r last in the buffer may be the first half of \r\n: wait for the next chunk.
-      if (end === cr && cr === this.#buffer.length - 1) break;
-      const width = end === cr && this.#buffer[cr + 1] === '\n' ? 2 : 1;
       this.#line(this.#buffer.slice(start, end), out);
-      start = end + width;
+      start = end + (end === cr && this.#buffer[cr + 1] === '\n' ? 2 : 1);
+      if (end === cr && cr === this.#buffer.length - 1) this.#skipLf = true;
     }
     this.#buffer = this.#buffer.slice(start);
     return out;
