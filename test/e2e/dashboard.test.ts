@@ -89,11 +89,11 @@ describe('dashboard in Chromium: sign in, a bound name with its status, a second
   test('a name bound through the API appears live, without a reload', async () => {
     // The stream is connected (else the event could come before it).
     await page.locator('#live.on').waitFor();
-    await page.evaluate(() => Object.assign(window, { notReloaded: true }));
+    await page.evaluate(() => Object.assign(globalThis, { notReloaded: true }));
     assert.equal((await call('PUT', `/v1/domains/${SECOND}`, { tenant: 'bob' })).status, 201);
     const row = page.locator(`tr[data-name="${SECOND}"]`);
     await row.waitFor();
-    assert.equal(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), true, 'same page, no reload');
+    assert.equal(await page.evaluate(() => (globalThis as { notReloaded?: boolean }).notReloaded), true, 'same page, no reload');
     assert.equal(await row.locator('[data-status]').textContent(), await apiStatus(SECOND));
   });
 
