@@ -57,6 +57,7 @@ export function DomainView({ name }: { name: string }): ComponentChild {
     }
   };
   const b = data?.binding;
+  // PUT replaces the binding: send its fields back with the switch flipped (undefined ones drop out of the JSON).
   const toggle = b && { upstream: b.upstream, tenant: b.tenant, label: b.label, status: isEnabled(b) ? 'disabled' : 'active' };
   const actions = h(
     'div',
@@ -64,7 +65,7 @@ export function DomainView({ name }: { name: string }): ComponentChild {
     b
       ? h('button', { type: 'button', disabled: !!busy, onClick: () => confirm(`Unbind ${name}? Its certificate is deleted too.`) && act('Unbind', 'DELETE', domainPath(name)) }, 'Unbind')
       : h('button', { type: 'button', disabled: !!busy, onClick: () => act('Bind', 'PUT', domainPath(name), {}) }, 'Bind'),
-    b && h('button', { type: 'button', disabled: !!busy, onClick: () => act(isEnabled(b) ? 'Disable' : 'Enable', 'PUT', domainPath(name), JSON.parse(JSON.stringify(toggle)) as unknown) }, isEnabled(b) ? 'Disable' : 'Enable'),
+    b && h('button', { type: 'button', disabled: !!busy, onClick: () => act(isEnabled(b) ? 'Disable' : 'Enable', 'PUT', domainPath(name), toggle) }, isEnabled(b) ? 'Disable' : 'Enable'),
     h('button', { type: 'button', disabled: !!busy, onClick: () => act('Issue', 'POST', `${domainPath(name)}/issue`) }, 'Issue'),
     h('button', { type: 'button', disabled: !!busy || !data?.certificate, onClick: () => act('Renew', 'POST', `${certificatePath(name)}/renew`) }, 'Renew'),
     busy && h('span', { class: 'hint' }, `${busy}…`),
