@@ -84,6 +84,10 @@ describe('dashboard in Chromium: sign in, a bound name with its status, a second
     const data = requests.filter((r) => new URL(r.url).pathname.startsWith('/v1/'));
     assert.ok(data.length > 0);
     assert.deepEqual(data.filter((r) => r.authorization !== `Bearer ${TOKEN}`), [], 'every data call carries the token');
+    assert.ok(data.some((r) => new URL(r.url).pathname === '/v1/events'), 'the live stream, read with fetch and the header');
+    // One page at a time (stays fast at 100,000 bindings): every list call is a bounded page.
+    const lists = data.map((r) => new URL(r.url)).filter((u) => u.pathname === '/v1/domains');
+    assert.ok(lists.length > 0 && lists.every((u) => Number(u.searchParams.get('limit')) <= 100), lists.join(' '));
     assert.deepEqual(requests.filter((r) => r.url.includes(TOKEN)), [], 'the token is in no URL');
     assert.ok(!page.url().includes(TOKEN));
   });
@@ -113,7 +117,7 @@ describe('dashboard in Chromium: sign in, a bound name with its status, a second
     await page.screenshot({ path: join(OUTPUT, 'dashboard-hostname.png'), fullPage: true });
   });
 
-  test('the overview with both names, their statuses and the charts: a screenshot', async () => {
+  test('the overview with both names, their statuses and the charts: a screenshot; search', async () => {
     await page.getByRole('link', { name: '← All hostnames' }).click();
     for (const name of [FIRST, SECOND]) {
       // The badge shows what the API reports now (the second one's issuance arrived live).
@@ -124,6 +128,11 @@ describe('dashboard in Chromium: sign in, a bound name with its status, a second
     await page.locator('#chart-hourly canvas').waitFor();
     await mkdir(OUTPUT, { recursive: true });
     await page.screenshot({ path: join(OUTPUT, 'dashboard.png'), fullPage: true });
+    // Search asks the API (?q=) and shows only the names containing the text.
+    await page.getByLabel('Search names').fill('SECOND');
+    await page.locator(`tr[data-name="${FIRST}"]`).waitFor({ state: 'detached' });
+    assert.equal(await page.locator('tr[data-name]').count(), 1);
+    assert.ok(requests.some((r) => new URL(r.url).searchParams.get('q') === 'second'));
     assert.deepEqual(problems, [], 'no script error and no CSP violation in the page');
   });
 });
