@@ -3,8 +3,10 @@
 // Node's per-module loading work (resolving, reading, linking each file): the sources are ~100
 // modules and zod alone ~90, so one process loads a few dozen files instead of several hundred
 // (cold start with workers ~0.92 → ~0.73 s on a 2-core machine). Type checking is `npm run lint`.
+// The dashboard (src/ui/, browser code) is bundled too, into outDir/ui/, where the admin API
+// finds it (src/admin/ui-assets.ts): a built gateway needs no esbuild at run time.
 // Usage: node --import tsx scripts/build.ts [outDir]   (default dist/)
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,9 +32,14 @@ export async function buildBundle(outDir = join(root, 'dist')): Promise<{ outDir
     target: 'node24',
     sourcemap: 'linked',
     logLevel: 'warning',
+    // Only loaded (by src/admin/ui-assets.ts) to bundle the dashboard when outDir/ui/ is missing.
+    external: ['esbuild'],
     // CommonJS packages bundled into ES modules call require() for Node's built-ins.
     banner: { js: "import { createRequire as __certgateCreateRequire } from 'node:module'; const require = __certgateCreateRequire(import.meta.url);" },
   });
+  const { bundleUi } = await import('../src/admin/ui-assets.ts');
+  mkdirSync(join(outDir, 'ui'));
+  for (const [name, body] of await bundleUi()) writeFileSync(join(outDir, 'ui', name), body);
   return { outDir, entry: join(outDir, 'cli.js'), ms: performance.now() - started };
 }
 

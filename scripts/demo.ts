@@ -77,6 +77,7 @@ certgate demo is running.
   CA        Pebble at ${pebble.directoryUrl}; its root is in ${rootFile}
   policy    any name under *.demo.test gets a certificate on its first request
   admin API http://127.0.0.1:${adminPort} (bearer token ${adminToken}; description at /openapi.json)
+  dashboard http://127.0.0.1:${adminPort}/ui/ (sign in with that token)
   config    ${configFile}
 
 Try (the first request to a name obtains its certificate during the handshake):

@@ -109,6 +109,7 @@ export function openApiDocument(): object {
               schema: { type: 'string', enum: [...HOSTNAME_STATUSES] },
               description: 'Only hostnames with this status. Each call reads at most 2000 bindings from the cursor on; follow nextCursor until it is null.',
             },
+            { name: 'q', in: 'query', schema: { type: 'string', maxLength: 253 }, description: 'Only names containing this text (case-insensitive)' },
           ],
           responses: { 200: json(ref('BindingPage'), 'A page'), 400: error('Bad cursor, limit or status'), 401: error('No or wrong token') },
         },
@@ -178,6 +179,23 @@ export function openApiDocument(): object {
           responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 401: error('No or wrong token'), 503: error('admin.maxEventClients streams are already open (Retry-After: 30)') },
         },
       },
+      '/v1/events/recent': {
+        get: {
+          summary: 'Recently streamed events, newest first (in memory, since this admin API started)',
+          parameters: [
+            { name: 'domain', in: 'query', schema: { type: 'string' }, description: 'Only this name’s events' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 100 } },
+          ],
+          responses: { 200: { description: '{ events: [{ type, domain, at, data }], since }' }, 400: error('Bad domain or limit'), 401: error('No or wrong token') },
+        },
+      },
+      '/v1/stats': {
+        get: {
+          summary: 'Certificates expiring per UTC day (next 90 days) and issuances/renewals/failures per UTC hour (last 48, since this admin API started)',
+          responses: { 200: { description: '{ expiringPerDay: [{ day, count }], perHour: [{ hour, issued, renewed, failed }], since }' }, 401: error('No or wrong token') },
+        },
+      },
+      '/ui/': { get: { summary: 'The dashboard (HTML; its files need no token, its data calls do)', security: [], responses: { 200: { description: 'text/html' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format' } } } },
       '/healthz': { get: { summary: 'Liveness', security: [], responses: { 200: { description: 'Alive' } } } },
       '/readyz': { get: { summary: 'Readiness: storage answers, listeners up', security: [], responses: { 200: { description: 'Ready' }, 503: error('Not ready') } } },

@@ -3,7 +3,8 @@
 //
 // Auth: `Authorization: Bearer <admin.token>`, compared in constant time. Without a token the
 // API is open to whoever can reach it, so it refuses to start on a non-loopback address without
-// one. /healthz, /readyz and /openapi.json are always open (load balancers, tooling).
+// one. /healthz, /readyz and /openapi.json are always open (load balancers, tooling), and so is
+// the dashboard's page and assets at /ui/ (they hold no data; see ui-assets.ts).
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from '../util/node-http.ts';
@@ -31,6 +32,9 @@ import { forEachConcurrently } from '../util/concurrency.ts';
 import { onRelayedEvents } from './relay.ts';
 import { EventStream } from './sse.ts';
 import { webhookDeliveries } from './webhook-deliveries.ts';
+import { Activity } from './activity.ts';
+import { ExpiryStats } from './expiry-stats.ts';
+import { serveUi, UiAssets } from './ui-assets.ts';
 
 /** What GET /metrics serves (src/admin/metrics.ts provides the real one). */
 export interface MetricsSource {
@@ -85,6 +89,8 @@ export interface AdminServerDeps {
   nextRenewal?: (meta: CertificateMeta) => Date | null;
   /** Keep-alive comment interval of the event stream (tests shorten it). */
   keepAliveMs?: number;
+  /** The dashboard's assets (/ui/); default: next to this module when built, else bundled from src/ui/. */
+  ui?: UiAssets;
   /**
    * DCV delegation (acme.dns.delegation): GET /v1/domains/{name} shows the `dcv` record, issue
    * orders through it, wildcard bindings are accepted. Absent: none of that.
@@ -136,6 +142,10 @@ interface AdminContext {
   readonly tokenDigest: Buffer | undefined;
   readonly nextRenewal: (meta: CertificateMeta) => Date | null;
   readonly hostnames: HostnameChecks;
+  /** The dashboard's: recent events, hourly counts, expiry per day, assets. */
+  readonly activity: Activity;
+  readonly expiry: ExpiryStats;
+  readonly ui: UiAssets;
 }
 
 /**
@@ -157,12 +167,20 @@ export async function startAdminServer(address: ListenAddress, config: AdminConf
     tokenDigest: config.token ? sha256(config.token) : undefined,
     nextRenewal: deps.nextRenewal ?? defaultNextRenewal,
     hostnames: deps.hostnames ?? new HostnameChecks({ registry: deps.registry, logger: deps.logger }),
+    activity: new Activity(),
+    expiry: new ExpiryStats(deps.storage),
+    ui: deps.ui ?? new UiAssets(),
   };
-  const onEvent = (event: CertificateEvent) => stream.send(event.type, event);
+  const onEvent = (event: CertificateEvent) => {
+    stream.send(event.type, event);
+    ctx.activity.record(event.type, event);
+  };
   // Every process's events through the bus when there is one (see relay.ts), else this one's.
   const stopEvents = deps.bus ? await onRelayedEvents(deps.bus, onEvent) : deps.events.on(onEvent);
   const stopRegistry = deps.registry.onChange((change: RegistryChange) => {
-    stream.send(change.type, { ...change, at: new Date().toISOString() });
+    const data = { ...change, at: new Date().toISOString() };
+    stream.send(change.type, data);
+    ctx.activity.record(change.type, data);
   });
   const server: Server = createServer((req, res) => serve(ctx, req, res));
   try {
@@ -227,9 +245,9 @@ function serve(ctx: AdminContext, req: IncomingMessage, res: ServerResponse): vo
 
 /**
  * The routes, in order:
- *   1. open endpoints: /healthz, /readyz, /openapi.json
+ *   1. open endpoints: /healthz, /readyz, /openapi.json, the dashboard (/ui/)
  *   2. auth: the bearer token; without one, loopback Host and no Origin (DNS rebinding, CSRF)
- *   3. /metrics, /v1/events, GET /v1/domains (a page)
+ *   3. /metrics, /v1/events, /v1/events/recent, /v1/stats, GET /v1/domains (a page)
  *   4. /v1/domains/:name[/issue]
  *   5. /v1/certificates/:name[/renew]
  *   6. /v1/webhooks/deliveries (webhook-deliveries.ts)
@@ -239,6 +257,7 @@ async function handle(ctx: AdminContext, req: IncomingMessage, res: ServerRespon
   const path = url.pathname;
   const method = req.method ?? 'GET';
   if (await openEndpoint(ctx, path, method, res)) return;
+  if (await serveUi(ctx.ui, path, req, res)) return;
   authorize(ctx, req, res);
   if (await listEndpoint(ctx, url, method, res)) return;
   let m = /^\/v1\/domains\/([^/]+)(\/issue)?$/.exec(path);
@@ -307,21 +326,27 @@ async function listEndpoint(ctx: AdminContext, url: URL, method: string, res: Se
     res.setHeader('retry-after', '30');
     throw new HttpError(503, `too many event stream clients: ${ctx.stream.clients} of admin.maxEventClients (${ctx.stream.maxClients}) are connected; close one or raise the limit`);
   }
+  if (url.pathname === '/v1/events/recent' || url.pathname === '/v1/stats') {
+    send(res, 200, await dashboardData(ctx, url));
+    return true;
+  }
   if (url.pathname !== '/v1/domains') return false;
   const limitText = url.searchParams.get('limit');
   const limit = limitText === null ? 100 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`, 'limit');
   const cursor = url.searchParams.get('cursor') ?? '';
   if (cursor !== '' && !/^(\*\.)?[a-z0-9.-]{1,253}$/.test(cursor)) throw new HttpError(400, 'cursor must be the nextCursor of a previous page', 'cursor');
+  const q = url.searchParams.get('q')?.trim().toLowerCase() ?? '';
+  if (q.length > 253) throw new HttpError(400, 'q must be at most 253 characters', 'q');
   const statusParam = url.searchParams.get('status');
   if (statusParam !== null && !HOSTNAME_STATUSES.includes(statusParam as HostnameStatus)) throw new HttpError(400, `status must be one of ${HOSTNAME_STATUSES.join(', ')}`, 'status');
-  send(res, 200, statusParam === null ? await hostnamePage(ctx, registry, cursor, limit) : await filteredPage(ctx, registry, cursor, limit, statusParam as HostnameStatus));
+  send(res, 200, statusParam === null ? await hostnamePage(ctx, registry, cursor, limit, q) : await filteredPage(ctx, registry, cursor, limit, statusParam as HostnameStatus, q));
   return true;
 }
 
 /** One page of hostnames with their statuses, from storage only (no DNS: the list must stay cheap). */
-async function hostnamePage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number): Promise<{ items: Hostname[]; nextCursor: string | null }> {
-  const page = await registry.list({ ...(cursor ? { cursor } : {}), limit });
+async function hostnamePage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number, q: string): Promise<{ items: Hostname[]; nextCursor: string | null }> {
+  const page = await registry.list({ ...(cursor ? { cursor } : {}), limit, ...(q ? { contains: q } : {}) });
   const items = new Array<Hostname>(page.items.length);
   await forEachConcurrently([...page.items.keys()], STATUS_READS, async (i) => {
     items[i] = await hostnameView(ctx, page.items[i]!, ctx.hostnames.last(page.items[i]!.name));
@@ -334,11 +359,11 @@ async function hostnamePage(ctx: AdminContext, registry: DomainRegistry, cursor:
  * MAX_FILTER_SCAN bindings were read. A page may so hold fewer than `limit` items (even none)
  * with a nextCursor: the list goes on from there; only a null nextCursor means the end.
  */
-async function filteredPage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number, status: HostnameStatus): Promise<{ items: Hostname[]; nextCursor: string | null }> {
+async function filteredPage(ctx: AdminContext, registry: DomainRegistry, cursor: string, limit: number, status: HostnameStatus, q: string): Promise<{ items: Hostname[]; nextCursor: string | null }> {
   const items: Hostname[] = [];
   let next: string | null = cursor;
   for (let scanned = 0; next !== null && scanned < MAX_FILTER_SCAN && items.length < limit; ) {
-    const page = await hostnamePage(ctx, registry, next, Math.min(limit - items.length, MAX_PAGE));
+    const page = await hostnamePage(ctx, registry, next, Math.min(limit - items.length, MAX_PAGE), q);
     scanned += page.items.length;
     items.push(...page.items.filter((h) => h.status === status));
     next = page.nextCursor;
@@ -352,6 +377,21 @@ async function hostnameView(ctx: AdminContext, binding: DomainBinding, checks: C
   const [stored, failure] = await Promise.all([manager.storedCertificate(binding.name), manager.failureRecord(binding.name)]);
   const certificate = stored ? { notAfter: stored.meta.notAfter, issuer: issuerOf(stored.certPem), ca: stored.meta.ca } : null;
   return describeHostname({ binding, certificate, failure, checks }, ctx.hostnames.context);
+}
+
+/**
+ * Step 3, for the dashboard: GET /v1/events/recent (?domain=, ?limit= up to 500: this admin
+ * API's recent events, newest first) and GET /v1/stats (certificates expiring per day over the
+ * next 90 days; issuances and failures per hour over the last 48, since this admin API started).
+ */
+async function dashboardData(ctx: AdminContext, url: URL): Promise<object> {
+  const { activity } = ctx;
+  if (url.pathname === '/v1/stats') return { expiringPerDay: await ctx.expiry.perDay(90), perHour: activity.perHour(48), since: activity.since };
+  const limitText = url.searchParams.get('limit');
+  const limit = limitText === null ? 100 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new HttpError(400, 'limit must be a whole number from 1 to 500', 'limit');
+  const domain = url.searchParams.get('domain');
+  return { events: activity.recent(domain === null ? undefined : domainParam(domain), limit), since: activity.since };
 }
 
 /** Step 4: one domain binding, or (POST .../issue) a certificate for it now. */

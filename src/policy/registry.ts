@@ -271,9 +271,14 @@ export class DomainRegistry {
     return existing !== null;
   }
 
-  /** One page of bindings in name order; pass nextCursor back as cursor for the next page. */
-  async list(opts: { cursor?: string; limit: number }): Promise<{ items: DomainBinding[]; nextCursor: string | null }> {
-    const keys = await this.#storage.list(REGISTRY_PREFIX, { ...(opts.cursor ? { after: registryKey(opts.cursor) } : {}), limit: opts.limit });
+  /**
+   * One page of bindings in name order; pass nextCursor back as cursor for the next page.
+   * `contains`: only names containing it (lower-case); found by listing the keys after the cursor
+   * (no value is read until the page is known), so one search costs one key listing.
+   */
+  async list(opts: { cursor?: string; limit: number; contains?: string }): Promise<{ items: DomainBinding[]; nextCursor: string | null }> {
+    const after = opts.cursor ? { after: registryKey(opts.cursor) } : {};
+    const keys = opts.contains ? await this.#matchingKeys(opts.contains, after, opts.limit) : await this.#storage.list(REGISTRY_PREFIX, { ...after, limit: opts.limit });
     const values = await Promise.all(keys.map((key) => this.#storage.get(key)));
     const items: DomainBinding[] = [];
     for (const value of values) {
@@ -282,6 +287,16 @@ export class DomainRegistry {
     }
     const last = keys[keys.length - 1];
     return { items, nextCursor: keys.length === opts.limit && last !== undefined ? last.slice(REGISTRY_PREFIX.length) : null };
+  }
+
+  async #matchingKeys(contains: string, after: { after?: string }, limit: number): Promise<string[]> {
+    const all = await this.#storage.list(REGISTRY_PREFIX, after);
+    const out: string[] = [];
+    for (const key of all) {
+      if (key.slice(REGISTRY_PREFIX.length).includes(contains)) out.push(key);
+      if (out.length === limit) break;
+    }
+    return out;
   }
 
   /**

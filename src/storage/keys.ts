@@ -67,6 +67,8 @@ export const keys = {
   renewalIndex: (hour: string, domain: string) => `index/renewal/${hour}/${domain}`,
   expiryIndexBucket: (hour: string) => `index/expiry/${hour}/`,
   expiryIndex: (hour: string, domain: string) => `index/expiry/${hour}/${domain}`,
+  /** Every expiry index entry (the dashboard's expiry chart lists their keys). */
+  expiryIndexPrefix: 'index/expiry/',
   renewalCursor: 'index/renewal-cursor',
   expiryCursor: 'index/expiry-cursor',
   indexBackfilled: 'index/backfilled-v1',

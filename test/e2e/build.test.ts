@@ -4,7 +4,7 @@
 // workers, Redis storage, issuance from Pebble (x509, the ACME client), budgets (tldts), the
 // proxy (undici, loaded at run time from node_modules) and the admin API's metrics (prom-client).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -96,5 +96,14 @@ describe('the bundle `npm run build` makes', () => {
     assert.match(metrics.body, /# TYPE certgate_handshakes_total counter/);
     assert.match(metrics.body, /# TYPE certgate_process_cpu_seconds_total counter/);
     assert.doesNotMatch(proc.output(), /worker died|"level":(50|60)/);
+  });
+
+  test('the admin API serves the dashboard the build put in dist/ui/ (no esbuild at run time)', async () => {
+    // Bundling on demand would look for the sources next to the bundle, which are not there.
+    for (const file of ['index.html', 'app.js', 'app.css']) {
+      const res = await adminCall(adminPort, 'GET', file === 'index.html' ? '/ui/' : `/ui/${file}`);
+      assert.equal(res.status, 200, `${file}: ${res.body.slice(0, 300)}`);
+      assert.equal(res.body, await readFile(join(dir, 'dist', 'ui', file), 'utf8'));
+    }
   });
 });
