@@ -1,0 +1,145 @@
+// The admin API as the command line reaches it:
+//   1. where: --admin URL, else the config's listen.admin (--config / CERTGATE_CONFIG), else
+//      http://127.0.0.1:2019, the admin API's default; the token from CERTGATE_ADMIN_TOKEN, else
+//      the config's admin.token (the gateway's own order), never from a flag (it would show in ps)
+//   2. one JSON call with fetch: redirects are not followed (the token goes to no other host),
+//      a time-out per call
+//   3. its outcome as an exit code (exit-codes.ts): an answer that is not the admin API's JSON
+//      counts as "cannot reach", 401/403 as unauthorized, 404 as not found, any other error as
+//      the API's error; every message names the domain and the step
+import { CliError, EXIT } from './exit-codes.ts';
+import { ConfigError, readConfigFile } from '../config/read.ts';
+
+/** The admin API's default address (listen.admin left unset). */
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:2019';
+
+/** Where the admin API is and the bearer token for it (undefined: send none). */
+export interface AdminTarget {
+  url: URL;
+  token: string | undefined;
+}
+
+/**
+ * Step 1. `admin`: the --admin flag; `config`: --config or CERTGATE_CONFIG. Throws CliError
+ * (EXIT.usage) for a URL that is not http(s), a config that cannot be read or is invalid, or a
+ * config whose listen.admin is false (no admin API to talk to).
+ */
+export async function resolveAdminTarget(opts: { admin?: string | undefined; config?: string | undefined }, env: NodeJS.ProcessEnv = process.env): Promise<AdminTarget> {
+  let configured: { url: string; token: string | undefined } | undefined;
+  if (opts.config) configured = await fromConfig(opts.config);
+  const text = opts.admin ?? configured?.url ?? DEFAULT_ADMIN_URL;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(`--admin ${JSON.stringify(text)} is not a URL; write it like ${DEFAULT_ADMIN_URL}`, EXIT.usage);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`--admin ${text}: only http:// and https:// URLs`, EXIT.usage);
+  return { url, token: env.CERTGATE_ADMIN_TOKEN || configured?.token || undefined };
+}
+
+/** listen.admin and admin.token of a config file, validated as `certgate run` would. */
+async function fromConfig(file: string): Promise<{ url: string; token: string | undefined }> {
+  try {
+    const { raw, path } = await readConfigFile(file);
+    const [{ parseConfig }, { dirname }] = await Promise.all([import('../config/load.ts'), import('node:path')]);
+    const config = parseConfig(raw, { file: path, baseDir: dirname(path) });
+    const address = config.listen.admin;
+    if (address === false) throw new CliError(`config ${path}: listen.admin is false, so there is no admin API to call; pass --admin URL`, EXIT.usage);
+    if (address === undefined) return { url: DEFAULT_ADMIN_URL, token: config.admin.token };
+    return { url: `http://${connectHost(address.host)}:${address.port}`, token: config.admin.token };
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
+}
+
+/** A listen host as a URL host to connect to: all interfaces → loopback, IPv6 in brackets. */
+function connectHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** One call: what it is about (for messages), its step, and how long it may take. */
+export interface CallOptions {
+  /** The domain the call is about; messages name it (else "admin API"). */
+  name?: string;
+  /** The step, e.g. "bind", "read status", "renew": messages name it. */
+  step: string;
+  /** A JSON body (sent as application/json). */
+  body?: unknown;
+  /** Default 60 s; a renewal orders at the CA and may take longer. */
+  timeoutMs?: number;
+}
+
+/** A successful answer: its HTTP status and JSON (undefined for 204). */
+export interface CallResult {
+  status: number;
+  json: unknown;
+}
+
+/** Steps 2 and 3: calls the admin API at `target`; see call(). */
+export class AdminClient {
+  constructor(private readonly target: AdminTarget) {}
+
+  /**
+   * `method` `path` (with its query) against the admin API. Resolves with a 2xx answer; throws
+   * CliError otherwise, its exitCode saying what happened and its `body` the API's JSON answer.
+   */
+  async call(method: string, path: string, opts: CallOptions): Promise<CallResult> {
+    const subject = opts.name ?? 'admin API';
+    const url = new URL(this.target.url.pathname.replace(/\/+$/, '') + path, this.target.url);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.target.token) headers.authorization = `Bearer ${this.target.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
+        ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }),
+      });
+    } catch (err) {
+      throw new CliError(`${subject}: ${opts.step} failed: cannot reach the admin API at ${this.target.url.origin}: ${networkReason(err)}`, EXIT.unreachable);
+    }
+    const json = await readJson(res);
+    if (res.ok && (json !== undefined || res.status === 204)) return { status: res.status, json: json ?? undefined };
+    throw this.failure(subject, opts.step, res, json);
+  }
+
+  /** The CliError for an answer that is not a success (or not the admin API's JSON). */
+  private failure(subject: string, step: string, res: Response, json: unknown): CliError {
+    const what = `${subject}: ${step} failed`;
+    const apiMessage = (json as { error?: unknown } | undefined)?.error;
+    if (typeof apiMessage !== 'string') {
+      const where = res.status >= 300 && res.status < 400 ? ` (a redirect to ${res.headers.get('location') ?? '?'}, not followed)` : '';
+      return new CliError(`${what}: ${this.target.url.origin} is not a certgate admin API: it answered HTTP ${res.status}${where} without the API's JSON`, EXIT.unreachable);
+    }
+    if (res.status === 401 || res.status === 403) {
+      const hint = this.target.token ? 'check CERTGATE_ADMIN_TOKEN' : 'set CERTGATE_ADMIN_TOKEN to the admin token';
+      return new CliError(`${what}: unauthorized (HTTP ${res.status}): ${apiMessage}; ${hint}`, EXIT.unauthorized, json);
+    }
+    const code = res.status === 404 ? EXIT.notFound : EXIT.apiError;
+    return new CliError(`${what}: HTTP ${res.status}: ${apiMessage}`, code, json);
+  }
+}
+
+/** The body as JSON; undefined when it is empty or not JSON. */
+async function readJson(res: Response): Promise<unknown> {
+  const text = await res.text().catch(() => '');
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** fetch's "fetch failed" says nothing; its cause says what (ECONNREFUSED, a time-out...). */
+function networkReason(err: unknown): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'no answer in time';
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.message ?? (err as Error).message;
+}
