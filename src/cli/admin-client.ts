@@ -70,6 +70,11 @@ export interface CallOptions {
   body?: unknown;
   /** Default 60 s; a renewal orders at the CA and may take longer. */
   timeoutMs?: number;
+  /**
+   * The statuses the admin API answers this call with when it succeeds (default [200]); another
+   * 2xx means the URL is not the admin API (a catch-all server answering 200 to everything).
+   */
+  expect?: number[];
 }
 
 /** A successful answer: its HTTP status and JSON (undefined for 204). */
@@ -105,7 +110,11 @@ export class AdminClient {
       throw new CliError(`${subject}: ${opts.step} failed: cannot reach the admin API at ${this.target.url.origin}: ${networkReason(err)}`, EXIT.unreachable);
     }
     const json = await readJson(res);
-    if (res.ok && (json !== undefined || res.status === 204)) return { status: res.status, json: json ?? undefined };
+    const expected = opts.expect ?? [200];
+    if (expected.includes(res.status) && (res.status === 204 || (typeof json === 'object' && json !== null))) return { status: res.status, json };
+    if (res.ok) {
+      throw new CliError(`${subject}: ${opts.step} failed: ${this.target.url.origin} is not a certgate admin API: it answered HTTP ${res.status} where the admin API answers ${expected.join(' or ')} with its JSON`, EXIT.unreachable);
+    }
     throw this.failure(subject, opts.step, res, json);
   }
 

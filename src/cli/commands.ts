@@ -61,7 +61,7 @@ function addDomainCommands(domains: Command, commander: Commander): void {
       runAdmin(opts, async (client) => {
         // `status: disabled` is the switch's spelling every admin API version accepts (newer ones map it to enabled: false).
         const body = { ...pick(opts, ['upstream', 'tenant', 'label']), ...(opts.disabled ? { status: 'disabled' } : {}) };
-        const { status, json } = await client.call('PUT', `/v1/domains/${encodeURIComponent(name)}`, { name, step: 'bind', body });
+        const { status, json } = await client.call('PUT', `/v1/domains/${encodeURIComponent(name)}`, { name, step: 'bind', body, expect: [200, 201] });
         if (opts.json) return printJson(json);
         const { hostnameDetails } = await import('./format.ts');
         process.stdout.write(`${status === 201 ? 'bound' : 'binding replaced'}: ${name}\n${hostnameDetails(json as HostnameView)}`);
@@ -71,7 +71,7 @@ function addDomainCommands(domains: Command, commander: Commander): void {
   leaf(domains, commander, 'rm <name>', "unbind NAME everywhere and delete its certificate: DELETE /v1/domains/NAME")
     .action((name: string, opts: CommonOptions) =>
       runAdmin(opts, async (client) => {
-        await client.call('DELETE', `/v1/domains/${encodeURIComponent(name)}`, { name, step: 'unbind' });
+        await client.call('DELETE', `/v1/domains/${encodeURIComponent(name)}`, { name, step: 'unbind', expect: [204] });
         // The API answers 204 without a body; --json still prints one object a script can parse.
         if (opts.json) return printJson({ name, unbound: true });
         process.stdout.write(`unbound: ${name}\n`);
