@@ -123,16 +123,21 @@ export function certificateDetails(c: CertificateView): string {
     ['sha-256', c.fingerprint256],
     ['key type', c.keyType],
     ['in memory', c.cached === undefined ? undefined : c.cached ? 'yes' : 'no'],
+    ...failurePairs(c),
   ]);
-  return [...lines, ...failureLines(c)].join('\n') + '\n';
+  return lines.join('\n') + '\n';
 }
 
-/** A certificate answer's failure fields (also in a "no certificate" 404), as lines. */
+/** A certificate answer's failure fields (also in a "no certificate" 404), as aligned lines; none without failures. */
 export function failureLines(c: CertificateView): string[] {
+  return fields(failurePairs(c));
+}
+
+function failurePairs(c: CertificateView): Array<[string, string | undefined]> {
   if (!c.attempts) return [];
-  return fields([
+  return [
     ['failed attempts', String(c.attempts)],
     ['last error', c.lastError ? `${c.lastError.step ? `${c.lastError.step}: ` : ''}${c.lastError.error} (${c.lastError.at})` : undefined],
     ['next retry', c.givenUp ? 'given up (renew it to try again)' : (c.nextRetryAt ?? undefined)],
-  ]);
+  ];
 }
