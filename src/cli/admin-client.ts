@@ -2,13 +2,14 @@
 //   1. where: --admin URL, else the config's listen.admin (--config / CERTGATE_CONFIG), else
 //      http://127.0.0.1:2019, the admin API's default; the token from CERTGATE_ADMIN_TOKEN, else
 //      the config's admin.token (the gateway's own order), never from a flag (it would show in ps)
-//   2. one JSON call with fetch: redirects are not followed (the token goes to no other host),
-//      a time-out per call
+//   2. one JSON call with undici (util/undici.ts): redirects are not followed (the token goes to
+//      no other host), a time-out per call
 //   3. its outcome as an exit code (exit-codes.ts): an answer that is not the admin API's JSON
 //      counts as "cannot reach", 401/403 as unauthorized, 404 as not found, any other error as
 //      the API's error; every message names the domain and the step
 import { CliError, EXIT } from './exit-codes.ts';
 import { ConfigError, readConfigFile } from '../config/read.ts';
+import { undici } from '../util/undici.ts';
 
 /** The admin API's default address (listen.admin left unset). */
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:2019';
@@ -97,58 +98,51 @@ export class AdminClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.target.token) headers.authorization = `Bearer ${this.target.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
+    let status: number;
+    let location: string | undefined;
+    let text: string;
     try {
-      res = await fetch(url, {
-        method,
+      // undici's request follows no redirect: the token goes to no other host.
+      const res = await undici().request(url, {
+        method: method as 'GET',
         headers,
-        redirect: 'manual',
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
         signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
-        ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }),
       });
+      status = res.statusCode;
+      location = [res.headers.location].flat()[0];
+      text = await res.body.text();
     } catch (err) {
-      throw new CliError(`${subject}: ${opts.step} failed: cannot reach the admin API at ${this.target.url.origin}: ${networkReason(err)}`, EXIT.unreachable);
+      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${(opts.timeoutMs ?? 60_000) / 1000} s` : (err as Error).message;
+      throw new CliError(`${subject}: ${opts.step} failed: cannot reach the admin API at ${this.target.url.origin}: ${why}`, EXIT.unreachable);
     }
-    const json = await readJson(res);
+    const json = parseJson(text);
     const expected = opts.expect ?? [200];
-    if (expected.includes(res.status) && (res.status === 204 || (typeof json === 'object' && json !== null))) return { status: res.status, json };
-    if (res.ok) {
-      throw new CliError(`${subject}: ${opts.step} failed: ${this.target.url.origin} is not a certgate admin API: it answered HTTP ${res.status} where the admin API answers ${expected.join(' or ')} with its JSON`, EXIT.unreachable);
-    }
-    throw this.failure(subject, opts.step, res, json);
+    if (expected.includes(status) && (status === 204 || (typeof json === 'object' && json !== null))) return { status, json };
+    throw this.failure(`${subject}: ${opts.step} failed`, status, location, json, expected);
   }
 
-  /** The CliError for an answer that is not a success (or not the admin API's JSON). */
-  private failure(subject: string, step: string, res: Response, json: unknown): CliError {
-    const what = `${subject}: ${step} failed`;
+  /** The CliError for an answer that is not the expected one (or not the admin API's JSON). */
+  private failure(what: string, status: number, location: string | undefined, json: unknown, expected: number[]): CliError {
+    const notAdmin = `${what}: ${this.target.url.origin} is not a certgate admin API: it answered HTTP ${status}`;
+    if (status >= 200 && status < 300) return new CliError(`${notAdmin} where the admin API answers ${expected.join(' or ')} with its JSON`, EXIT.unreachable);
+    if (status >= 300 && status < 400) return new CliError(`${notAdmin}, a redirect to ${location ?? '?'} (not followed)`, EXIT.unreachable);
     const apiMessage = (json as { error?: unknown } | undefined)?.error;
-    if (typeof apiMessage !== 'string') {
-      const where = res.status >= 300 && res.status < 400 ? ` (a redirect to ${res.headers.get('location') ?? '?'}, not followed)` : '';
-      return new CliError(`${what}: ${this.target.url.origin} is not a certgate admin API: it answered HTTP ${res.status}${where} without the API's JSON`, EXIT.unreachable);
-    }
-    if (res.status === 401 || res.status === 403) {
+    if (typeof apiMessage !== 'string') return new CliError(`${notAdmin} without the API's JSON error`, EXIT.unreachable);
+    if (status === 401 || status === 403) {
       const hint = this.target.token ? 'check CERTGATE_ADMIN_TOKEN' : 'set CERTGATE_ADMIN_TOKEN to the admin token';
-      return new CliError(`${what}: unauthorized (HTTP ${res.status}): ${apiMessage}; ${hint}`, EXIT.unauthorized, json);
+      return new CliError(`${what}: unauthorized (HTTP ${status}): ${apiMessage}; ${hint}`, EXIT.unauthorized, json);
     }
-    const code = res.status === 404 ? EXIT.notFound : EXIT.apiError;
-    return new CliError(`${what}: HTTP ${res.status}: ${apiMessage}`, code, json);
+    return new CliError(`${what}: HTTP ${status}: ${apiMessage}`, status === 404 ? EXIT.notFound : EXIT.apiError, json);
   }
 }
 
 /** The body as JSON; undefined when it is empty or not JSON. */
-async function readJson(res: Response): Promise<unknown> {
-  const text = await res.text().catch(() => '');
+function parseJson(text: string): unknown {
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
-}
-
-/** fetch's "fetch failed" says nothing; its cause says what (ECONNREFUSED, a time-out...). */
-function networkReason(err: unknown): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'no answer in time';
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.message ?? (err as Error).message;
 }

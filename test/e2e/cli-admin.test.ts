@@ -4,6 +4,8 @@
 // 1 the API answered an error, 2 usage/config, 3 admin API unreachable, 4 unauthorized, 5 not found.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { adminCall } from '../support/admin.ts';
@@ -163,6 +165,24 @@ describe('certgate domains / certs against a running gateway', () => {
     const other = await cli(['domains', 'rm', 'shop.cli.test', '--admin', upstream.origin]);
     assert.equal(other.code, 3, other.output);
     assert.match(other.output, /is not a certgate admin API/);
+  });
+
+  test('a redirect is not followed (the token goes to no other place) and exits 3', async () => {
+    const seen: Array<string | undefined> = [];
+    const redirector = createServer((req, res) => {
+      seen.push(req.url);
+      // To itself: a followed redirect would show as a second request.
+      res.writeHead(307, { location: `http://${req.headers.host}/followed` }).end();
+    });
+    await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    try {
+      const { code, output } = await cli(['domains', 'ls', '--admin', `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`]);
+      assert.equal(code, 3, output);
+      assert.match(output, /answered HTTP 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/followed \(not followed\)/);
+      assert.deepEqual(seen, ['/v1/domains?limit=100'], 'one request, none after the redirect');
+    } finally {
+      await new Promise((resolve) => redirector.close(resolve));
+    }
   });
 
   test('bad usage exits 2', async () => {
