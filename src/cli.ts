@@ -1,5 +1,6 @@
 // certgate command line: `certgate run` and `certgate validate`, config from --config or
-// CERTGATE_CONFIG. A cluster worker runs this same script but only starts its gateway, with the
+// CERTGATE_CONFIG; `certgate domains ...` and `certgate certs ...` call the admin API
+// (src/cli/commands.ts). A cluster worker runs this same script but only starts its gateway, with the
 // config its primary sends (src/cluster/worker.ts): start-up time is mostly module loading, so
 // everything else is imported only where it is needed.
 import cluster from 'node:cluster';
@@ -83,7 +84,8 @@ async function run(configFile: string | undefined): Promise<void> {
 }
 
 async function runCommandLine(argv: string[]): Promise<void> {
-  const { Command, Option } = await import('commander');
+  const commander = await import('commander');
+  const { Command, Option } = commander;
 
   const configOption = (): CommandOption => new Option('-c, --config <file>', 'config file (YAML or JSON)').env('CERTGATE_CONFIG');
 
@@ -110,6 +112,9 @@ async function runCommandLine(argv: string[]): Promise<void> {
       process.stdout.write(formatValidation(config));
       if (opts.checkDns) process.exitCode = await checkDns(config);
     });
+
+  const { addAdminCommands } = await import('./cli/commands.ts');
+  addAdminCommands(program, commander);
 
   await program.parseAsync(argv);
 }

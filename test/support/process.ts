@@ -62,9 +62,11 @@ export function runProcess(args: string[], opts: { env?: Record<string, string>;
   };
 }
 
-/** Runs a command to completion. */
-export function runToEnd(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ code: number | null; output: string }> {
+/** Runs a command to completion: its exit code, stdout and stderr together (`output`), and stdout alone. */
+export function runToEnd(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ code: number | null; output: string; stdout: string }> {
   const p = runProcess(args, opts.env ? { env: opts.env } : {});
+  let stdout = '';
+  p.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       p.stop('SIGKILL');
@@ -73,7 +75,7 @@ export function runToEnd(args: string[], opts: { env?: Record<string, string>; t
     p.child.once('exit', (code) => {
       clearTimeout(timer);
       // Let the stdio streams drain.
-      setImmediate(() => resolve({ code, output: p.output() }));
+      setImmediate(() => resolve({ code, output: p.output(), stdout }));
     });
   });
 }
