@@ -6,7 +6,7 @@ import { parseDuration } from './duration.ts';
 import { isValidPattern } from '../net/patterns.ts';
 import { parseCidr } from '../net/cidr.ts';
 import { normalizeDomainName } from '../net/names.ts';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_ALPN_PROTOCOLS, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
 
 /** The default ACME directory when neither acme.directory nor acme.issuers is set. */
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -327,6 +327,12 @@ const configSchema = z.strictObject({
       minVersion: z.enum(TLS_MIN_VERSIONS, { message: `must be one of ${TLS_MIN_VERSIONS.join(', ')}` }).default('TLSv1.2'),
       ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
       curves: z.string().min(1).default(DEFAULT_TLS_CURVES),
+      // Application protocols offered by ALPN, in preference order (acme-tls/1 is always added for tls-alpn-01).
+      alpn: z
+        .array(z.enum(TLS_ALPN_PROTOCOLS, { message: `each entry must be one of ${TLS_ALPN_PROTOCOLS.join(', ')}` }))
+        .min(1, { message: 'list at least one protocol, e.g. ["h2", "http/1.1"]' })
+        .refine((list) => new Set(list).size === list.length, { message: 'list each protocol once' })
+        .default(['h2', 'http/1.1']),
     })
     .superRefine((t, ctx) => {
       const problem = tlsSettingsProblem(t);

@@ -12,7 +12,7 @@ import { undici } from '../util/undici.ts';
 import type { ProxyConfig } from '../config/schema.ts';
 import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
-import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
+import { forwardRequestHeaders, parseRequestTarget, requestHasBody, returnResponseHeaders } from './headers.ts';
 import { RouteTable, normalizeHost, type DynamicRoutes, type ProxyRoute, type UpstreamTarget } from './routes.ts';
 import { StrictHostCheck } from './strict-host.ts';
 import { UPSTREAM_NOT_ALLOWED, type UpstreamAllowList } from './upstream-allow.ts';
@@ -179,7 +179,7 @@ export class ReverseProxy {
       path,
       method: req.method ?? 'GET',
       headers: forwardRequestHeaders(req, false),
-      body: hasRequestBody(req.headers) ? req : null,
+      body: requestHasBody(req) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
@@ -353,7 +353,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const out = returnResponseHeaders(controller.rawHeaders, headers);
     // Throws on values Node refuses to send; undici turns that into onResponseError → 502.
-    if (statusMessage) this.res.writeHead(statusCode, statusMessage, out);
+    // HTTP/2 has no reason phrase (Node warns when given one).
+    if (statusMessage && this.req.httpVersionMajor !== 2) this.res.writeHead(statusCode, statusMessage, out);
     else this.res.writeHead(statusCode, out);
   }
 
