@@ -72,7 +72,7 @@ describe('HTTP/2 to clients', () => {
       httpsPort: p.httpsPort,
       httpPort: p.httpPort,
       logger: captured.logger,
-      config: { onDemand: { allow: ['*.h2.test'] }, proxy: { upstream: upstream.origin } },
+      config: { onDemand: { allow: ['*.h2.test'] }, proxy: { upstream: upstream.origin, strictHost: true } },
     });
     caFile = join(gw.dataDir, 'pebble-root.pem');
     await writeFile(caFile, p.root);
@@ -124,6 +124,18 @@ describe('HTTP/2 to clients', () => {
     }
     const access = lines.filter((l) => l.host === 'node.h2.test' && l.status === 200 && typeof l.path === 'string' && l.path.startsWith('/n/'));
     assert.equal(access.length, 20, 'one access log line per h2 request');
+  });
+
+  test('strictHost over h2: a stream for a name the connection\'s certificate does not cover gets 421', async () => {
+    const session = await connectH2(p.httpsPort, 'strict.h2.test', p.root);
+    try {
+      assert.equal((await h2Request(session, { ':path': '/' })).status, 200);
+      const other = await h2Request(session, { ':path': '/', ':authority': 'other.h2.test' });
+      assert.equal(other.status, 421);
+      assert.match(other.body, /Misdirected/);
+    } finally {
+      session.close();
+    }
   });
 
   test('h2load -n 2000 -c 10 -m 10 through the gateway: 0 failed, 0 errored', async () => {
