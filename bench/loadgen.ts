@@ -89,3 +89,37 @@ export async function wrk(url: string, opts: { threads: number; connections: num
     raw,
   };
 }
+
+export interface H2loadRun {
+  requestsPerSecond: number;
+  succeeded: number;
+  /** Requests h2load counted as failed, errored or timed out. */
+  failed: number;
+  durationS: number;
+  /** The ALPN protocol h2load negotiated ('h2' when the gateway offers it). */
+  protocol: string | undefined;
+  raw: string;
+}
+
+/**
+ * h2load -t threads -c connections -m streams -D seconds against `url` over HTTP/2, connecting
+ * to `connectTo` (host:port) so the URL's host is only the SNI and :authority.
+ */
+export async function h2loadRun(url: string, connectTo: string, opts: { threads: number; connections: number; streams: number; seconds: number }): Promise<H2loadRun> {
+  const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-m', String(opts.streams), '-D', String(opts.seconds), `--connect-to=${connectTo}`, url];
+  const r = await run('h2load', args, { timeoutMs: (opts.seconds + 30) * 1000 });
+  const raw = r.stdout + r.stderr;
+  const fin = /finished in ([\d.]+)(ms|s), ([\d.]+) req\/s/.exec(raw);
+  const req = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(raw);
+  if (!fin || !req) throw new Error(`h2load failed: ${raw || r.error}`);
+  const durationS = fin[2] === 'ms' ? Number(fin[1]) / 1000 : Number(fin[1]);
+  const succeeded = Number(req[1]);
+  return {
+    requestsPerSecond: succeeded / durationS,
+    succeeded,
+    failed: Number(req[2]) + Number(req[3]) + Number(req[4]),
+    durationS,
+    protocol: /Application protocol: (\S+)/.exec(raw)?.[1],
+    raw,
+  };
+}

@@ -8,7 +8,7 @@ import { TSX_ENTRY } from './build.ts';
 import { httpsGet, type RequestResult } from './clients.ts';
 import { row, saveAcmeEvidence, settle, startSet, turn, type Ctx, type GatewaySet } from './context.ts';
 import { startGateway, waitUntilServing, type GatewayKind, type RunningGateway } from './gateways.ts';
-import { handshakeLoad, wrk, type HandshakeRun, type WrkRun } from './loadgen.ts';
+import { h2loadRun, handshakeLoad, wrk, type H2loadRun, type HandshakeRun, type WrkRun } from './loadgen.ts';
 import { localhostCertificate, seedCaddyLocalhost, seedStorage, type Seeded } from './seed.ts';
 import { log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
 
@@ -492,6 +492,49 @@ async function h2load(port: number, name: string, connections: number): Promise<
 // -------------------------------------------------------------------------------------------------
 // 4. Keep-alive proxy throughput
 
+const H2LOAD = { threads: 2, connections: 10, streams: 10 };
+
+/**
+ * The HTTP/2 figure beside wrk's: h2load -t2 -c10 -m10 for the same rounds and seconds, gateways
+ * in turns, both speaking HTTP/1.1 to the same upstream (the `localhost` certificate, as for wrk).
+ */
+async function h2Throughput(ctx: Ctx, set: GatewaySet, raw: Record<string, unknown>): Promise<void> {
+  const s = ctx.settings;
+  const runs = new Map<GatewayKind, H2loadRun[]>(ctx.kinds.map((k) => [k, []]));
+  const cpu = new Map<GatewayKind, number>();
+  const target = (k: GatewayKind) => {
+    const port = ctx.rigs.get(k)!.httpsPort;
+    return [`https://localhost:${port}/`, `127.0.0.1:${port}`] as const;
+  };
+  for (const k of ctx.kinds) await h2loadRun(...target(k), { ...H2LOAD, seconds: 1 }); // warm-up
+  for (let r = 0; r < s.wrkRounds; r++) {
+    for (const k of turn(ctx.kinds, r)) {
+      const gw = set.gateways.get(k);
+      const c0 = gw?.cpuMs() ?? 0;
+      runs.get(k)!.push(await h2loadRun(...target(k), { ...H2LOAD, seconds: s.wrkSeconds }));
+      if (gw) cpu.set(k, (cpu.get(k) ?? 0) + gw.cpuMs() - c0);
+    }
+  }
+  const rps = (k: GatewayKind): number | undefined => {
+    const list = runs.get(k);
+    if (!list?.length) return undefined;
+    return list.reduce((a, w) => a + w.succeeded, 0) / list.reduce((a, w) => a + w.durationS, 0);
+  };
+  const h2: Record<string, unknown> = {};
+  for (const k of ctx.kinds) h2[k] = { requestsPerSecond: rps(k), gatewayCpuMs: cpu.get(k), runs: runs.get(k)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(-1500) })) };
+  raw.h2 = h2;
+  const notes = ctx.kinds.flatMap((k) => runs.get(k)!.flatMap((w) => [w.protocol === 'h2' ? '' : `${k}: protocol ${w.protocol ?? 'none'}`, w.failed ? `${k}: ${w.failed} failed` : ''])).filter(Boolean);
+  row(ctx, {
+    section: 'proxy',
+    metric: `HTTP/2 proxy req/s (h2load -t2 -c10 -m10, ${s.wrkRounds}×${s.wrkSeconds} s, access log off)`,
+    unit: 'req/s',
+    certgate: rps('certgate'),
+    caddy: rps('caddy'),
+    better: 'higher',
+    ...(notes.length ? { note: [...new Set(notes)].join('; ') } : {}),
+  });
+}
+
 export async function proxyThroughput(ctx: Ctx): Promise<void> {
   const s = ctx.settings;
   const lh = await localhostCertificate();
@@ -547,6 +590,7 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     if (last.ratio !== undefined) last.pass = last.ratio >= 1.0;
     const withCaddy = ctx.kinds.includes('caddy');
     row(ctx, { section: 'proxy', metric: 'Upstream alone, plain HTTP (ceiling)', unit: 'req/s', certgate: rps('upstream'), ...(withCaddy ? { caddy: rps('upstream'), note: 'same figure in both columns: no gateway' } : {}) });
+    await h2Throughput(ctx, set, raw);
   } finally {
     await set.stop();
   }

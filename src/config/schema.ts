@@ -7,7 +7,7 @@ import { isValidPattern } from '../net/patterns.ts';
 import { parseCidr } from '../net/cidr.ts';
 import { normalizeDomainName } from '../net/names.ts';
 import { parseUpstreamTemplate } from '../net/upstream.ts';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_CURVES, TLS_ALPN_PROTOCOLS, TLS_MIN_VERSIONS, tlsSettingsProblem } from './tls.ts';
 
 /** The default ACME directory when neither acme.directory nor acme.issuers is set. */
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -421,6 +421,12 @@ const configSchema = z.strictObject({
       curves: z.string().min(1).default(DEFAULT_TLS_CURVES),
       // The client's own time: an SNI callback waiting for issuance (onDemand.handshakeWait) is not counted.
       handshakeTimeout: timerDuration('10s').refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).prefault('10s'),
+      // Application protocols offered by ALPN, in preference order (acme-tls/1 is always added for tls-alpn-01).
+      alpn: z
+        .array(z.enum(TLS_ALPN_PROTOCOLS, { message: `each entry must be one of ${TLS_ALPN_PROTOCOLS.join(', ')}` }))
+        .min(1, { message: 'list at least one protocol, e.g. ["h2", "http/1.1"]' })
+        .refine((list) => new Set(list).size === list.length, { message: 'list each protocol once' })
+        .default(['h2', 'http/1.1']),
     })
     .superRefine((t, ctx) => {
       const problem = tlsSettingsProblem(t);

@@ -10,6 +10,9 @@ export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 /** One of TLS_MIN_VERSIONS. */
 export type TlsMinVersion = (typeof TLS_MIN_VERSIONS)[number];
 
+/** Application protocols the HTTPS listener can offer by ALPN (`tls.alpn`); `h2` is HTTP/2. */
+export const TLS_ALPN_PROTOCOLS = ['h2', 'http/1.1'] as const;
+
 /**
  * Default `tls.ciphers`: the TLS 1.3 suites, then TLS 1.2 ECDHE suites with AES-GCM or
  * ChaCha20-Poly1305, for ECDSA and RSA certificates. OpenSSL cipher-list syntax; TLS 1.3 names

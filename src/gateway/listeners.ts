@@ -1,7 +1,8 @@
 // The listeners part: what faces the internet.
 //   1. the fallback certificate (`tls.fallback`, or a self-signed one kept in storage)
 //   2. the handshake path (src/tls/handshake.ts) and the reverse proxy (`proxy`)
-//   3. the HTTPS listener: SNI picks the certificate, ALPN spots tls-alpn-01 validations
+//   3. the HTTPS listener: SNI picks the certificate, ALPN spots tls-alpn-01 validations and
+//      picks h2 or http/1.1 by `tls.alpn` (https-server.ts)
 //   4. the HTTP listener: http-01 challenges, pre-flight probes, else a redirect to HTTPS
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
 //   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers),
@@ -9,23 +10,21 @@
 //      `listen.proxyProtocol`, both read trusted balancers' PROXY headers before anything else
 // What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { GatewayMetrics } from '../admin/metrics.ts';
 import type { Config, ListenAddress } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
-import { clientAddress } from '../net/client-address.ts';
 import { ProxyProtocolAcceptor } from '../net/proxy-protocol-listener.ts';
 import { ReverseProxy } from '../proxy/proxy.ts';
 import { UpstreamAllowList } from '../proxy/upstream-allow.ts';
 import type { Storage } from '../storage/storage.ts';
 import { loadFallbackCertificate } from '../tls/fallback.ts';
-import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from '../tls/handshake.ts';
+import { createHandshakeCallbacks, type HandshakeOutcome } from '../tls/handshake.ts';
 import { tlsServerOptions } from '../config/tls.ts';
 import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
 import { slowClientGuards } from './connections.ts';
+import { createHttpsListenerServer, type HttpsListenerServer } from './https-server.ts';
 import type { IssuancePart } from './issuance.ts';
 import type { PolicyPart } from './policy.ts';
 
@@ -68,12 +67,13 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   const proxy = new ReverseProxy(config.proxy, { logger, dynamicRoutes: deps.policy.registry, fallbackCert: fallback.certPem, upstreamAllow, onResponse: deps.metrics.proxied });
   stack.defer(() => proxy.close());
   const guards = slowClientGuards(config, deps);
-  const https = createHttpsServer(
+  const https = createHttpsListenerServer(
     // The fallback is also served when the client sends no SNI at all.
-    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls), ...guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context)) },
-    (req, res) => proxy.handleRequest(req, res),
+    { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls) },
+    guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context)),
+    proxy,
+    logger,
   );
-  wireHttps(https, proxy, logger);
   const http = createHttpServer((req, res) => {
     if (issuance.http01?.handle(req, res)) return;
     // Every instance answers pre-flight probes, whichever one placed the token.
@@ -112,6 +112,7 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     manager: deps.issuance.manager,
     managed: deps.issuance.managed,
     tlsAlpn: deps.issuance.tlsAlpn,
+    protocols: config.tls.alpn,
     fallback,
     handshakeWaitMs: config.onDemand.handshakeWait,
     logger: deps.logger,
@@ -127,17 +128,6 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
   return { SNICallback, ALPNCallback };
 }
 
-function wireHttps(https: HttpsServer, proxy: ReverseProxy, logger: Logger): void {
-  https.on('upgrade', (req, socket, head) => proxy.handleUpgrade(req, socket, head));
-  // A tls-alpn-01 validation ends after the handshake; no HTTP follows.
-  https.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.alpnProtocol === ACME_TLS_ALPN) socket.end();
-  });
-  https.on('tlsClientError', (err, socket) => {
-    logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
-  });
-}
-
 function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort: number, res: ServerResponse): void {
   const host = (hostHeader ?? '').replace(/:\d+$/, '');
   if (!host || /[^a-zA-Z0-9.\-[\]:]/.test(host)) {
@@ -148,7 +138,7 @@ function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort
   res.writeHead(308, { location: `https://${host}${port}${path.startsWith('/') ? path : '/'}`, 'content-type': 'text/plain' }).end('Redirecting to HTTPS\n');
 }
 
-function listen(server: HttpServer | HttpsServer, { host, port }: ListenAddress, reusePort: boolean): Promise<void> {
+function listen(server: HttpServer | HttpsListenerServer, { host, port }: ListenAddress, reusePort: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
     server.once('error', onError);
@@ -160,7 +150,7 @@ function listen(server: HttpServer | HttpsServer, { host, port }: ListenAddress,
   });
 }
 
-function closeServer(server: HttpServer | HttpsServer): Promise<void> {
+function closeServer(server: HttpServer | HttpsListenerServer): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

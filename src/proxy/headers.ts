@@ -146,6 +146,15 @@ export function hasRequestBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
+/**
+ * True when a body follows the request's head: over HTTP/2 unless its HEADERS frame ended the
+ * stream (h2 needs no length field); over HTTP/1.x as hasRequestBody says.
+ */
+export function requestHasBody(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor === 2) return (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false;
+  return hasRequestBody(req.headers);
+}
+
 /** A request target split for forwarding; see parseRequestTarget. */
 export interface RequestTarget {
   /** Origin-form path and query to send upstream, e.g. '/chat?room=1'. */

@@ -13,7 +13,7 @@ import { createAccessLog, type AccessLog, type Logger } from '../util/log.ts';
 import { CidrSet } from '../net/cidr.ts';
 import { clientAddress } from '../net/client-address.ts';
 import { classifyUpstreamError, errorCode, failureBody, type FailureContext } from './errors.ts';
-import { forwardRequestHeaders, hasRequestBody, parseRequestTarget, returnResponseHeaders } from './headers.ts';
+import { forwardRequestHeaders, parseRequestTarget, requestHasBody, returnResponseHeaders } from './headers.ts';
 import { RouteTable, isTemplate, normalizeHost, type DynamicRoutes, type ProxyRoute, type RouteUpstream, type UpstreamTarget } from './routes.ts';
 import { DEFAULT_RESOLVE_INTERVAL_MS, UpstreamPools, addressResolver, type AddressResolver, type UpstreamDispatcher } from './upstream-pool.ts';
 import { StrictHostCheck } from './strict-host.ts';
@@ -209,7 +209,7 @@ export class ReverseProxy {
       path,
       method: req.method ?? 'GET',
       headers: forwardRequestHeaders(req, false, this.#exchange.trustedProxies),
-      body: hasRequestBody(req.headers) ? req : null,
+      body: requestHasBody(req) ? req : null,
       // A constant per pool: undici would otherwise derive the TLS server name from each request's
       // Host and reconnect whenever it changes. The pool's connector picks the real SNI.
       servername: target.hostname,
@@ -387,7 +387,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const out = returnResponseHeaders(controller.rawHeaders, headers);
     // Throws on values Node refuses to send; undici turns that into onResponseError → 502.
-    if (statusMessage) this.res.writeHead(statusCode, statusMessage, out);
+    // HTTP/2 has no reason phrase (Node warns when given one).
+    if (statusMessage && this.req.httpVersionMajor !== 2) this.res.writeHead(statusCode, statusMessage, out);
     else this.res.writeHead(statusCode, out);
   }
 

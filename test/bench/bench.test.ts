@@ -36,7 +36,7 @@ interface Results {
     first: PerGateway<{ results: Attempt[] }>;
     burst: PerGateway<{ results: Attempt[] }>;
     handshakes: Record<string, { warm: PerGateway<HandshakeFigures>; cold?: PerGateway<HandshakeFigures>; memoryIdle: PerGateway<{ rssMiB: number }> }>;
-    proxy: { upstream: { requestsPerSecond: number } } & PerGateway<{ requestsPerSecond: number }>;
+    proxy: { upstream: { requestsPerSecond: number }; h2: PerGateway<{ runs: Array<{ protocol?: string; failed: number }> }> } & PerGateway<{ requestsPerSecond: number }>;
   };
 }
 
@@ -134,8 +134,13 @@ describe('npm run bench (--smoke)', () => {
     both(/^Cold start .*stored$/);
   });
 
-  test('proxy: throughput through each gateway and of the upstream alone', () => {
+  test('proxy: throughput through each gateway and of the upstream alone; the HTTP/2 figure for both, over h2', () => {
     both(/^Keep-alive proxy req\/s \(wrk/);
+    both(/^HTTP\/2 proxy req\/s \(h2load/);
+    const h2 = results.raw.proxy.h2;
+    for (const kind of ['certgate', 'caddy'] as const) {
+      assert.ok(h2[kind].runs.length > 0 && h2[kind].runs.every((r) => r.protocol === 'h2' && r.failed === 0), `${kind}: ${JSON.stringify(h2[kind].runs)}`);
+    }
     assert.ok(results.raw.proxy.upstream.requestsPerSecond > 0);
   });
 
