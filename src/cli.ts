@@ -1,6 +1,7 @@
-// certgate command line: `certgate run` and `certgate validate`, config from --config or
-// CERTGATE_CONFIG; `certgate domains ...` and `certgate certs ...` call the admin API
-// (src/cli/commands.ts). A cluster worker runs this same script but only starts its gateway, with the
+// certgate command line: `certgate run`, `certgate validate`, `certgate import caddy|auto-ssl`
+// and `certgate export`, config from --config or CERTGATE_CONFIG; `certgate domains ...` and
+// `certgate certs ...` call the admin API (src/cli/commands.ts). A cluster worker runs this same
+// script but only starts its gateway, with the
 // config its primary sends (src/cluster/worker.ts): start-up time is mostly module loading, so
 // everything else is imported only where it is needed.
 import cluster from 'node:cluster';
@@ -116,7 +117,50 @@ async function runCommandLine(argv: string[]): Promise<void> {
   const { addAdminCommands } = await import('./cli/commands.ts');
   addAdminCommands(program, commander);
 
+  addMigrationCommands(program, configOption, Option);
+
   await program.parseAsync(argv);
+}
+
+/**
+ * `certgate import caddy|auto-ssl` and `certgate export` (src/migrate/command.ts): they read the
+ * config like `run` and open its storage, whether or not a gateway runs on it.
+ */
+function addMigrationCommands(program: import('commander').Command, configOption: () => CommandOption, Option: typeof CommandOption): void {
+  type Flags = { config?: string; dryRun?: boolean; bind?: boolean; json?: boolean; concurrency?: string };
+  const importFlags = (cmd: import('commander').Command) =>
+    cmd
+      .addOption(configOption())
+      .option('--dry-run', 'read and check everything, report what would be imported, write nothing')
+      .option('--bind', 'also create a registry binding (active, no upstream) for each imported name that has none')
+      .option('--json', 'print the summary as JSON')
+      .addOption(new Option('--concurrency <n>', 'entries handled at once').default('16'));
+  const start = async (command: string, opts: Flags, source: import('./migrate/command.ts').ImportSource) => {
+    const config = await validateOrExit(await readOrExit(opts.config, command), command);
+    const concurrency = Number(opts.concurrency);
+    const { runImport } = await import('./migrate/command.ts');
+    process.exitCode = await runImport(config, source, { dryRun: opts.dryRun, bind: opts.bind, json: opts.json, ...(Number.isInteger(concurrency) && concurrency > 0 ? { concurrency } : {}) });
+  };
+  const imports = program.command('import').description('move certificates in from another server, keeping them and their renewal dates (no new orders)');
+  importFlags(imports.command('caddy').description("Caddy's (CertMagic) file storage: certificates and ACME accounts"))
+    .requiredOption('--from <dir>', "Caddy's data directory (the one holding certificates/ and acme/)")
+    .action((opts: Flags & { from: string }) => start('import caddy', opts, { kind: 'caddy', from: opts.from }));
+  importFlags(imports.command('auto-ssl').description("lua-resty-auto-ssl's Redis storage (<domain>:latest keys)"))
+    .requiredOption('--redis <url>', 'the Redis lua-resty-auto-ssl stores in, e.g. redis://127.0.0.1:6379/0')
+    .option('--prefix <p>', "lua-resty-auto-ssl's `prefix` option (keys P:<domain>:latest)")
+    .option('--issuer <directory>', 'the acme.issuers directory the certificates came from (default: the first)')
+    .action((opts: Flags & { redis: string; prefix?: string; issuer?: string }) => start('import auto-ssl', opts, { kind: 'auto-ssl', redis: opts.redis, prefix: opts.prefix, issuer: opts.issuer }));
+  program
+    .command('export')
+    .description('write every certificate certgate holds as PEM files: DIR/<name>/{fullchain,cert,chain,privkey}.pem')
+    .addOption(configOption())
+    .requiredOption('--to <dir>', 'where to write (created if missing)')
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts: { config?: string; to: string; json?: boolean }) => {
+      const config = await validateOrExit(await readOrExit(opts.config, 'export'), 'export');
+      const { runExport } = await import('./migrate/command.ts');
+      process.exitCode = await runExport(config, opts.to, opts.json === true);
+    });
 }
 
 /**
