@@ -59,7 +59,7 @@ test('caddy import: Ed25519 key under CertMagic\'s label imported; foreign issue
   const ca = caIdFromDirectory(DIRECTORY);
   for (const name of ['ok.caddy.test', '*.w.caddy.test', 'ed.caddy.test']) {
     assert.ok(await storage.get(keys.certificate(ca, name)), `${name} stored`);
-    assert.equal(JSON.parse(String(await storage.get(keys.registryDomain(name)))).status, 'active', `${name} bound`);
+    assert.equal(JSON.parse(String(await storage.get(keys.registryDomain(name)))).enabled, true, `${name} bound`);
   }
   assert.match(String(await storage.get(keys.certificateKey(ca, 'ed.caddy.test'))), /^-----BEGIN PRIVATE KEY-----/, 'stored as PKCS#8');
   await storage.close();
