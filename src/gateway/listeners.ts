@@ -5,7 +5,9 @@
 //   4. the HTTP listener: http-01 challenges, pre-flight probes, else a redirect to HTTPS
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
 //   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers)
-// What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
+// What it opens is closed by the gateway's stack in reverse: the servers drain (drain.ts: stop
+// accepting, requests in flight finish within `shutdownTimeout`), then tickets, then the proxy.
+// reconfigure() applies a reloaded config's routes, upstream and shutdownTimeout.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +23,7 @@ import { ACME_TLS_ALPN, createHandshakeCallbacks, type HandshakeOutcome } from '
 import { tlsServerOptions } from '../config/tls.ts';
 import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
+import { ConnectionDrain } from './drain.ts';
 import type { IssuancePart } from './issuance.ts';
 import type { PolicyPart } from './policy.ts';
 
@@ -34,6 +37,8 @@ export interface ListenersPart {
   readonly httpPort: number;
   /** Both listeners are accepting connections (readiness). */
   listening(): boolean;
+  /** A reloaded config: `proxy.routes`/`upstream` for the next request, `shutdownTimeout` for the next stop. Throws (nothing changed) on an invalid route. */
+  reconfigure(config: Pick<Config, 'proxy' | 'shutdownTimeout'>): void;
 }
 
 /** What the listeners work with. */
@@ -76,16 +81,26 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
+  const drain = new ConnectionDrain();
+  drain.track(https, true);
+  drain.track(http, false);
+  let shutdownTimeoutMs = config.shutdownTimeout;
+  stack.defer(async () => {
+    const { cut } = await drain.drain(shutdownTimeoutMs);
+    if (cut > 0) logger.warn({ step: 'drain', cut, shutdownTimeoutMs }, `${cut} requests still in flight at shutdownTimeout were cut off`);
+  });
   await listen(https, config.listen.https, deps.reusePort);
-  stack.defer(() => closeServer(https));
   await listen(http, config.listen.http, deps.reusePort);
-  stack.defer(() => closeServer(http));
   return {
     proxy,
     upstreamAllow,
     httpsPort: (https.address() as AddressInfo).port,
     httpPort: (http.address() as AddressInfo).port,
     listening: () => https.listening && http.listening,
+    reconfigure(next) {
+      proxy.setRoutes(next.proxy.routes, next.proxy.upstream);
+      shutdownTimeoutMs = next.shutdownTimeout;
+    },
   };
 }
 
@@ -142,12 +157,5 @@ function listen(server: HttpServer | HttpsServer, { host, port }: ListenAddress,
       server.off('error', onError);
       resolve();
     });
-  });
-}
-
-function closeServer(server: HttpServer | HttpsServer): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
   });
 }

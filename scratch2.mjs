@@ -1,0 +1,11 @@
+import http from 'node:http';
+import net from 'node:net';
+const srv = http.createServer((req, res) => { setTimeout(() => res.end('ok'), 500); });
+await new Promise(r => srv.listen(0, '127.0.0.1', r));
+const port = srv.address().port;
+const s = net.connect(port, '127.0.0.1');
+let buf=''; s.on('data', d => buf += d); s.on('close', () => console.log('client saw close; response:\n' + buf));
+s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+const idle = net.connect(port, '127.0.0.1'); idle.on('close', () => console.log('idle closed at', Date.now()-t0));
+let t0 = Date.now();
+setTimeout(() => { t0 = Date.now(); srv.close(() => console.log('server closed at', Date.now()-t0)); }, 100);
