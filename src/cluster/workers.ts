@@ -88,7 +88,7 @@ export interface Primary {
    * waits until it listens, then stops the old one the SIGTERM way (it drains) and waits for it
    * to exit. Resolves with the number replaced; stops early (logged) when a replacement dies
    * before it listens (the old worker keeps serving) or the primary is stopping. A call while
-   * one is under way does nothing (returns 0).
+   * one is under way returns that one (its config stays).
    */
   replace(config: LoadedConfig): Promise<number>;
   /** Stops the workers: SIGTERM (they drain for up to `shutdownTimeout`), SIGKILL 5 s after that. */
@@ -146,39 +146,26 @@ export function forkWorkers(count: number): Primary {
     if (config) worker.send({ certgate: 'config', config } satisfies ConfigMessage);
     else waitingForConfig.add(worker);
   };
+  const onReady = (index: number, msg: ReadyMessage): void => {
+    ready.add(index);
+    restartDelayMs = 1000;
+    if (ready.size === count) {
+      logger?.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
+      announceReady?.();
+    }
+  };
   const fork = (index: number): Worker => {
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
     current.set(index, worker);
-    worker.on('message', (msg: unknown) => {
-      if (!isWorkerMessage(msg)) return;
-      if (msg.certgate === 'config-request') {
-        sendConfig(worker);
-      } else if (msg.certgate === 'bus') {
-        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
-      } else if (msg.certgate === 'metrics-request') {
-        void collectMetrics(worker, msg.id);
-      } else if (msg.certgate === 'metrics-report') {
-        collecting.get(msg.id)?.(worker, msg.snapshot);
-      } else if (msg.certgate === 'ready') {
-        ready.add(index);
-        restartDelayMs = 1000;
-        if (ready.size === count && announceReady) {
-          logger?.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
-          announceReady();
-          announceReady = undefined;
-        }
-      }
-    });
+    worker.on('message', (msg: unknown) => routeWorkerMessage(worker, msg, { sendConfig, collectMetrics, collecting, ready: (m) => onReady(index, m) }));
     worker.on('exit', (code, signal) => {
       waitingForConfig.delete(worker);
       if (stopping || retired.delete(worker)) return;
       ready.delete(index);
-      const fields = { step: 'worker-exit', worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs };
-      if (logger) logger.error(fields, 'worker died; restarting');
+      if (logger) logger.error({ step: 'worker-exit', worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs }, 'worker died; restarting');
       else process.stderr.write(`certgate: worker ${index} died (${signal ?? `exit code ${code}`}); restarting\n`);
-      const t = setTimeout(() => {
-        if (!stopping && current.get(index) === worker) fork(index);
-      }, restartDelayMs);
+      // Unless a rolling restart's replacement took over the index meanwhile.
+      const t = setTimeout(() => current.get(index) === worker && !stopping && fork(index), restartDelayMs);
       t.unref();
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
@@ -191,7 +178,7 @@ export function forkWorkers(count: number): Primary {
   const collectMetrics = (asker: Worker, requestId: number): Promise<void> => collectPeerMetrics(asker, requestId, collecting, nextCollection++, logger);
 
   for (let i = 0; i < count; i++) fork(i);
-  let replacing = false;
+  let rolling: Promise<number> | undefined;
 
   return {
     configure(validated) {
@@ -207,21 +194,41 @@ export function forkWorkers(count: number): Primary {
       config = reloaded;
       for (const worker of current.values()) if (worker.isConnected()) worker.send({ certgate: 'reload', config: reloaded } satisfies ReloadMessage);
     },
-    async replace(next) {
-      if (replacing) return 0;
-      replacing = true;
+    replace(next) {
+      if (rolling) return rolling;
       config = next;
-      try {
-        return await replaceOneByOne(count, { current, retired, fork, stopping: () => stopping, logger, killAfterMs: next.shutdownTimeout + STOP_MARGIN_MS });
-      } finally {
-        replacing = false;
-      }
+      rolling = replaceOneByOne(count, { current, retired, fork, stopping: () => stopping, logger, killAfterMs: next.shutdownTimeout + STOP_MARGIN_MS });
+      return rolling.finally(() => (rolling = undefined));
     },
     async stop() {
       stopping = true;
       await stopAllWorkers(config ? config.shutdownTimeout + STOP_MARGIN_MS : 8000);
     },
   };
+}
+
+/** What routeWorkerMessage hands each message to. */
+interface MessageRoutes {
+  sendConfig(worker: Worker): void;
+  collectMetrics(asker: Worker, requestId: number): Promise<void>;
+  collecting: Map<number, SnapshotHandler>;
+  ready(msg: ReadyMessage): void;
+}
+
+/** In the primary: one message from `worker`, to where it goes. */
+function routeWorkerMessage(worker: Worker, msg: unknown, to: MessageRoutes): void {
+  if (!isWorkerMessage(msg)) return;
+  if (msg.certgate === 'config-request') {
+    to.sendConfig(worker);
+  } else if (msg.certgate === 'bus') {
+    for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
+  } else if (msg.certgate === 'metrics-request') {
+    void to.collectMetrics(worker, msg.id);
+  } else if (msg.certgate === 'metrics-report') {
+    to.collecting.get(msg.id)?.(worker, msg.snapshot);
+  } else if (msg.certgate === 'ready') {
+    to.ready(msg);
+  }
 }
 
 /** What replaceOneByOne works with: the primary's bookkeeping of forkWorkers. */
