@@ -1,7 +1,8 @@
 // What a config reload (SIGHUP, SIGUSR2) changes, and which of it can apply to a running gateway:
 //   1. both configs are flattened to their leaf keys ("proxy.routes", "onDemand.limits.global");
 //      lists are leaves (a changed route list is one change)
-//   2. a changed key is live when it is, or lies below, one of LIVE_KEYS; any other needs a restart
+//   2. a changed key is live when it is, or lies below, one of LIVE_KEYS (then that live key is
+//      named); any other needs a restart
 //   3. withLiveChanges: the running config with only the live keys taken from the new one, which
 //      is what a reloaded process runs (and what a worker restarted later gets)
 import type { Config } from './schema.ts';
@@ -38,19 +39,25 @@ export interface ConfigChanges {
 export function configChanges(running: Config, next: Config): ConfigChanges {
   const before = leaves(running);
   const after = leaves(next);
-  const changes: ConfigChanges = { live: [], restart: [] };
+  const live = new Set<string>();
+  const restart = new Set<string>();
   for (const key of new Set([...before.keys(), ...after.keys()])) {
     if (before.get(key) === after.get(key)) continue;
-    (isLive(key) ? changes.live : changes.restart).push(key);
+    // A live key is named as a whole ("onDemand.limits.global", not its rate and burst).
+    const covering = liveKeyOf(key);
+    if (covering) live.add(covering);
+    else restart.add(key);
   }
-  changes.live.sort();
-  changes.restart.sort();
-  return changes;
+  return { live: [...live].sort(), restart: [...restart].sort() };
 }
 
 /** Whether `key` is, or lies below, a live key. */
 export function isLive(key: string): boolean {
-  return LIVE_KEYS.some((live) => key === live || key.startsWith(`${live}.`));
+  return liveKeyOf(key) !== undefined;
+}
+
+function liveKeyOf(key: string): string | undefined {
+  return LIVE_KEYS.find((live) => key === live || key.startsWith(`${live}.`));
 }
 
 /**
