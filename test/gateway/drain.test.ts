@@ -25,6 +25,7 @@ function rawClient(port: number): { socket: Socket; send(path: string): void; re
   const socket = connect(port, '127.0.0.1');
   let buffer = '';
   let waiting: ((r: string) => void) | undefined;
+  let failWaiting: ((err: Error) => void) | undefined;
   const take = () => {
     const end = buffer.indexOf('\r\n\r\n');
     if (end === -1 || !waiting) return;
@@ -41,14 +42,18 @@ function rawClient(port: number): { socket: Socket; send(path: string): void; re
     take();
   });
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  // A connection closed before the whole response came fails the wait instead of hanging it.
+  void closed.then(() => failWaiting?.(new Error(`connection closed before a full response; got: ${JSON.stringify(buffer)}`)));
   socket.on('error', () => {});
   return {
     socket,
     send: (path) => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
     response: () =>
-      new Promise((resolve) => {
+      new Promise((resolve, reject) => {
         waiting = resolve;
+        failWaiting = reject;
         take();
+        if (socket.destroyed && (waiting as unknown) === resolve) reject(new Error('connection already closed'));
       }),
     closed,
   };
