@@ -139,34 +139,34 @@ export function forkWorkers(count: number): Primary {
   const current = new Map<number, Worker>();
   /** Workers a rolling restart is stopping: their exit is expected, not restarted. */
   const retired = new Set<Worker>();
-  let announceReady: (() => void) | undefined;
-  const allReady = new Promise<void>((resolve) => (announceReady = resolve));
+  const allReady = Promise.withResolvers<void>();
 
+  const given = new WeakMap<Worker, LoadedConfig>(); // changed while the worker started: sent again once it listens
   const sendConfig = (worker: Worker): void => {
     if (config) worker.send({ certgate: 'config', config } satisfies ConfigMessage);
+    if (config) given.set(worker, config);
     else waitingForConfig.add(worker);
   };
-  const onReady = (index: number, msg: ReadyMessage): void => {
+  const onReady = (worker: Worker, index: number, msg: ReadyMessage): void => {
+    if (config && given.get(worker) !== config) worker.send({ certgate: 'reload', config } satisfies ReloadMessage);
     ready.add(index);
     restartDelayMs = 1000;
     if (ready.size === count) {
       logger?.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
-      announceReady?.();
+      allReady.resolve();
     }
   };
   const fork = (index: number): Worker => {
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
     current.set(index, worker);
-    worker.on('message', (msg: unknown) => routeWorkerMessage(worker, msg, { sendConfig, collectMetrics, collecting, ready: (m) => onReady(index, m) }));
+    worker.on('message', (msg: unknown) => routeWorkerMessage(worker, msg, { sendConfig, collectMetrics, collecting, ready: (m) => onReady(worker, index, m) }));
     worker.on('exit', (code, signal) => {
       waitingForConfig.delete(worker);
       if (stopping || retired.delete(worker)) return;
       ready.delete(index);
-      if (logger) logger.error({ step: 'worker-exit', worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs }, 'worker died; restarting');
-      else process.stderr.write(`certgate: worker ${index} died (${signal ?? `exit code ${code}`}); restarting\n`);
+      reportDeath(logger, { worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs });
       // Unless a rolling restart's replacement took over the index meanwhile.
-      const t = setTimeout(() => current.get(index) === worker && !stopping && fork(index), restartDelayMs);
-      t.unref();
+      setTimeout(() => current.get(index) === worker && !stopping && fork(index), restartDelayMs).unref();
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
     return worker;
@@ -174,7 +174,6 @@ export function forkWorkers(count: number): Primary {
 
   /** Snapshot handlers of the collections under way, by request id. */
   const collecting = new Map<number, SnapshotHandler>();
-  let nextCollection = 0;
   const collectMetrics = (asker: Worker, requestId: number): Promise<void> => collectPeerMetrics(asker, requestId, collecting, nextCollection++, logger);
 
   for (let i = 0; i < count; i++) fork(i);
@@ -188,10 +187,11 @@ export function forkWorkers(count: number): Primary {
     },
     async run(log) {
       logger = log;
-      await allReady;
+      await allReady.promise;
     },
     reload(reloaded) {
       config = reloaded;
+      // A worker still starting drops it; it gets it again once it listens (onReady).
       for (const worker of current.values()) if (worker.isConnected()) worker.send({ certgate: 'reload', config: reloaded } satisfies ReloadMessage);
     },
     replace(next) {
@@ -205,6 +205,12 @@ export function forkWorkers(count: number): Primary {
       await stopAllWorkers(config ? config.shutdownTimeout + STOP_MARGIN_MS : 8000);
     },
   };
+}
+
+/** A worker died unexpectedly: logged, or on stderr before the primary has its logger. */
+function reportDeath(logger: Logger | undefined, fields: { worker: number; pid: number | undefined; code: number; signal: string; restartInMs: number }): void {
+  if (logger) logger.error({ step: 'worker-exit', ...fields }, 'worker died; restarting');
+  else process.stderr.write(`certgate: worker ${fields.worker} died (${fields.signal ?? `exit code ${fields.code}`}); restarting\n`);
 }
 
 /** What routeWorkerMessage hands each message to. */
@@ -298,6 +304,9 @@ function stopWorker(worker: Worker, killAfterMs: number): Promise<void> {
 }
 
 type SnapshotHandler = (from: Worker, snapshot: MetricsSnapshot | null) => void;
+
+/** Ids of the primary's metrics collections. */
+let nextCollection = 0;
 
 /** Asks every other live worker for its snapshot and answers `asker` with what came in time. */
 async function collectPeerMetrics(asker: Worker, requestId: number, collecting: Map<number, SnapshotHandler>, id: number, logger: Logger | undefined): Promise<void> {

@@ -3,7 +3,8 @@
 //     slow request completes 200; a bad file is refused (one log line) and the old route serves;
 //     a key that cannot change live is named in a "needs a restart" line, the rest applies
 //   - SIGTERM with a slow request in flight: it completes, exit 0; shutdownTimeout cuts a longer one
-//   - SIGUSR2 with workers: 2 under wrk: 0 failed requests, every worker PID changed
+//   - workers: 2: SIGHUP to the primary reaches every worker; SIGUSR2 under wrk: 0 failed
+//     requests, every worker PID changed
 // No CA is needed: nothing is issued (the fallback certificate serves, the client does not verify).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -207,15 +208,19 @@ const listeningPids = (output: string): number[] =>
 describe('SIGUSR2 replaces the workers one at a time (workers: 2)', () => {
   let dir: string;
   let app: FakeUpstream;
+  let other: FakeUpstream;
   let proc: RunningProcess;
   let port: number;
+  let file: string;
+  let ports: { https: number; http: number };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'certgate-rolling-'));
     app = await namedUpstream('app');
-    const ports = { https: await freePort(), http: await freePort() };
+    other = await namedUpstream('other');
+    ports = { https: await freePort(), http: await freePort() };
     port = ports.https;
-    const file = join(dir, 'certgate.yaml');
+    file = join(dir, 'certgate.yaml');
     await writeFile(file, stringify({ ...gatewayConfig(dir, ports, app.origin), workers: 2, proxy: { upstream: app.origin, accessLog: false } }));
     proc = runProcess([CERTGATE_BIN, 'run', '--config', file]);
     await proc.waitFor(/"workers":2.*certgate listening/, 60_000);
@@ -224,7 +229,26 @@ describe('SIGUSR2 replaces the workers one at a time (workers: 2)', () => {
   after(async () => {
     await proc?.stop();
     await app?.close();
+    await other?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('SIGHUP to the primary reaches every worker', async () => {
+    const from = proc.output().length;
+    await writeFile(file, stringify({ ...gatewayConfig(dir, ports, other.origin), workers: 2, proxy: { upstream: app.origin, routes: [{ hosts: [HOST], upstream: other.origin }], accessLog: false } }));
+    proc.child.kill('SIGHUP');
+    await proc.waitFor(/config reloaded/);
+    assert.match(linesAfter(proc, from, /config reloaded/)[0]!, /"changed":\["proxy\.routes"\]/);
+    // Fresh connections spread over both workers (SO_REUSEPORT); the primary has sent the config
+    // before it logged, so allow a moment for the IPC message to arrive.
+    const deadline = Date.now() + 10_000;
+    let seen: string[];
+    do {
+      seen = [];
+      for (let i = 0; i < 12; i++) seen.push((await insecureGet(HOST, port)).body);
+    } while (seen.some((s) => s !== 'other') && Date.now() < deadline);
+    assert.deepEqual(seen, Array<string>(12).fill('other'));
+    assert.equal((await insecureGet('default.reload.test', port)).body, 'app');
   });
 
   test('under wrk: 0 failed requests, and every worker PID changed', async () => {
@@ -246,7 +270,8 @@ describe('SIGUSR2 replaces the workers one at a time (workers: 2)', () => {
     assert.equal(afterPids.length, 2, proc.output().slice(from));
     for (const pid of afterPids) assert.ok(!before.includes(pid), `worker ${pid} is new`);
     for (const pid of before) assert.throws(() => process.kill(pid, 0), 'the old worker exited');
-    // The new workers serve.
-    assert.equal((await insecureGet(HOST, port)).body, 'app');
+    // The new workers serve, with the config as reloaded.
+    assert.equal((await insecureGet(HOST, port)).body, 'other');
+    assert.equal((await insecureGet('default.reload.test', port)).body, 'app');
   });
 });
