@@ -72,12 +72,18 @@ async function run(configFile: string | undefined): Promise<void> {
   // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.
   // The workers get their config before this process loads its logger: they are the ones that serve.
   primary?.configure(config);
-  const [{ createLogger }, { runGateway, stopOnSignals }, { wildcardWarnings }] = await Promise.all([import('./util/log.ts'), import('./cluster/run.ts'), import('./config/describe.ts')]);
+  const [{ createLogger }, { runGateway, stopOnSignals }, { superviseReloads }, { wildcardWarnings }] = await Promise.all([
+    import('./util/log.ts'),
+    import('./cluster/run.ts'),
+    import('./cluster/reload.ts'),
+    import('./config/describe.ts'),
+  ]);
   const logger = createLogger({ level: config.log.level });
   // Here, not in the gateway: one line per pattern for the whole process tree, not per worker.
   for (const w of wildcardWarnings(config)) logger.warn({ step: 'config', pattern: w.pattern, keys: w.keys }, w.message);
   if (primary) {
-    stopOnSignals(logger, () => primary.stop());
+    const running = superviseReloads(primary, config, logger);
+    stopOnSignals(logger, () => primary.stop(), () => running().shutdownTimeout);
     await primary.run(logger);
     return;
   }

@@ -3,7 +3,8 @@
 // connections and the primary never touches traffic; the primary only restarts workers that
 // die and relays bus messages between them (cache coherence on file storage) and metrics
 // snapshots to the worker serving GET /metrics. Workers get the validated config from the
-// primary (src/cluster/worker.ts), not by reading the file again.
+// primary (src/cluster/worker.ts), not by reading the file again; a reload (SIGHUP) reaches
+// them the same way, and a rolling restart (SIGUSR2) replaces them one at a time (replace()).
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { MetricsSnapshot, PeerSnapshots } from '../admin/metrics.ts';
@@ -28,6 +29,11 @@ interface ReadyMessage {
 }
 interface ConfigMessage {
   certgate: 'config';
+  config: LoadedConfig;
+}
+/** Primary → every worker: a reloaded config to apply live (Gateway.reload). */
+interface ReloadMessage {
+  certgate: 'reload';
   config: LoadedConfig;
 }
 /** A worker asks once it listens: a message sent before that would be dropped. */
@@ -56,7 +62,7 @@ interface MetricsReply extends PeerSnapshots {
   id: number;
 }
 type WorkerMessage = BusMessage | ReadyMessage | ConfigRequest | MetricsRequest | MetricsReport;
-type PrimaryMessage = ConfigMessage | BusMessage | MetricsCollect | MetricsReply;
+type PrimaryMessage = ConfigMessage | ReloadMessage | BusMessage | MetricsCollect | MetricsReply;
 
 /** How long the primary waits for the workers' snapshots before answering without the late ones. */
 const METRICS_COLLECT_TIMEOUT_MS = 2000;
@@ -75,9 +81,22 @@ export interface Primary {
   configure(config: LoadedConfig): void;
   /** Logs through `logger` from now on; resolves once every worker is listening. */
   run(logger: Logger): Promise<void>;
-  /** Stops the workers: SIGTERM, SIGKILL after 8 s. */
+  /** Sends a reloaded config to every worker (they apply its live keys); workers forked later get it too. */
+  reload(config: LoadedConfig): void;
+  /**
+   * Rolling restart (SIGUSR2): for each worker in turn, forks its replacement with `config`,
+   * waits until it listens, then stops the old one the SIGTERM way (it drains) and waits for it
+   * to exit. Resolves with the number replaced; stops early (logged) when a replacement dies
+   * before it listens (the old worker keeps serving) or the primary is stopping. A call while
+   * one is under way returns that one (its config stays).
+   */
+  replace(config: LoadedConfig): Promise<number>;
+  /** Stops the workers: SIGTERM (they drain for up to `shutdownTimeout`), SIGKILL 5 s after that. */
   stop(): Promise<void>;
 }
+
+/** How long after `shutdownTimeout` a worker that has not exited yet is killed. */
+export const STOP_MARGIN_MS = 5000;
 
 /**
  * The workers a config asks for, read from the file's content before it is validated, so that
@@ -116,43 +135,38 @@ export function forkWorkers(count: number): Primary {
   let logger: Logger | undefined;
   const waitingForConfig = new Set<Worker>();
   const ready = new Set<number>();
-  let announceReady: (() => void) | undefined;
-  const allReady = new Promise<void>((resolve) => (announceReady = resolve));
+  /** The worker serving each index now (a replacement takes over its index once forked). */
+  const current = new Map<number, Worker>();
+  /** Workers a rolling restart is stopping: their exit is expected, not restarted. */
+  const retired = new Set<Worker>();
+  const allReady = Promise.withResolvers<void>();
 
+  const given = new WeakMap<Worker, LoadedConfig>(); // changed while the worker started: sent again once it listens
   const sendConfig = (worker: Worker): void => {
     if (config) worker.send({ certgate: 'config', config } satisfies ConfigMessage);
+    if (config) given.set(worker, config);
     else waitingForConfig.add(worker);
+  };
+  const onReady = (worker: Worker, index: number, msg: ReadyMessage): void => {
+    if (config && given.get(worker) !== config) worker.send({ certgate: 'reload', config } satisfies ReloadMessage);
+    ready.add(index);
+    restartDelayMs = 1000;
+    if (ready.size === count) {
+      logger?.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
+      allReady.resolve();
+    }
   };
   const fork = (index: number): Worker => {
     const worker = cluster.fork({ CERTGATE_WORKER_INDEX: String(index) });
-    worker.on('message', (msg: unknown) => {
-      if (!isWorkerMessage(msg)) return;
-      if (msg.certgate === 'config-request') {
-        sendConfig(worker);
-      } else if (msg.certgate === 'bus') {
-        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
-      } else if (msg.certgate === 'metrics-request') {
-        void collectMetrics(worker, msg.id);
-      } else if (msg.certgate === 'metrics-report') {
-        collecting.get(msg.id)?.(worker, msg.snapshot);
-      } else if (msg.certgate === 'ready') {
-        ready.add(index);
-        restartDelayMs = 1000;
-        if (ready.size === count) {
-          logger?.info({ step: 'listen', workers: count, https: msg.httpsPort, http: msg.httpPort }, 'certgate listening');
-          announceReady?.();
-        }
-      }
-    });
+    current.set(index, worker);
+    worker.on('message', (msg: unknown) => routeWorkerMessage(worker, msg, { sendConfig, collectMetrics, collecting, ready: (m) => onReady(worker, index, m) }));
     worker.on('exit', (code, signal) => {
-      ready.delete(index);
       waitingForConfig.delete(worker);
-      if (stopping) return;
-      const fields = { step: 'worker-exit', worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs };
-      if (logger) logger.error(fields, 'worker died; restarting');
-      else process.stderr.write(`certgate: worker ${index} died (${signal ?? `exit code ${code}`}); restarting\n`);
-      const t = setTimeout(() => fork(index), restartDelayMs);
-      t.unref();
+      if (stopping || retired.delete(worker)) return;
+      ready.delete(index);
+      reportDeath(logger, { worker: index, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs });
+      // Unless a rolling restart's replacement took over the index meanwhile.
+      setTimeout(() => current.get(index) === worker && !stopping && fork(index), restartDelayMs).unref();
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
     return worker;
@@ -160,10 +174,10 @@ export function forkWorkers(count: number): Primary {
 
   /** Snapshot handlers of the collections under way, by request id. */
   const collecting = new Map<number, SnapshotHandler>();
-  let nextCollection = 0;
   const collectMetrics = (asker: Worker, requestId: number): Promise<void> => collectPeerMetrics(asker, requestId, collecting, nextCollection++, logger);
 
   for (let i = 0; i < count; i++) fork(i);
+  let rolling: Promise<number> | undefined;
 
   return {
     configure(validated) {
@@ -173,16 +187,126 @@ export function forkWorkers(count: number): Primary {
     },
     async run(log) {
       logger = log;
-      await allReady;
+      await allReady.promise;
+    },
+    reload(reloaded) {
+      config = reloaded;
+      // A worker still starting drops it; it gets it again once it listens (onReady).
+      for (const worker of current.values()) if (worker.isConnected()) worker.send({ certgate: 'reload', config: reloaded } satisfies ReloadMessage);
+    },
+    replace(next) {
+      if (rolling) return rolling;
+      config = next;
+      rolling = replaceOneByOne(count, { current, retired, fork, stopping: () => stopping, logger, killAfterMs: next.shutdownTimeout + STOP_MARGIN_MS });
+      return rolling.finally(() => (rolling = undefined));
     },
     async stop() {
       stopping = true;
-      await stopAllWorkers();
+      await stopAllWorkers(config ? config.shutdownTimeout + STOP_MARGIN_MS : 8000);
     },
   };
 }
 
+/** A worker died unexpectedly: logged, or on stderr before the primary has its logger. */
+function reportDeath(logger: Logger | undefined, fields: { worker: number; pid: number | undefined; code: number; signal: string; restartInMs: number }): void {
+  if (logger) logger.error({ step: 'worker-exit', ...fields }, 'worker died; restarting');
+  else process.stderr.write(`certgate: worker ${fields.worker} died (${fields.signal ?? `exit code ${fields.code}`}); restarting\n`);
+}
+
+/** What routeWorkerMessage hands each message to. */
+interface MessageRoutes {
+  sendConfig(worker: Worker): void;
+  collectMetrics(asker: Worker, requestId: number): Promise<void>;
+  collecting: Map<number, SnapshotHandler>;
+  ready(msg: ReadyMessage): void;
+}
+
+/** In the primary: one message from `worker`, to where it goes. */
+function routeWorkerMessage(worker: Worker, msg: unknown, to: MessageRoutes): void {
+  if (!isWorkerMessage(msg)) return;
+  if (msg.certgate === 'config-request') {
+    to.sendConfig(worker);
+  } else if (msg.certgate === 'bus') {
+    for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(msg);
+  } else if (msg.certgate === 'metrics-request') {
+    void to.collectMetrics(worker, msg.id);
+  } else if (msg.certgate === 'metrics-report') {
+    to.collecting.get(msg.id)?.(worker, msg.snapshot);
+  } else if (msg.certgate === 'ready') {
+    to.ready(msg);
+  }
+}
+
+/** What replaceOneByOne works with: the primary's bookkeeping of forkWorkers. */
+interface RollingRestart {
+  current: Map<number, Worker>;
+  retired: Set<Worker>;
+  fork(index: number): Worker;
+  stopping(): boolean;
+  logger: Logger | undefined;
+  /** SIGKILL an old worker that has not exited this long after its SIGTERM. */
+  killAfterMs: number;
+}
+
+/**
+ * Replaces the workers one at a time: the replacement first (it binds the ports beside the old
+ * one with SO_REUSEPORT), then the old one drains. Returns how many were replaced.
+ */
+async function replaceOneByOne(count: number, roll: RollingRestart): Promise<number> {
+  let replaced = 0;
+  for (let index = 0; index < count && !roll.stopping(); index++) {
+    const old = roll.current.get(index);
+    const fresh = roll.fork(index);
+    const listening = await workerListening(fresh);
+    if (!listening) {
+      roll.logger?.error({ step: 'rolling-restart', worker: index, pid: fresh.process.pid }, 'the replacement worker exited before it listened; the rolling restart stops (the old worker keeps serving)');
+      if (old && !old.isDead()) roll.current.set(index, old);
+      break;
+    }
+    if (old && !old.isDead()) {
+      roll.retired.add(old);
+      await stopWorker(old, roll.killAfterMs);
+    }
+    roll.logger?.info({ step: 'rolling-restart', worker: index, oldPid: old?.process.pid, pid: fresh.process.pid }, 'worker replaced');
+    replaced++;
+  }
+  return replaced;
+}
+
+/** Resolves true once `worker` says it listens, false if it exits first. */
+function workerListening(worker: Worker): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onMessage = (msg: unknown): void => {
+      if (isWorkerMessage(msg) && msg.certgate === 'ready') finish(true);
+    };
+    const onExit = (): void => finish(false);
+    const finish = (listening: boolean): void => {
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+      resolve(listening);
+    };
+    worker.on('message', onMessage);
+    worker.once('exit', onExit);
+  });
+}
+
+/** SIGTERM (the worker drains), SIGKILL if it is still alive `killAfterMs` later; resolves when it exited. */
+function stopWorker(worker: Worker, killAfterMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (worker.isDead()) return resolve();
+    const kill = setTimeout(() => worker.process.kill('SIGKILL'), killAfterMs);
+    worker.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    worker.process.kill('SIGTERM');
+  });
+}
+
 type SnapshotHandler = (from: Worker, snapshot: MetricsSnapshot | null) => void;
+
+/** Ids of the primary's metrics collections. */
+let nextCollection = 0;
 
 /** Asks every other live worker for its snapshot and answers `asker` with what came in time. */
 async function collectPeerMetrics(asker: Worker, requestId: number, collecting: Map<number, SnapshotHandler>, id: number, logger: Logger | undefined): Promise<void> {
@@ -209,23 +333,10 @@ async function collectPeerMetrics(asker: Worker, requestId: number, collecting: 
   if (asker.isConnected()) asker.send({ certgate: 'metrics-reply', id: requestId, snapshots, missing } satisfies MetricsReply);
 }
 
-/** SIGTERM to every worker, SIGKILL to those still alive 8 s later; resolves when all exited. */
-async function stopAllWorkers(): Promise<void> {
+/** SIGTERM to every worker (they drain), SIGKILL to those still alive `killAfterMs` later; resolves when all exited. */
+async function stopAllWorkers(killAfterMs: number): Promise<void> {
   const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-  await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise<void>((resolve) => {
-          if (w.isDead()) return resolve();
-          const kill = setTimeout(() => w.process.kill('SIGKILL'), 8000);
-          w.once('exit', () => {
-            clearTimeout(kill);
-            resolve();
-          });
-          w.process.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all(workers.map((w) => stopWorker(w, killAfterMs)));
 }
 
 /**
@@ -247,6 +358,13 @@ export function requestConfig(): Promise<LoadedConfig> {
     };
     process.on('message', onMessage);
     process.send?.({ certgate: 'config-request' } satisfies ConfigRequest);
+  });
+}
+
+/** In a worker: calls `apply` with each config the primary sends on a reload (SIGHUP). */
+export function receiveReloads(apply: (config: LoadedConfig) => void): void {
+  process.on('message', (msg: unknown) => {
+    if (isPrimaryMessage(msg, 'reload')) apply(msg.config);
   });
 }
 

@@ -313,6 +313,8 @@ const configSchema = z.strictObject({
       message: 'must be "auto" (one per CPU) or a number of processes from 1 to 256',
     })
     .default('auto'),
+  // SIGTERM/SIGINT: how long requests in flight may take to finish before they are cut off.
+  shutdownTimeout: timerDuration('30s').prefault('30s'),
   acme: z
     .strictObject({
       directory: httpUrl('https://acme-v02.api.letsencrypt.org/directory').optional(),

@@ -6,10 +6,8 @@
 //   3. h2: the session limits and rapid-reset guard of src/proxy/h2.ts, requests into the proxy
 //   4. http/1.1 (or no ALPN at all): Node's HTTP/1.1 server (allowHTTP1); upgrades (WebSocket)
 //      go to the proxy's tunnel, as only HTTP/1.1 has them
-//   5. every connection is tracked, so closing can end them all (Http2SecureServer has no
-//      closeAllConnections)
+// Closing is the drain's (drain.ts): it tracks connections and HTTP/2 sessions itself.
 import { createSecureServer, type Http2SecureServer, type SecureServerOptions, type ServerHttp2Session } from 'node:http2';
-import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../util/log.ts';
 import { clientAddress } from '../net/client-address.ts';
@@ -17,11 +15,8 @@ import type { ReverseProxy } from '../proxy/proxy.ts';
 import { guardH2Session, h2GuardContext, h2Request, h2ServerOptions } from '../proxy/h2.ts';
 import { ACME_TLS_ALPN, type HandshakeCallbacks } from '../tls/handshake.ts';
 
-/** The HTTPS listener's server, with the one method closing needs that http2 does not have. */
-export type HttpsListenerServer = Http2SecureServer & {
-  /** Destroys every open connection, HTTP/2 or HTTP/1.1, handshaking or idle. */
-  closeAllConnections(): void;
-};
+/** The HTTPS listener's server: HTTP/2 and HTTP/1.1 (allowHTTP1). */
+export type HttpsListenerServer = Http2SecureServer;
 
 /**
  * Builds the server of the header. `tlsOptions` are the certificate, key and protocol settings
@@ -29,7 +24,7 @@ export type HttpsListenerServer = Http2SecureServer & {
  */
 export function createHttpsListenerServer(tlsOptions: SecureServerOptions, callbacks: HandshakeCallbacks, proxy: ReverseProxy, logger: Logger): HttpsListenerServer {
   const handle = h2Request((req, res) => proxy.handleRequest(req, res));
-  const server = createSecureServer({ ...tlsOptions, ...h2ServerOptions(), allowHTTP1: true, ...callbacks }, handle) as HttpsListenerServer;
+  const server = createSecureServer({ ...tlsOptions, ...h2ServerOptions(), allowHTTP1: true, ...callbacks }, handle);
   endAcmeTlsConnections(server);
   const guard = h2GuardContext(logger.child({ component: 'https' }));
   server.on('session', (session: ServerHttp2Session) => guardH2Session(guard, session));
@@ -37,14 +32,6 @@ export function createHttpsListenerServer(tlsOptions: SecureServerOptions, callb
   server.on('tlsClientError', (err, socket) => {
     logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
   });
-  const open = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-  });
-  server.closeAllConnections = () => {
-    for (const socket of open) socket.destroy();
-  };
   return server;
 }
 

@@ -8,12 +8,16 @@
 //   6. the listeners (listeners.ts): handshake path, proxy, HTTPS and HTTP, session tickets
 //   7. the admin API (admin.ts), then the maintainer
 // Everything opened goes onto one AsyncDisposableStack as it opens: a failed start closes what
-// was opened, and close() closes it all, in the reverse order by construction.
+// was opened, and close() closes it all, in the reverse order by construction (the listeners
+// drain first: requests in flight finish within `shutdownTimeout`). reload() applies a changed
+// config's live keys to the parts (reload.ts).
 import type { MetricsSource } from '../admin/server.ts';
 import type { GatewayMetrics } from '../admin/metrics.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
 import type { DnsProvider } from '../acme/dns/provider.ts';
+import type { ConfigChanges } from '../config/changes.ts';
 import type { LoadedConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
 import type { CertificateEvents } from '../issuance/events.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import type { Maintainer } from '../maintain/maintainer.ts';
@@ -34,6 +38,7 @@ import { openListeners } from './listeners.ts';
 import { assemblePolicy } from './policy.ts';
 import { openWebhooks } from './webhooks.ts';
 import type { WebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { createReloader } from './reload.ts';
 
 export { DEFAULT_ADMIN_LISTEN, type ClusterMetrics } from './admin.ts';
 
@@ -84,7 +89,18 @@ export interface Gateway {
   readonly maintainer: Maintainer | undefined;
   /** Webhook delivery (`webhooks`); `reconfigure(config.webhooks)` applies a reload. */
   readonly webhooks: WebhookDispatcher;
-  /** Stops everything, in the reverse of the order it started; storage only if the gateway opened it. */
+  /**
+   * Applies a reloaded, validated config: the live keys that changed (src/config/changes.ts:
+   * routes, upstream, allow, ask, limit rates, log level, shutdownTimeout) take effect for the
+   * next request or handshake. Returns what changed; `restart` keys were not applied. Throws
+   * when a part refuses a value (the caller logs it; the running config stays for that part).
+   */
+  reload(config: Config): ConfigChanges;
+  /**
+   * Stops everything, in the reverse of the order it started; storage only if the gateway opened
+   * it. The listeners stop accepting first and let requests in flight finish for up to
+   * `shutdownTimeout` (then cut them); idle keep-alive connections close at once.
+   */
   close(): Promise<void>;
 }
 
@@ -115,6 +131,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     ...{ httpsPort: listeners.httpsPort, httpPort: listeners.httpPort, proxy: listeners.proxy, adminPort: admin?.port },
     ...{ storage, logger, metrics: plan.metrics, policy: policy.policy, registry: policy.registry, limits: policy.limits, webhooks },
     ...{ cache: issuance.cache, manager: issuance.manager, issuer: issuance.issuer, budgets: issuance.budgets, maintainer: issuance.maintainer, events: issuance.manager.events },
+    reload: createReloader(config, { logger, listeners, policy }),
     close: () => owned.disposeAsync(),
   };
 }

@@ -8,7 +8,9 @@
 //   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers),
 //      each guarded against slow and idle clients first (connections.ts); with
 //      `listen.proxyProtocol`, both read trusted balancers' PROXY headers before anything else
-// What it opens is closed by the gateway's stack in reverse: servers, then tickets, then proxy.
+// What it opens is closed by the gateway's stack in reverse: the servers drain (drain.ts: stop
+// accepting, requests in flight finish within `shutdownTimeout`), then tickets, then the proxy.
+// reconfigure() applies a reloaded config's routes, upstream and shutdownTimeout.
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { GatewayMetrics } from '../admin/metrics.ts';
@@ -25,6 +27,7 @@ import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
 import { slowClientGuards } from './connections.ts';
 import { createHttpsListenerServer, type HttpsListenerServer } from './https-server.ts';
+import { ConnectionDrain } from './drain.ts';
 import type { IssuancePart } from './issuance.ts';
 import type { PolicyPart } from './policy.ts';
 
@@ -38,6 +41,8 @@ export interface ListenersPart {
   readonly httpPort: number;
   /** Both listeners are accepting connections (readiness). */
   listening(): boolean;
+  /** A reloaded config: `proxy.routes`/`upstream` for the next request, `shutdownTimeout` for the next stop. Throws (nothing changed) on an invalid route. */
+  reconfigure(config: Pick<Config, 'proxy' | 'shutdownTimeout'>): void;
 }
 
 /** What the listeners work with. */
@@ -82,6 +87,14 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   });
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
+  const drain = new ConnectionDrain();
+  drain.track(https, true);
+  drain.track(http, false);
+  let shutdownTimeoutMs = config.shutdownTimeout;
+  stack.defer(async () => {
+    const { cut } = await drain.drain(shutdownTimeoutMs);
+    if (cut > 0) logger.warn({ step: 'drain', cut, shutdownTimeoutMs }, `${cut} requests still in flight at shutdownTimeout were cut off`);
+  });
   guards.guard(https, 'https');
   guards.guard(http, 'http');
   // After the guards: a trusted balancer's connection reaches them (and TLS) once its PROXY
@@ -90,9 +103,7 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   proxyProtocol.wire(https, 'https');
   proxyProtocol.wire(http, 'http');
   await listen(https, config.listen.https, deps.reusePort);
-  stack.defer(() => closeServer(https));
   await listen(http, config.listen.http, deps.reusePort);
-  stack.defer(() => closeServer(http));
   // Runs first: connections still owing a PROXY header would hold the servers' close.
   stack.defer(() => proxyProtocol.close());
   return {
@@ -101,6 +112,10 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
     httpsPort: (https.address() as AddressInfo).port,
     httpPort: (http.address() as AddressInfo).port,
     listening: () => https.listening && http.listening,
+    reconfigure(next) {
+      proxy.setRoutes(next.proxy.routes, next.proxy.upstream);
+      shutdownTimeoutMs = next.shutdownTimeout;
+    },
   };
 }
 
@@ -147,12 +162,5 @@ function listen(server: HttpServer | HttpsListenerServer, { host, port }: Listen
       server.off('error', onError);
       resolve();
     });
-  });
-}
-
-function closeServer(server: HttpServer | HttpsListenerServer): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
   });
 }

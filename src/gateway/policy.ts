@@ -7,6 +7,7 @@
 //       refuses them until their TXT record is seen (checked by the admin API and the maintainer)
 //   4. the abuse limits (`onDemand.limits`): token buckets per client and per process
 // Each piece takes its config section as parsed; the registry leaves the bus on close.
+// reconfigurePolicy() applies a reloaded config's allow, ask and limit rates.
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { DnsOwnershipCheck } from '../policy/dns.ts';
@@ -53,4 +54,13 @@ export async function assemblePolicy(config: Config, deps: PolicyPartDeps, stack
   });
   const limits = new IssuanceLimits(onDemand.limits, { logger, ...(deps.onLimited ? { onLimited: deps.onLimited } : {}) });
   return { registry, policy, limits, dns, ownership };
+}
+
+/**
+ * A reloaded config (SIGHUP): `onDemand.allow`, `ask` and its timings, and the `limits` rates
+ * apply from the next decision. The DNS check and the registry switch need a restart.
+ */
+export function reconfigurePolicy(part: PolicyPart, config: Pick<Config, 'onDemand'>): void {
+  part.policy.reconfigure(config.onDemand);
+  part.limits.reconfigure(config.onDemand.limits);
 }

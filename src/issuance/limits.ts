@@ -6,7 +6,7 @@
 // are logged at most once per interval, with a count.
 import type { LimitsConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
-import { KeyedTokenBuckets, TokenBucket } from '../util/ratelimit.ts';
+import { KeyedTokenBuckets, TokenBucket, type BucketLimit } from '../util/ratelimit.ts';
 
 /** Which bucket refused: the client address's, or the process's. */
 export type LimitScope = 'client' | 'global';
@@ -27,8 +27,9 @@ export interface IssuanceLimitsDeps {
 
 /** Token buckets per client IP and per process; `admit` never waits and never throws. */
 export class IssuanceLimits {
-  private readonly clients: KeyedTokenBuckets | undefined;
-  private readonly global: TokenBucket | undefined;
+  private clients: KeyedTokenBuckets | undefined;
+  private global: TokenBucket | undefined;
+  private readonly maxClients: number;
   private lastLogAt = -Infinity;
   private suppressed = { client: 0, global: 0 };
 
@@ -36,8 +37,19 @@ export class IssuanceLimits {
     config: IssuanceLimitsConfig,
     private readonly opts: IssuanceLimitsDeps,
   ) {
+    this.maxClients = config.unknownNameCache;
     this.clients = config.perClient ? new KeyedTokenBuckets(config.perClient, config.unknownNameCache) : undefined;
     this.global = config.global ? new TokenBucket(config.global) : undefined;
+  }
+
+  /**
+   * New rates from a reloaded config (SIGHUP). A bucket whose limit changed starts again full
+   * under the new limit (a client's history under the old rate is dropped); an unchanged one
+   * keeps its tokens. `unknownNameCache` keeps its start-up value.
+   */
+  reconfigure(config: Pick<LimitsConfig, 'perClient' | 'global'>): void {
+    if (!sameLimit(this.clients?.limit, config.perClient)) this.clients = config.perClient ? new KeyedTokenBuckets(config.perClient, this.maxClients) : undefined;
+    if (!sameLimit(this.global?.limit, config.global)) this.global = config.global ? new TokenBucket(config.global) : undefined;
   }
 
   /**
@@ -80,4 +92,9 @@ export class IssuanceLimits {
       'handshakes that would start an issuance (or look up a tls-alpn-01 challenge) are rate limited: fallback certificate, or a refused acme-tls/1 handshake',
     );
   }
+}
+
+function sameLimit(running: BucketLimit | undefined, next: BucketLimit | false): boolean {
+  if (running === undefined || next === false) return running === undefined && next === false;
+  return running.rate === next.rate && running.burst === next.burst;
 }

@@ -46,16 +46,27 @@ export interface PolicyDeps {
  * anything; forget() drops a name's cached answer (a binding changed).
  */
 export class OnDemandPolicy {
-  private readonly allow: HostPatternSet;
+  private allow: HostPatternSet;
   private readonly decisions: LruCache<string, PolicyDecision>;
   private readonly pending = new Map<string, Promise<PolicyDecision>>();
 
   constructor(
-    private readonly config: PolicyConfig,
+    private config: PolicyConfig,
     private readonly deps: PolicyDeps,
   ) {
     this.allow = new HostPatternSet(config.allow);
     this.decisions = new LruCache(config.limits.unknownNameCache);
+  }
+
+  /**
+   * A reloaded config (SIGHUP): `allow`, `ask` and its timings apply from the next decision.
+   * Cached ask answers are dropped (made under the old rules); `limits.unknownNameCache` keeps
+   * its start-up value (the cache is not rebuilt).
+   */
+  reconfigure(config: PolicyConfig): void {
+    this.config = config;
+    this.allow = new HostPatternSet(config.allow);
+    this.decisions.clear();
   }
 
   /** `name` must be normalised (see tls/names.ts). Never throws: errors deny. */

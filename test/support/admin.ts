@@ -1,6 +1,6 @@
 // Admin API clients for tests: JSON calls, an insecure HTTPS GET (to see the upstream a host is
 // routed to even when the fallback certificate is served), and a Server-Sent Events reader.
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 export interface AdminResult {
@@ -46,20 +46,20 @@ export function adminCall(
   });
 }
 
-/** GET https://<name>/ through 127.0.0.1:<port> without verifying the certificate. */
-export function insecureGet(name: string, port: number): Promise<{ status: number; body: string; fingerprint256: string }> {
+/** GET https://<name><path> through 127.0.0.1:<port> without verifying the certificate. */
+export function insecureGet(name: string, port: number, path = '/'): Promise<{ status: number; body: string; fingerprint256: string; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host: '127.0.0.1', port, path: '/', servername: name, headers: { host: name }, rejectUnauthorized: false, agent: false, timeout: 30_000 },
+      { host: '127.0.0.1', port, path, servername: name, headers: { host: name }, rejectUnauthorized: false, agent: false, timeout: 30_000 },
       (res) => {
         const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), fingerprint256: cert.fingerprint256 }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), fingerprint256: cert.fingerprint256, headers: res.headers }));
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`timeout requesting https://${name}:${port}/`)));
+    req.on('timeout', () => req.destroy(new Error(`timeout requesting https://${name}:${port}${path}`)));
     req.on('error', reject);
     req.end();
   });
