@@ -1,12 +1,14 @@
 // ConnectionDrain (src/gateway/drain.ts) on real node:http servers and raw sockets: a request in
 // flight finishes (with Connection: close), an idle keep-alive connection closes within the
 // grace, a request already on its way to an idle connection is still answered, and the
-// deadline cuts what is left.
+// deadline cuts what is left; on an HTTP/2 server, a GOAWAY lets the streams in flight finish.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { connect as connectH2, createSecureServer } from 'node:http2';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ConnectionDrain, IDLE_GRACE_MS } from '../../src/gateway/drain.ts';
+import { multiNameCertificate } from '../support/certificates.ts';
 
 /** A plain HTTP server, tracked by a drain: /slow answers after `slowMs`, anything else at once. */
 async function drainedServer(slowMs: number): Promise<{ server: Server; port: number; drain: ConnectionDrain }> {
@@ -120,4 +122,35 @@ test('after the drain began, new connections are refused (the listener is closed
     socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
   });
   assert.equal(refused, 'ECONNREFUSED');
+});
+
+test('HTTP/2: a stream in flight finishes, the session gets GOAWAY, and the drain resolves without a cut', async () => {
+  const { certPem, keyPem } = await multiNameCertificate(['drain.test']);
+  const server = createSecureServer({ cert: certPem, key: keyPem, allowHTTP1: true }, (req, res) => {
+    if (req.url === '/slow') setTimeout(() => res.end('slow'), 400);
+    else res.end('fast');
+  });
+  const drain = new ConnectionDrain();
+  drain.track(server, true);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const session = connectH2(`https://127.0.0.1:${(server.address() as AddressInfo).port}`, { ca: certPem, servername: 'drain.test' });
+  session.on('error', () => {});
+  const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+  const stream = session.request({ ':path': '/slow' });
+  const body = new Promise<string>((resolve, reject) => {
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (d: string) => (text += d));
+    stream.on('end', () => resolve(text));
+    stream.on('error', reject);
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  const drained = drain.drain(60_000);
+  await goaway;
+  assert.equal(await body, 'slow', 'the stream in flight completes');
+  assert.deepEqual(await drained, { cut: 0 });
+  // The session closes after its last stream: long before the 60 s deadline.
+  assert.ok(Date.now() - started < 30_000);
+  session.destroy();
 });
