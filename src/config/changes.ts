@@ -9,7 +9,7 @@ import type { Config } from './schema.ts';
 
 /**
  * The keys a running gateway applies on reload (src/gateway/reload.ts does it, one part at a
- * time). Webhooks join here when they exist. Everything else (listen addresses, storage,
+ * time). Everything else (listen addresses, storage,
  * workers, acme, tls...) needs a restart.
  */
 export const LIVE_KEYS: readonly string[] = [
@@ -24,6 +24,7 @@ export const LIVE_KEYS: readonly string[] = [
   'onDemand.limits.global',
   'log.level',
   'shutdownTimeout',
+  'webhooks',
 ];
 
 /** Where a config came from; never compared (the same file can move). */

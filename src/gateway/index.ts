@@ -91,7 +91,7 @@ export interface Gateway {
   readonly webhooks: WebhookDispatcher;
   /**
    * Applies a reloaded, validated config: the live keys that changed (src/config/changes.ts:
-   * routes, upstream, allow, ask, limit rates, log level, shutdownTimeout) take effect for the
+   * routes, upstream, allow, ask, limit rates, log level, shutdownTimeout, webhooks) take effect for the
    * next request or handshake. Returns what changed; `restart` keys were not applied. Throws
    * when a part refuses a value (the caller logs it; the running config stays for that part).
    */
@@ -131,7 +131,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     ...{ httpsPort: listeners.httpsPort, httpPort: listeners.httpPort, proxy: listeners.proxy, adminPort: admin?.port },
     ...{ storage, logger, metrics: plan.metrics, policy: policy.policy, registry: policy.registry, limits: policy.limits, webhooks },
     ...{ cache: issuance.cache, manager: issuance.manager, issuer: issuance.issuer, budgets: issuance.budgets, maintainer: issuance.maintainer, events: issuance.manager.events },
-    reload: createReloader(config, { logger, listeners, policy }),
+    reload: createReloader(config, { logger, listeners, policy, webhooks }),
     close: () => owned.disposeAsync(),
   };
 }

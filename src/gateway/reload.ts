@@ -4,12 +4,14 @@
 //   2. the listeners: proxy routes and default upstream, shutdownTimeout
 //   3. the policy: onDemand.allow, ask and its timings, limit rates
 //   4. the log level (CERTGATE_LOG_LEVEL, when set, still wins, as at start)
-//   5. webhooks: once they exist, their part's reconfigure goes here
+//   5. webhooks: endpoints, secrets, events and retry delays (deliveries already filed keep
+//      their endpoint; one whose URL was removed fails at its next attempt)
 // Keys that need a restart are reported, not applied: the running config keeps them, so a
 // process reloaded twice compares against what it actually runs.
 import { configChanges, withLiveChanges, type ConfigChanges } from '../config/changes.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
+import type { WebhookDispatcher } from '../webhooks/dispatcher.ts';
 import type { ListenersPart } from './listeners.ts';
 import { reconfigurePolicy, type PolicyPart } from './policy.ts';
 
@@ -18,6 +20,7 @@ export interface ReloadableParts {
   logger: Logger;
   listeners: ListenersPart;
   policy: PolicyPart;
+  webhooks: WebhookDispatcher;
 }
 
 /**
@@ -33,6 +36,7 @@ export function createReloader(config: Config, parts: ReloadableParts): (next: C
     const changed = (prefix: string) => changes.live.some((key) => key === prefix || key.startsWith(`${prefix}.`));
     if (changed('proxy') || changed('shutdownTimeout')) parts.listeners.reconfigure(next);
     if (changed('onDemand')) reconfigurePolicy(parts.policy, next);
+    if (changed('webhooks')) parts.webhooks.reconfigure(next.webhooks);
     if (changed('log.level')) parts.logger.level = process.env.CERTGATE_LOG_LEVEL || next.log.level;
     running = withLiveChanges(running, next);
     return changes;

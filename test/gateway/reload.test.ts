@@ -11,11 +11,12 @@ import { capturingLogger } from '../support/log-lines.ts';
 import { insecureGet } from '../support/admin.ts';
 import { freePort } from '../support/ports.ts';
 import { startUpstream, type FakeUpstream } from '../support/upstream.ts';
+import { startWebhookReceiver } from '../support/webhook-receiver.ts';
 
 let gateway: Gateway;
 let oldApp: FakeUpstream;
 let newApp: FakeUpstream;
-let raw: (changes: { upstream: string; allow?: string[]; perClient?: unknown; level?: string; concurrency?: number }) => unknown;
+let raw: (changes: { upstream: string; allow?: string[]; perClient?: unknown; level?: string; concurrency?: number; webhooks?: unknown[] }) => unknown;
 let dir: string;
 
 before(async () => {
@@ -31,6 +32,7 @@ before(async () => {
     proxy: { routes: [{ hosts: ['app.reload.test'], upstream: c.upstream }], accessLog: false },
     log: { level: c.level ?? 'info' },
     renewal: { concurrency: c.concurrency ?? 4 },
+    ...(c.webhooks ? { webhooks: c.webhooks } : {}),
   });
   gateway = await startGateway(parseConfig(raw({ upstream: oldApp.origin }), { baseDir: dir }), { logger: capturingLogger('info').logger, admin: false });
 });
@@ -63,4 +65,20 @@ test('a second reload compares against what runs: the restart-only key is still 
     parseConfig(raw({ upstream: newApp.origin, allow: ['new.reload.test'], perClient: { rate: 0.001, burst: 1 }, level: 'debug', concurrency: 9 }), { baseDir: dir }),
   );
   assert.deepEqual(changes, { live: [], restart: ['renewal.concurrency'] });
+});
+
+test('webhooks apply: an endpoint added by a reload gets the next event, signed with its secret', async () => {
+  const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+  const receiver = await startWebhookReceiver(secret);
+  try {
+    const base = { upstream: newApp.origin, allow: ['new.reload.test'], perClient: { rate: 0.001, burst: 1 }, level: 'debug', concurrency: 9 };
+    const changes = gateway.reload(parseConfig(raw({ ...base, webhooks: [{ url: receiver.url, secret, retry: { delays: ['200ms'] } }] }), { baseDir: dir }));
+    assert.deepEqual(changes.live, ['webhooks']);
+    await gateway.registry.put('hooked.reload.test', { enabled: true });
+    const [hook] = await receiver.waitFor((r) => r.some((w) => w.payload.type === 'domain-bound'), 30_000, 'domain-bound after the reload');
+    assert.equal(hook!.verified, true);
+    assert.equal(hook!.payload.data.domain ?? hook!.payload.data.name, 'hooked.reload.test');
+  } finally {
+    await receiver.close();
+  }
 });
