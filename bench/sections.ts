@@ -10,7 +10,8 @@ import { row, saveAcmeEvidence, settle, startSet, turn, type Ctx, type GatewaySe
 import { startGateway, waitUntilServing, type GatewayKind, type RunningGateway } from './gateways.ts';
 import { h2loadRun, handshakeLoad, wrk, type H2loadRun, type HandshakeRun, type WrkRun } from './loadgen.ts';
 import { localhostCertificate, seedCaddyLocalhost, seedStorage, type Seeded } from './seed.ts';
-import { log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
+import { startNodeReference, startOpensslReference, type TlsReference } from './tls-reference.ts';
+import { haveCommand, log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
 
 const RUN_TAG = Date.now().toString(36).slice(-4);
 
@@ -103,12 +104,14 @@ export async function burst(ctx: Ctx): Promise<void> {
     const rig = ctx.rigs.get(kind)!;
     const set = await startSet(ctx, { label: 'burst', kinds: [kind], spec: () => ({ askOnly: true }) });
     try {
-      const warm = await httpsGet(rig.httpsPort, `w-${RUN_TAG}.burst.bench.test`, 60_000);
+      const warm = await Promise.all(Array.from({ length: s.burstWarmups }, (_, i) => httpsGet(rig.httpsPort, `w${i}-${RUN_TAG}.burst.bench.test`, 60_000)));
       await sleep(500);
       const orders0 = rig.acme.ordersPlaced();
       const issued0 = rig.pebble.certificatesIssued();
       const names = Array.from({ length: s.burstNames }, (_, i) => `b${i}-${RUN_TAG}.burst.bench.test`);
       const results: RequestResult[] = [];
+      const gw = set.gateways.get(kind)!;
+      const cpu0 = gw.cpuMs();
       let next = 0;
       const t0 = now();
       let bounded = false;
@@ -126,6 +129,11 @@ export async function burst(ctx: Ctx): Promise<void> {
       };
       await Promise.all(Array.from({ length: s.burstConcurrency }, worker));
       const wallMs = now() - t0;
+      // The gateway's whole process tree: handshakes, ACME, storage, logging, proxying (not
+      // Pebble), per certificate Pebble issued in the same time (orders still in flight at the
+      // bound cost CPU too, so a bounded run reads a little high).
+      const cpuMs = gw.cpuMs() - cpu0;
+      const issuedByNow = rig.pebble.certificatesIssued() - issued0;
       await sleep(1000); // Pebble's log lines for the last orders
       const ok = results.filter((r) => r.ok).length;
       const fallback = results.filter((r) => r.status === 200 && !r.rightCertificate).length;
@@ -140,6 +148,8 @@ export async function burst(ctx: Ctx): Promise<void> {
         orders: rig.acme.ordersPlaced() - orders0,
         certificatesIssued: rig.pebble.certificatesIssued() - issued0,
         perSecond: (ok / wallMs) * 1000,
+        gatewayCpuMs: cpuMs,
+        ...(issuedByNow > 0 ? { cpuPerCertificateMs: cpuMs / issuedByNow } : {}),
         medianMs: median(results.filter((r) => r.ok).map((r) => r.ms)),
         p90Ms: percentile(
           results.filter((r) => r.ok).map((r) => r.ms),
@@ -176,6 +186,9 @@ export async function burst(ctx: Ctx): Promise<void> {
   row(ctx, { ...b, metric: 'Burst: successes (right certificate + 200)', unit: `of ${s.burstNames}`, certgate: v('certgate', 'ok'), caddy: v('caddy', 'ok'), better: 'higher', ...(errorNote ? { note: errorNote } : {}) });
   row(ctx, { ...b, metric: 'Burst: orders placed at the CA', unit: 'orders', certgate: v('certgate', 'orders'), caddy: v('caddy', 'orders'), note: 'one per success is ideal' });
   row(ctx, { ...b, metric: 'Burst: certificates served per second', unit: '/s', certgate: v('certgate', 'perSecond'), caddy: v('caddy', 'perSecond'), better: 'higher' });
+  row(ctx, { ...b, metric: 'Burst: gateway CPU per issued certificate', unit: 'ms CPU', certgate: v('certgate', 'cpuPerCertificateMs'), caddy: v('caddy', 'cpuPerCertificateMs'), better: 'lower', target: '≤ 1.0× Caddy', note: 'process tree CPU over the burst / certificates Pebble issued meanwhile (Pebble not counted)' });
+  const cpuRowLast = ctx.rows[ctx.rows.length - 1]!;
+  if (cpuRowLast.ratio !== undefined) cpuRowLast.pass = cpuRowLast.ratio <= 1.0;
   row(ctx, { ...b, metric: 'Burst: time to response, p90', unit: 'ms', certgate: v('certgate', 'p90Ms'), caddy: v('caddy', 'p90Ms'), better: 'lower' });
 }
 
@@ -237,19 +250,31 @@ export async function handshakes(ctx: Ctx): Promise<void> {
       const cpu = new Map<GatewayKind, number>();
 
       if (tier === 1) {
-        const runs = new Map<GatewayKind, HandshakeRun[]>(ctx.kinds.map((k) => [k, []]));
-        for (const kind of ctx.kinds) await handshakeLoad({ port: port(kind), names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 }); // warm-up
-        for (let r = 0; r < s.rounds; r++) {
-          for (const kind of turn(ctx.kinds, r)) {
-            const c0 = set.gateways.get(kind)!.cpuMs();
-            runs.get(kind)!.push(await handshakeLoad({ port: port(kind), names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs }));
-            cpu.set(kind, (cpu.get(kind) ?? 0) + set.gateways.get(kind)!.cpuMs() - c0);
+        // The gateways and the reference servers (tls-reference.ts) take turns at the same load.
+        const refs = await startReferences(1);
+        const targets = [
+          ...ctx.kinds.map((k) => ({ key: k as string, port: port(k), cpu: () => set.gateways.get(k)!.cpuMs() })),
+          ...refs.map((x) => ({ key: x.key as string, port: x.port, cpu: () => x.cpuMs() })),
+        ];
+        const runs = new Map<string, HandshakeRun[]>(targets.map((x) => [x.key, []]));
+        const tcpu = new Map<string, number>();
+        try {
+          for (const x of targets) await handshakeLoad({ port: x.port, names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 }); // warm-up
+          for (let r = 0; r < s.rounds; r++) {
+            for (const x of turn(targets, r)) {
+              const c0 = x.cpu();
+              runs.get(x.key)!.push(await handshakeLoad({ port: x.port, names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs }));
+              tcpu.set(x.key, (tcpu.get(x.key) ?? 0) + x.cpu() - c0);
+            }
           }
+        } finally {
+          for (const x of refs) await x.stop();
         }
-        const warm = Object.fromEntries(ctx.kinds.map((k) => [k, { ...addRuns(runs.get(k)!), gatewayCpuMs: cpu.get(k), runs: runs.get(k) }]));
+        const warm = Object.fromEntries(targets.map((x) => [x.key, { ...addRuns(runs.get(x.key)!), gatewayCpuMs: tcpu.get(x.key), runs: runs.get(x.key) }]));
         t.warm = warm;
         row(ctx, rateRow(ctx, `Handshakes/s, ${label} (same name, warm)`, warm));
         cpuRow(ctx, `Gateway CPU per handshake, ${label} (warm)`, warm);
+        normalisedCpuRows(ctx, `${label} (warm)`, warm);
         if (s.h2loadConnections > 0) {
           const h2: Record<string, unknown> = {};
           for (const kind of ctx.kinds) h2[kind] = await h2load(port(kind), seededName(0), s.h2loadConnections);
@@ -301,6 +326,8 @@ export async function handshakes(ctx: Ctx): Promise<void> {
         // rather than minutes earlier (the machine's load changes in between).
         const isTop = tier === Math.max(...s.tiers);
         const reference = isTop && ctx.kinds.includes('caddy') ? await startCaddyReference(ctx) : undefined;
+        // The reference servers hold a context for every warm name (node) or serve one (openssl).
+        const refs = await startReferences(warmFrom + s.warmSet);
         try {
           type Target = { key: string; port: number; cpu: () => number; names: { from: number; count: number } };
           const targets: Target[] = ctx.kinds.map((k) => ({ key: k, port: port(k), cpu: () => set.gateways.get(k)!.cpuMs(), names: { from: warmFrom, count: s.warmSet } }));
@@ -308,6 +335,7 @@ export async function handshakes(ctx: Ctx): Promise<void> {
             targets.push({ key: 'caddy1', port: reference.port, cpu: () => reference.gw.cpuMs(), names: { from: 0, count: 1 } });
             await handshakeLoad({ port: reference.port, from: 0, count: 1, mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 });
           }
+          for (const x of refs) targets.push({ key: x.key, port: x.port, cpu: () => x.cpuMs(), names: { from: warmFrom, count: s.warmSet } });
           const warm = new Map<string, HandshakeRun[]>(targets.map((x) => [x.key, []]));
           const wcpu = new Map<string, number>();
           for (let r = 0; r < s.rounds; r++) {
@@ -321,7 +349,9 @@ export async function handshakes(ctx: Ctx): Promise<void> {
           t.warm = warmSum;
           row(ctx, rateRow(ctx, `Handshakes/s, ${label}, cache warm (${s.warmSet} names round-robin)`, warmSum));
           cpuRow(ctx, `Gateway CPU per handshake, ${label}, warm`, warmSum);
+          normalisedCpuRows(ctx, `${label}, warm (${s.warmSet} names)`, warmSum);
         } finally {
+          for (const x of refs) await x.stop();
           await reference?.stop();
         }
         t.memoryAfterWarm = memories(set.gateways);
@@ -412,6 +442,44 @@ function cpuRow(ctx: Ctx, metric: string, sums: Record<string, { handshakes: num
     return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
   };
   row(ctx, { section: 'handshakes', metric, unit: 'ms CPU', certgate: per('certgate'), caddy: per('caddy'), better: 'lower' });
+}
+
+/** The reference servers of the CPU rows; openssl only where the command exists. */
+async function startReferences(names: number): Promise<TlsReference[]> {
+  const refs: TlsReference[] = [];
+  try {
+    if (haveCommand('openssl')) refs.push(await startOpensslReference());
+    refs.push(await startNodeReference(names));
+  } catch (err) {
+    for (const x of refs) await x.stop();
+    throw err;
+  }
+  return refs;
+}
+
+/**
+ * CPU per handshake normalised to the reference servers measured in the same rounds: to openssl
+ * s_server (what the issue's aim is stated in) and to a bare node:https server (Node's floor;
+ * certgate − that is certgate's own code). The references' own figures are in the note.
+ */
+function normalisedCpuRows(ctx: Ctx, label: string, sums: Record<string, { handshakes: number; gatewayCpuMs?: number | undefined }>): void {
+  const per = (k: string): number | undefined => {
+    const x = sums[k];
+    return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
+  };
+  const refs = { openssl: per('openssl'), node: per('node') };
+  const note = `CPU per handshake: openssl s_server ${refs.openssl?.toFixed(3) ?? '—'} ms, bare node:https ${refs.node?.toFixed(3) ?? '—'} ms`;
+  for (const [key, name] of [['openssl', 'openssl s_server'], ['node', 'a bare node:https server']] as const) {
+    const ref = refs[key];
+    if (ref === undefined || ref <= 0) continue;
+    const norm = (k: string): number | undefined => (per(k) === undefined ? undefined : per(k)! / ref);
+    const r = { section: 'handshakes', metric: `Gateway CPU per handshake, ${label}, normalised to ${name}`, unit: '×', certgate: norm('certgate'), caddy: norm('caddy'), better: 'lower' as const, note };
+    if (key === 'openssl') {
+      row(ctx, { ...r, target: '≤ 1.0× Caddy' });
+      const last = ctx.rows[ctx.rows.length - 1]!;
+      if (last.ratio !== undefined) last.pass = last.ratio <= 1.0;
+    } else row(ctx, r);
+  }
 }
 
 function rateRow(ctx: Ctx, metric: string, sums: Record<string, { perSecond: number; errors: number; wrong: number; resumed: number; nonTls13: number }>, extraNote?: string): Parameters<typeof row>[1] {

@@ -1,9 +1,11 @@
-// Keys, CSRs and small certificates: certificate keys (ECDSA P-256 / RSA 2048) on WebCrypto,
-// PKCS#10 requests and self-signed certificates with @peculiar/x509, parsing with node:crypto.
+// Keys, CSRs and small certificates: certificate keys (ECDSA P-256 / RSA 2048) and PKCS#10
+// requests on node:crypto (csr.ts; an order's CPU), self-signed certificates (fallback,
+// tls-alpn-01) with @peculiar/x509 on WebCrypto, parsing with node:crypto.
 import {
   createHash,
   createPrivateKey,
   createPublicKey,
+  generateKeyPair as generateNodeKeyPair,
   generateKeyPairSync,
   randomBytes,
   webcrypto,
@@ -11,8 +13,10 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { isIP } from 'node:net';
+import { promisify } from 'node:util';
 import type * as X509 from '@peculiar/x509';
 import { commonJsExports } from '../util/commonjs.ts';
+import { buildCsr } from './csr.ts';
 
 // @peculiar/x509's typings use the DOM's Crypto; node's webcrypto is the same API.
 const crypto = webcrypto as unknown as Parameters<typeof X509.X509CertificateGenerator.createSelfSigned>[1];
@@ -37,6 +41,12 @@ const subtle = webcrypto.subtle;
 export type KeyType = 'ecdsa-p256' | 'rsa-2048';
 /** A WebCrypto key pair (what @peculiar/x509 signs with). */
 export type CryptoKeyPair = webcrypto.CryptoKeyPair;
+/** A certificate key pair as node:crypto KeyObjects (what createCsr signs with). */
+export interface CertificateKeyPair {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+const generateNodeKeyPairAsync = promisify(generateNodeKeyPair);
 
 /** OID of the id-pe-acmeIdentifier extension (RFC 8737 §3). */
 export const ACME_IDENTIFIER_OID = '1.3.6.1.5.5.7.1.31';
@@ -44,12 +54,10 @@ export const ACME_IDENTIFIER_OID = '1.3.6.1.5.5.7.1.31';
 const ALGORITHMS = {
   'ecdsa-p256': {
     generate: { name: 'ECDSA', namedCurve: 'P-256' },
-    import: { name: 'ECDSA', namedCurve: 'P-256' },
     sign: { name: 'ECDSA', hash: 'SHA-256' },
   },
   'rsa-2048': {
     generate: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
-    import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
     sign: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
   },
 } as const;
@@ -65,10 +73,24 @@ function randomSerial(): string {
   return bytes.toString('hex');
 }
 
-/** A new certificate key pair (extractable), with its private key as PKCS#8 PEM. */
-export async function generateKeyPair(type: KeyType): Promise<{ privateKeyPem: string; keyPair: CryptoKeyPair }> {
+/**
+ * A new certificate key pair and its private key as PKCS#8 PEM. Generated on libuv's thread pool
+ * (node:crypto), so an RSA key does not block the event loop.
+ */
+export async function generateKeyPair(type: KeyType): Promise<{ privateKeyPem: string; keyPair: CertificateKeyPair }> {
+  const keyPair =
+    type === 'ecdsa-p256'
+      ? await generateNodeKeyPairAsync('ec', { namedCurve: 'P-256' })
+      : type === 'rsa-2048'
+        ? await generateNodeKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })
+        : undefined;
+  if (!keyPair) throw new Error(`unsupported key type ${String(type)}`);
+  return { privateKeyPem: String(keyPair.privateKey.export({ type: 'pkcs8', format: 'pem' })), keyPair };
+}
+
+/** A WebCrypto key pair for @peculiar/x509 (self-signed certificates only). */
+async function generateCryptoKeyPair(type: KeyType): Promise<{ privateKeyPem: string; keyPair: CryptoKeyPair }> {
   const alg = ALGORITHMS[type];
-  if (!alg) throw new Error(`unsupported key type ${String(type)}`);
   const keyPair = (await subtle.generateKey(alg.generate, true, ['sign', 'verify'])) as CryptoKeyPair;
   const privateKeyPem = toPem(await subtle.exportKey('pkcs8', keyPair.privateKey), 'PRIVATE KEY');
   return { privateKeyPem, keyPair };
@@ -82,39 +104,24 @@ export function keyTypeOf(key: string | KeyObject): KeyType | null {
   return null;
 }
 
-/** A WebCrypto key pair from a private key PEM (PKCS#8, SEC1 or PKCS#1). */
-export async function importKeyPair(privateKeyPem: string): Promise<CryptoKeyPair> {
-  const key = createPrivateKey(privateKeyPem);
-  const type = keyTypeOf(key);
-  if (!type) throw new Error(`unsupported private key (${String(key.asymmetricKeyType)})`);
-  const alg = ALGORITHMS[type].import;
-  const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
-  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
-  return {
-    privateKey: await subtle.importKey('pkcs8', pkcs8, alg, true, ['sign']),
-    publicKey: await subtle.importKey('spki', spki, alg, true, ['verify']),
-  };
+/** The key pair of a private key PEM (PKCS#8, SEC1 or PKCS#1), for createCsr. */
+export function importKeyPair(privateKeyPem: string): CertificateKeyPair {
+  const privateKey = createPrivateKey(privateKeyPem);
+  if (!keyTypeOf(privateKey)) throw new Error(`unsupported private key (${String(privateKey.asymmetricKeyType)})`);
+  return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
 function generalName(name: string): X509.JsonGeneralName {
   return isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name };
 }
 
-/** A DER PKCS#10 CSR: SAN entry for every domain (dNSName, or iPAddress), CN = first domain when ≤ 64 chars. */
-export async function createCsr(domains: string[], keyPair: CryptoKeyPair, type: KeyType): Promise<Uint8Array> {
-  const first = domains[0];
-  if (first === undefined) throw new Error('createCsr: no domains');
-  const x509 = await loadX509();
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create(
-    {
-      ...(first.length <= 64 ? { name: [{ CN: [first] }] } : {}),
-      keys: keyPair,
-      signingAlgorithm: ALGORITHMS[type].sign,
-      extensions: [new x509.SubjectAlternativeNameExtension(domains.map(generalName))],
-    },
-    crypto,
-  );
-  return new Uint8Array(csr.rawData);
+/**
+ * A DER PKCS#10 CSR: SAN entry for every domain (dNSName, or iPAddress), CN = first domain when
+ * ≤ 64 chars, signed with SHA-256 (csr.ts). `type` must be the key's type.
+ */
+export function createCsr(domains: string[], keyPair: CertificateKeyPair, type: KeyType): Uint8Array {
+  if (keyTypeOf(keyPair.privateKey) !== type) throw new Error(`createCsr: the key is not ${type} (domain ${domains[0] ?? '?'}, step: csr)`);
+  return buildCsr(domains, keyPair.privateKey, keyPair.publicKey);
 }
 
 async function selfSigned(
@@ -124,7 +131,7 @@ async function selfSigned(
   extra: X509.Extension[],
 ): Promise<{ certPem: string; keyPem: string }> {
   const x509 = await loadX509();
-  const { privateKeyPem, keyPair } = await generateKeyPair('ecdsa-p256');
+  const { privateKeyPem, keyPair } = await generateCryptoKeyPair('ecdsa-p256');
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {

@@ -8,6 +8,12 @@ import type { Logger } from '../util/log.ts';
 export interface PutOptions {
   /** Secret material (private keys, account keys): file mode 0600 or equivalent. */
   private?: boolean;
+  /**
+   * Default true: the value survives a crash once put() resolves (the file backend fsyncs the file
+   * and its directory). false for values worthless after a crash (challenge tokens): other
+   * processes still see them at once, but a crash may lose them; saves the fsyncs.
+   */
+  durable?: boolean;
 }
 
 /** Options of Storage.list: one page of the sorted keys. */

@@ -55,7 +55,8 @@ export class StoredTokens {
   async set(token: string, value: string, domain?: string): Promise<void> {
     this.local.set(token, value);
     const key = this.opts.keyOf(token);
-    await retryStorageErrors(() => this.opts.storage.put(key, value), this.opts.storageRetry ?? TOKEN_STORAGE_RETRY, {
+    // Worthless after a crash (the CA's validation is over by then): no fsync on the order's path.
+    await retryStorageErrors(() => this.opts.storage.put(key, value, { durable: false }), this.opts.storageRetry ?? TOKEN_STORAGE_RETRY, {
       logger: this.opts.logger,
       fields: { domain, step: this.opts.step, token },
       message: 'token write failed; retrying until storage is back',

@@ -8,7 +8,9 @@
 //   3. it is paused while the SNI callback decides, because then the server is the slow one:
 //      a first handshake for a new name may wait up to `onDemand.handshakeWait` for issuance,
 //      and that wait must not be cut short by a shorter handshake time-out. The time the client
-//      had used before is kept; what remains runs again when the callback answers
+//      had used before is kept; what remains runs again when the callback answers. An answer
+//      given before the callback returns (a memory-cache hit: nearly every handshake) pauses
+//      nothing: no timer is cleared and set again on the handshake path
 //   4. it stops when the handshake completes ('secureConnection') or fails ('tlsClientError')
 // node:tls's own idle timer is kept as a backstop, set long enough never to fire first
 // (`nodeHandshakeTimeout`). The raw socket of the 'connection' event is what gets destroyed:
@@ -53,16 +55,19 @@ export class HandshakeDeadlines {
     const pause = (raw: Socket | undefined) => this.pause(raw);
     const resume = (raw: Socket | undefined) => this.resume(raw);
     return function (this: TLSSocket, servername, cb) {
-      const raw = rawSocket(this);
-      pause(raw);
       let answered = false;
+      let raw: Socket | undefined = undefined;
       sni.call(this, servername, (err, ctx) => {
         if (!answered) {
           answered = true;
-          resume(raw);
+          // Paused only if the answer came later (below).
+          if (raw) resume(raw);
         }
         cb(err, ctx);
       });
+      if (answered) return;
+      raw = rawSocket(this);
+      pause(raw);
     };
   }
 

@@ -49,7 +49,7 @@ describe('certificate keys', () => {
       assert.equal(keyTypeOf(privateKeyPem), type);
 
       const domains = ['a.certgate.test', 'b.certgate.test', 'www.c.certgate.test'];
-      const der = await createCsr(domains, keyPair, type);
+      const der = createCsr(domains, keyPair, type);
       const csr = new x509.Pkcs10CertificateRequest(der);
       assert.ok(await csr.verify(), 'CSR self-signature verifies');
       assert.equal(csr.subject, 'CN=a.certgate.test');
@@ -70,8 +70,8 @@ describe('certificate keys', () => {
       }
 
       // the PEM round-trips into a key pair that signs CSRs for the same public key
-      const imported = await importKeyPair(privateKeyPem);
-      const csr2 = new x509.Pkcs10CertificateRequest(await createCsr(['d.certgate.test'], imported, type));
+      const imported = importKeyPair(privateKeyPem);
+      const csr2 = new x509.Pkcs10CertificateRequest(createCsr(['d.certgate.test'], imported, type));
       assert.ok(await csr2.verify());
       assert.deepEqual(
         Buffer.from(csr2.publicKey.rawData).toString('hex'),
@@ -83,7 +83,7 @@ describe('certificate keys', () => {
   test('a CSR with an IP identifier and an over-long first name', async () => {
     const { keyPair } = await generateKeyPair('ecdsa-p256');
     const long = `${'x'.repeat(60)}.certgate.test`;
-    const csr = new x509.Pkcs10CertificateRequest(await createCsr([long, '127.0.0.1'], keyPair, 'ecdsa-p256'));
+    const csr = new x509.Pkcs10CertificateRequest(createCsr([long, '127.0.0.1'], keyPair, 'ecdsa-p256'));
     assert.equal(csr.subject, '', 'no CN when the name exceeds 64 characters');
     assert.deepEqual(
       sanOf(csr).names.items.map((n) => [n.type, n.value]),

@@ -134,6 +134,21 @@ describe('npm run bench (--smoke)', () => {
     both(/^Cold start .*stored$/);
   });
 
+  test('CPU: per issued certificate, and per handshake normalised to openssl s_server and to a bare node:https server', () => {
+    both(/^Burst: gateway CPU per issued certificate$/);
+    for (const ref of ['openssl s_server', 'a bare node:https server']) {
+      both(new RegExp(`^Gateway CPU per handshake, 1 cert \\(warm\\), normalised to ${ref}$`));
+      both(new RegExp(`^Gateway CPU per handshake, .* stored, warm \\(\\d+ names\\), normalised to ${ref}$`));
+    }
+    // The reference servers took their turns in the same rounds, without errors.
+    for (const [tier, figures] of Object.entries(results.raw.handshakes)) {
+      for (const key of ['openssl', 'node']) {
+        const ref = (figures.warm as Record<string, { handshakes: number; errors: number } | undefined>)[key];
+        assert.ok(ref && ref.handshakes > 0 && ref.errors === 0, `${tier} stored, ${key} reference: ${JSON.stringify(ref)}`);
+      }
+    }
+  });
+
   test('proxy: throughput through each gateway and of the upstream alone; the HTTP/2 figure for both, over h2', () => {
     both(/^Keep-alive proxy req\/s \(wrk/);
     both(/^HTTP\/2 proxy req\/s \(h2load/);

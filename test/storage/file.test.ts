@@ -2,7 +2,7 @@
 // on-disk layout and modes, atomic renames, directory pruning, crash leftovers, and lock files
 // left by dead processes.
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -184,6 +184,33 @@ describe('FileStorage: files on disk', () => {
     assert.equal(got.length, size);
     assert.ok(got.every((b) => b === got[0]), 'value is a mix of two writes');
     assert.deepEqual(await storage.list(''), ['big']);
+  });
+});
+
+describe('FileStorage: durability', () => {
+  test('a put is fsynced (file and directory) unless it says durable: false (challenge tokens)', { timeout: 10_000 }, async (t) => {
+    const { storage, root } = await newStorage(t);
+    await storage.put('challenges/http-01/warm', 'x'); // directories exist from here on
+    const probe = await open(join(root, 'challenges/http-01/warm'), 'r');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const realSync = proto.sync;
+    let syncs = 0;
+    proto.sync = function (this: unknown) {
+      syncs++;
+      return realSync.call(this);
+    };
+    try {
+      await storage.put('challenges/http-01/tok1', 'key-authorization', { durable: false });
+      assert.equal(syncs, 0, 'no fsync for a non-durable put');
+      await storage.put('challenges/http-01/tok2', 'key-authorization');
+      assert.equal(syncs, 2, 'a durable put fsyncs the file and its directory');
+    } finally {
+      proto.sync = realSync;
+    }
+    // Visible to every process at once all the same.
+    assert.equal((await new FileStorage(root).get('challenges/http-01/tok1'))?.toString(), 'key-authorization');
+    await storage.close();
   });
 });
 

@@ -41,6 +41,15 @@ class FlakyStorage implements Pick<Storage, 'get' | 'put' | 'delete'> {
   }
 }
 
+describe('challenge tokens in storage', () => {
+  test('are written without durability (worthless after a crash): no fsync on the order path', async () => {
+    const puts: unknown[] = [];
+    const recording = { get: async () => null, delete: async () => undefined, put: async (_key: string, _value: Buffer | string, opts?: unknown) => void puts.push(opts) };
+    await tokens(recording, 1000).set('tok', 'key-authorization', 'name.test');
+    assert.deepEqual(puts, [{ durable: false }]);
+  });
+});
+
 function tokens(storage: Pick<Storage, 'get' | 'put' | 'delete'>, budgetMs: number): StoredTokens {
   return new StoredTokens({
     storage: storage as Storage,

@@ -6,6 +6,7 @@
 // - an established connection outlives the deadline (node:tls keeps the accepted socket as the
 //   TLS socket's `_parent`, which the deadline relies on: pinned here).
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -115,5 +116,41 @@ describe('handshake deadline', () => {
     assert.equal(await within(echoed, MARGIN_MS, 'echo'), 'still here');
     socket.destroy();
     assert.ok(parents.length > 0 && parents.every(Boolean), 'node:tls keeps the accepted socket as the TLS socket\'s _parent');
+  });
+});
+
+describe('handshake deadline on the cache-hit path', () => {
+  test('an SNI answer given before the callback returns (a cache hit) clears and sets no timer', () => {
+    const deadlines = new HandshakeDeadlines({ timeoutMs: DEADLINE_MS });
+    const server = new EventEmitter();
+    deadlines.watch(server as unknown as Server);
+    let destroyed = false;
+    const raw = Object.assign(new EventEmitter(), { destroyed: false, destroy: () => (destroyed = true) });
+    server.emit('connection', raw);
+    const tls = { _parent: raw } as unknown as TLSSocket;
+    const served = {} as SecureContext;
+    const sni = deadlines.pauseDuring((_name, cb) => cb(null, served));
+    const timerCalls: string[] = [];
+    const { setTimeout: realSet, clearTimeout: realClear } = globalThis;
+    globalThis.setTimeout = ((...args: Parameters<typeof realSet>) => {
+      timerCalls.push('setTimeout');
+      return realSet(...args);
+    }) as typeof realSet;
+    globalThis.clearTimeout = ((timer: Parameters<typeof realClear>[0]) => {
+      timerCalls.push('clearTimeout');
+      realClear(timer);
+    }) as typeof realClear;
+    let answer: SecureContext | undefined;
+    try {
+      sni.call(tls, 'hit.deadline.test', (_err, ctx) => (answer = ctx));
+    } finally {
+      globalThis.setTimeout = realSet;
+      globalThis.clearTimeout = realClear;
+    }
+    assert.equal(answer, served);
+    assert.deepEqual(timerCalls, []);
+    // The deadline still runs, and ends with the handshake.
+    server.emit('secureConnection', tls);
+    assert.equal(destroyed, false);
   });
 });

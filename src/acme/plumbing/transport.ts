@@ -8,7 +8,7 @@
 //   4. helpers       the problem document of a failed answer, the JSON body, the Location header
 // Which resource is asked for, and with which key, is up to the resource files beside this one.
 import type { KeyObject } from 'node:crypto';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { undici } from '../../util/undici.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
@@ -175,7 +175,9 @@ export class AcmeTransport {
 
   private get dispatcher(): Dispatcher {
     return (this.dispatcherInstance ??= new (undici().Agent)({
-      connect: { ca: [...rootCertificates, ...this.trustedRoots] },
+      // One TLS context for every connection to the CA. Given `ca` instead, node:tls builds a
+      // context and parses all ~150 roots again for each new connection (~3-5 ms of CPU each).
+      connect: { secureContext: createSecureContext({ ca: [...rootCertificates, ...this.trustedRoots] }) },
       keepAliveTimeout: 10_000,
       connections: 8,
     }));

@@ -77,7 +77,7 @@ export class FileStorage implements Storage {
   async put(key: string, value: Buffer | string, opts: PutOptions = {}): Promise<void> {
     const file = this.fileOf(key, assertWritableKey);
     const data = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-    await writeAtomic(file, data, opts.private === true ? PRIVATE_FILE_MODE : PUBLIC_FILE_MODE, key, true);
+    await writeAtomic(file, data, opts.private === true ? PRIVATE_FILE_MODE : PUBLIC_FILE_MODE, key, opts.durable !== false);
   }
 
   async delete(key: string): Promise<void> {

@@ -2,10 +2,13 @@
 // of good nonces.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
 import { obtainCertificate } from '../../../src/acme/obtain.ts';
 import { AcmeAccount } from '../../../src/acme/plumbing/account.ts';
-import { parseRetryAfter } from '../../../src/acme/plumbing/transport.ts';
-import { generateAccountKey } from '../../../src/acme/x509.ts';
+import { AcmeTransport, parseRetryAfter } from '../../../src/acme/plumbing/transport.ts';
+import { createSelfSignedCertificate, generateAccountKey } from '../../../src/acme/x509.ts';
 import { captureLogger, newCertRequest, respondersWithStops, verifyChain } from '../../support/acme-responders.ts';
 
 describe('Retry-After', () => {
@@ -16,6 +19,37 @@ describe('Retry-After', () => {
     const now = Date.parse('2030-01-01T00:00:00Z');
     assert.equal(parseRetryAfter('Tue, 01 Jan 2030 00:00:07 GMT', now), 7000);
     assert.equal(parseRetryAfter('Mon, 31 Dec 2029 23:59:00 GMT', now), 0);
+  });
+});
+
+describe('TLS to the CA', () => {
+  test('every connection to the CA shares one TLS context: the roots are not parsed again per connection', async () => {
+    const pair = await createSelfSignedCertificate('127.0.0.1');
+    // Connection: close, so every request is a new TLS connection.
+    const server = createServer({ cert: pair.certPem, key: pair.keyPem }, (_req, res) => res.writeHead(200, { connection: 'close' }).end('{}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/directory`;
+    const transport = new AcmeTransport({ directoryUrl: url, trustedRoots: [pair.certPem] });
+    // node:tls builds a context for a connection given `ca` (and no secureContext) through this export.
+    const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
+    const real = tls.createSecureContext;
+    let built = 0;
+    tls.createSecureContext = (...args) => {
+      built++;
+      return real(...args);
+    };
+    let connections = 0;
+    server.on('secureConnection', () => connections++);
+    try {
+      for (let i = 0; i < 4; i++) assert.equal((await transport.request('GET', url, { step: 'directory' })).status, 200, 'the trusted root verifies the server');
+    } finally {
+      tls.createSecureContext = real;
+      await transport.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    assert.equal(connections, 4);
+    assert.ok(built <= 1, `${built} TLS contexts built for 4 connections`);
   });
 });
 
