@@ -114,6 +114,7 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     tlsAlpn: deps.issuance.tlsAlpn,
     fallback,
     handshakeWaitMs: config.onDemand.handshakeWait,
+    denied: config.tls.denied,
     logger: deps.logger,
     limits,
     isDisabled: async (domain) => (await registry.get(domain))?.enabled === false,
