@@ -1,6 +1,6 @@
 // Runs one gateway process (a single process, or one cluster worker) until SIGTERM/SIGINT.
 import type { LoadedConfig } from '../config/load.ts';
-import type { Logger } from '../util/log.ts';
+import { logWritten, type Logger } from '../util/log.ts';
 import type * as Server from '../gateway/index.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, requestPeerMetrics, runsAdminApi } from './workers.ts';
 
@@ -46,10 +46,13 @@ export function stopOnSignals(logger: Logger, close: () => Promise<void>): void 
     logger.info({ step: 'stop', signal }, 'certgate stopping');
     const force = setTimeout(() => process.exit(0), 10_000);
     force.unref();
-    close().finally(() => {
-      logger.flush();
-      process.exit(0);
-    });
+    close()
+      // The access log's last lines (and any line) may still be in an asynchronous write.
+      .finally(() => logWritten(logger))
+      .finally(() => {
+        logger.flush();
+        process.exit(0);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
