@@ -135,7 +135,8 @@ function wireHttps(https: HttpsServer, proxy: ReverseProxy, logger: Logger): voi
     if (socket.alpnProtocol === ACME_TLS_ALPN) socket.end();
   });
   https.on('tlsClientError', (err, socket) => {
-    logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
+    // One per refused handshake of a flood: build nothing unless it is logged.
+    if (logger.isLevelEnabled('debug')) logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
   });
 }
 

@@ -6,9 +6,9 @@
 //      single byte: no keys exist yet, and in TLS 1.2 and 1.3 alike an alert at this point is a
 //      plaintext record (RFC 8446 §5, §6). It goes straight onto the TCP socket under the
 //      TLSSocket (`_parent`, the raw socket node:tls wrapped; see net/client-address.ts).
-//   3. Once the record is written the socket is destroyed without an error: no `tlsClientError`
-//      per refused handshake (a flood of random names would otherwise log each one), and the
-//      pending SNI callback is never answered (the TLS session is freed with the socket).
+//   3. Once the record is written the socket is destroyed; the pending SNI callback is never
+//      answered (the TLS session is freed with the socket). node:tls still reports the closed
+//      socket as a `tlsClientError` (ECONNRESET, "socket hang up"), logged at debug only.
 //   Without a raw socket to write to, the socket is just destroyed (the client sees an EOF).
 import type { TLSSocket } from 'node:tls';
 
