@@ -45,8 +45,17 @@ export interface Settings {
   h2loadConnections: number;
   wrkSeconds: number;
   wrkRounds: number;
+  /** Proxy: certgate with its default access log on takes its turns beside the others. */
   accessLogRow: boolean;
   settleMaxMs: number;
+  /** Flood: random names per gateway and round, how many at a time, rounds. */
+  floodNames: number;
+  floodConcurrency: number;
+  floodRounds: number;
+  /** How long the real client handshakes during each flood. */
+  floodRealMs: number;
+  /** Flood: certgate with `tls.denied: fallback` takes its turns too (informational row). */
+  floodFallbackRow: boolean;
 }
 
 export const FULL: Settings = {
@@ -74,6 +83,11 @@ export const FULL: Settings = {
   wrkRounds: 2,
   accessLogRow: true,
   settleMaxMs: 45_000,
+  floodNames: 5_000,
+  floodConcurrency: 50,
+  floodRounds: 2,
+  floodRealMs: 4_000,
+  floodFallbackRow: true,
 };
 
 export const QUICK: Settings = {
@@ -99,8 +113,13 @@ export const QUICK: Settings = {
   h2loadConnections: 0,
   wrkSeconds: 3,
   wrkRounds: 1,
-  accessLogRow: false,
+  accessLogRow: true,
   settleMaxMs: 15_000,
+  floodNames: 5_000,
+  floodConcurrency: 50,
+  floodRounds: 1,
+  floodRealMs: 3_000,
+  floodFallbackRow: true,
 };
 
 /**
@@ -126,6 +145,9 @@ export const SMOKE: Settings = {
   roundMs: 1_000,
   wrkSeconds: 1,
   settleMaxMs: 10_000,
+  floodNames: 300,
+  floodRealMs: 1_000,
+  floodFallbackRow: false,
 };
 
 export interface Rig {

@@ -5,7 +5,10 @@
 //   once  each name exactly once, in order (the gateway's cache is cold for every one of them)
 //   loop  round-robin over the names until the time is up (cache warm when the set fits it)
 // Every `checkEvery`-th handshake checks the served certificate names the SNI.
+// `random` makes the names random ones below a suffix (the flood): a handshake refused with a TLS
+// alert counts in `alerts` (an answer too), other failures in `errors`.
 // Prints one JSON line with the results and exits.
+import { randomBytes } from 'node:crypto';
 import { connect, createSecureContext } from 'node:tls';
 import { seededName } from './util.ts';
 
@@ -19,10 +22,15 @@ interface Options {
   checkEvery?: number;
   /** Explicit names instead of seeded ones (e.g. one name). */
   names?: string[];
+  /** `count` random names `<hex>.<suffix>` instead (checkEvery is then ignored). */
+  random?: { count: number; suffix: string };
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
-const names = opts.names ?? Array.from({ length: opts.count }, (_, i) => seededName(opts.from + i));
+const random = opts.random;
+const names = random
+  ? Array.from({ length: random.count }, () => `${randomBytes(6).toString('hex')}.${random.suffix}`)
+  : (opts.names ?? Array.from({ length: opts.count }, (_, i) => seededName(opts.from + i)));
 const checkEvery = opts.checkEvery ?? 8;
 // One client context for every connection (a new one per connection would cost the client more
 // than the handshake itself). It holds no session cache entries: nothing is ever resumed.
@@ -31,6 +39,7 @@ const latencies: number[] = [];
 let next = 0;
 let done = 0;
 let errors = 0;
+let alerts = 0;
 let wrong = 0;
 let resumed = 0;
 let tls13 = 0;
@@ -48,7 +57,8 @@ function pick(): string | undefined {
 function one(name: string): Promise<void> {
   return new Promise((resolve) => {
     const t = performance.now();
-    const check = started++ % checkEvery === 0;
+    // Random names have no certificate of their own to check for.
+    const check = started++ % checkEvery === 0 && !random;
     const socket = connect({
       host: '127.0.0.1',
       port: opts.port,
@@ -76,8 +86,16 @@ function one(name: string): Promise<void> {
       setTimeout(() => socket.destroy(), 2000).unref();
       resolve();
     });
-    socket.once('error', (err) => {
+    socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      if (random && /ALERT|UNRECOGNIZED_NAME/i.test(`${err.code ?? ''} ${err.message}`)) {
+        // Refused with an alert: answered (at this point in time).
+        latencies.push(performance.now() - t);
+        alerts++;
+        socket.destroy();
+        resolve();
+        return;
+      }
       errors++;
       if (errorSamples.size < 5) errorSamples.add(`${name}: ${err.message}`);
       socket.destroy();
@@ -98,15 +116,17 @@ process.stdout.write(
   JSON.stringify({
     handshakes: done,
     errors,
+    alerts,
     wrongCertificate: wrong,
     resumed,
     tls13,
-    checked: Math.ceil(started / checkEvery),
+    checked: random ? 0 : Math.ceil(started / checkEvery),
     elapsedMs,
     perSecond: (done / elapsedMs) * 1000,
+    answeredPerSecond: ((done + alerts) / elapsedMs) * 1000,
     latencyMs: { p50: q(50), p90: q(90), p99: q(99) },
     clientCpuMs: (process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1000,
-    complete: opts.mode === 'once' ? next >= names.length && done + errors === names.length : true,
+    complete: opts.mode === 'once' ? next >= names.length && done + errors + alerts === names.length : true,
     errorSamples: [...errorSamples],
   }) + '\n',
 );

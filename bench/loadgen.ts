@@ -8,6 +8,10 @@ import { run } from './util.ts';
 export interface HandshakeRun {
   handshakes: number;
   errors: number;
+  /** Handshakes refused with a TLS alert (only counted for `random` names). */
+  alerts: number;
+  /** (handshakes + alerts) per second. */
+  answeredPerSecond: number;
   wrongCertificate: number;
   resumed: number;
   tls13: number;
@@ -25,6 +29,8 @@ export interface HandshakeLoad {
   from?: number;
   count?: number;
   names?: string[];
+  /** Random names below `suffix` (the flood), see hs-client.ts. */
+  random?: { count: number; suffix: string };
   mode: 'once' | 'loop';
   concurrency: number;
   durationMs: number;
@@ -33,7 +39,7 @@ export interface HandshakeLoad {
 
 export function handshakeLoad(load: HandshakeLoad): Promise<HandshakeRun> {
   const script = fileURLToPath(new URL('./hs-client.ts', import.meta.url));
-  const opts = { from: 0, count: load.names?.length ?? 1, ...load };
+  const opts = { from: 0, count: load.names?.length ?? load.random?.count ?? 1, ...load };
   return new Promise((resolve, reject) => {
     const child = spawn(NODE, ['--import', 'tsx', script, JSON.stringify(opts)], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -6,7 +6,7 @@
 //   npm run bench -- --quick            smaller counts and shorter loads (< 2 min)
 //   npm run bench -- --smoke            every section at the smallest counts (what npm test runs)
 //   npm run bench -- --out FILE         write the results JSON there instead of bench/results/
-//   npm run bench -- --only first,proxy sections: first, burst, handshakes, memory, proxy
+//   npm run bench -- --only first,proxy sections: first, burst, handshakes, memory, proxy, flood
 //   npm run bench -- --no-caddy         certgate alone
 //   npm run bench -- --profile          certgate under node --cpu-prof; top frames printed and saved
 //   npm run bench -- --keep             keep the temp dir (configs, storage, gateway logs)
@@ -22,15 +22,16 @@ import { caddyAvailable, type GatewayKind } from './gateways.ts';
 import { formatTable } from './report.ts';
 import { prepareTrees } from './seed.ts';
 import { burst, firstRequest, handshakes, proxyThroughput } from './sections.ts';
+import { flood } from './flood.ts';
 import { PROJECT_ROOT, startAskServer, startUpstreamProcess } from './services.ts';
 import { BENCH_TMP, haveCommand, log, machineInfo, now, run, tempDir } from './util.ts';
 
-const SECTIONS = ['first', 'burst', 'handshakes', 'proxy'] as const;
+const SECTIONS = ['first', 'burst', 'handshakes', 'proxy', 'flood'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick | --smoke] [--only first,burst,handshakes,memory,proxy] [--no-caddy] [--profile] [--keep] [--out FILE]\n');
+  process.stderr.write('usage: npm run bench -- [--quick | --smoke] [--only first,burst,handshakes,memory,proxy,flood] [--no-caddy] [--profile] [--keep] [--out FILE]\n');
   process.exit(2);
 }
 
@@ -137,7 +138,7 @@ async function main(): Promise<void> {
       const acme = await startAcmeProxy(pebble);
       rigs.set(kind, { kind, httpsPort, httpPort, pebble, acme });
     }
-    const run: Record<Section, (c: Ctx) => Promise<void>> = { first: firstRequest, burst, handshakes, proxy: proxyThroughput };
+    const run: Record<Section, (c: Ctx) => Promise<void>> = { first: firstRequest, burst, handshakes, proxy: proxyThroughput, flood };
     for (const section of args.only) {
       const t0 = now();
       log(`--- ${section}`);

@@ -9,6 +9,7 @@ import { httpsGet, type RequestResult } from './clients.ts';
 import { row, saveAcmeEvidence, settle, startSet, turn, type Ctx, type GatewaySet } from './context.ts';
 import { startGateway, waitUntilServing, type GatewayKind, type RunningGateway } from './gateways.ts';
 import { h2loadRun, handshakeLoad, wrk, type H2loadRun, type HandshakeRun, type WrkRun } from './loadgen.ts';
+import { startExtraCertgate } from './extra-gateway.ts';
 import { localhostCertificate, seedCaddyLocalhost, seedStorage, type Seeded } from './seed.ts';
 import { startNodeReference, startOpensslReference, type TlsReference } from './tls-reference.ts';
 import { haveCommand, log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
@@ -607,20 +608,29 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
   const s = ctx.settings;
   const lh = await localhostCertificate();
   // SNI `localhost` (wrk sends the URL host as SNI; no /etc/hosts changes): certgate refuses
-  // single-label names and serves its fallback, configured to be the same bench-CA certificate
-  // for `localhost` that Caddy loads from storage. Both serve one ECDSA P-256 certificate.
+  // single-label names and serves its fallback (`tls.denied: fallback`: the default alert would
+  // refuse them), configured to be the same bench-CA certificate for `localhost` that Caddy loads
+  // from storage. Both serve one ECDSA P-256 certificate.
+  const certgateSpec = { fallback: { cert: lh.cert, key: lh.key }, certgateExtra: { tls: { fallback: { cert: lh.cert, key: lh.key }, denied: 'fallback' } } };
   const set = await startSet(ctx, {
     label: 'proxy',
-    spec: (kind) => (kind === 'certgate' ? { fallback: { cert: lh.cert, key: lh.key } } : {}),
+    spec: (kind) => (kind === 'certgate' ? certgateSpec : {}),
     prepare: async (kind, dir, acme) => {
       if (kind === 'caddy') await seedCaddyLocalhost(dir, acme);
     },
   });
+  // certgate with its default access log on (one JSON line per request to stdout, which the bench
+  // reads through a pipe and appends to a file, as journald or a collector would), in the same rounds.
+  const withLog = s.accessLogRow && ctx.kinds.includes('certgate') ? await startExtraCertgate(ctx, 'proxy-accesslog', { ...certgateSpec, accessLog: true }).catch(async (err: unknown) => {
+    await set.stop();
+    throw err;
+  }) : undefined;
   const raw: Record<string, unknown> = {};
   ctx.raw.proxy = raw;
-  const targets: { key: string; url: string }[] = [
+  const targets: { key: string; url: string; cpu?: () => number }[] = [
     { key: 'upstream', url: `http://127.0.0.1:${ctx.upstream.port}/` },
-    ...ctx.kinds.map((k) => ({ key: k, url: `https://localhost:${ctx.rigs.get(k)!.httpsPort}/` })),
+    ...ctx.kinds.map((k) => ({ key: k, url: `https://localhost:${ctx.rigs.get(k)!.httpsPort}/`, cpu: () => set.gateways.get(k)!.cpuMs() })),
+    ...(withLog ? [{ key: 'certgateAccessLog', url: `https://localhost:${withLog.port}/`, cpu: () => withLog.gw.cpuMs() }] : []),
   ];
   const runs = new Map<string, WrkRun[]>(targets.map((t) => [t.key, []]));
   const cpu = new Map<string, number>();
@@ -629,10 +639,9 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     for (const t of targets) await wrk(t.url, { threads: 2, connections: 50, seconds: 1 }); // warm-up
     for (let r = 0; r < s.wrkRounds; r++) {
       for (const t of turn(targets, r)) {
-        const gw = set.gateways.get(t.key as GatewayKind);
-        const c0 = gw?.cpuMs() ?? 0;
+        const c0 = t.cpu?.() ?? 0;
         runs.get(t.key)!.push(await wrk(t.url, { threads: 2, connections: 50, seconds: s.wrkSeconds }));
-        if (gw) cpu.set(t.key, (cpu.get(t.key) ?? 0) + gw.cpuMs() - c0);
+        if (t.cpu) cpu.set(t.key, (cpu.get(t.key) ?? 0) + t.cpu() - c0);
       }
     }
     const rps = (key: string): number | undefined => {
@@ -641,7 +650,8 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
       return list.reduce((a, w) => a + w.requests, 0) / list.reduce((a, w) => a + w.durationS, 0);
     };
     for (const t of targets) {
-      raw[t.key] = { requestsPerSecond: rps(t.key), gatewayCpuMs: cpu.get(t.key), processes: set.gateways.get(t.key as GatewayKind)?.memory().processes, runs: runs.get(t.key)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(0, 1500) })) };
+      const gw = t.key === 'certgateAccessLog' ? withLog?.gw : set.gateways.get(t.key as GatewayKind);
+      raw[t.key] = { requestsPerSecond: rps(t.key), gatewayCpuMs: cpu.get(t.key), processes: gw?.memory().processes, runs: runs.get(t.key)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(0, 1500) })) };
     }
     const errs = ctx.kinds.map((k) => runs.get(k)!.map((w) => [w.errors, w.non2xx ? `${w.non2xx} non-2xx` : ''].filter(Boolean).join(' ')).filter(Boolean).map((e) => `${k}: ${e}`)).flat();
     row(ctx, {
@@ -659,20 +669,27 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     const withCaddy = ctx.kinds.includes('caddy');
     row(ctx, { section: 'proxy', metric: 'Upstream alone, plain HTTP (ceiling)', unit: 'req/s', certgate: rps('upstream'), ...(withCaddy ? { caddy: rps('upstream'), note: 'same figure in both columns: no gateway' } : {}) });
     await h2Throughput(ctx, set, raw);
+    if (withLog) accessLogRows(ctx, rps('certgateAccessLog'), rps('certgate'), { on: cpu.get('certgateAccessLog'), off: cpu.get('certgate') }, { on: runs.get('certgateAccessLog')!, off: runs.get('certgate')! });
   } finally {
+    await withLog?.stop();
     await set.stop();
   }
-  if (s.accessLogRow && ctx.kinds.includes('certgate')) {
-    // Informational: certgate's default (proxy.accessLog: true, one JSON line per request).
-    const withLog = await startSet(ctx, { label: 'proxy-accesslog', kinds: ['certgate'], spec: () => ({ fallback: { cert: lh.cert, key: lh.key }, accessLog: true }) });
-    try {
-      const url = `https://localhost:${ctx.rigs.get('certgate')!.httpsPort}/`;
-      await wrk(url, { threads: 2, connections: 50, seconds: 1 });
-      const w = await wrk(url, { threads: 2, connections: 50, seconds: s.wrkSeconds });
-      raw.certgateAccessLog = { requestsPerSecond: w.requestsPerSecond, raw: w.raw.slice(0, 1500) };
-      row(ctx, { section: 'proxy', metric: 'Keep-alive proxy req/s, certgate with its default access log on', unit: 'req/s', certgate: w.requestsPerSecond, better: 'higher', note: 'informational; Caddy logs no access by default' });
-    } finally {
-      await withLog.stop();
-    }
+}
+
+/**
+ * The access log's cost, from the same rounds: req/s with the log on, and on / off (the ratio
+ * column holds on/off here, not a Caddy ratio: Caddy logs no access by default); CPU per request.
+ */
+function accessLogRows(ctx: Ctx, on: number | undefined, off: number | undefined, cpuMs: { on?: number | undefined; off?: number | undefined }, runs: { on: WrkRun[]; off: WrkRun[] }): void {
+  row(ctx, { section: 'proxy', metric: 'Keep-alive proxy req/s, certgate with its default access log on (same rounds)', unit: 'req/s', certgate: on, better: 'higher', note: 'Caddy logs no access by default' });
+  if (on === undefined || off === undefined || off === 0) return;
+  const share = on / off;
+  row(ctx, { section: 'proxy', metric: 'Access log on / off, certgate keep-alive req/s (same rounds)', unit: '×', certgate: share, ratio: share, better: 'higher', target: '≥ 0.90', pass: share >= 0.9 });
+  const requests = (list: WrkRun[]): number => list.reduce((a, w) => a + w.requests, 0);
+  const per = (ms: number | undefined, list: WrkRun[]): number | undefined => (ms === undefined || requests(list) === 0 ? undefined : (ms / requests(list)) * 1000);
+  const onUs = per(cpuMs.on, runs.on);
+  const offUs = per(cpuMs.off, runs.off);
+  if (onUs !== undefined && offUs !== undefined) {
+    row(ctx, { section: 'proxy', metric: 'certgate CPU per proxied request, access log on (same rounds)', unit: 'µs CPU', certgate: onUs, ratio: onUs / offUs, better: 'lower', note: `ratio: on / off (off: ${offUs.toFixed(1)} µs)` });
   }
 }

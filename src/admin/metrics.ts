@@ -53,7 +53,7 @@ export interface CertificateCounts {
   expiringSoon: number;
 }
 
-const HANDSHAKE_OUTCOMES: HandshakeOutcome[] = ['cache-hit', 'storage', 'issued', 'fallback', 'challenge', 'error'];
+const HANDSHAKE_OUTCOMES: HandshakeOutcome[] = ['cache-hit', 'storage', 'issued', 'fallback', 'challenge', 'refused', 'error'];
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const EXPIRING_WITHIN_MS = 7 * 24 * 3600_000;
 /** The listeners whose connections are counted (certgate_open_connections, _dropped_total). */
@@ -88,7 +88,7 @@ class PrometheusMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'certgate_' });
     this.handshakes = new Counter({
       name: 'certgate_handshakes_total',
-      help: 'TLS handshakes by how the certificate was found: cache-hit, storage (loaded), issued, fallback, challenge (tls-alpn-01), error',
+      help: 'TLS handshakes by how the certificate was found: cache-hit, storage (loaded), issued, fallback, challenge (tls-alpn-01), refused (unrecognized_name alert), error',
       labelNames: ['outcome'],
       registers,
     });
@@ -117,7 +117,7 @@ class PrometheusMetrics {
     });
     this.rateLimitedHandshakes = new Counter({
       name: 'certgate_rate_limited_handshakes_total',
-      help: 'Handshakes that would have started an issuance and got the fallback certificate because of onDemand.limits, by scope',
+      help: 'Handshakes that would have started an issuance and were refused (fallback certificate or alert, tls.denied) because of onDemand.limits, by scope',
       labelNames: ['scope'],
       registers,
     });

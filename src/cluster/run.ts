@@ -4,7 +4,7 @@
 //      config its primary sends and ignores the reload signals themselves (the primary has them)
 //   3. SIGTERM/SIGINT: the gateway drains (requests in flight finish within shutdownTimeout), exit 0
 import type { LoadedConfig } from '../config/load.ts';
-import type { Logger } from '../util/log.ts';
+import { logWritten, type Logger } from '../util/log.ts';
 import type * as Server from '../gateway/index.ts';
 import { reloadOnSignals } from './reload.ts';
 import { announceWorkerReady, answerMetricsRequests, IpcBus, receiveReloads, requestPeerMetrics, runsAdminApi, STOP_MARGIN_MS } from './workers.ts';
@@ -86,10 +86,13 @@ export function stopOnSignals(logger: Logger, close: () => Promise<void>, shutdo
       process.exit(0);
     }, timeoutMs + STOP_MARGIN_MS);
     force.unref();
-    close().finally(() => {
-      logger.flush();
-      process.exit(0);
-    });
+    close()
+      // The access log's last lines (and any line) may still be in an asynchronous write.
+      .finally(() => logWritten(logger))
+      .finally(() => {
+        logger.flush();
+        process.exit(0);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

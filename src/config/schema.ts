@@ -417,6 +417,8 @@ const configSchema = z.strictObject({
       contextCacheSize: z.number().int().min(1).default(1000),
       ticketKeyRotation: timerDuration('12h').prefault('12h'),
       fallback: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      // A name that gets no certificate: an unrecognized_name alert (cheap under a flood) or the fallback.
+      denied: z.enum(['alert', 'fallback'], { message: 'must be alert or fallback' }).default('alert'),
       // Protocol settings of the HTTPS listener; defaults: Mozilla intermediate, ECDHE + AEAD only.
       minVersion: z.enum(TLS_MIN_VERSIONS, { message: `must be one of ${TLS_MIN_VERSIONS.join(', ')}` }).default('TLSv1.2'),
       ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),

@@ -30,6 +30,8 @@ export function createHttpsListenerServer(tlsOptions: SecureServerOptions, callb
   server.on('session', (session: ServerHttp2Session) => guardH2Session(guard, session));
   server.on('upgrade', (req, socket, head) => proxy.handleUpgrade(req, socket, head));
   server.on('tlsClientError', (err, socket) => {
+    // One per refused handshake of a flood: build nothing unless it is logged.
+    if (!logger.isLevelEnabled('debug')) return;
     logger.debug({ step: 'tls-handshake', sni: (socket as TLSSocket).servername || undefined, remote: clientAddress(socket), err: err.message }, 'TLS handshake failed');
   });
   return server;

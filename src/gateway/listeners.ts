@@ -130,6 +130,7 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     protocols: config.tls.alpn,
     fallback,
     handshakeWaitMs: config.onDemand.handshakeWait,
+    denied: config.tls.denied,
     logger: deps.logger,
     limits,
     isDisabled: async (domain) => (await registry.get(domain))?.enabled === false,

@@ -9,6 +9,7 @@
 import type { Logger } from '../util/log.ts';
 import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { OnDemandPolicy } from '../policy/policy.ts';
+import { LogSampler } from '../util/log-sampler.ts';
 import { LruCache } from '../util/lru.ts';
 import type { NameFailures } from './failures.ts';
 import type { IssuanceLimits } from './limits.ts';
@@ -45,6 +46,8 @@ export interface ObtainRequest {
 /** The gates of the header, with their memory of denials. */
 export class AttemptGates {
   private readonly denied: LruCache<string, string>;
+  // Anyone can make names be denied (random SNI): the policy's own line records each ask; this one is sampled.
+  private readonly deniedLog = new LogSampler({ maxPerInterval: 10, intervalMs: 10_000 });
 
   constructor(private readonly opts: GatesOptions) {
     this.denied = new LruCache(opts.onDemand.limits.unknownNameCache);
@@ -69,7 +72,8 @@ export class AttemptGates {
 
     const decision = await this.opts.policy.decide(domain);
     if (!decision.allowed) {
-      logger.info({ domain, step: 'policy', allowed: false, reason: decision.reason }, 'on-demand certificate denied');
+      const suppressed = this.deniedLog.sample();
+      if (suppressed !== undefined) logger.info({ domain, step: 'policy', allowed: false, reason: decision.reason, suppressedSinceLastLine: suppressed }, 'on-demand certificate denied');
       this.denied.set(domain, decision.reason, this.opts.onDemand.askDenyCacheTtl);
       return { kind: 'denied', reason: decision.reason };
     }

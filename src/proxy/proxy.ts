@@ -448,22 +448,22 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#clientGone = true;
       this.#controller?.abort(new ClientGoneError());
     }
-    this.ctx.onResponse?.({ status: res.statusCode, ms: performance.now() - this.start, upstream: this.target?.origin ?? null, aborted: this.#clientGone });
+    const ms = performance.now() - this.start;
+    this.ctx.onResponse?.({ status: res.statusCode, ms, upstream: this.target?.origin ?? null, aborted: this.#clientGone });
     const access = this.ctx.access;
     if (!access) return;
-    const entry: Record<string, unknown> = {
+    access.request({
       host: this.host || null,
       client: this.#client ?? null,
       method: this.req.method,
       path: pathOf(this.req.url),
       status: res.statusCode,
       upstream: this.target?.origin ?? null,
-      ms: Math.round((performance.now() - this.start) * 10) / 10,
+      ms: Math.round(ms * 10) / 10,
       bytes: this.#bytes,
-    };
-    if (this.#errorCode !== undefined) entry.error = this.#errorCode;
-    if (this.#clientGone) entry.aborted = true;
-    access.write(entry);
+      error: this.#errorCode,
+      aborted: this.#clientGone,
+    });
   };
 }
 

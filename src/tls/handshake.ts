@@ -3,7 +3,7 @@
 //   ALPNCallback  runs first (pinned by test/tls/handshake.test.ts): if the client offers
 //                 `acme-tls/1` this is a CA validating a tls-alpn-01 challenge; mark the socket.
 //   SNICallback   then picks the certificate:
-//     1. normalise the name; empty/invalid/IP → fallback, no policy call, no CA call
+//     1. normalise the name; empty/invalid/IP → denied (6), no policy call, no CA call
 //     2. marked acme-tls/1 → the challenge certificate: from memory if this process presented
 //        it; otherwise only within the abuse limits (per client and global, the buckets of 4;
 //        the client is net/client-address.ts's: a trusted balancer's PROXY header, else the peer)
@@ -22,6 +22,12 @@
 //        binding is disabled is dropped from memory and the fallback served instead (so a
 //        disabled name costs a storage load per handshake, never a cache hit; re-enabling it
 //        serves the stored certificate again, no new order).
+//     6. a name that gets no certificate (invalid, or refused: policy, remembered denial, abuse
+//        limits) is answered as `tls.denied` says: `fallback` serves the fallback certificate;
+//        `alert` (tls/denied-alert.ts) sends a fatal unrecognized_name alert (112) and closes,
+//        no certificate and no key exchange, so a flood of random names costs little. A client
+//        without SNI never gets here (Node serves the fallback, the server's default certificate);
+//        an approved name still waiting (handshakeWait) or whose issuance failed gets the fallback.
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../util/log.ts';
@@ -31,6 +37,7 @@ import type { CertificateManager } from '../issuance/manager.ts';
 import type { ManagedCertificates, ManagedSlot } from '../issuance/managed.ts';
 import { normalizeServerName } from '../net/names.ts';
 import { clientAddress } from '../net/client-address.ts';
+import { refuseWithAlert } from './denied-alert.ts';
 
 /** The ALPN protocol a CA offers when it validates a tls-alpn-01 challenge (RFC 8737). */
 export const ACME_TLS_ALPN = 'acme-tls/1';
@@ -41,9 +48,13 @@ type SniDone = (err: Error | null, ctx?: SecureContext) => void;
 
 /**
  * How an SNI decision ended, for metrics: served from memory, storage, a fresh issuance, the
- * fallback, a challenge certificate, or an unexpected error (fallback served).
+ * fallback, a challenge certificate, refused with an alert (`tls.denied: alert`), or an
+ * unexpected error (fallback served).
  */
-export type HandshakeOutcome = 'cache-hit' | 'storage' | 'issued' | 'fallback' | 'challenge' | 'error';
+export type HandshakeOutcome = 'cache-hit' | 'storage' | 'issued' | 'fallback' | 'challenge' | 'refused' | 'error';
+
+/** `tls.denied`: how a name that gets no certificate is answered (step 6). */
+export type DeniedAnswer = 'alert' | 'fallback';
 
 /** What the handshake path works with; see the header for when each is asked. */
 export interface HandshakeOptions {
@@ -67,6 +78,8 @@ export interface HandshakeOptions {
   isDisabled?: (domain: string) => Promise<boolean>;
   /** Application protocols we speak, in preference order. */
   protocols?: string[];
+  /** Step 6 (`tls.denied`); unset: 'fallback' (the config's default is 'alert'). */
+  denied?: DeniedAnswer;
   /** Observes every SNI decision (metrics, tests). */
   onOutcome?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
 }
@@ -85,7 +98,8 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
   const { cache, tlsAlpn, fallback, logger } = opts;
   const protocols = opts.protocols ?? ['http/1.1'];
   const outcome = opts.onOutcome ?? (() => {});
-  const h: Resolved = { ...opts, outcome };
+  const refuseAlert = opts.denied === 'alert';
+  const h: Resolved = { ...opts, outcome, refuseAlert };
 
   function ALPNCallback(this: TLSSocket, { protocols: offered }: { servername: string; protocols: string[] }): string | undefined {
     if (tlsAlpn && offered.includes(ACME_TLS_ALPN)) {
@@ -99,9 +113,8 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
   function SNICallback(this: TLSSocket, servername: string, cb: SniDone): void {
     const domain = normalizeServerName(servername);
     if (domain === undefined) {
-      logger.debug({ sni: servername.slice(0, 300), step: 'sni' }, 'invalid server name: fallback certificate');
-      outcome('fallback', undefined);
-      cb(null, fallback);
+      if (logger.isLevelEnabled('debug')) logger.debug({ sni: servername.slice(0, 300), step: 'sni' }, `invalid server name: ${refuseAlert ? 'unrecognized_name alert' : 'fallback certificate'}`);
+      answerDenied(h, this, undefined, cb);
       return;
     }
 
@@ -140,7 +153,7 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
     }
 
     certificateFor(h, domain, clientAddress(this)).then(
-      (ctx) => done(cb, null, ctx),
+      (ctx) => (ctx === DENIED ? answerDenied(h, this, domain, cb) : done(cb, null, ctx)),
       (err: Error) => {
         // Unexpected: CertificateManager.obtain never rejects. Serve the fallback, never hang.
         logger.error({ domain, step: 'handshake', err }, 'handshake certificate lookup failed');
@@ -156,6 +169,22 @@ export function createHandshakeCallbacks(opts: HandshakeOptions): HandshakeCallb
 /** The options with their defaults filled in, as the helpers below use them. */
 interface Resolved extends HandshakeOptions {
   outcome: (outcome: HandshakeOutcome, domain: string | undefined) => void;
+  /** `denied: 'alert'`. */
+  refuseAlert: boolean;
+}
+
+/** certificateFor's answer for a refused name: step 6 decides what the client gets. */
+const DENIED = Symbol('denied');
+
+/** Step 6: the fallback certificate, or (`alert`) an unrecognized_name alert and the socket closed. */
+function answerDenied(h: Resolved, socket: TLSSocket, domain: string | undefined, cb: SniDone): void {
+  if (!h.refuseAlert) {
+    h.outcome('fallback', domain);
+    done(cb, null, h.fallback);
+    return;
+  }
+  h.outcome('refused', domain);
+  refuseWithAlert(socket);
 }
 
 /** Step 2, from storage: the challenge certificate another process presented, or a failed handshake. */
@@ -195,8 +224,11 @@ function managedContext(h: Resolved, slot: ManagedSlot, domain: string, cb: SniD
   cb(null, h.fallback);
 }
 
-/** Step 5: the manager's certificate within `handshakeWaitMs`, else the fallback. Never rejects but on a bug. */
-async function certificateFor(h: Resolved, domain: string, clientIp: string | undefined): Promise<SecureContext> {
+/**
+ * Step 5: the manager's certificate within `handshakeWaitMs`, else the fallback; DENIED when the
+ * name is refused (step 6 answers it). Never rejects but on a bug.
+ */
+async function certificateFor(h: Resolved, domain: string, clientIp: string | undefined): Promise<SecureContext | typeof DENIED> {
   const { cache, manager, fallback, handshakeWaitMs, logger, outcome } = h;
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<'timeout'>((resolve) => {
@@ -219,6 +251,7 @@ async function certificateFor(h: Resolved, domain: string, clientIp: string | un
       outcome(result.source, domain);
       return result.certificate.context;
     }
+    if (result.kind === 'denied') return DENIED;
     outcome('fallback', domain);
     return fallback;
   } finally {

@@ -1,7 +1,8 @@
 // Issue 3 acceptance: `npm run bench` runs certgate and Caddy, each against its own Pebble, through
 // every section, and reports figures that are there and sound: each first request and burst name
 // answered with its own certificate, seeded certificates served at every stored count, memory and
-// start-up read for both, proxy throughput for both and for the upstream alone, ratios =
+// start-up read for both, proxy throughput for both and for the upstream alone (and certgate with its
+// access log on, same rounds), a flood of random names answered by both, ratios =
 // certgate / Caddy. Run with --smoke (smallest counts, ~40 s). How fast is never asserted here:
 // speed is what `npm run bench` itself reports.
 import assert from 'node:assert/strict';
@@ -37,6 +38,7 @@ interface Results {
     burst: PerGateway<{ results: Attempt[] }>;
     handshakes: Record<string, { warm: PerGateway<HandshakeFigures>; cold?: PerGateway<HandshakeFigures>; memoryIdle: PerGateway<{ rssMiB: number }> }>;
     proxy: { upstream: { requestsPerSecond: number }; h2: PerGateway<{ runs: Array<{ protocol?: string; failed: number }> }> } & PerGateway<{ requestsPerSecond: number }>;
+    flood: { summary: PerGateway<{ alerts: number; fullHandshakes: number; errors: number; realHandshakes: number; realErrors: number }> };
   };
 }
 
@@ -87,7 +89,7 @@ describe('npm run bench (--smoke)', () => {
 
   test('both gateways ran every section, and the table was printed', () => {
     assert.deepEqual(results.gateways, ['certgate', 'caddy']);
-    assert.deepEqual(Object.keys(results.sectionTimesMs).sort(), ['burst', 'first', 'handshakes', 'proxy']);
+    assert.deepEqual(Object.keys(results.sectionTimesMs).sort(), ['burst', 'first', 'flood', 'handshakes', 'proxy']);
     assert.deepEqual(results.rows.filter((r) => /FAILED/.test(r.metric)), []);
     assert.match(table, /^metric +\| unit +\| certgate +\| +caddy +\| +ratio/m);
     assert.match(table, /ratio = certgate \/ caddy/);
@@ -157,6 +159,21 @@ describe('npm run bench (--smoke)', () => {
       assert.ok(h2[kind].runs.length > 0 && h2[kind].runs.every((r) => r.protocol === 'h2' && r.failed === 0), `${kind}: ${JSON.stringify(h2[kind].runs)}`);
     }
     assert.ok(results.raw.proxy.upstream.requestsPerSecond > 0);
+  });
+
+  test('proxy: certgate with its access log on, in the same rounds, and on / off', () => {
+    assert.ok(row(/^Keep-alive proxy req\/s, certgate with its default access log on \(same rounds\)/).certgate! > 0);
+    const share = row(/^Access log on \/ off/);
+    assert.ok(share.certgate! > 0 && share.ratio === share.certgate);
+  });
+
+  test('flood: random names answered by both (certgate: alerts, nothing else); the real client served its own certificate throughout', () => {
+    both(/^Flood: .* handshakes answered\/s/);
+    both(/^Flood: a real client's handshake p99/);
+    const { certgate, caddy } = results.raw.flood.summary;
+    assert.ok(certgate.alerts > 0 && certgate.fullHandshakes === 0 && certgate.errors === 0, JSON.stringify(certgate));
+    assert.ok(caddy.alerts + caddy.fullHandshakes > 0, JSON.stringify(caddy));
+    for (const s of [certgate, caddy]) assert.ok(s.realHandshakes > 0 && s.realErrors === 0, JSON.stringify(s));
   });
 
   test('every ratio is certgate / Caddy', () => {

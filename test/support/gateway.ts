@@ -84,6 +84,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     storage: opts.redis ? { redis: opts.redis } : { file: { path: dataDir } },
     acme: { directory: opts.pebble.directoryUrl, trustedRoots: [opts.pebble.listenerCaPath], ...((extra.acme as object) ?? {}) },
     log: { level: 'silent' },
+    // The tests written before `tls.denied` (default alert) check the fallback for refused names.
+    tls: { denied: 'fallback', ...((extra.tls as object) ?? {}) },
   };
   const config = parseConfig(raw, { baseDir: dataDir });
   const inner = opts.redis

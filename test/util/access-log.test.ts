@@ -1,14 +1,18 @@
 // The access log's own write path produces, byte for byte except the timestamp, the line
 // `logger.child(bindings).info(fields, 'access')` would, for loggers made by createLogger, and
-// respects the log level.
+// respects the log level. Lines are handed to the destination in batches (issue 19, item 4), and
+// a process that exits before a batch is due still writes every line.
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { createAccessLog, createLogger } from '../../src/util/log.ts';
+import { pino } from 'pino';
+import { ACCESS_BATCH_CHARS, createAccessLog, createLogger, type AccessEntry } from '../../src/util/log.ts';
+import { NODE, PROJECT_ROOT } from '../support/process.ts';
 
 let dir: string;
 before(async () => {
@@ -19,9 +23,9 @@ after(() => rm(dir, { recursive: true, force: true }));
 const END = 'end of test output';
 
 /**
- * The lines `write` made the logger write to a file. A warn-level marker written after the access
- * log's end-of-turn flush follows every line before it through the same destination: the lines
- * are all there once the marker is (no fixed wait for the asynchronous writes).
+ * The lines `write` made the logger write to a file (`write` flushes its access logs). A
+ * warn-level marker written after that follows every line before it through the same
+ * destination: the lines are all there once the marker is (no fixed wait for the writes).
  */
 async function linesWrittenBy(level: string, write: (logger: ReturnType<typeof createLogger>) => void): Promise<Array<Record<string, unknown>>> {
   const file = join(dir, `${level}-${Math.random().toString(36).slice(2)}.log`);
@@ -29,7 +33,7 @@ async function linesWrittenBy(level: string, write: (logger: ReturnType<typeof c
   try {
     const logger = createLogger({ level, fd });
     write(logger);
-    await nextTurn(); // the access log hands its lines over at the end of the turn they were written in
+    await nextTurn();
     logger.warn(END);
     logger.flush();
     for (const deadline = Date.now() + 10_000; !readFileSync(file, 'utf8').includes(END); ) {
@@ -50,7 +54,9 @@ test('an access line is the one pino would write (same fields, same order)', asy
   const fields = { host: 'a.example.test', method: 'GET', path: '/p"\\\n\u2028', status: 200, upstream: null, ms: 1.5, bytes: 12, error: undefined, aborted: true };
   const [viaPino, viaAccessLog] = await linesWrittenBy('info', (logger) => {
     logger.child({ component: 'proxy' }).info({ ...fields }, 'access');
-    createAccessLog(logger, { component: 'proxy' }).write({ ...fields });
+    const access = createAccessLog(logger, { component: 'proxy' });
+    access.write({ ...fields });
+    access.flush();
   });
   assert.ok(viaPino && viaAccessLog);
   assert.equal(typeof viaAccessLog.time, 'string');
@@ -64,6 +70,7 @@ test('many lines in one turn all arrive, in order', async () => {
   const lines = await linesWrittenBy('info', (logger) => {
     const access = createAccessLog(logger, { component: 'proxy' });
     for (let i = 0; i < 500; i++) access.write({ path: `/${i}`, status: 200 });
+    access.flush();
   });
   assert.deepEqual(
     lines.map((l) => l.path),
@@ -72,6 +79,90 @@ test('many lines in one turn all arrive, in order', async () => {
 });
 
 test('no access lines above info level', async () => {
-  const lines = await linesWrittenBy('warn', (logger) => createAccessLog(logger, { component: 'proxy' }).write({ path: '/', status: 200 }));
+  const lines = await linesWrittenBy('warn', (logger) => {
+    const access = createAccessLog(logger, { component: 'proxy' });
+    access.write({ path: '/', status: 200 });
+    access.request(entry({}));
+    access.flush();
+  });
   assert.deepEqual(lines, []);
+});
+
+const entry = (over: Partial<AccessEntry>): AccessEntry => ({
+  host: 'a.example.test',
+  client: '192.0.2.1',
+  method: 'GET',
+  path: '/',
+  status: 200,
+  upstream: 'http://127.0.0.1:8080',
+  ms: 1.5,
+  bytes: 12,
+  ...over,
+});
+
+test("request(): the proxy's fast path writes the line pino would, for every kind of field value", async () => {
+  const entries: AccessEntry[] = [
+    entry({}),
+    entry({ host: null, client: null, upstream: null, method: undefined, path: undefined }),
+    entry({ path: '/p"\\\n\u2028\u0000\ud800x', host: 'é.example.test', method: 'M"' }),
+    entry({ path: `/${'x'.repeat(300)}`, error: 'UPSTREAM_TIMEOUT', aborted: true }),
+    entry({ ms: Number.NaN, bytes: 0, status: 502, aborted: false, error: undefined }),
+  ];
+  const lines = await linesWrittenBy('info', (logger) => {
+    const access = createAccessLog(logger, { component: 'proxy' });
+    for (const e of entries) {
+      logger.child({ component: 'proxy' }).info({ ...e, aborted: e.aborted || undefined }, 'access');
+      access.request(e);
+    }
+    access.flush();
+  });
+  // pino's lines go out at once, the access log's in its batch after them.
+  assert.equal(lines.length, entries.length * 2);
+  for (let i = 0; i < entries.length; i++) {
+    const viaPino = lines[i]!;
+    const viaRequest = lines[entries.length + i]!;
+    assert.deepEqual(Object.keys(viaRequest), Object.keys(viaPino), `entry ${i}`);
+    assert.deepEqual({ ...viaRequest, time: 0 }, { ...viaPino, time: 0 }, `entry ${i}`);
+  }
+});
+
+test('lines reach the destination in batches, not one write per event-loop turn', async () => {
+  const logger = createLogger({ fd: openSync(join(dir, 'batches.log'), 'w') });
+  const stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym]!;
+  let writes = 0;
+  let chars = 0;
+  const write = stream.write.bind(stream);
+  stream.write = (s: string) => {
+    writes++;
+    chars += s.length;
+    return write(s);
+  };
+  const access = createAccessLog(logger, { component: 'proxy' });
+  // 200 turns of 5 requests each: a busy keep-alive proxy.
+  for (let turn = 0; turn < 200; turn++) {
+    for (let i = 0; i < 5; i++) access.request(entry({ path: `/${turn}/${i}` }));
+    await nextTurn();
+  }
+  access.flush();
+  assert.ok(chars > 1000 * 100, `${chars} characters written`);
+  assert.ok(writes <= Math.ceil(chars / ACCESS_BATCH_CHARS) + 2, `${writes} writes for ${chars} characters`);
+});
+
+test('a process that exits before its batch is due still writes every line', async () => {
+  const file = join(dir, 'exit.log');
+  const script = [
+    "import { openSync } from 'node:fs';",
+    "import { createAccessLog, createLogger } from './src/util/log.ts';",
+    `const access = createAccessLog(createLogger({ fd: openSync(${JSON.stringify(file)}, 'w') }), { component: 'proxy' });`,
+    "for (let i = 0; i < 1000; i++) access.request({ host: 'a.test', client: null, method: 'GET', path: '/' + i, status: 200, upstream: null, ms: 1, bytes: 2 });",
+    'process.exit(0);',
+  ].join('\n');
+  await new Promise<void>((resolve, reject) => {
+    execFile(NODE, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: PROJECT_ROOT, timeout: 60_000 }, (err, _out, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve()));
+  });
+  const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  assert.deepEqual(
+    lines.map((l) => (JSON.parse(l) as { path: string }).path),
+    Array.from({ length: 1000 }, (_, i) => `/${i}`),
+  );
 });
