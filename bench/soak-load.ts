@@ -38,19 +38,26 @@ export interface LoadTarget {
 
 const sinceS = (t0: number): number => (performance.now() - t0) / 1000;
 
-/** GET / on a keep-alive connection for `name`; ok when 200 with a certificate naming it. */
+/** Sockets whose certificate was checked (Node gives a kept-alive socket's certificate only for its first response). */
+const checked = new WeakSet<TLSSocket>();
+
+/** GET / on a keep-alive connection for `name`; ok when 200, on a connection whose certificate names it. */
 function keepAliveGet(agent: Agent, port: number, name: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, servername: name, path: '/', headers: { host: name }, agent, rejectUnauthorized: false, timeout: timeoutMs });
     req.once('timeout', () => req.destroy(new Error(`no response within ${timeoutMs} ms`)));
     req.once('error', (err) => resolve(err.message));
     req.once('response', (res) => {
-      const san = (res.socket as TLSSocket).getPeerX509Certificate?.()?.subjectAltName ?? '';
+      const socket = res.socket as TLSSocket;
+      let san: string | undefined;
+      // A resumed session (the agent keeps tickets) carries no certificate: nothing to check then.
+      if (!checked.has(socket) && !socket.isSessionReused()) san = socket.getPeerX509Certificate()?.subjectAltName ?? '';
+      checked.add(socket);
       res.resume();
       res.once('error', (err) => resolve(err.message));
       res.once('end', () => {
         if (res.statusCode !== 200) resolve(`HTTP ${res.statusCode}`);
-        else if (!san.split(', ').includes(`DNS:${name}`)) resolve(`certificate for ${san || 'no name'}, not ${name}`);
+        else if (san !== undefined && !san.split(', ').includes(`DNS:${name}`)) resolve(`certificate for ${san || 'no name'}, not ${name}`);
         else resolve(undefined);
       });
     });
