@@ -29,7 +29,7 @@ import { startRedis, type RedisHandle } from '../test/support/redis.ts';
 import type { CertgateBuild } from './build.ts';
 import { httpsGet } from './clients.ts';
 import { startGateway, waitUntilServing, type RunningGateway } from './gateways.ts';
-import { judgeSeries, medianOf, type Point, type SeriesRule, type SeriesVerdict } from './soak-criteria.ts';
+import { judgeSeries, type Point, type SeriesRule, type SeriesVerdict } from './soak-criteria.ts';
 import { newNameLoad, noiseLoad, proxyLoad, type Failure, type LoadTally, type LoadTarget } from './soak-load.ts';
 import { startUpstreamProcess } from './services.ts';
 import { log, memoryOf, now, percentile, round, sleep } from './util.ts';
@@ -381,11 +381,6 @@ export function formatSoak(r: SoakResult): string {
   for (const p of r.problems) lines.push(`FAIL ${p}`);
   lines.push(r.pass ? 'soak: PASS' : 'soak: FAIL');
   return lines.join('\n');
-}
-
-/** Median of the non-null values of one series (for the README note). */
-export function seriesMedian(r: SoakResult, key: SeriesKey): number {
-  return medianOf(r.samples.map((p) => p[key]).filter((v): v is number => v !== null));
 }
 
 /** Writes the results JSON. */

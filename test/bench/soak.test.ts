@@ -39,7 +39,8 @@ describe(`npm run bench -- --soak ${SOAK} --smoke`, () => {
         resolve(exitCode);
       });
     });
-    soak = (JSON.parse(await readFile(out, 'utf8')) as { soak: SoakResult }).soak;
+    const text = await readFile(out, 'utf8').catch(() => assert.fail(`soak exited ${code} without results:\n${output.slice(-6000)}`));
+    soak = (JSON.parse(text) as { soak: SoakResult }).soak;
   });
 
   after(async () => {
