@@ -215,7 +215,9 @@ interface Rig {
 
 /** Steps 1-2: everything started, the renew names issued. */
 async function startRig(s: SoakSettings, certgate: CertgateBuild, workDir: string, renewNames: string[], started: Partial<Rig>): Promise<Rig> {
-  const [httpsPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const ports = new Set<number>();
+  while (ports.size < 3) ports.add(await freePort());
+  const [httpsPort, httpPort, adminPort] = [...ports] as [number, number, number];
   started.pebble = await startPebble({ httpPort, tlsPort: httpsPort, certificateValidityPeriod: s.validityS });
   started.redis = await startRedis();
   started.ask = await startSoakAsk((s.validityS * 1000) / 4);
