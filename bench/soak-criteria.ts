@@ -4,10 +4,13 @@
 //   1. only the judged part counts: samples from `judgeFromS` on (the soak sets it to half the
 //      run, after its bounded caches have filled and after the Redis restart's window)
 //   2. the series is smoothed so that GC sawtooth cannot look like growth: for memory and handles
-//      its lower envelope (rolling minimum over `spanS`: what is left after each collection), for
+//      its band, the lower and the upper envelope (rolling minimum and maximum over `spanS`), for
 //      event-loop delay its rolling median
 //   3. the slope of the smoothed series is the Theil–Sen estimate (median of the slopes between
-//      every pair of points), which single outliers and steps at the ends barely move
+//      every pair of points), which single outliers and steps at the ends barely move. For a
+//      band, the smaller of the two envelopes' slopes: a leak lifts the whole band, while a
+//      sawtooth that changes its shape moves one edge only (seen in a 10-minute run: the drops
+//      after collections stopped and RSS stayed at its former peaks, which lifts the floor alone)
 //   4. growth = slope × length of the judged part; it passes when growth ≤ max(absolute bound,
 //      relative bound × median level of the judged part). The same slope over the first third is
 //      reported beside it (how steep the start was), never judged: a series that is flat from the
@@ -23,8 +26,8 @@ export interface Point {
 export interface SeriesRule {
   /** Name printed in the verdict, e.g. "rss tree (MiB)". */
   name: string;
-  /** 'floor': lower envelope (memory, handles); 'level': rolling median (delays). */
-  smooth: 'floor' | 'level';
+  /** 'band': lower and upper envelope (memory, handles); 'level': rolling median (delays). */
+  smooth: 'band' | 'level';
   /** Growth over the judged part always allowed, in the series' unit. */
   absolute: number;
   /** Growth allowed as a fraction of the judged part's median level. */
@@ -71,23 +74,35 @@ export function theilSen(points: Array<{ tS: number; value: number }>): number {
   return slopes.length ? medianOf(slopes) : 0;
 }
 
-/** Step 2: each point replaced by the min (floor) or median (level) of the points in the `spanS` before it. */
-export function smooth(points: Array<{ tS: number; value: number }>, spanS: number, how: 'floor' | 'level'): Array<{ tS: number; value: number }> {
+/** Step 2: each point replaced by the min (floor), max (ceiling) or median (level) of the points in the `spanS` before it. */
+export function smooth(points: Array<{ tS: number; value: number }>, spanS: number, how: 'floor' | 'ceiling' | 'level'): Array<{ tS: number; value: number }> {
   return points.map((p, i) => {
     const window: number[] = [];
     for (let j = i; j >= 0 && p.tS - points[j]!.tS <= spanS; j--) window.push(points[j]!.value);
-    return { tS: p.tS, value: how === 'floor' ? Math.min(...window) : medianOf(window) };
+    return { tS: p.tS, value: how === 'floor' ? Math.min(...window) : how === 'ceiling' ? Math.max(...window) : medianOf(window) };
   });
 }
 
-/** Steps 1-4 for one series. `durationS` is the run's length (for the first third). */
-export function judgeSeries(rule: SeriesRule, series: Point[], opts: { judgeFromS: number; durationS: number; spanS: number; minPoints?: number }): SeriesVerdict {
+/**
+ * Steps 2-3: the slope (per second) a rule reads from the points at or after `fromS`; points
+ * before it only fill the first smoothing windows.
+ */
+export function smoothedSlope(points: Array<{ tS: number; value: number }>, spanS: number, how: 'band' | 'level', fromS = -Infinity): number {
+  const slope = (edge: 'floor' | 'ceiling' | 'level'): number => theilSen(smooth(points, spanS, edge).filter((p) => p.tS >= fromS));
+  return how === 'level' ? slope('level') : Math.min(slope('floor'), slope('ceiling'));
+}
+
+/**
+ * Steps 1-4 for one series. `durationS` is the run's length (for the first third); readings from
+ * `lookbackFromS` (default `judgeFromS`) fill the smoothing windows of the first judged points.
+ */
+export function judgeSeries(rule: SeriesRule, series: Point[], opts: { judgeFromS: number; durationS: number; spanS: number; lookbackFromS?: number; minPoints?: number }): SeriesVerdict {
   const known = series.filter((p): p is { tS: number; value: number } => p.value !== null && Number.isFinite(p.value));
   const judged = known.filter((p) => p.tS >= opts.judgeFromS);
   const early = known.filter((p) => p.tS <= opts.durationS / 3);
-  // The smoothing window starts inside the judged part, so nothing before it leaks in.
-  const smoothed = smooth(judged, opts.spanS, rule.smooth);
-  const slope = theilSen(smoothed);
+  // Without the look-back, an envelope's first points would see fewer readings than the rest.
+  const lookback = known.filter((p) => p.tS >= Math.min(opts.lookbackFromS ?? opts.judgeFromS, opts.judgeFromS));
+  const slope = smoothedSlope(lookback, opts.spanS, rule.smooth, opts.judgeFromS);
   const lengthS = judged.length > 1 ? judged[judged.length - 1]!.tS - judged[0]!.tS : 0;
   const level = medianOf(judged.map((p) => p.value));
   const growth = slope * lengthS;
@@ -96,7 +111,7 @@ export function judgeSeries(rule: SeriesRule, series: Point[], opts: { judgeFrom
     name: rule.name,
     points: judged.length,
     slopePerMin: slope * 60,
-    earlySlopePerMin: theilSen(smooth(early, opts.spanS, rule.smooth)) * 60,
+    earlySlopePerMin: smoothedSlope(early, opts.spanS, rule.smooth) * 60,
     growth,
     bound,
     level,

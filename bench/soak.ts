@@ -83,10 +83,10 @@ export function soakSettings(durationMs: number, small: boolean): SoakSettings {
 
 /** The series judged, with their bounds (growth over the judged half; see soak-criteria.ts). */
 export const SOAK_RULES: Record<SeriesKey, SeriesRule> = {
-  rssMiB: { name: 'RSS of the process tree (MiB)', smooth: 'floor', absolute: 24, relative: 0.1 },
-  pssMiB: { name: 'PSS of the process tree (MiB)', smooth: 'floor', absolute: 24, relative: 0.1 },
-  heapUsedMiB: { name: 'V8 heap used, workers (MiB)', smooth: 'floor', absolute: 16, relative: 0.2 },
-  handles: { name: 'active handles, workers', smooth: 'floor', absolute: 16, relative: 0.25 },
+  rssMiB: { name: 'RSS of the process tree (MiB)', smooth: 'band', absolute: 24, relative: 0.1 },
+  pssMiB: { name: 'PSS of the process tree (MiB)', smooth: 'band', absolute: 24, relative: 0.1 },
+  heapUsedMiB: { name: 'V8 heap used, workers (MiB)', smooth: 'band', absolute: 16, relative: 0.2 },
+  handles: { name: 'active handles, workers', smooth: 'band', absolute: 16, relative: 0.25 },
   loopP99Ms: { name: 'event-loop delay p99 (ms)', smooth: 'level', absolute: 50, relative: 1 },
 };
 
@@ -300,7 +300,7 @@ export function verdict(s: SoakSettings, samples: SoakSample[], redis: SoakResul
   const windowEndS = redis?.windowEndS ?? 0;
   const judgeFromS = Math.max(durationS / 2, windowEndS);
   const verdicts = (Object.keys(SOAK_RULES) as SeriesKey[]).map((key) =>
-    judgeSeries(SOAK_RULES[key], samples.map((p): Point => ({ tS: p.tS, value: p[key] })), { judgeFromS, durationS, spanS: s.spanS }),
+    judgeSeries(SOAK_RULES[key], samples.map((p): Point => ({ tS: p.tS, value: p[key] })), { judgeFromS, durationS, spanS: s.spanS, lookbackFromS: Math.max(windowEndS, judgeFromS - s.spanS) }),
   );
   const problems = verdicts.filter((v) => !v.pass).map((v) => `series ${v.name}: ${v.reason}`);
   const inWindow = (f: Failure): boolean => redis !== null && f.endS >= redis.killedS && f.startS <= redis.windowEndS;
@@ -379,7 +379,7 @@ export function formatSoak(r: SoakResult): string {
   for (const [k, l] of Object.entries(r.loads)) lines.push(pad([k, String(l.ok), String(l.failed), String(l.failedInWindow), String(l.failedOutside)]));
   lines.push('', `new names issued ${r.issued}, renewals ${r.renewed} (${r.renewedAfterWindow} after the Redis window), samples ${r.samples.length}, error log lines ${r.samples[r.samples.length - 1]?.errorLines ?? 0}`);
   if (r.redis) lines.push(`Redis killed at ${r.redis.killedS} s, answering at ${r.redis.backS} s, window until ${r.redis.windowEndS} s; judged from ${r.judgeFromS} s`);
-  lines.push('', 'criterion: Theil–Sen slope of the lower envelope (delay: rolling median) over the judged part; growth = slope × its length ≤ max(absolute, relative × level)');
+  lines.push('', 'criterion: Theil–Sen slope of the band (the smaller slope of its lower and upper envelope; delay: rolling median) over the judged part; growth = slope × its length ≤ max(absolute, relative × level)');
   for (const v of r.verdicts) {
     lines.push(`${v.pass ? 'PASS' : 'FAIL'} ${v.name}: ${round(v.slopePerMin, 3)}/min (first third ${round(v.earlySlopePerMin, 3)}/min), growth ${round(v.growth, 2)} ≤ ${round(v.bound, 2)} (level ${round(v.level, 1)}, ${v.points} readings)${v.reason ? ` — ${v.reason}` : ''}`);
   }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { judgeSeries, smooth, theilSen, type Point, type SeriesRule } from '../../bench/soak-criteria.ts';
 
-const RULE: SeriesRule = { name: 'heap (MiB)', smooth: 'floor', absolute: 16, relative: 0.2 };
+const RULE: SeriesRule = { name: 'heap (MiB)', smooth: 'band', absolute: 16, relative: 0.2 };
 const OPTS = { judgeFromS: 300, durationS: 600, spanS: 30 };
 
 /** A 600 s series sampled every 5 s: base + GC sawtooth (rise over `periodS`, then a drop) + noise + leak. */
@@ -55,6 +55,20 @@ test('flat memory with GC sawtooth, noise and a warm-up passes; the same with a 
     }),
     { seed: 42, numRuns: 300 },
   );
+});
+
+test('a sawtooth whose drops stop (RSS left at its former peaks) lifts one edge of the band only: not growth', () => {
+  const pts: Point[] = [];
+  for (let i = 0; i <= 120; i++) {
+    const tS = i * 5;
+    // Rises 30 over 100 s and drops back, until 400 s; then stays at the peak.
+    pts.push({ tS, value: tS < 400 ? 350 + 30 * ((tS % 100) / 100) : 380 });
+  }
+  const rule: SeriesRule = { ...RULE, absolute: 10, relative: 0 };
+  assert.ok(judgeSeries(rule, pts, { ...OPTS, spanS: 60, lookbackFromS: 240 }).pass);
+  // The same with the band's floor alone reads the end of the sawtooth as growth.
+  const floorOnly = theilSen(smooth(pts.filter((p) => p.tS >= 300) as Array<{ tS: number; value: number }>, 60, 'floor')) * 300;
+  assert.ok(floorOnly > 10, `floor alone: ${floorOnly}`);
 });
 
 test('a step at the start of the judged part (a reconnect) is not growth; missing readings are', () => {
