@@ -10,6 +10,8 @@
 //   npm run bench -- --no-caddy         certgate alone
 //   npm run bench -- --profile          certgate under node --cpu-prof; top frames printed and saved
 //   npm run bench -- --keep             keep the temp dir (configs, storage, gateway logs)
+//   npm run bench -- --soak 10m         the soak instead of the sections (bench/soak.ts); with
+//                                       --smoke at the smaller rates npm test runs
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +25,8 @@ import { formatTable } from './report.ts';
 import { prepareTrees } from './seed.ts';
 import { burst, firstRequest, handshakes, proxyThroughput } from './sections.ts';
 import { flood } from './flood.ts';
+import { parseDuration } from '../src/config/duration.ts';
+import { formatSoak, runSoak, soakSettings, writeSoak } from './soak.ts';
 import { PROJECT_ROOT, startAskServer, startUpstreamProcess } from './services.ts';
 import { BENCH_TMP, haveCommand, log, machineInfo, now, run, tempDir } from './util.ts';
 
@@ -31,7 +35,7 @@ type Section = (typeof SECTIONS)[number];
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick | --smoke] [--only first,burst,handshakes,memory,proxy,flood] [--no-caddy] [--profile] [--keep] [--out FILE]\n');
+  process.stderr.write('usage: npm run bench -- [--quick | --smoke] [--only first,burst,handshakes,memory,proxy,flood] [--no-caddy] [--profile] [--keep] [--out FILE] [--soak DURATION]\n');
   process.exit(2);
 }
 
@@ -42,6 +46,8 @@ interface Args {
   profile: boolean;
   keep: boolean;
   out: string | undefined;
+  /** --soak: the soak's length, ms. */
+  soakMs: number | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -51,6 +57,7 @@ function parseArgs(argv: string[]): Args {
   let noCaddy = false;
   let profile = false;
   let only: Section[] = [...SECTIONS];
+  let soakMs: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick' || a === '--smoke') {
@@ -59,6 +66,10 @@ function parseArgs(argv: string[]): Args {
     } else if (a === '--out' || a.startsWith('--out=')) {
       out = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
       if (!out) usage('--out needs a file');
+    } else if (a === '--soak' || a.startsWith('--soak=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      soakMs = v === undefined ? undefined : parseDuration(v);
+      if (soakMs === undefined || soakMs < 30_000) usage('--soak needs a duration of at least 30s, like 10m');
     } else if (a === '--no-caddy') noCaddy = true;
     else if (a === '--profile') profile = true;
     else if (a === '--keep') keep = true;
@@ -71,7 +82,7 @@ function parseArgs(argv: string[]): Args {
     } else if (a === '--help' || a === '-h') usage();
     else usage(`unknown option ${a}`);
   }
-  return { size, only, noCaddy, profile, keep, out };
+  return { size, only, noCaddy, profile, keep, out, soakMs };
 }
 
 async function versions(): Promise<Record<string, string>> {
@@ -93,8 +104,34 @@ async function versions(): Promise<Record<string, string>> {
   };
 }
 
+/** --soak: certgate alone, for the given time (bench/soak.ts); exit code 1 when it fails. */
+async function soakMain(args: Args, soakMs: number): Promise<void> {
+  const startedAt = new Date();
+  const settings = soakSettings(soakMs, args.size === 'smoke');
+  const info = { machine: machineInfo(), versions: await versions() };
+  const certgate = await buildCertgate();
+  const workRoot = await tempDir(BENCH_TMP, 'certgate-bench-soak-');
+  log(`soak for ${soakMs / 1000} s${args.size === 'smoke' ? ' (--smoke rates)' : ''}: ${JSON.stringify(settings)}`);
+  let result;
+  try {
+    result = await runSoak(settings, certgate, workRoot);
+  } finally {
+    if (args.keep) log(`kept config, storage and the gateway log in ${workRoot}`);
+    else await rm(workRoot, { recursive: true, force: true }).catch(() => undefined);
+  }
+  const header = `certgate soak — ${startedAt.toISOString()} — ${soakMs / 1000} s — ${info.machine.cpuModel}, ${info.machine.cpus} CPUs; node ${info.versions.node}; certgate ${info.versions.certgateCommit} (${certgate.kind})`;
+  process.stdout.write(`\n${header}\n\n${formatSoak(result)}\n`);
+  const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+  await mkdir(resultsDir, { recursive: true });
+  const file = args.out ?? join(resultsDir, `soak-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  await writeSoak(file, result, { startedAt: startedAt.toISOString(), argv: process.argv.slice(2), ...info, certgateBuild: certgate });
+  process.stdout.write(`\nresults: ${file}\n`);
+  if (!result.pass) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.soakMs !== undefined) return soakMain(args, args.soakMs);
   const settings = { full: FULL, quick: QUICK, smoke: SMOKE }[args.size];
   const started = now();
   const startedAt = new Date();
