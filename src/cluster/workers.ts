@@ -11,9 +11,19 @@ import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../util/log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
 
-/** How many gateway processes `workers` asks for (`auto`: one per CPU the process may use). */
-export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
-  return config.workers === 'auto' ? availableParallelism() : config.workers;
+/**
+ * What `workers: auto` means on a machine with `cpus` CPUs this process may use: one per CPU,
+ * except one single process (no primary) on 2 CPUs or fewer. There a primary and a worker per
+ * CPU cost ~65 MiB each before any certificate, and each worker fills its own cache and hot
+ * contexts (its own ~40 MiB per 1,000 names), for a throughput gain the shared cores mostly eat.
+ */
+export function autoWorkerCount(cpus = availableParallelism()): number {
+  return cpus <= 2 ? 1 : cpus;
+}
+
+/** How many gateway processes `workers` asks for (`auto`: see autoWorkerCount); `cpus` is for tests. */
+export function workerCount(config: Pick<LoadedConfig, 'workers'>, cpus = availableParallelism()): number {
+  return config.workers === 'auto' ? autoWorkerCount(cpus) : config.workers;
 }
 
 interface BusMessage {
@@ -83,12 +93,12 @@ export interface Primary {
  * The workers a config asks for, read from the file's content before it is validated, so that
  * the primary can fork them first and validate while they load the gateway's modules. Undefined
  * when the value is not plainly valid: then the primary validates first (and reports it).
- * Mirrors `workers` in src/config/schema.ts (default "auto", 1-256).
+ * Mirrors `workers` in src/config/schema.ts (default "auto", 1-256); `cpus` is for tests.
  */
-export function requestedWorkerCount(raw: unknown): number | undefined {
+export function requestedWorkerCount(raw: unknown, cpus = availableParallelism()): number | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const workers = (raw as { workers?: unknown }).workers;
-  if (workers === undefined || workers === 'auto') return availableParallelism();
+  if (workers === undefined || workers === 'auto') return autoWorkerCount(cpus);
   return typeof workers === 'number' && Number.isInteger(workers) && workers >= 1 && workers <= 256 ? workers : undefined;
 }
 
