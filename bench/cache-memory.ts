@@ -17,7 +17,10 @@ const pair = existsSync(join(seeded, 'localhost.crt'))
   : await createSelfSignedCertificate('localhost');
 const leaf = new X509Certificate(pair.certPem);
 const cache = new CertificateCache(cacheSize, contexts);
-const before = process.memoryUsage().rss;
+const gc = (globalThis as { gc?: () => void }).gc;
+gc?.();
+const m0 = process.memoryUsage();
+const before = m0.rss;
 for (let i = 0; i < names; i++) {
   // Fresh strings per name, as a storage load makes them.
   const entry = cache.add({ domain: `n${i}.bench.test`, ca: 'bench', certPem: `${pair.certPem} `.trimEnd(), keyPem: `${pair.keyPem} `.trimEnd(), notBefore: leaf.validFromDate, notAfter: leaf.validToDate, fingerprint256: leaf.fingerprint256 });
@@ -25,8 +28,11 @@ for (let i = 0; i < names; i++) {
   if (i % 100 === 0) await nextTurn(); // let timers run, as a serving process would
 }
 await sleep(1000); // retired contexts are closed after a grace period
-const added = process.memoryUsage().rss - before;
+gc?.();
+const m1 = process.memoryUsage();
+const added = m1.rss - before;
+const mib = (k: 'heapUsed' | 'heapTotal' | 'external'): string => ((m1[k] - m0[k]) / 2 ** 20).toFixed(1);
 console.log(
   `${names} names served once, tls.cacheSize ${cacheSize}, tls.contextCacheSize ${contexts}: ${cache.size} cached, ${cache.contexts} live contexts, ` +
-    `RSS +${(added / 2 ** 20).toFixed(0)} MiB (${(added / Math.min(names, cacheSize) / 1024).toFixed(1)} KiB per cached name)`,
+    `RSS +${(added / 2 ** 20).toFixed(0)} MiB (${(added / Math.min(names, cacheSize) / 1024).toFixed(1)} KiB per cached name); V8 heap used +${mib('heapUsed')} MiB (total +${mib('heapTotal')}), external +${mib('external')} MiB${gc ? '' : ' (run with --expose-gc for steadier figures)'}`,
 );
