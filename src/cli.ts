@@ -62,10 +62,11 @@ async function validateOrExit({ path, raw }: ConfigFile, command: string, before
 /** `certgate run`: one gateway process, or a primary and its workers. */
 async function run(configFile: string | undefined): Promise<void> {
   const file = await readOrExit(configFile, 'run');
-  const { forkWorkers, requestedWorkerCount } = await import('./cluster/workers.ts');
+  const { forkWorkers, requestedWorkerCount, restartWithYoungGenerationCap } = await import('./cluster/workers.ts');
   // Workers are forked before the config is validated: they load the gateway's modules while
   // this process loads the schema and validates. A config that fails validation stops them.
   const workers = requestedWorkerCount(file.raw);
+  if (workers === 1) restartWithYoungGenerationCap();
   const primary = workers !== undefined && workers > 1 ? forkWorkers(workers) : undefined;
   const config = await validateOrExit(file, 'run', () => primary?.stop() ?? Promise.resolve());
   // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { autoWorkerCount, requestedWorkerCount, workerCount, workerExecArgv } from '../../src/cluster/workers.ts';
+import { autoWorkerCount, requestedWorkerCount, restartWithYoungGenerationCap, workerCount, workerExecArgv } from '../../src/cluster/workers.ts';
 import { parseConfig } from '../../src/config/load.ts';
 
 const values: unknown[] = [undefined, 'auto', 1, 2, 64, 256, 0, -1, 257, 1.5, '2', 'all', null, true, [2], { n: 2 }];
@@ -44,4 +44,18 @@ test('workers cap the young generation unless the operator chose a size', () => 
   assert.deepEqual(workerExecArgv(['--import', 'tsx'], ''), ['--import', 'tsx', '--max-semi-space-size=16']);
   assert.deepEqual(workerExecArgv(['--max-semi-space-size=64'], ''), ['--max-semi-space-size=64']);
   assert.deepEqual(workerExecArgv([], '--max-old-space-size=512 --max-semi-space-size=8'), []);
+});
+
+test('a single process restarts itself in place with the young-generation cap, unless the flag is set', () => {
+  const calls: Array<{ file: string; args: string[] }> = [];
+  const execve = ((file: string, args: string[]) => {
+    calls.push({ file, args });
+  }) as unknown as (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
+  restartWithYoungGenerationCap(['--import', 'tsx'], '', execve);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0]!.file, process.execPath);
+  assert.deepEqual(calls[0]!.args, [process.execPath, '--import', 'tsx', '--max-semi-space-size=16', ...process.argv.slice(1)], 'the same command, flag added before the script');
+  restartWithYoungGenerationCap(['--max-semi-space-size=64'], '', execve);
+  restartWithYoungGenerationCap([], '--max-semi-space-size=8', execve);
+  assert.equal(calls.length, 1, 'an operator-chosen size: no restart');
 });
