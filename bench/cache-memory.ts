@@ -2,7 +2,7 @@
 // (what the cold walk does to a worker), with the bench's seeded chain (leaf + CA, ECDSA P-256).
 // Not affected much by machine load, unlike throughput.
 //   node --expose-gc --max-semi-space-size=16 --import tsx bench/cache-memory.ts [names=20000] [tls.contextCacheSize=1000] [tls.cacheSize=10000]
-// (the flags as certgate runs: GC before each reading, the young generation capped as in src/cluster/workers.ts)
+// (the flags as certgate runs: GC before each reading, the young generation capped as in src/cluster/young-generation.ts)
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

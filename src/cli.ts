@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type { Option as CommandOption } from 'commander';
 import type { LoadedConfig } from './config/load.ts';
 import { ConfigError, readConfigFile, type ConfigFile } from './config/read.ts';
+import { restartWithYoungGenerationCap } from './cluster/young-generation.ts';
 
 if (cluster.isWorker) {
   const { runWorker } = await import('./cluster/worker.ts');
@@ -62,10 +63,12 @@ async function validateOrExit({ path, raw }: ConfigFile, command: string, before
 /** `certgate run`: one gateway process, or a primary and its workers. */
 async function run(configFile: string | undefined): Promise<void> {
   const file = await readOrExit(configFile, 'run');
-  const { forkWorkers, requestedWorkerCount, restartWithYoungGenerationCap } = await import('./cluster/workers.ts');
+  const { forkWorkers, requestedWorkerCount } = await import('./cluster/workers.ts');
   // Workers are forked before the config is validated: they load the gateway's modules while
   // this process loads the schema and validates. A config that fails validation stops them.
   const workers = requestedWorkerCount(file.raw);
+  // One process: it needs the workers' young-generation cap for itself (a primary hands it to
+  // its workers). Restarting costs one more Node start, so only here, after the cheap read.
   if (workers === 1) restartWithYoungGenerationCap();
   const primary = workers !== undefined && workers > 1 ? forkWorkers(workers) : undefined;
   const config = await validateOrExit(file, 'run', () => primary?.stop() ?? Promise.resolve());

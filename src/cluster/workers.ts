@@ -10,6 +10,7 @@ import type { MetricsSnapshot, PeerSnapshots } from '../admin/metrics.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../util/log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
+import { workerExecArgv } from './young-generation.ts';
 
 /**
  * What `workers: auto` means on a machine with `cpus` CPUs this process may use: one per CPU,
@@ -100,39 +101,6 @@ export function requestedWorkerCount(raw: unknown, cpus = availableParallelism()
   const workers = (raw as { workers?: unknown }).workers;
   if (workers === undefined || workers === 'auto') return autoWorkerCount(cpus);
   return typeof workers === 'number' && Number.isInteger(workers) && workers >= 1 && workers <= 256 ? workers : undefined;
-}
-
-/** Young-generation cap for workers (MiB per semi-space), unless the operator set one. */
-const WORKER_SEMI_SPACE_MIB = 16;
-
-/**
- * Node flags for the workers: the primary's, plus a cap on V8's young generation. At a
- * handshake's allocation rate V8 grows it to 128 MiB per process and keeps it; 16 MiB
- * semi-spaces held a worker's RSS after 20k new names at ~226 MiB instead of ~302 MiB.
- * An explicit --max-semi-space-size (command line or NODE_OPTIONS) wins.
- */
-export function workerExecArgv(execArgv = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
-  const set = [...execArgv, nodeOptions].some((arg) => arg.includes('--max-semi-space-size'));
-  return set ? [...execArgv] : [...execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`];
-}
-
-type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
-
-/**
- * For the single gateway process (`workers` resolving to 1): the workers' young-generation cap,
- * which V8 takes only at start-up, so the process replaces itself with the same command plus the
- * flag (process.execve: same PID, same stdio; no primary is left behind). Costs one more Node
- * start (tens of ms) and saves ~75 MiB after a burst of new names. Returns when nothing is to be
- * done: the flag is already set (command line or NODE_OPTIONS), or this Node has no execve.
- */
-export function restartWithYoungGenerationCap(
-  execArgv = process.execArgv,
-  nodeOptions = process.env.NODE_OPTIONS ?? '',
-  execve: Execve | undefined = (process as { execve?: Execve }).execve?.bind(process),
-): void {
-  const wanted = workerExecArgv(execArgv, nodeOptions);
-  if (wanted.length === execArgv.length || !execve) return;
-  execve(process.execPath, [process.execPath, ...wanted, ...process.argv.slice(1)], process.env);
 }
 
 /** Runs in the primary: forks, relays, restarts. The workers wait for their config until `configure()`. */

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { autoWorkerCount, requestedWorkerCount, restartWithYoungGenerationCap, workerCount, workerExecArgv } from '../../src/cluster/workers.ts';
+import { autoWorkerCount, requestedWorkerCount, workerCount } from '../../src/cluster/workers.ts';
+import { restartWithYoungGenerationCap, workerExecArgv } from '../../src/cluster/young-generation.ts';
 import { parseConfig } from '../../src/config/load.ts';
 
 const values: unknown[] = [undefined, 'auto', 1, 2, 64, 256, 0, -1, 257, 1.5, '2', 'all', null, true, [2], { n: 2 }];

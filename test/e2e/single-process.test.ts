@@ -1,5 +1,5 @@
 // Issue 19 (c): `workers: 1` is one process, no primary, and it runs with the young-generation
-// cap the workers get (src/cluster/workers.ts restartWithYoungGenerationCap): the process started
+// cap the workers get (src/cluster/young-generation.ts restartWithYoungGenerationCap): the process started
 // is the one that serves (same PID, replaced in place), its command line carries the flag, and it
 // has no Node child processes.
 import assert from 'node:assert/strict';
