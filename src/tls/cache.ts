@@ -117,13 +117,13 @@ export class CertificateCache implements CertificateMemory {
     // that V8 does not see, and RSS grew more than the smaller entries saved.
     const leaf = pemBlock(leafPem);
     const key = pemBlock(bundle.keyPem);
-    // Kept as a one-byte string (a byte per char, 16 bytes of header) rather than a Buffer: a
+    // Kept as one flat one-byte string (a byte per char, 16 bytes of header) rather than a Buffer: a
     // Buffer slice keeps its whole 8 KiB pool alive (measured 3× the bytes), an unpooled one
     // costs an ArrayBuffer and a backing store each (measured: no smaller than the PEM strings).
     // A block that does not round-trip (headers, odd labels) is kept as its PEM text.
     const entry =
       leaf && key && leaf.label === 'CERTIFICATE'
-        ? new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, leaf.der + key.der, leaf.der.length, chainPem, key.label)
+        ? new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, Buffer.concat([leaf.der, key.der]).toString('latin1'), leaf.der.length, chainPem, key.label)
         : new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, `${leafPem}${bundle.keyPem}`, leafPem.length, chainPem, undefined);
     entry.live = live;
     const replaced = this.compact.peek(bundle.domain);
@@ -192,17 +192,16 @@ function pem(label: string, der: string): string {
 const PEM_BLOCK = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/;
 
 /**
- * The label and DER (bytes as chars) of a text that is exactly one plain PEM block; undefined
- * for anything else (PEM headers such as an encrypted key's, several blocks, stray text), which
- * is then kept as it is.
+ * The label and DER of a text that is exactly one plain PEM block; undefined for anything else
+ * (PEM headers such as an encrypted key's, several blocks, stray text), which is then kept as it is.
  */
-function pemBlock(text: string): { label: string; der: string } | undefined {
+function pemBlock(text: string): { label: string; der: Buffer } | undefined {
   const m = PEM_BLOCK.exec(text);
   if (!m) return undefined;
   const base64 = m[2]!.replace(/[\r\n]/g, '');
   const der = Buffer.from(base64, 'base64');
   // Round trip: only a canonical body is re-encoded, so what OpenSSL reads back is the same.
-  return der.toString('base64') === base64 ? { label: m[1]!, der: der.toString('latin1') } : undefined;
+  return der.toString('base64') === base64 ? { label: m[1]!, der } : undefined;
 }
 
 /** Distinct chains kept; past that (not seen with real CAs) a certificate keeps its whole chain. */

@@ -148,7 +148,7 @@ describe('CertificateCache (two tiers)', () => {
       });
     }
 
-    test('a compact entry keeps its key in the stored form (PKCS#8, SEC1, PKCS#1 RSA, or PEM text that is not one plain block)', async () => {
+    test('a compact entry keeps its key in the stored form (PKCS#8, SEC1, PKCS#1 RSA, CRLF lines, or a key that is not one plain PEM block)', async () => {
       const sec1 = await bundle('sec1.cache.test');
       sec1.keyPem = createPrivateKey(sec1.keyPem).export({ type: 'sec1', format: 'pem' }) as string;
       const rsaKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -158,7 +158,7 @@ describe('CertificateCache (two tiers)', () => {
       rsa.fingerprint256 = new X509Certificate(rsa.certPem).fingerprint256;
       const odd = await bundle('odd.cache.test');
       odd.keyPem = `a comment before the block\n${odd.keyPem}`;
-      odd.certPem = odd.certPem.replace(/\n(?!-----)/g, '\r\n'); // CRLF lines: not re-encoded
+      odd.certPem = odd.certPem.replace(/\n(?!-----)/g, '\r\n'); // CRLF lines: re-encoded with LF
       const crlf = odd.certPem;
       for (const x of [sec1, rsa, odd]) cache.add(x);
       cache.add(b('e.cache.test')); // the three leave the hot tier: their next context is rebuilt
