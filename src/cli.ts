@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import type { Option as CommandOption } from 'commander';
 import type { LoadedConfig } from './config/load.ts';
 import { ConfigError, readConfigFile, type ConfigFile } from './config/read.ts';
+import { restartWithYoungGenerationCap } from './cluster/young-generation.ts';
 
 if (cluster.isWorker) {
   const { runWorker } = await import('./cluster/worker.ts');
@@ -67,6 +68,9 @@ async function run(configFile: string | undefined): Promise<void> {
   // Workers are forked before the config is validated: they load the gateway's modules while
   // this process loads the schema and validates. A config that fails validation stops them.
   const workers = requestedWorkerCount(file.raw);
+  // One process: it needs the workers' young-generation cap for itself (a primary hands it to
+  // its workers). Restarting costs one more Node start, so only here, after the cheap read.
+  if (workers === 1) restartWithYoungGenerationCap();
   const primary = workers !== undefined && workers > 1 ? forkWorkers(workers) : undefined;
   const config = await validateOrExit(file, 'run', () => primary?.stop() ?? Promise.resolve());
   // A valid config has a valid `workers`, so `primary` exists exactly when it asks for more than one.

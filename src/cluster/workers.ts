@@ -11,10 +11,21 @@ import type { MetricsSnapshot, PeerSnapshots } from '../admin/metrics.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import type { Logger } from '../util/log.ts';
 import { LocalBus, type ClusterBus } from '../storage/bus.ts';
+import { workerExecArgv } from './young-generation.ts';
 
-/** How many gateway processes `workers` asks for (`auto`: one per CPU the process may use). */
-export function workerCount(config: Pick<LoadedConfig, 'workers'>): number {
-  return config.workers === 'auto' ? availableParallelism() : config.workers;
+/**
+ * What `workers: auto` means on a machine with `cpus` CPUs this process may use: one per CPU,
+ * except one single process (no primary) on 2 CPUs or fewer. There a primary and a worker per
+ * CPU cost ~65 MiB each before any certificate, and each worker fills its own cache and hot
+ * contexts (its own ~40 MiB per 1,000 names), for a throughput gain the shared cores mostly eat.
+ */
+export function autoWorkerCount(cpus = availableParallelism()): number {
+  return cpus <= 2 ? 1 : cpus;
+}
+
+/** How many gateway processes `workers` asks for (`auto`: see autoWorkerCount); `cpus` is for tests. */
+export function workerCount(config: Pick<LoadedConfig, 'workers'>, cpus = availableParallelism()): number {
+  return config.workers === 'auto' ? autoWorkerCount(cpus) : config.workers;
 }
 
 interface BusMessage {
@@ -102,27 +113,13 @@ export const STOP_MARGIN_MS = 5000;
  * The workers a config asks for, read from the file's content before it is validated, so that
  * the primary can fork them first and validate while they load the gateway's modules. Undefined
  * when the value is not plainly valid: then the primary validates first (and reports it).
- * Mirrors `workers` in src/config/schema.ts (default "auto", 1-256).
+ * Mirrors `workers` in src/config/schema.ts (default "auto", 1-256); `cpus` is for tests.
  */
-export function requestedWorkerCount(raw: unknown): number | undefined {
+export function requestedWorkerCount(raw: unknown, cpus = availableParallelism()): number | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const workers = (raw as { workers?: unknown }).workers;
-  if (workers === undefined || workers === 'auto') return availableParallelism();
+  if (workers === undefined || workers === 'auto') return autoWorkerCount(cpus);
   return typeof workers === 'number' && Number.isInteger(workers) && workers >= 1 && workers <= 256 ? workers : undefined;
-}
-
-/** Young-generation cap for workers (MiB per semi-space), unless the operator set one. */
-const WORKER_SEMI_SPACE_MIB = 16;
-
-/**
- * Node flags for the workers: the primary's, plus a cap on V8's young generation. At a
- * handshake's allocation rate V8 grows it to 128 MiB per process and keeps it; 16 MiB
- * semi-spaces held a worker's RSS after 20k new names at ~226 MiB instead of ~302 MiB.
- * An explicit --max-semi-space-size (command line or NODE_OPTIONS) wins.
- */
-export function workerExecArgv(execArgv = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
-  const set = [...execArgv, nodeOptions].some((arg) => arg.includes('--max-semi-space-size'));
-  return set ? [...execArgv] : [...execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`];
 }
 
 /** Runs in the primary: forks, relays, restarts. The workers wait for their config until `configure()`. */

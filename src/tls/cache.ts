@@ -1,11 +1,18 @@
 // Ready-to-serve certificates, in memory: the only thing a handshake for a known name touches.
 // Two tiers, both LRU-bounded, so 100k names on storage cost memory only for the ones in use:
-//   - compact: PEM text + notAfter/fingerprint for up to `maxEntries` names (~2 KiB each);
+//   - compact: the leaf and its key as DER in one string + notAfter/fingerprint for up to
+//     `maxEntries` names (~1 KiB each with an ECDSA key: DER is 3/4 of PEM's base64);
 //   - hot: a live SecureContext (a whole OpenSSL SSL_CTX, ~42 KiB each) for the `maxContexts`
 //     most recently served of them.
 // A compact-only name builds its SecureContext from memory at its next handshake (no storage,
-// no network; 0.2-0.5 ms of CPU, mostly SSL_CTX_new) and joins the hot tier; whatever falls out of the hot tier keeps its
-// compact entry, whatever falls out of the compact tier is gone from both.
+// no network; 0.2-0.5 ms of CPU, mostly SSL_CTX_new and parsing; turning the DER back into PEM
+// is a few µs) and joins the hot tier; whatever falls out of the hot tier keeps its compact
+// entry, whatever falls out of the compact tier is gone from both.
+// What a live context costs (Node 24, OpenSSL 3.5, measured over 2,000 contexts): ~19 KiB for
+// the SSL_CTX itself (whatever the options: ticket keys, session id context or cipher settings
+// change < 2 KiB; the default root store is shared, but a context given `ca` builds its own
+// store, +13 KiB), ~10 KiB per certificate of the chain (parsed X509s; Node also keeps its own
+// copy of the issuer) and ~1.5 KiB for an ECDSA key; nothing a caller can share between contexts.
 // A compact entry keeps its own leaf certificate but shares the issuer chain with every other
 // certificate from the same intermediate (one string per chain): with Let's Encrypt's chains
 // that is more than half of the PEM text.
@@ -36,15 +43,24 @@ class Entry implements CachedCertificate {
     readonly ca: string,
     readonly notAfter: number,
     readonly fingerprint256: string,
-    /** The leaf certificate's PEM block; `chainPem` follows it. */
-    readonly leafPem: string,
-    /** The rest of the chain (intermediates), shared between entries. */
+    /** The leaf certificate's DER then the private key's, a byte per char (or both PEM texts). */
+    private readonly material: string,
+    private readonly leafLength: number,
+    /** The rest of the chain (intermediates, PEM), shared between entries. */
     readonly chainPem: string,
-    readonly keyPem: string,
+    /** The key's PEM label (`PRIVATE KEY`, `EC PRIVATE KEY`, ...); undefined: `material` is PEM. */
+    private readonly keyLabel: string | undefined,
   ) {}
 
+  /** The leaf then its chain, PEM: what createSecureContext takes. */
   get certPem(): string {
-    return this.leafPem + this.chainPem;
+    const leaf = this.material.slice(0, this.leafLength);
+    return (this.keyLabel === undefined ? leaf : pem('CERTIFICATE', leaf)) + this.chainPem;
+  }
+
+  get keyPem(): string {
+    const key = this.material.slice(this.leafLength);
+    return this.keyLabel === undefined ? key : pem(this.keyLabel, key);
   }
 
   get context(): SecureContext {
@@ -94,9 +110,22 @@ export class CertificateCache implements CertificateMemory {
 
   add(bundle: CertificateBundle): CachedCertificate {
     const { leafPem, chainPem } = this.chains.split(bundle.certPem);
-    const entry = new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, leafPem, chainPem, bundle.keyPem);
-    // Built now: a certificate is added because a handshake is about to serve it.
-    entry.live = createSecureContext({ cert: bundle.certPem, key: entry.keyPem });
+    // Built first: a certificate is added because a handshake is about to serve it, and a bad
+    // certificate or key fails here, as before, with OpenSSL's message.
+    const live = createSecureContext({ cert: bundle.certPem, key: bundle.keyPem });
+    // Decoded in JS: parsing with X509Certificate/createPrivateKey left native garbage behind
+    // that V8 does not see, and RSS grew more than the smaller entries saved.
+    const leaf = pemBlock(leafPem);
+    const key = pemBlock(bundle.keyPem);
+    // Kept as one flat one-byte string (a byte per char, 16 bytes of header) rather than a Buffer: a
+    // Buffer slice keeps its whole 8 KiB pool alive (measured 3× the bytes), an unpooled one
+    // costs an ArrayBuffer and a backing store each (measured: no smaller than the PEM strings).
+    // A block that does not round-trip (headers, odd labels) is kept as its PEM text.
+    const entry =
+      leaf && key && leaf.label === 'CERTIFICATE'
+        ? new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, Buffer.concat([leaf.der, key.der]).toString('latin1'), leaf.der.length, chainPem, key.label)
+        : new Entry(this, bundle.domain, bundle.ca, bundle.notAfter.getTime(), bundle.fingerprint256, `${leafPem}${bundle.keyPem}`, leafPem.length, chainPem, undefined);
+    entry.live = live;
     const replaced = this.compact.peek(bundle.domain);
     if (replaced) this.retire(replaced);
     this.compact.set(bundle.domain, entry);
@@ -153,6 +182,26 @@ export class CertificateCache implements CertificateMemory {
       this.closer = undefined;
     }
   }
+}
+
+/** A PEM block of `der` (bytes as chars; base64 in 64-character lines, as OpenSSL writes it). */
+function pem(label: string, der: string): string {
+  return `-----BEGIN ${label}-----\n${Buffer.from(der, 'latin1').toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END ${label}-----\n`;
+}
+
+const PEM_BLOCK = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/;
+
+/**
+ * The label and DER of a text that is exactly one plain PEM block; undefined for anything else
+ * (PEM headers such as an encrypted key's, several blocks, stray text), which is then kept as it is.
+ */
+function pemBlock(text: string): { label: string; der: Buffer } | undefined {
+  const m = PEM_BLOCK.exec(text);
+  if (!m) return undefined;
+  const base64 = m[2]!.replace(/[\r\n]/g, '');
+  const der = Buffer.from(base64, 'base64');
+  // Round trip: only a canonical body is re-encoded, so what OpenSSL reads back is the same.
+  return der.toString('base64') === base64 ? { label: m[1]!, der } : undefined;
 }
 
 /** Distinct chains kept; past that (not seen with real CAs) a certificate keeps its whole chain. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Row } from '../../bench/context.ts';
@@ -149,6 +149,16 @@ describe('npm run bench (--smoke)', () => {
         assert.ok(ref && ref.handshakes > 0 && ref.errors === 0, `${tier} stored, ${key} reference: ${JSON.stringify(ref)}`);
       }
     }
+  });
+
+  test('memory (issue 19): the per-name slope, the PSS of the tree against Caddy, the default processes', () => {
+    const slope = row(/^\(a\) Memory per extra cached name, .*stored/);
+    for (const kind of ['certgate', 'caddy'] as const) assert.ok(Number.isFinite(slope[kind]), `${slope.metric}: ${kind} = ${slope[kind]}`);
+    const total = both(/^\(b\) TARGET memory after the cold pass/);
+    assert.equal(total.target, '≤ 1.5× Caddy');
+    const processes = both(/^\(c\) Processes with the default workers/);
+    assert.equal(processes.caddy, 1);
+    assert.equal(processes.certgate, availableParallelism() <= 2 ? 1 : availableParallelism() + 1, 'workers: auto is one process on ≤ 2 CPUs, else a primary and one worker per CPU');
   });
 
   test('proxy: throughput through each gateway and of the upstream alone; the HTTP/2 figure for both, over h2', () => {

@@ -3,7 +3,7 @@
 // eviction and expiry keep the tiers consistent; every context served is a working one (real
 // TLS handshakes against a Node server whose SNICallback answers from the cache).
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, createServer, type SecureContext, type Server } from 'node:tls';
@@ -16,6 +16,22 @@ async function bundle(domain: string, days = 30): Promise<CertificateBundle> {
   const { certPem, keyPem } = await createSelfSignedCertificate(domain, { days });
   const leaf = new X509Certificate(certPem);
   return { domain, ca: 'test-ca', certPem, keyPem, notBefore: leaf.validFromDate, notAfter: leaf.validToDate, fingerprint256: leaf.fingerprint256 };
+}
+
+/** A self-signed certificate for `domain` made with an existing key pair (here: RSA). */
+async function signedWith(domain: string, keys: { privateKey: KeyObject; publicKey: KeyObject }): Promise<string> {
+  await import('../../src/acme/reflect-shim.ts');
+  const x509 = await import('@peculiar/x509');
+  const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    name: `CN=${domain}`,
+    keys: { privateKey: await keys.privateKey.toCryptoKey(alg, true, ['sign']), publicKey: await keys.publicKey.toCryptoKey(alg, true, ['verify']) },
+    signingAlgorithm: alg,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 30 * 86_400_000),
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: domain }])],
+  });
+  return cert.toString('pem');
 }
 
 describe('CertificateCache (two tiers)', () => {
@@ -131,6 +147,24 @@ describe('CertificateCache (two tiers)', () => {
         socket.on('error', reject);
       });
     }
+
+    test('a compact entry keeps its key in the stored form (PKCS#8, SEC1, PKCS#1 RSA, CRLF lines, or a key that is not one plain PEM block)', async () => {
+      const sec1 = await bundle('sec1.cache.test');
+      sec1.keyPem = createPrivateKey(sec1.keyPem).export({ type: 'sec1', format: 'pem' }) as string;
+      const rsaKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const rsa = await bundle('rsa.cache.test');
+      rsa.certPem = await signedWith(rsa.domain, rsaKeys);
+      rsa.keyPem = rsaKeys.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
+      rsa.fingerprint256 = new X509Certificate(rsa.certPem).fingerprint256;
+      const odd = await bundle('odd.cache.test');
+      odd.keyPem = `a comment before the block\n${odd.keyPem}`;
+      odd.certPem = odd.certPem.replace(/\n(?!-----)/g, '\r\n'); // CRLF lines: re-encoded with LF
+      const crlf = odd.certPem;
+      for (const x of [sec1, rsa, odd]) cache.add(x);
+      cache.add(b('e.cache.test')); // the three leave the hot tier: their next context is rebuilt
+      for (const x of [sec1, rsa, odd]) assert.equal(await fingerprint(x.domain), x.fingerprint256, x.domain);
+      assert.ok(crlf.includes('\r\n'));
+    });
 
     test('each name gets its own certificate, twice over, with one live context at a time', async () => {
       for (const round of [1, 2]) {
