@@ -40,6 +40,9 @@ describe('admin API with workers: 2', () => {
         onDemand: { registry: true },
         admin: { token: TOKEN },
         proxy: { upstream: platform.origin, upstreamAllow: ['127.0.0.0/8'] },
+        // Names without a certificate are routed here over the fallback certificate (the default
+        // `alert` would refuse their handshakes before any request).
+        tls: { denied: 'fallback' },
       }),
     );
     proc = runProcess([CERTGATE_BIN, 'run', '--config', file], { env: { CERTGATE_ADMIN_TOKEN: '' } });
