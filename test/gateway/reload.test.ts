@@ -31,6 +31,8 @@ before(async () => {
     onDemand: { allow: c.allow ?? ['old.reload.test'], limits: { perClient: c.perClient ?? { rate: 5, burst: 100 } } },
     proxy: { routes: [{ hosts: ['app.reload.test'], upstream: c.upstream }], accessLog: false },
     log: { level: c.level ?? 'info' },
+    // app.reload.test has no certificate: served over the fallback (the default `alert` refuses it).
+    tls: { denied: 'fallback' },
     renewal: { concurrency: c.concurrency ?? 4 },
     ...(c.webhooks ? { webhooks: c.webhooks } : {}),
   });
