@@ -83,7 +83,7 @@ certgate demo is running.
 Try (the first request to a name obtains its certificate during the handshake):
   ${curl('hello.demo.test')}
   ${curl('another.demo.test')}
-A name outside the policy gets the fallback certificate (curl refuses it):
+A name outside the policy is refused in the handshake (an unrecognized_name alert; 'tls: { denied: fallback }' serves the fallback certificate instead):
   ${curl('not-allowed.example.com')}
 Bind a customer's domain through the admin API, then it works too:
   ${admin('PUT', '/v1/domains/blog.alice.example', '{"tenant": "alice"}')}
