@@ -5,7 +5,8 @@
 //   4. the issuance part (issuance.ts): solvers, issuers, budgets, pre-flight, cache, manager,
 //      and the webhooks (webhooks.ts), which hear its events and the registry's changes
 //   5. metrics wiring and the admin API's modules, loaded before the listeners bind (admin.ts)
-//   6. the listeners (listeners.ts): handshake path, proxy, HTTPS and HTTP, session tickets
+//   6. the listeners (listeners.ts): handshake path, proxy, HTTPS and HTTP, session tickets;
+//      once they listen, the missing managed certificates are ordered (the CA validates there)
 //   7. the admin API (admin.ts), then the maintainer
 // Everything opened goes onto one AsyncDisposableStack as it opens: a failed start closes what
 // was opened, and close() closes it all, in the reverse order by construction (the listeners
@@ -119,6 +120,7 @@ export async function startGateway(config: LoadedConfig, options: GatewayOptions
     { storage, logger, policy, issuance, metrics: plan.metrics, adminAddress: plan.address, reusePort: options.reusePort ?? false, ...(options.onHandshake ? { onHandshake: options.onHandshake } : {}) },
     stack,
   );
+  issuance.orderManaged();
   const admin = await openAdmin(config, plan, adminModule, { storage, bus, logger, policy, issuance, listeners, ...(options.metrics ? { metrics: options.metrics } : {}) }, stack);
   const { https, http } = config.listen;
   logger.info(

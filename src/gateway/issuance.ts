@@ -13,7 +13,9 @@
 //      binding covers is served that binding's certificate
 //   8. the managed certificates (`certificates`): loaded from storage before serving; missing
 //      ones ordered in the background under the issuance lock (one order per cluster), not on
-//      `role: edge`; failed orders are retried when the name's backoff ends
+//      `role: edge`, once the gateway calls orderManaged() after its listeners listen (an order
+//      placed before would have its http-01/tls-alpn-01 validation refused and fail); failed
+//      orders are retried when the name's backoff ends
 import { readFile } from 'node:fs/promises';
 import type { ChallengeSolver } from '../acme/authorize.ts';
 import type { AcmeIssuer } from '../acme/issuer.ts';
@@ -59,6 +61,11 @@ export interface IssuancePart {
   readonly preflightResponder: PreflightResponder;
   /** DCV delegation for the admin API; undefined without `acme.dns.delegation`. */
   readonly dcv: AdminDcv | undefined;
+  /**
+   * Orders the managed certificates storage did not have (step 8), in the background. Call it
+   * once the listeners listen: the CA validates against them.
+   */
+  orderManaged(): void;
 }
 
 /** What the issuance part works with: storage and bus are opened (and closed) by the gateway. */
@@ -110,9 +117,9 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   stack.defer(() => cacheSync.close());
   if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed, dns01?.provider);
   forgetOnBindingChange(policy, manager, cache);
-  await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
+  const orderManaged = await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
   const dcv = delegated ? dcvSupport(delegated.delegation, policy, preflight) : undefined;
-  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder, dcv };
+  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder, dcv, orderManaged };
 }
 
 /**
@@ -124,8 +131,8 @@ function managedSolvers(configured: ChallengeSolver[], dns01: Dns01Solver | unde
   return (names) => (dns01 ? [dns01] : names.some((n) => n.startsWith('*.')) ? null : configured);
 }
 
-/** Step 8: the managed certificates into memory now; missing ones ordered in the background (see the header). */
-async function startManaged(managed: ManagedCertificates, manager: CertificateManager, { order, logger }: { order: boolean; logger: Logger }, stack: AsyncDisposableStack): Promise<void> {
+/** Step 8: the managed certificates into memory now; returns what orders the missing ones in the background (see the header). */
+async function startManaged(managed: ManagedCertificates, manager: CertificateManager, { order, logger }: { order: boolean; logger: Logger }, stack: AsyncDisposableStack): Promise<() => void> {
   let closed = false;
   const timers = new Set<NodeJS.Timeout>();
   stack.defer(() => {
@@ -146,12 +153,16 @@ async function startManaged(managed: ManagedCertificates, manager: CertificateMa
     timer.unref();
     timers.add(timer);
   };
+  const missing: string[] = [];
   for (const key of managed.keys) {
     const names = managed.namesOf(key);
     const stored = await manager.loadStored(key, names).catch((err: unknown) => logger.error({ domain: key, step: 'managed', err }, 'could not load managed certificate'));
     if (stored) logger.info({ domain: key, step: 'managed', names }, 'managed certificate loaded from storage');
-    else if (order) void ensure(key);
+    else if (order) missing.push(key);
   }
+  return () => {
+    for (const key of missing.splice(0)) void ensure(key);
+  };
 }
 
 /**
