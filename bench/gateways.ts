@@ -60,23 +60,6 @@ export function caddyAvailable(): boolean {
   return existsSync(CADDY);
 }
 
-/** certmagic's issuer key for an ACME directory URL, made storage-safe (certmagic 0.17, Caddy 2.6). */
-export function caddyIssuerKey(directoryUrl: string): string {
-  const u = new URL(directoryUrl);
-  let key = u.host;
-  const path = u.pathname.replace(/[/\\]/g, '-').replace(/^-+|-+$/g, '');
-  if (path) key += `-${path}`;
-  return key
-    .toLowerCase()
-    .trim()
-    .replace(/ /g, '_')
-    .replace(/\+/g, '_plus_')
-    .replace(/\*/g, 'wildcard_')
-    .replace(/:/g, '-')
-    .replace(/\.\./g, '')
-    .replace(/[^\w@.-]/g, '');
-}
-
 async function writeCertgateConfig(spec: GatewaySpec): Promise<string> {
   const onDemand: Record<string, unknown> = { ask: spec.ask };
   if (!spec.askOnly && spec.allow) onDemand.allow = spec.allow;

@@ -21,7 +21,8 @@ import { dirname, join } from 'node:path';
 import '../src/acme/reflect-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { caIdFromDirectory, keys } from '../src/storage/keys.ts';
-import { caddyIssuerKey, type GatewayKind } from './gateways.ts';
+import { type GatewayKind } from './gateways.ts';
+import { caddyIssuerKey } from '../src/migrate/caddy.ts';
 import { BENCH_TMP, log, now, run, seededName } from './util.ts';
 
 export const CHUNK = 10_000;

@@ -108,25 +108,23 @@ export function createAccessLog(logger: Logger, bindings: Record<string, unknown
     }
     return lastTime;
   };
-  const handOver = (): void => {
+  /** The batched lines, taken out (the timer stopped); '' when there are none. */
+  const take = (): string => {
     if (timer !== undefined) {
       clearTimeout(timer);
       timer = undefined;
     }
-    if (pending === '') return;
     const lines = pending;
     pending = '';
-    stream.write(lines);
+    return lines;
+  };
+  const handOver = (): void => {
+    const lines = take();
+    if (lines !== '') stream.write(lines);
   };
   const flush = (): void => {
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    if (pending === '') return;
-    const lines = pending;
-    pending = '';
-    writeOutNow(stream, lines);
+    const lines = take();
+    if (lines !== '') writeOutNow(stream, lines);
   };
   const add = (line: string): void => {
     pending += line;
