@@ -56,23 +56,7 @@ export interface Upstream {
 
 export async function startUpstreamProcess(): Promise<Upstream> {
   const script = fileURLToPath(new URL('./upstream-server.ts', import.meta.url));
-  const child: ChildProcess = spawn(NODE, ['--import', 'tsx', script], { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('upstream did not start within 10 s')), 10_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-      const m = /\{"port":(\d+)\}/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`upstream exited with ${code}`));
-    });
-  });
+  const { child, port } = await spawnAnnouncingPort(script, [], 'upstream', 10_000);
   log(`upstream listening on 127.0.0.1:${port} (pid ${child.pid})`);
   return {
     port,
@@ -85,4 +69,30 @@ export async function startUpstreamProcess(): Promise<Upstream> {
         setTimeout(() => child.kill('SIGKILL'), 3000).unref();
       }),
   };
+}
+
+/**
+ * Starts `script` under tsx as a child process (cwd the project root, stderr inherited) and
+ * waits until it prints `{"port":N}` on stdout; rejects when it exits first or after `timeoutMs`
+ * (`what` names it in the error).
+ */
+export async function spawnAnnouncingPort(script: string, args: string[], what: string, timeoutMs: number): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(NODE, ['--import', 'tsx', script, ...args], { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      const m = /\{"port":(\d+)\}/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}`));
+    });
+  });
+  return { child, port };
 }

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/ports.ts';
-import { NODE, PROJECT_ROOT } from './services.ts';
+import { spawnAnnouncingPort } from './services.ts';
 import { cpuMsOf, log, seededName, sleep } from './util.ts';
 
 /** A running reference server. */
@@ -68,23 +68,7 @@ export async function startOpensslReference(): Promise<TlsReference> {
 /** A bare node:https server with SecureContexts for seeded names 0..names-1 (see the header). */
 export async function startNodeReference(names: number): Promise<TlsReference> {
   const script = fileURLToPath(import.meta.url);
-  const child = spawn(NODE, ['--import', 'tsx', script, String(names), await cacheRoot()], { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('node reference did not start within 60 s')), 60_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-      const m = /\{"port":(\d+)\}/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node reference exited with ${code}`));
-    });
-  });
+  const { child, port } = await spawnAnnouncingPort(script, [String(names), await cacheRoot()], 'node reference', 60_000);
   log(`reference: bare node:https server, ${names} contexts, on 127.0.0.1:${port} (pid ${child.pid})`);
   return { key: 'node', port, pid: child.pid!, cpuMs: () => cpuMsOf(child.pid!), stop: stopper(child) };
 }
