@@ -1,6 +1,7 @@
 // Handshake load generator, run as its own process (node --import tsx bench/hs-client.ts '<json>').
-// Closed loop: `concurrency` connections at a time, each a full TLS 1.3 handshake (X25519, the
-// server's ECDSA P-256 certificate, no session resumption: no session is ever offered), then the
+// Closed loop: `concurrency` connections at a time, each a full TLS 1.3 handshake (key exchange
+// `groups`, default X25519; the server's ECDSA P-256 certificate, no session resumption: no
+// session is ever offered), then the
 // socket is closed (FIN, not a reset); no HTTP request. SNI walks the seeded names from..from+count-1:
 //   once  each name exactly once, in order (the gateway's cache is cold for every one of them)
 //   loop  round-robin over the names until the time is up (cache warm when the set fits it)
@@ -24,6 +25,13 @@ interface Options {
   names?: string[];
   /** `count` random names `<hex>.<suffix>` instead (checkEvery is then ignored). */
   random?: { count: number; suffix: string };
+  /**
+   * The key-exchange groups offered (node:tls `ecdhCurve`). Default 'X25519': what every server
+   * compared can do, so each does the same work (Node 24's OpenSSL 3.5 would otherwise offer
+   * X25519MLKEM768 first, which certgate and a bare node:https server negotiate and Caddy 2.6 and
+   * openssl 3.0's s_server cannot). 'default' offers the client's OpenSSL defaults.
+   */
+  groups?: string;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
@@ -34,7 +42,10 @@ const names = random
 const checkEvery = opts.checkEvery ?? 8;
 // One client context for every connection (a new one per connection would cost the client more
 // than the handshake itself). It holds no session cache entries: nothing is ever resumed.
-const secureContext = createSecureContext({ minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+const groups = opts.groups ?? 'X25519';
+const secureContext = createSecureContext({ minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...(groups === 'default' ? {} : { ecdhCurve: groups }) });
+/** Handshakes per negotiated group, e.g. { X25519: 1000 }: shows what the server chose. */
+const negotiated: Record<string, number> = {};
 const latencies: number[] = [];
 let next = 0;
 let done = 0;
@@ -75,6 +86,9 @@ function one(name: string): Promise<void> {
       done++;
       if (socket.isSessionReused()) resumed++;
       if (socket.getProtocol() === 'TLSv1.3') tls13++;
+      const group = socket.getEphemeralKeyInfo();
+      const groupName = group && 'name' in group && typeof group.name === 'string' ? group.name : '?';
+      negotiated[groupName] = (negotiated[groupName] ?? 0) + 1;
       if (check) {
         const san = socket.getPeerX509Certificate()?.subjectAltName ?? '';
         if (!san.split(', ').includes(`DNS:${name}`)) wrong++;
@@ -128,5 +142,6 @@ process.stdout.write(
     clientCpuMs: (process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1000,
     complete: opts.mode === 'once' ? next >= names.length && done + errors + alerts === names.length : true,
     errorSamples: [...errorSamples],
+    groups: negotiated,
   }) + '\n',
 );

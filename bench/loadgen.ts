@@ -22,6 +22,8 @@ export interface HandshakeRun {
   clientCpuMs: number;
   complete: boolean;
   errorSamples: string[];
+  /** Handshakes per negotiated key-exchange group. */
+  groups: Record<string, number>;
 }
 
 export interface HandshakeLoad {
@@ -35,6 +37,8 @@ export interface HandshakeLoad {
   concurrency: number;
   durationMs: number;
   checkEvery?: number;
+  /** Key-exchange groups offered, see hs-client.ts (default X25519). */
+  groups?: string;
 }
 
 export function handshakeLoad(load: HandshakeLoad): Promise<HandshakeRun> {

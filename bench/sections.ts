@@ -201,8 +201,10 @@ function sec(ms: number | undefined): number | undefined {
 // -------------------------------------------------------------------------------------------------
 // 3 + 5. Handshakes/s and memory with 1, 10k, 100k certificates in storage
 
-function addRuns(a: HandshakeRun[]): { handshakes: number; elapsedMs: number; perSecond: number; errors: number; wrong: number; resumed: number; nonTls13: number } {
+function addRuns(a: HandshakeRun[]): { handshakes: number; elapsedMs: number; perSecond: number; errors: number; wrong: number; resumed: number; nonTls13: number; groups: Record<string, number> } {
   const handshakes = a.reduce((s, r) => s + r.handshakes, 0);
+  const groups: Record<string, number> = {};
+  for (const r of a) for (const [g, n] of Object.entries(r.groups ?? {})) groups[g] = (groups[g] ?? 0) + n;
   const elapsedMs = a.reduce((s, r) => s + r.elapsedMs, 0);
   return {
     handshakes,
@@ -212,6 +214,7 @@ function addRuns(a: HandshakeRun[]): { handshakes: number; elapsedMs: number; pe
     wrong: a.reduce((s, r) => s + r.wrongCertificate, 0),
     resumed: a.reduce((s, r) => s + r.resumed, 0),
     nonTls13: a.reduce((s, r) => s + (r.handshakes - r.tls13), 0),
+    groups,
   };
 }
 
@@ -277,6 +280,7 @@ export async function handshakes(ctx: Ctx): Promise<void> {
         row(ctx, rateRow(ctx, `Handshakes/s, ${label} (same name, warm)`, warm));
         cpuRow(ctx, `Gateway CPU per handshake, ${label} (warm)`, warm);
         normalisedCpuRows(ctx, `${label} (warm)`, warm);
+        t.defaultGroups = await defaultGroupsRow(ctx, targets.filter((x) => ctx.kinds.includes(x.key as GatewayKind)), label);
         if (s.h2loadConnections > 0) {
           const h2: Record<string, unknown> = {};
           for (const kind of ctx.kinds) h2[kind] = await h2load(port(kind), seededName(0), s.h2loadConnections);
@@ -451,6 +455,29 @@ function cpuRow(ctx: Ctx, metric: string, sums: Record<string, { handshakes: num
   row(ctx, { section: 'handshakes', metric, unit: 'ms CPU', certgate: per('certgate'), caddy: per('caddy'), better: 'lower' });
 }
 
+/**
+ * The same warm rounds with the client offering its OpenSSL defaults (Node 24: X25519MLKEM768
+ * first) instead of X25519 alone: what a modern client costs each gateway, informational. The
+ * note says what each negotiated (Caddy 2.6 has no ML-KEM, so it still does X25519).
+ */
+async function defaultGroupsRow(ctx: Ctx, targets: { key: string; port: number; cpu: () => number }[], label: string): Promise<Record<string, unknown>> {
+  const s = ctx.settings;
+  const runs = new Map<string, HandshakeRun[]>(targets.map((x) => [x.key, []]));
+  const cpu = new Map<string, number>();
+  for (let r = 0; r < s.rounds; r++) {
+    for (const x of turn(targets, r)) {
+      const c0 = x.cpu();
+      runs.get(x.key)!.push(await handshakeLoad({ port: x.port, names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs, groups: 'default' }));
+      cpu.set(x.key, (cpu.get(x.key) ?? 0) + x.cpu() - c0);
+    }
+  }
+  const sums = Object.fromEntries(targets.map((x) => [x.key, { ...addRuns(runs.get(x.key)!), gatewayCpuMs: cpu.get(x.key) }]));
+  const per = (k: string): number | undefined => (sums[k] && sums[k].handshakes > 0 && sums[k].gatewayCpuMs !== undefined ? sums[k].gatewayCpuMs / sums[k].handshakes : undefined);
+  const note = `the client offers its default groups; negotiated: ${targets.map((x) => `${x.key} ${Object.keys(sums[x.key]?.groups ?? {}).join('/') || '—'}`).join(', ')}; the rows above offer X25519 only`;
+  row(ctx, { section: 'handshakes', metric: `Gateway CPU per handshake, ${label} (warm), client's default key exchange`, unit: 'ms CPU', certgate: per('certgate'), caddy: per('caddy'), better: 'lower', note });
+  return sums;
+}
+
 /** The reference servers of the CPU rows; openssl only where the command exists. */
 async function startReferences(names: number): Promise<TlsReference[]> {
   const refs: TlsReference[] = [];
@@ -469,13 +496,14 @@ async function startReferences(names: number): Promise<TlsReference[]> {
  * s_server (what the issue's aim is stated in) and to a bare node:https server (Node's floor;
  * certgate − that is certgate's own code). The references' own figures are in the note.
  */
-function normalisedCpuRows(ctx: Ctx, label: string, sums: Record<string, { handshakes: number; gatewayCpuMs?: number | undefined }>): void {
+function normalisedCpuRows(ctx: Ctx, label: string, sums: Record<string, { handshakes: number; gatewayCpuMs?: number | undefined; groups?: Record<string, number> }>): void {
   const per = (k: string): number | undefined => {
     const x = sums[k];
     return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
   };
   const refs = { openssl: per('openssl'), node: per('node') };
-  const note = `CPU per handshake: openssl s_server ${refs.openssl?.toFixed(3) ?? '—'} ms, bare node:https ${refs.node?.toFixed(3) ?? '—'} ms`;
+  const groups = [...new Set(Object.values(sums).flatMap((x) => Object.keys(x.groups ?? {})))].join('/') || '—';
+  const note = `CPU per handshake: openssl s_server ${refs.openssl?.toFixed(3) ?? '—'} ms, bare node:https ${refs.node?.toFixed(3) ?? '—'} ms; key exchange negotiated: ${groups}`;
   for (const [key, name] of [['openssl', 'openssl s_server'], ['node', 'a bare node:https server']] as const) {
     const ref = refs[key];
     if (ref === undefined || ref <= 0) continue;
