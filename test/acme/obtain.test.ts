@@ -50,6 +50,28 @@ describe('obtainCertificate against Pebble', () => {
     assert.equal(suite.pebble.ordersPlaced(), ordersBefore + 1);
   });
 
+  test('no request the CA could only answer "not yet": the first authorization poll waits a poll interval, finalize comes without an order poll', async () => {
+    const client = suite.newAccount();
+    const transport = client.transport;
+    const seen: { method: string; url: string; step: string; at: number }[] = [];
+    const request = transport.request.bind(transport);
+    transport.request = (method, url, ctx, opts) => {
+      seen.push({ method, url, step: ctx.step, at: performance.now() });
+      return request(method, url, ctx, opts);
+    };
+    const domains = ['fewer.certgate.test'];
+    const result = await obtainCertificate(client, { domains, csrDer: await newCertRequest(domains), solvers: [suite.responders.http01([])] });
+    verifyChain(result.certificatePem, await suite.pebble.rootPem());
+    const challenge = seen.findIndex((r) => r.step === 'challenge');
+    const polls = seen.filter((r, i) => i > challenge && r.step === 'authorization');
+    assert.ok(polls.length >= 1, 'the authorization was polled');
+    assert.ok(polls[0]!.at - seen[challenge]!.at >= 250, `first poll ${(polls[0]!.at - seen[challenge]!.at).toFixed(0)} ms after the challenge: sooner, it would find it pending`);
+    const afterAuthorizations = seen[seen.findLastIndex((r) => r.step === 'authorization') + 1]!;
+    assert.equal(afterAuthorizations.step, 'finalize');
+    assert.doesNotMatch(afterAuthorizations.url, /\/my-order\//, 'finalize at once, no order poll first');
+    assert.match(afterAuthorizations.url, /finalize/);
+  });
+
   test('obtains a certificate with tls-alpn-01', async () => {
     const client = suite.newAccount();
     const calls: string[] = [];
