@@ -18,8 +18,11 @@ export interface PutOptions {
 
 /** One value of Storage.putMany: the arguments of one put(). */
 export interface PutEntry {
+  /** The key, as for put(). */
   key: string;
+  /** The value, as for put(). */
   value: Buffer | string;
+  /** private/durable, as for put(). */
   opts?: PutOptions;
 }
 

@@ -67,10 +67,15 @@ export async function writeAtomic(file: string, data: Buffer, mode: number, key:
 
 /** One file of writeAtomicMany: as the arguments of writeAtomic. */
 export interface AtomicWrite {
+  /** The target file (absolute). */
   file: string;
+  /** Its whole new content. */
   data: Buffer;
+  /** Its file mode (0600 for private values). */
   mode: number;
+  /** The storage key, for errors. */
   key: string;
+  /** fsync the file and its directory (step 4). */
   durable: boolean;
 }
 
