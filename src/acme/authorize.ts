@@ -1,7 +1,8 @@
 // Authorizing every name of an order (RFC 8555 §7.5), all at once:
 //   1. fetch each authorization; a valid one (reused) needs nothing, anything but pending fails
 //   2. pick the first solver, in preference order, whose challenge type the CA offers
-//   3. present the challenge (solver), tell the CA to validate, wait for the authorization
+//   3. present the challenge (solver), tell the CA to validate, wait for the authorization (the
+//      first poll one poll interval later: at once it would find it pending)
 //   4. one failure ends the others at once (Attempt.failFast): the order is lost anyway
 //   5. clean up every presented challenge, whatever happened
 import type { AcmeAccount } from './plumbing/account.ts';
@@ -104,7 +105,9 @@ async function authorize(account: AcmeAccount, url: string, solvers: ChallengeSo
   presented.push(p);
   const extra = { challenge: solver.type };
   await attempt.step('challenge', domain, () => present(account, p, challenge, domain, attempt.signal), extra);
-  await attempt.step('authorization', domain, () => waitForAuthorization(account, url, { signal: attempt.signal, timeoutMs: attempt.remaining() }), extra);
+  // The CA was just told to validate: a request at once would find the authorization pending.
+  const wait = { signal: attempt.signal, timeoutMs: attempt.remaining(), delayFirst: true };
+  await attempt.step('authorization', domain, () => waitForAuthorization(account, url, wait), extra);
   return solver.type;
 }
 

@@ -117,7 +117,8 @@ export class AcmeIssuer {
       ...((opts.profile ?? this.acme.profile) !== undefined ? { profile: opts.profile ?? this.acme.profile } : {}),
       ...(opts.replaces !== undefined ? { replaces: opts.replaces } : {}),
     });
-    this.deps.logger.info(
+    // Debug: the manager's `issued` line (stored, with ca, challenge and ms) follows at info.
+    this.deps.logger.debug(
       { domain, step: 'certificate-obtained', ca: this.ca, challenge: result.challengeTypes.join(','), ms: Math.round(performance.now() - started) },
       'certificate obtained',
     );

@@ -2,7 +2,8 @@
 //   1. the account exists (registered once, then cached)
 //   2. new order for every name (profile, ARI `replaces`)
 //   3. every authorization valid (authorize.ts: a challenge per solver, cleaned up afterwards)
-//   4. finalize with the CSR and wait for the order to be valid
+//   4. finalize with the CSR (at once: an order whose authorizations are valid is ready) and
+//      wait for the order to be valid
 //   5. download the chain
 // One deadline and one AbortSignal cover all steps (attempt.ts); each step logs one JSON line
 // with domain, step, ca and ms.
@@ -60,9 +61,11 @@ export async function obtainCertificate(account: AcmeAccount, opts: ObtainOption
     throw new AcmeError({ type: order.error?.type ?? LocalErrorType.protocol, status: order.error?.status ?? 0, detail, step: 'new-order', domain: primary });
   }
   const challengeTypes = await authorizeAll(account, order.authorizations, opts.solvers, attempt, primary);
-  const wait = { signal: attempt.signal, timeoutMs: attempt.remaining() };
+  // authorizeAll resolved: every authorization is valid, so the order is ready.
+  const wait = { signal: attempt.signal, timeoutMs: attempt.remaining(), authorized: true };
   const valid = await attempt.step('finalize', primary, () => finalizeOrder(account, order, opts.csrDer, wait));
   const certificatePem = await attempt.step('download', primary, () => downloadCertificate(account, valid));
-  log.info({ domain: primary, step: 'obtained', ca: attempt.ca, ms: attempt.elapsed(), domains: opts.domains }, 'acme certificate obtained');
+  // Debug: the caller logs the outcome at info (the gateway's `issued` line says it all again).
+  log.debug({ domain: primary, step: 'obtained', ca: attempt.ca, ms: attempt.elapsed(), domains: opts.domains }, 'acme certificate obtained');
   return { certificatePem, orderUrl: order.url, challengeTypes };
 }

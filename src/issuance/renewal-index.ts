@@ -11,7 +11,7 @@
 // Entries are only written on save; an entry whose certificate has since been replaced or
 // deleted (fingerprint differs, or gone) is dropped when the maintainer reaches it.
 import { keys } from '../storage/keys.ts';
-import type { Storage } from '../storage/storage.ts';
+import { putInOrder, type PutEntry, type Storage } from '../storage/storage.ts';
 
 /**
  * One entry of the renewal index (see the header): which certificate, and when to look at it next.
@@ -62,16 +62,29 @@ export function bucketsBetween(from: string, to: string): string[] {
   return out;
 }
 
-/** Files a freshly saved certificate in both indexes (called from saveCertificate). */
+/** Files a freshly saved certificate in both indexes. */
 export async function indexCertificate(
   storage: Storage,
   cert: { ca: string; domain: string; fingerprint256: string; notBefore: string; notAfter: string; directory?: string },
   now = Date.now(),
 ): Promise<void> {
+  await putInOrder(storage, indexEntries(cert, now));
+}
+
+/**
+ * The two index entries (expiry, then renewal) of a freshly saved certificate, as puts: saveCertificate
+ * writes them in one putMany with the bundle, after its chain.
+ */
+export function indexEntries(
+  cert: { ca: string; domain: string; fingerprint256: string; notBefore: string; notAfter: string; directory?: string },
+  now = Date.now(),
+): PutEntry[] {
   const entry: RenewalEntry = { ...cert, checkAt: now };
   const expiry: ExpiryEntry = { ca: cert.ca, domain: cert.domain, fingerprint256: cert.fingerprint256, notAfter: cert.notAfter };
-  await storage.put(keys.expiryIndex(hourBucket(Date.parse(cert.notAfter)), cert.domain), JSON.stringify(expiry));
-  await putRenewalEntry(storage, entry);
+  return [
+    { key: keys.expiryIndex(hourBucket(Date.parse(cert.notAfter)), cert.domain), value: JSON.stringify(expiry) },
+    { key: renewalKeyOf(entry), value: JSON.stringify(entry) },
+  ];
 }
 
 /** The storage key an entry is filed under: its checkAt's hour bucket and its domain. */

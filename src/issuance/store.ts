@@ -4,9 +4,9 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCertificate } from '../acme/x509.ts';
-import { indexCertificate } from './renewal-index.ts';
+import { indexEntries } from './renewal-index.ts';
 import { keys } from '../storage/keys.ts';
-import { getJson, retryStorageErrors, type Storage } from '../storage/storage.ts';
+import { getJson, putInOrder, retryStorageErrors, type Storage } from '../storage/storage.ts';
 import type { Logger } from '../util/log.ts';
 
 /** meta.json beside a stored chain: informational (status, renewal index), never served. */
@@ -86,7 +86,8 @@ export async function findCertificate(storage: Storage, cas: string[], domain: s
 
 /**
  * Stores a freshly issued certificate under its CA: key (private), meta.json, then the chain, then
- * its renewal-index entries, so a reader that finds the chain finds its key. Returns the bundle.
+ * its renewal-index entries, one putMany made visible in that order, so a reader that finds the
+ * chain finds its key. Returns the bundle.
  */
 export async function saveCertificate(
   storage: Storage,
@@ -107,12 +108,16 @@ export async function saveCertificate(
     ...(bundle.orderUrl ? { orderUrl: bundle.orderUrl } : {}),
     obtainedAt: new Date().toISOString(),
   };
-  await storage.put(keys.certificateKey(bundle.ca, bundle.domain), bundle.keyPem, { private: true });
-  await storage.put(keys.certificateMeta(bundle.ca, bundle.domain), JSON.stringify(meta, null, 2) + '\n');
-  await storage.put(keys.certificate(bundle.ca, bundle.domain), bundle.certPem);
-  // After the chain: an index entry always points at a certificate that exists. Entries of the
-  // certificate this one replaces are dropped when the maintainer reaches them.
-  await indexCertificate(storage, meta);
+  // One putMany, visible in this order: the key, meta.json, the chain, then the index entries (after
+  // the chain: an entry points at a certificate that exists; entries of the certificate this one
+  // replaces are dropped when the maintainer reaches them). One batch costs a fsync per file and
+  // one per directory, not a directory fsync per value.
+  await putInOrder(storage, [
+    { key: keys.certificateKey(bundle.ca, bundle.domain), value: bundle.keyPem, opts: { private: true } },
+    { key: keys.certificateMeta(bundle.ca, bundle.domain), value: JSON.stringify(meta, null, 2) + '\n' },
+    { key: keys.certificate(bundle.ca, bundle.domain), value: bundle.certPem },
+    ...indexEntries(meta),
+  ]);
   return { domain: bundle.domain, ca: bundle.ca, certPem: bundle.certPem, keyPem: bundle.keyPem, notBefore: leaf.notBefore, notAfter: leaf.notAfter, fingerprint256: leaf.fingerprint256 };
 }
 

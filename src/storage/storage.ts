@@ -16,6 +16,16 @@ export interface PutOptions {
   durable?: boolean;
 }
 
+/** One value of Storage.putMany: the arguments of one put(). */
+export interface PutEntry {
+  /** The key, as for put(). */
+  key: string;
+  /** The value, as for put(). */
+  value: Buffer | string;
+  /** private/durable, as for put(). */
+  opts?: PutOptions;
+}
+
 /** Options of Storage.list: one page of the sorted keys. */
 export interface ListOptions {
   /** Only keys sorting strictly after this one (a cursor: the last key of the previous page). */
@@ -61,6 +71,14 @@ export interface Storage {
   get(key: string): Promise<Buffer | null>;
   /** Atomic: readers see the old value or the new one, never a partial write. */
   put(key: string, value: Buffer | string, opts?: PutOptions): Promise<void>;
+  /**
+   * Optional: several put()s, made visible strictly in the given order, so a reader or a crashed
+   * writer that finds one value finds every value before it (a key before its chain); cheaper
+   * than one put() after another (the file backend fsyncs each directory once). Every key is
+   * checked before anything is written. Call it through putInOrder(), which falls back to
+   * put() one after another for a Storage without it.
+   */
+  putMany?(entries: readonly PutEntry[]): Promise<void>;
   /** Deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /**
@@ -81,6 +99,15 @@ export interface Storage {
   tryLock(name: string, opts: LockOptions): Promise<Lock | null>;
   /** Closes connections; held locks stay held until released or expired. Further calls fail. */
   close(): Promise<void>;
+}
+
+/**
+ * Puts `entries` so they become visible in their order (see Storage.putMany): with the backend's
+ * putMany when it has one, else one put() after another.
+ */
+export async function putInOrder(storage: Pick<Storage, 'put' | 'putMany'>, entries: readonly PutEntry[]): Promise<void> {
+  if (storage.putMany) return storage.putMany(entries);
+  for (const { key, value, opts } of entries) await storage.put(key, value, opts);
 }
 
 /**

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChallengeSolver } from '../../src/acme/authorize.ts';
 import { obtainCertificate } from '../../src/acme/obtain.ts';
+import { startAcmeProxy } from '../support/acme-proxy.ts';
 import { AcmeAccount } from '../../src/acme/plumbing/account.ts';
 import { AcmeError, isAcmeError } from '../../src/acme/plumbing/errors.ts';
 import { generateAccountKey, parseCertificate } from '../../src/acme/x509.ts';
@@ -48,6 +49,42 @@ describe('obtainCertificate against Pebble', () => {
     }
     await eventually(() => suite.pebble.certificatesIssued() === issuedBefore + 1, 'certificate count');
     assert.equal(suite.pebble.ordersPlaced(), ordersBefore + 1);
+  });
+
+  test('no request the CA could only answer "not yet": the first authorization poll waits a poll interval, finalize comes without an order poll', async () => {
+    const client = suite.newAccount();
+    const transport = client.transport;
+    const seen: { method: string; url: string; step: string; at: number }[] = [];
+    const request = transport.request.bind(transport);
+    transport.request = (method, url, ctx, opts) => {
+      seen.push({ method, url, step: ctx.step, at: performance.now() });
+      return request(method, url, ctx, opts);
+    };
+    const domains = ['fewer.certgate.test'];
+    const result = await obtainCertificate(client, { domains, csrDer: await newCertRequest(domains), solvers: [suite.responders.http01([])] });
+    verifyChain(result.certificatePem, await suite.pebble.rootPem());
+    const challenge = seen.findIndex((r) => r.step === 'challenge');
+    const polls = seen.filter((r, i) => i > challenge && r.step === 'authorization');
+    assert.ok(polls.length >= 1, 'the authorization was polled');
+    assert.ok(polls[0]!.at - seen[challenge]!.at >= 250, `first poll ${(polls[0]!.at - seen[challenge]!.at).toFixed(0)} ms after the challenge: sooner, it would find it pending`);
+    const afterAuthorizations = seen[seen.findLastIndex((r) => r.step === 'authorization') + 1]!;
+    assert.equal(afterAuthorizations.step, 'finalize');
+    assert.doesNotMatch(afterAuthorizations.url, /\/my-order\//, 'finalize at once, no order poll first');
+    assert.match(afterAuthorizations.url, /finalize/);
+  });
+
+  test('a CA that answers the early finalize with orderNotReady is waited for, then finalized: the certificate is obtained', async (t) => {
+    const proxy = await startAcmeProxy(suite.pebble);
+    t.after(() => proxy.close());
+    const client = suite.newAccount({ directoryUrl: proxy.directoryUrl });
+    proxy.failNext('finalize', 1, { status: 403, type: 'urn:ietf:params:acme:error:orderNotReady' });
+    const domains = ['notready.certgate.test'];
+    const result = await obtainCertificate(client, { domains, csrDer: await newCertRequest(domains), solvers: [suite.responders.http01([])] });
+    verifyChain(result.certificatePem, await suite.pebble.rootPem());
+    const kinds = proxy.exchanges().map((x) => `${x.kind}${x.injected ? ' (refused)' : ''}`);
+    const refused = kinds.indexOf('finalize (refused)');
+    assert.ok(refused >= 0, kinds.join(', '));
+    assert.deepEqual(kinds.slice(refused, refused + 3), ['finalize (refused)', 'order', 'finalize'], 'then the order is polled until ready and finalized');
   });
 
   test('obtains a certificate with tls-alpn-01', async () => {

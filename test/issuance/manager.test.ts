@@ -88,6 +88,28 @@ describe('CertificateManager', () => {
     assert.ok(cache.get('same.ok.test'));
   });
 
+  test("an issuance stores its bundle and index entries in one putMany, key first, and puts nothing else", async () => {
+    const issuer = new StandInIssuer();
+    const { m } = manager(issuer);
+    const before = { ...storage.counts };
+    const order: string[] = [];
+    const realPutMany = storage.putMany.bind(storage);
+    storage.putMany = (entries) => {
+      order.push(...entries.map((e) => e.key.replace(/^certificates\/[^/]+\/[^/]+\//, '').replace(/\/[^/]+\/batch\.ok\.test$/, '')));
+      return realPutMany(entries);
+    };
+    try {
+      assert.equal((await m.obtain('batch.ok.test')).kind, 'ready');
+    } finally {
+      delete (storage as { putMany?: unknown }).putMany;
+    }
+    assert.equal(storage.counts.putMany - before.putMany, 1, 'one batch');
+    assert.equal(storage.counts.put - before.put, 5, 'its five values, and no other put');
+    assert.deepEqual(order, ['key.pem', 'meta.json', 'cert.pem', 'index/expiry', 'index/renewal']);
+    const stored = await storage.inner.get('certificates/test-ca/batch.ok.test/cert.pem');
+    assert.ok(stored?.toString().includes('BEGIN CERTIFICATE'));
+  });
+
   test('no more than maxConcurrentIssuances orders at once', async () => {
     const issuer = new StandInIssuer();
     const { m } = manager(issuer, 2);

@@ -219,6 +219,39 @@ export function describeStorageContract(name: string, backend: StorageBackend): 
       assert.deepEqual(listed, present.sort());
     });
 
+    test('putMany: every value put, a bad key anywhere writes none, and a reader sees them in the given order', { timeout: 20_000 }, async (t) => {
+      const storage = await backend.open(t);
+      const putMany = storage.putMany?.bind(storage);
+      assert.ok(putMany, 'the backend implements putMany');
+      await putMany([]);
+      await putMany([
+        { key: 'bundle/d0/key.pem', value: 'k0', opts: { private: true } },
+        { key: 'bundle/d0/cert.pem', value: Buffer.from('c0') },
+        { key: 'index/h0/d0', value: 'i0' },
+      ]);
+      assert.deepEqual(await storage.list(''), ['bundle/d0/cert.pem', 'bundle/d0/key.pem', 'index/h0/d0']);
+      assert.equal((await storage.get('bundle/d0/key.pem'))?.toString(), 'k0');
+      await rejectsWith(putMany([{ key: 'bad/first', value: 'x' }, { key: '../x', value: 'y' }]), 'validate-key');
+      assert.equal(await storage.get('bad/first'), null, 'nothing written when a later key is refused');
+      // Replaced over and over while another instance reads the later value first: the earlier
+      // one it then reads is never older (a chain is never seen without its key).
+      const other = await backend.openSibling(t, storage);
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 1; i <= 120; i++) await putMany([{ key: 'pair/key', value: String(i) }, { key: 'pair/meta', value: String(i) }, { key: 'pair/cert', value: String(i) }]);
+      })().finally(() => (writing = false));
+      let checks = 0;
+      while (writing) {
+        const cert = Number((await other.get('pair/cert'))?.toString() ?? 0);
+        const key = Number((await other.get('pair/key'))?.toString() ?? 0);
+        assert.ok(key >= cert, `read cert ${cert}, then the older key ${key}`);
+        checks++;
+      }
+      await writer;
+      assert.ok(checks > 5, `only ${checks} reads happened`);
+      assert.deepEqual(await storage.list('pair/'), ['pair/cert', 'pair/key', 'pair/meta']);
+    });
+
     test('invalid keys, prefixes and lock names are rejected; locks/ is reserved', { timeout: 10_000 }, async (t) => {
       const storage = await backend.open(t);
       const bad = ['../x', '/abs', 'a//b', '', 'a/', 'a/./b', 'a/../b', '..', 'a\\b', 'a\0b', 'x'.repeat(1025)];

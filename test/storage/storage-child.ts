@@ -7,6 +7,10 @@
 //                                               it (every ttl/6) until killed
 //   write <spec> <key> <bytes>                  put ever-changing uniform values forever, print
 //                                               "writing" after the first put
+//   bundle <spec> <prefix> <bytes>              putMany key.pem, meta.json, cert.pem forever (a new
+//                                               <prefix>/d<i>/ and the same <prefix>/same/ each
+//                                               round, values "<i>:" padded to <bytes>), print
+//                                               "writing" after the first round
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -41,7 +45,7 @@ async function waitForGo(): Promise<void> {
 
 const [mode, specArg, arg1, arg2] = process.argv.slice(2);
 if (mode === undefined || specArg === undefined || arg1 === undefined || arg2 === undefined) {
-  throw new Error('usage: storage-child.ts <counter|hold|write> <spec json> <arg> <arg>');
+  throw new Error('usage: storage-child.ts <counter|hold|write|bundle> <spec json> <arg> <arg>');
 }
 const spec = JSON.parse(specArg) as ChildStorageSpec;
 const storage = await openSpec(spec);
@@ -74,6 +78,18 @@ if (mode === 'counter') {
   const size = Number(arg2);
   for (let i = 1; ; i++) {
     await storage.put(arg1, Buffer.alloc(size, i % 256));
+    if (i === 1) process.stdout.write('writing\n');
+  }
+} else if (mode === 'bundle') {
+  const size = Number(arg2);
+  const value = (i: number): string => `${i}:`.padEnd(size, 'x');
+  const bundle = (dir: string, i: number) => [
+    { key: `${dir}/key.pem`, value: value(i), opts: { private: true } },
+    { key: `${dir}/meta.json`, value: value(i) },
+    { key: `${dir}/cert.pem`, value: value(i) },
+  ];
+  for (let i = 1; ; i++) {
+    await storage.putMany!([...bundle(`${arg1}/d${i}`, i), ...bundle(`${arg1}/same`, i)]);
     if (i === 1) process.stdout.write('writing\n');
   }
 } else {

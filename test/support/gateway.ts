@@ -10,16 +10,16 @@ import { startGateway, type Gateway } from '../../src/gateway/index.ts';
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { keys } from '../../src/storage/keys.ts';
 import { RedisStorage } from '../../src/storage/redis/store.ts';
-import type { ListOptions, Lock, LockOptions, PutOptions, Storage } from '../../src/storage/storage.ts';
+import { putInOrder, type ListOptions, type Lock, type LockOptions, type PutEntry, type PutOptions, type Storage } from '../../src/storage/storage.ts';
 import type { HandshakeOutcome } from '../../src/tls/handshake.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PeerCertificate } from 'node:tls';
 import { peerCertificate } from './clients.ts';
 import type { PebbleHandle } from './pebble.ts';
 
-/** Delegates to a real storage and counts every call, by method. */
+/** Delegates to a real storage and counts every call, by method (each value of a putMany as a put too). */
 export class CountingStorage implements Storage {
-  readonly counts = { get: 0, put: 0, delete: 0, list: 0, lock: 0 };
+  readonly counts = { get: 0, put: 0, putMany: 0, delete: 0, list: 0, lock: 0 };
   constructor(readonly inner: Storage) {}
   get description() {
     return this.inner.description;
@@ -31,6 +31,11 @@ export class CountingStorage implements Storage {
   put(key: string, value: Buffer | string, opts?: PutOptions) {
     this.counts.put++;
     return this.inner.put(key, value, opts);
+  }
+  putMany(entries: readonly PutEntry[]) {
+    this.counts.putMany++;
+    this.counts.put += entries.length;
+    return putInOrder(this.inner, entries);
   }
   delete(key: string) {
     this.counts.delete++;

@@ -10,6 +10,12 @@ import { parseRetryAfter, type PollTiming } from './transport.ts';
 export interface WaitOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Wait the first delay (pollInitialMs) before the first request too: for a resource the caller
+   * has just asked the CA to work on (a challenge it was told to validate), which an immediate
+   * request would only find unchanged. Default false.
+   */
+  delayFirst?: boolean;
 }
 
 /** One poll: done with a value, or not yet (with the answer's Retry-After and, once known, the domain). */
@@ -72,6 +78,12 @@ export async function poll<T>(
       cause,
     });
   };
+  if (opts.delayFirst) {
+    backoff = transport.pollTiming.pollInitialMs;
+    await sleep(backoff, signal).catch((err: unknown) => {
+      throw fail(err);
+    });
+  }
   for (;;) {
     if (signal.aborted) throw fail(signal.reason);
     let result: PollResult<T>;

@@ -6,7 +6,8 @@
 //   3. rename it over the target (atomic on POSIX);
 //   4. fsync the directory, and the parents of any directory step 1 had to create (durable).
 // Missing directories are created (mode 0700) and the create retried: a concurrent delete may
-// prune an empty directory between our mkdir and our create.
+// prune an empty directory between our mkdir and our create. writeAtomicMany does steps 1-2 for
+// several files at once, step 3 in their order, and step 4 once per directory.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -59,53 +60,128 @@ export async function mkdirs(dir: string, key: string): Promise<string | undefin
  * are StorageErrors naming `key` and the step ('write', 'rename', 'mkdir', 'fsync-dir').
  */
 export async function writeAtomic(file: string, data: Buffer, mode: number, key: string, durable: boolean): Promise<void> {
-  const dir = dirname(file);
-  const tmp = join(dir, tempName(basename(file), 'tmp'));
+  const temp = await writeTemp({ file, data, mode, key, durable });
+  await renameTemp(temp);
+  if (durable) await syncDirs(dirsToSync([temp]), key);
+}
+
+/** One file of writeAtomicMany: as the arguments of writeAtomic. */
+export interface AtomicWrite {
+  /** The target file (absolute). */
+  file: string;
+  /** Its whole new content. */
+  data: Buffer;
+  /** Its file mode (0600 for private values). */
+  mode: number;
+  /** The storage key, for errors. */
+  key: string;
+  /** fsync the file and its directory (step 4). */
+  durable: boolean;
+}
+
+/**
+ * writeAtomic for several files at once, cheaper than one after the other: every temp file is
+ * written (and, when durable, fsynced) concurrently, then the temp files are renamed into place
+ * strictly in the given order, then each directory holding a durable file is fsynced once. So a
+ * reader, or a process crash, that finds one of the files finds every file before it too. After
+ * a power loss, that ordering rests on the file system committing renames in one directory in
+ * order (ext4, xfs, btrfs journal them so); callers must treat a missing earlier file as "none"
+ * (a chain without its key is not served: store.ts loadCertificate). If a write fails, no file is
+ * renamed; if a rename fails, the files before it are in place and the rest are not. Errors are
+ * StorageErrors naming the key of the file that failed and the step.
+ */
+export async function writeAtomicMany(writes: readonly AtomicWrite[]): Promise<void> {
+  const settled = await Promise.allSettled(writes.map((w) => writeTemp(w)));
+  const temps = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(temps.map((t) => unlink(t.tmp).catch(() => {})));
+    throw failed.reason;
+  }
+  for (const [i, temp] of temps.entries()) {
+    try {
+      await renameTemp(temp);
+    } catch (err) {
+      await Promise.all(temps.slice(i + 1).map((t) => unlink(t.tmp).catch(() => {})));
+      throw err;
+    }
+  }
+  const durable = temps.filter((t) => t.durable);
+  if (durable.length > 0) await syncDirs(dirsToSync(durable), durable[0]!.key);
+}
+
+/** A written temp file waiting for its rename, and the first directory its write had to create. */
+interface TempFile extends AtomicWrite {
+  tmp: string;
+  firstCreated: string | undefined;
+}
+
+/** Steps 1-2: the temp file beside `file`, written with its mode (and fsynced when durable). */
+async function writeTemp(w: AtomicWrite): Promise<TempFile> {
+  const dir = dirname(w.file);
+  const tmp = join(dir, tempName(basename(w.file), 'tmp'));
   let fh: FileHandle | undefined;
   let firstCreated: string | undefined;
   for (let attempt = 0; fh === undefined; attempt++) {
     try {
       // Created with its final mode, so a private file is never readable by others.
-      fh = await open(tmp, 'wx', mode);
+      fh = await open(tmp, 'wx', w.mode);
     } catch (err) {
       if (errno(err) === 'ENOENT' && attempt < ENOENT_RETRIES) {
-        firstCreated = (await mkdirs(dir, key)) ?? firstCreated;
+        firstCreated = (await mkdirs(dir, w.key)) ?? firstCreated;
         continue;
       }
-      throw fail(err, key, 'write');
+      throw fail(err, w.key, 'write');
     }
   }
   try {
     try {
-      await fh.writeFile(data);
-      await fh.chmod(mode); // exact mode whatever the umask (never adds bits beyond `mode`)
-      if (durable) await fh.sync();
+      await fh.writeFile(w.data);
+      await fh.chmod(w.mode); // exact mode whatever the umask (never adds bits beyond `mode`)
+      if (w.durable) await fh.sync();
     } finally {
       await fh.close();
     }
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    throw fail(err, key, 'write');
+    throw fail(err, w.key, 'write');
   }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw fail(err, key, 'rename');
-  }
-  if (durable) await syncDirs(dir, firstCreated, key);
+  return { ...w, tmp, firstCreated };
 }
 
-/** fsyncs `dir`, then, if `firstCreated` is set, every parent up to the one that holds it. */
-async function syncDirs(dir: string, firstCreated: string | undefined, key: string): Promise<void> {
-  await syncDir(dir, key);
-  if (firstCreated === undefined) return;
-  // New directories: their entries in their parents must be durable too.
-  const top = dirname(firstCreated);
-  for (let d = dirname(dir); ; d = dirname(d)) {
-    await syncDir(d, key);
-    if (d === top || d === dirname(d)) break;
+/** Step 3: the temp file renamed over its target (removed if that fails). */
+async function renameTemp(temp: TempFile): Promise<void> {
+  try {
+    await rename(temp.tmp, temp.file);
+  } catch (err) {
+    await unlink(temp.tmp).catch(() => {});
+    throw fail(err, temp.key, 'rename');
   }
+}
+
+/**
+ * Every directory step 4 must fsync for `temps`, each once: the file's own, and for a write that
+ * had to create directories, every parent up to the one that holds the first it created (the
+ * new directories' entries must be durable too).
+ */
+function dirsToSync(temps: readonly TempFile[]): string[] {
+  const dirs = new Set<string>();
+  for (const { file, firstCreated } of temps) {
+    const dir = dirname(file);
+    dirs.add(dir);
+    if (firstCreated === undefined) continue;
+    const top = dirname(firstCreated);
+    for (let d = dirname(dir); ; d = dirname(d)) {
+      dirs.add(d);
+      if (d === top || d === dirname(d)) break;
+    }
+  }
+  return [...dirs];
+}
+
+/** fsyncs every one of `dirs`, at once. */
+async function syncDirs(dirs: readonly string[], key: string): Promise<void> {
+  await Promise.all(dirs.map((d) => syncDir(d, key)));
 }
 
 async function syncDir(dir: string, key: string): Promise<void> {

@@ -24,8 +24,8 @@ import { dirname, join, resolve, sep } from 'node:path';
 
 import { forEachConcurrently } from '../../util/concurrency.ts';
 import { assertReadableKey, assertWritableKey, INTERNAL_NAME, isLocksPrefix, LOCKS_DIR, splitListPrefix } from '../keys.ts';
-import { pageOf, type ListOptions, type Lock, type LockOptions, type PutOptions, type Storage } from '../storage.ts';
-import { DIR_MODE, errno, fail, writeAtomic } from './atomic-write.ts';
+import { pageOf, type ListOptions, type Lock, type LockOptions, type PutEntry, type PutOptions, type Storage } from '../storage.ts';
+import { DIR_MODE, errno, fail, writeAtomic, writeAtomicMany, type AtomicWrite } from './atomic-write.ts';
 import { LockFiles } from './lock-files.ts';
 
 const PRIVATE_FILE_MODE = 0o600;
@@ -75,9 +75,14 @@ export class FileStorage implements Storage {
   }
 
   async put(key: string, value: Buffer | string, opts: PutOptions = {}): Promise<void> {
-    const file = this.fileOf(key, assertWritableKey);
-    const data = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-    await writeAtomic(file, data, opts.private === true ? PRIVATE_FILE_MODE : PUBLIC_FILE_MODE, key, opts.durable !== false);
+    const w = this.atomicWrite({ key, value, opts });
+    await writeAtomic(w.file, w.data, w.mode, key, w.durable);
+  }
+
+  /** Every temp file written and fsynced at once, renamed in order, each directory fsynced once (writeAtomicMany). */
+  async putMany(entries: readonly PutEntry[]): Promise<void> {
+    const writes = entries.map((e) => this.atomicWrite(e)); // every key checked before any write
+    await writeAtomicMany(writes);
   }
 
   async delete(key: string): Promise<void> {
@@ -112,6 +117,13 @@ export class FileStorage implements Storage {
 
   async close(): Promise<void> {
     // Nothing to close; held locks stay held until released or expired.
+  }
+
+  /** How put() writes `entry` (the key checked first). */
+  private atomicWrite({ key, value, opts = {} }: PutEntry): AtomicWrite {
+    const file = this.fileOf(key, assertWritableKey);
+    const data = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+    return { file, data, mode: opts.private === true ? PRIVATE_FILE_MODE : PUBLIC_FILE_MODE, key, durable: opts.durable !== false };
   }
 
   /** The file of `key`, once `rule` (readable or writable, keys.ts) accepted it. */

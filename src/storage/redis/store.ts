@@ -41,6 +41,7 @@ import {
   type ListOptions,
   type Lock,
   type LockOptions,
+  type PutEntry,
   type PutOptions,
   type Storage,
 } from '../storage.ts';
@@ -166,6 +167,15 @@ export class RedisStorage implements Storage, ClusterBus {
     const redisKey = this.redisKey(key, assertWritableKey);
     const data = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
     await this.script(PUT, [redisKey, this.#indexKey, this.#privateKey], [data, key, opts.private === true ? '1' : '0'], 'write', key);
+  }
+
+  /**
+   * Every PUT script sent at once, in order: Redis runs one connection's commands in the order
+   * sent, so the values become visible (and persisted) in that order. Every key checked first.
+   */
+  async putMany(entries: readonly PutEntry[]): Promise<void> {
+    for (const { key } of entries) this.redisKey(key, assertWritableKey);
+    await Promise.all(entries.map(({ key, value, opts }) => this.put(key, value, opts)));
   }
 
   async delete(key: string): Promise<void> {

@@ -1,7 +1,8 @@
 // JWS pieces ACME needs: RFC 7638 thumbprints, ES256 signatures with jwk or kid, base64url.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import fc from 'fast-check';
 import { base64url, dns01TxtValue, jwkThumbprint, signJws } from '../../../src/acme/plumbing/jws.ts';
 import { generateAccountKey } from '../../../src/acme/x509.ts';
 
@@ -33,5 +34,26 @@ describe('JWS helpers', () => {
     assert.ok(!('jwk' in h2));
     assert.equal(base64url('hi?'), 'aGk_');
     assert.match(dns01TxtValue('token.thumb'), /^[A-Za-z0-9_-]{43}$/);
+  });
+
+  test('ES256/384/512 signatures are r || s of the curve size and verify, short r and s included (property)', () => {
+    const curves = [
+      { curve: 'P-256', alg: 'ES256', hash: 'sha256', size: 32 },
+      { curve: 'P-384', alg: 'ES384', hash: 'sha384', size: 48 },
+      { curve: 'P-521', alg: 'ES512', hash: 'sha512', size: 66 },
+    ].map((c) => ({ ...c, ...generateKeyPairSync('ec', { namedCurve: c.curve }) }));
+    let shortComponents = 0;
+    fc.assert(
+      fc.property(fc.constantFrom(...curves), fc.string({ maxLength: 200 }), fc.string({ minLength: 1, maxLength: 40 }), (c, text, nonce) => {
+        const jws = signJws({ key: c.privateKey, url: 'https://ca.test/x', nonce, kid: 'https://ca.test/acct/1', payload: { text } });
+        assert.equal((JSON.parse(Buffer.from(jws.protected, 'base64url').toString()) as { alg: string }).alg, c.alg);
+        const sig = Buffer.from(jws.signature, 'base64url');
+        assert.equal(sig.length, 2 * c.size);
+        if (sig[0] === 0 || sig[c.size] === 0) shortComponents++;
+        assert.ok(verify(c.hash, Buffer.from(`${jws.protected}.${jws.payload}`), { key: c.publicKey, dsaEncoding: 'ieee-p1363' }, sig));
+      }),
+      { seed: 42, numRuns: 600 },
+    );
+    assert.ok(shortComponents > 0, 'some r or s shorter than the curve size was padded');
   });
 });
