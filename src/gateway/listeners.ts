@@ -88,6 +88,11 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
     if (issuance.preflightResponder.handle(req, res)) return;
     redirectToHttps(req.headers.host, req.url ?? '/', config.listen.https.port, res);
   });
+  // It takes over node:tls's 'connection' listener only: the drain, the guards (handshake deadline
+  // from the accept, connection cap) listen after it and see every connection at once; the PROXY
+  // header reading below comes before all of them.
+  const early = config.tls.denied === 'alert' ? new EarlyRefusal({ cache: issuance.cache, manager: issuance.manager, managed: issuance.managed, protocols: config.tls.alpn, onOutcome: handshakeOutcome(deps) }) : undefined;
+  early?.wire(https);
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
   const drain = new ConnectionDrain();
@@ -102,9 +107,6 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   guards.guard(http, 'http');
   // After the guards: a trusted balancer's connection reaches them (and TLS) once its PROXY
   // header is read, so the handshake deadline starts there (the header has its own 5 s).
-  // Before the PROXY header reading, so a balancer's connection reaches it once the header is read.
-  const early = config.tls.denied === 'alert' ? new EarlyRefusal({ cache: issuance.cache, manager: issuance.manager, managed: issuance.managed, protocols: config.tls.alpn, onOutcome: handshakeOutcome(deps) }) : undefined;
-  early?.wire(https);
   const proxyProtocol = new ProxyProtocolAcceptor({ trusted: config.listen.proxyProtocol?.trusted ?? [], logger });
   proxyProtocol.wire(https, 'https');
   proxyProtocol.wire(http, 'http');

@@ -2,9 +2,10 @@
 // (`tls.denied: alert` only). Node's per-connection TLS set-up and teardown (TLSSocket, the SSL
 // object, the SNI round trip through JS, the error of the reset socket) is most of what a refused
 // handshake costs; a real client's handshakes wait behind those in the one event loop.
-//   1. wire(): the HTTPS server's own 'connection' listeners (node:tls, the guards, the drain)
-//      are taken off and called by ours instead (as net/proxy-protocol-listener.ts does; wired
-//      before it, so a balancer's connection comes here once its PROXY header is read)
+//   1. wire(): the HTTPS server's own 'connection' listeners (node:tls's) are taken off and
+//      called by ours instead (as net/proxy-protocol-listener.ts does). Listeners added after
+//      wire() (the gateway's drain and handshake deadline) see every connection at its accept;
+//      the PROXY header reading, wired after it, comes before all of them
 //   2. the first bytes are read in paused mode and peeked at (net/client-hello.ts); anything but
 //      one whole ClientHello in the first read (more bytes needed, not TLS, no SNI) is put back
 //      (unshift) and handed over untouched: node:tls then sees the connection as always
@@ -15,8 +16,9 @@
 //      protocols we do not speak (node:tls answers those with its own alert) is handed over.
 //   4. refused: the same unrecognized_name alert the SNI callback sends (tls/denied-alert.ts),
 //      the socket destroyed, the `refused` outcome reported; no TLSSocket is ever made for it
-//   5. a connection that sends nothing within `firstBytesMs` is handed over (node:tls applies its
-//      handshake timeout from there); close() destroys those still waiting
+//   5. a connection that sends nothing within `firstBytesMs` is handed over unread (the
+//      gateway's handshake deadline runs from the accept all along); close() destroys those
+//      still waiting
 import type { Server, Socket } from 'node:net';
 import { peekClientHello } from '../net/client-hello.ts';
 import { clientAddress } from '../net/client-address.ts';
