@@ -4,8 +4,9 @@
 //   2. a denial remembered in memory → denied (gates.ts, gate 1);
 //   3. storage: a usable stored certificate → into the memory cache, served; skipped for a name
 //      the stored-names filter (stored-names.ts) says is certainly not stored, so a flood of
-//      random names costs no storage reads (a certificate stored by a writer not heard of yet is
-//      still found by 5 before any order);
+//      random names costs no storage reads. A certificate stored by a writer not heard of yet is
+//      still found: after a policy denial (read then), and by 5 before any order; only a client
+//      over the abuse limits is refused without the read;
 //   4. the gates: abuse limits, policy, the name's backoff, pre-flight (gates.ts);
 //   5. one issuance per name across processes: a CA slot, then the name's lock (lock.ts), then
 //      storage once more (another process may just have issued it);
@@ -383,14 +384,30 @@ export class CertificateManager {
     const denied = this.gates.remembered(domain);
     if (denied) return denied;
     try {
-      const stored = this.deps.storedNames?.mightBeStored(domain) === false ? null : await this.loadStored(domain);
+      const skipped = this.deps.storedNames?.mightBeStored(domain) === false;
+      const stored = skipped ? null : await this.loadStored(domain);
       if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
       const verdict = await this.gates.pass(domain, request);
+      if (verdict.kind === 'denied' && skipped && !verdict.rateLimited) return this.storedAfterDenial(domain, verdict);
       if (verdict.kind !== 'approved') return verdict;
       return await this.issueUnderLock(domain, verdict.approvedBy, 'on-demand', { orderOptions: { clientIp: request?.clientIp } });
     } catch (err) {
       return await this.failed(domain, err, false);
     }
+  }
+
+  /**
+   * Step 3 after all for a name policy denied whose storage read the filter skipped: one stored
+   * by a writer not heard of (e.g. `certgate import` into file storage) is served, as before the
+   * filter, and its remembered denial dropped. A policy answer (an `ask` call) costs more than
+   * this read; names refused by the abuse limits do not get it (a flood's).
+   */
+  private async storedAfterDenial(domain: string, denial: Refusal): Promise<ObtainOutcome> {
+    const stored = await this.loadStored(domain);
+    if (!stored) return denial;
+    this.gates.forget(domain);
+    this.deps.storedNames?.add(domain);
+    return { kind: 'ready', certificate: stored, source: 'storage' };
   }
 
   /** The stored certificate of the active wildcard binding covering `domain`, loaded into memory; null when none. */

@@ -15,8 +15,9 @@
 //      again from a new listing, in the background; the old filter answers meanwhile, and names
 //      added meanwhile go into both.
 //   4. A false negative (a certificate stored by a writer not heard of yet) never costs an order:
-//      an approved name is looked up in storage again under its lock before any order (step 5).
-//      It can make a name the gates refuse go unserved until the next fill; nothing else.
+//      an approved name is looked up in storage again under its lock before any order (step 5),
+//      and a name policy denies is read after the denial (the manager's storedAfterDenial). Only
+//      a client over the abuse limits is refused without the read, until the next fill.
 //   5. Deleted names stay in the filter (a Bloom filter cannot forget): a storage read, as before.
 import { GrowingBloomFilter } from '../util/bloom.ts';
 import type { Logger } from '../util/log.ts';

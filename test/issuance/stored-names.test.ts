@@ -64,19 +64,36 @@ describe('StoredNames with the CertificateManager', () => {
     await saveCertificate(storage, { domain, ca: 'test-ca', directory: 'https://ca.test/dir', keyType: 'ecdsa-p256', ...pem });
   }
 
-  test('filled: a refused random name costs no storage read; a stored name the policy refuses is still served', async () => {
-    const a = await instance(['**.ok.test'], 'one');
+  test('filled: a random name refused by the abuse limits costs no storage read; a stored name the policy refuses is still served', async () => {
+    const limits = new IssuanceLimits(managerConfig({ onDemand: { limits: { perClient: { rate: 0.001, burst: 1 } } } }).onDemand.limits, { logger: silentLogger() });
+    const a = await instance(['**.ok.test'], 'one', limits);
     await store(a.storage, 'imported.elsewhere.test'); // e.g. `certgate import`: policy would not approve it now
     assert.equal(a.storedNames.mightBeStored('random1.flood.example'), true, 'before the first fill every name may be stored');
     await a.storedNames.refill();
     assert.equal(a.storedNames.complete, true);
 
+    const ip = '192.0.2.1';
+    assert.equal((await a.m.obtain('r0.flood.example', { clientIp: ip })).kind, 'denied', 'the one token: policy denies');
     const reads = a.storage.counts.get;
-    for (let i = 0; i < 50; i++) assert.equal((await a.m.obtain(`r${i}.flood.example`)).kind, 'denied');
-    assert.equal(a.storage.counts.get, reads, 'no storage reads for 50 refused random names');
+    for (let i = 1; i <= 50; i++) assert.equal((await a.m.obtain(`r${i}.flood.example`, { clientIp: ip })).kind, 'denied');
+    assert.equal(a.storage.counts.get, reads, 'no storage reads for 50 random names over the limits');
 
-    const imported = await a.m.obtain('imported.elsewhere.test');
+    const imported = await a.m.obtain('imported.elsewhere.test', { clientIp: '192.0.2.2' });
     assert.equal(imported.kind === 'ready' && imported.source, 'storage', 'the stored certificate is served although the policy refuses the name');
+    assert.deepEqual(a.issuer.calls, []);
+  });
+
+  test('a name stored by a writer not heard of, which the policy refuses: read after the denial and served; its denial not remembered', async () => {
+    const a = await instance(['**.ok.test'], 'one-b');
+    await a.storedNames.refill();
+    await store(a.storage, 'late.elsewhere.test'); // after the listing, announced nowhere
+    assert.equal(a.storedNames.mightBeStored('late.elsewhere.test'), false);
+    const served = await a.m.obtain('late.elsewhere.test');
+    assert.equal(served.kind === 'ready' && served.source, 'storage');
+    assert.equal(a.storedNames.mightBeStored('late.elsewhere.test'), true, 'added once found');
+    a.cache.delete('late.elsewhere.test');
+    const again = await a.m.obtain('late.elsewhere.test');
+    assert.equal(again.kind === 'ready' && again.source, 'storage', 'no remembered denial in the way');
     assert.deepEqual(a.issuer.calls, []);
   });
 
