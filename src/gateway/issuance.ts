@@ -4,7 +4,8 @@
 //   2. the issuers (`acme.issuers`, first preferred), each trusting its configured roots
 //   3. the CA rate-limit budgets (`acme.budgets`; by default Let's Encrypt's, for its CAs only)
 //   4. the pre-flight check (`onDemand.preflight`) and its responder (every instance answers)
-//   5. the memory cache (`tls.cacheSize`) and the certificate manager, on the cluster bus
+//   5. the memory cache (`tls.cacheSize`) and the certificate manager, on the cluster bus, with
+//      the stored-names filter (issuance/stored-names.ts), listed once the listeners listen
 //   6. the maintainer (renewal, cleanup), not on `role: edge`; the gateway starts it last
 //   7. a binding change (here or on another instance) makes policy and manager decide afresh
 //   9. DCV delegation (`acme.dns.delegation`): an order for a registry-bound name (or wildcard)
@@ -37,6 +38,7 @@ import { CertificateCache } from '../tls/cache.ts';
 import { CacheSync } from '../tls/cache-sync.ts';
 import { CertificateManager } from '../issuance/manager.ts';
 import { ManagedCertificates, type SolversFor } from '../issuance/managed.ts';
+import { StoredNames } from '../issuance/stored-names.ts';
 import type { PolicyPart } from './policy.ts';
 
 /** The issuer list (`acme.issuers` in order), each with its production and optional staging CA. */
@@ -62,8 +64,9 @@ export interface IssuancePart {
   /** DCV delegation for the admin API; undefined without `acme.dns.delegation`. */
   readonly dcv: AdminDcv | undefined;
   /**
-   * Orders the managed certificates storage did not have (step 8), in the background. Call it
-   * once the listeners listen: the CA validates against them.
+   * Orders the managed certificates storage did not have (step 8), in the background, and
+   * starts listing the stored names (step 5) off the start's critical path. Call it once the
+   * listeners listen: the CA validates against them.
    */
   orderManaged(): void;
 }
@@ -95,6 +98,8 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
   const cache = new CertificateCache(config.tls.cacheSize, config.tls.contextCacheSize);
   const managed = new ManagedCertificates(config.certificates, cache, managedSolvers(solvers, dns01));
   const delegated = delegatedSolvers(config, deps, dns01);
+  const storedNames = new StoredNames({ storage, logger });
+  stack.defer(() => storedNames.close());
   let maintainer: Maintainer | undefined;
   const manager = new CertificateManager(config, {
     storage,
@@ -107,19 +112,25 @@ export async function assembleIssuance(config: Config, deps: IssuancePartDeps, s
     managed,
     logger,
     limits: policy.limits,
+    storedNames,
     ...(delegated ? { solversFor: delegated.solversFor, wildcardFor: (domain: string) => policy.registry.wildcardCovering(domain) } : {}),
     // A handshake that loads a certificate inside its renewal time starts the renewal (not on edges).
     onStorageLoad: (bundle) => maintainer?.onCertificateLoaded(bundle),
   });
   // Every instance's memory follows what any of them renews, replaces or deletes.
-  const cacheSync = new CacheSync({ cache: managed, manager, logger });
+  const cacheSync = new CacheSync({ cache: managed, manager, logger, storedNames });
   await cacheSync.attach(deps.bus);
   stack.defer(() => cacheSync.close());
   if (config.role !== 'edge') maintainer = createMaintainer(config, manager, issuers, policy, deps, managed, dns01?.provider);
   forgetOnBindingChange(policy, manager, cache);
   const orderManaged = await startManaged(managed, manager, { order: config.role !== 'edge', logger }, stack);
   const dcv = delegated ? dcvSupport(delegated.delegation, policy, preflight) : undefined;
-  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder, dcv, orderManaged };
+  // The stored-names listing starts with the managed orders, off the start's critical path.
+  const afterListening = (): void => {
+    orderManaged();
+    storedNames.start();
+  };
+  return { issuers, issuer: issuers[0]!.production, budgets, cache, manager, managed, maintainer, http01, tlsAlpn, preflightResponder, dcv, orderManaged: afterListening };
 }
 
 /**

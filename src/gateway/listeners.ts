@@ -7,7 +7,9 @@
 //   5. session-ticket keys every worker and instance on this storage shares, rotated
 //   6. listen: HTTPS first, then HTTP (`listen.https`, `listen.http`; SO_REUSEPORT in workers),
 //      each guarded against slow and idle clients first (connections.ts); with
-//      `listen.proxyProtocol`, both read trusted balancers' PROXY headers before anything else
+//      `listen.proxyProtocol`, both read trusted balancers' PROXY headers before anything else;
+//      with `tls.denied: alert`, HTTPS connections whose ClientHello is certainly refused get the
+//      alert before node:tls sees them (src/tls/early-refusal.ts)
 // What it opens is closed by the gateway's stack in reverse: the servers drain (drain.ts: stop
 // accepting, requests in flight finish within `shutdownTimeout`), then tickets, then the proxy.
 // reconfigure() applies a reloaded config's routes, upstream and shutdownTimeout.
@@ -22,6 +24,7 @@ import { UpstreamAllowList } from '../proxy/upstream-allow.ts';
 import type { Storage } from '../storage/storage.ts';
 import { loadFallbackCertificate } from '../tls/fallback.ts';
 import { createHandshakeCallbacks, type HandshakeOutcome } from '../tls/handshake.ts';
+import { EarlyRefusal } from '../tls/early-refusal.ts';
 import { tlsServerOptions } from '../config/tls.ts';
 import { loadTicketSecret, rotateTicketKeys } from '../tls/tickets.ts';
 import { createServer as createHttpServer } from '../util/node-http.ts';
@@ -85,6 +88,11 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
     if (issuance.preflightResponder.handle(req, res)) return;
     redirectToHttps(req.headers.host, req.url ?? '/', config.listen.https.port, res);
   });
+  // It takes over node:tls's 'connection' listener only: the drain, the guards (handshake deadline
+  // from the accept, connection cap) listen after it and see every connection at once; the PROXY
+  // header reading below comes before all of them.
+  const early = config.tls.denied === 'alert' ? new EarlyRefusal({ cache: issuance.cache, manager: issuance.manager, managed: issuance.managed, protocols: config.tls.alpn, onOutcome: handshakeOutcome(deps) }) : undefined;
+  early?.wire(https);
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
   const drain = new ConnectionDrain();
@@ -105,7 +113,10 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   await listen(https, config.listen.https, deps.reusePort);
   await listen(http, config.listen.http, deps.reusePort);
   // Runs first: connections still owing a PROXY header would hold the servers' close.
-  stack.defer(() => proxyProtocol.close());
+  stack.defer(() => {
+    proxyProtocol.close();
+    early?.close();
+  });
   return {
     proxy,
     upstreamAllow,
@@ -120,7 +131,6 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
 }
 
 function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: import('node:tls').SecureContext) {
-  const { metrics, onHandshake } = deps;
   const { registry, limits } = deps.policy;
   const { SNICallback, ALPNCallback } = createHandshakeCallbacks({
     cache: deps.issuance.cache,
@@ -134,14 +144,18 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     logger: deps.logger,
     limits,
     isDisabled: async (domain) => (await registry.get(domain))?.enabled === false,
-    onOutcome: onHandshake
-      ? (outcome, domain) => {
-          metrics.handshake(outcome);
-          onHandshake(outcome, domain);
-        }
-      : metrics.handshake,
+    onOutcome: handshakeOutcome(deps),
   });
   return { SNICallback, ALPNCallback };
+}
+
+/** Where each handshake's outcome goes: the metrics, and the caller's hook when it has one. */
+function handshakeOutcome({ metrics, onHandshake }: ListenersDeps): (outcome: HandshakeOutcome, domain: string | undefined) => void {
+  if (!onHandshake) return metrics.handshake;
+  return (outcome, domain) => {
+    metrics.handshake(outcome);
+    onHandshake(outcome, domain);
+  };
 }
 
 function redirectToHttps(hostHeader: string | undefined, path: string, httpsPort: number, res: ServerResponse): void {

@@ -58,17 +58,25 @@ export class IssuanceLimits {
    * client its tokens. `clientIp` undefined (no socket address) counts against the global only.
    */
   admit(domain: string, clientIp: string | undefined, now = Date.now()): LimitVerdict {
-    let scope: LimitScope | undefined;
-    if (this.clients && clientIp !== undefined && !this.clients.canTake(clientIp, now)) scope = 'client';
-    else if (this.global && !this.global.canTake(now)) scope = 'global';
+    const scope = this.emptyBucket(clientIp, now);
     if (scope === undefined) {
       if (this.clients && clientIp !== undefined) this.clients.take(clientIp, now);
       this.global?.take(now);
       return { ok: true };
     }
-    this.opts.onLimited?.(scope);
-    this.logLimited(domain, clientIp, scope, now);
+    this.limited(domain, clientIp, scope, now);
     return { ok: false, scope, reason: scope === 'client' ? `rate limited: client ${clientIp} is over onDemand.limits.perClient` : 'rate limited: over onDemand.limits.global' };
+  }
+
+  /**
+   * Whether admit() would refuse now, without taking a token when it would not: a refusal is
+   * counted and logged as admit()'s is. For refusing a connection before its TLS handshake
+   * (tls/early-refusal.ts); one it does not refuse still goes through admit() later.
+   */
+  refuses(domain: string, clientIp: string | undefined, now = Date.now()): boolean {
+    const scope = this.emptyBucket(clientIp, now);
+    if (scope !== undefined) this.limited(domain, clientIp, scope, now);
+    return scope !== undefined;
   }
 
   /** Budgets left now, for metrics: name → whole tokens. */
@@ -79,6 +87,18 @@ export class IssuanceLimits {
   /** Client buckets tracked (bounded by maxClients). */
   get trackedClients(): number {
     return this.clients?.size ?? 0;
+  }
+
+  /** The bucket admit() finds empty for this client now, or undefined when both have a token. */
+  private emptyBucket(clientIp: string | undefined, now: number): LimitScope | undefined {
+    if (this.clients && clientIp !== undefined && !this.clients.canTake(clientIp, now)) return 'client';
+    if (this.global && !this.global.canTake(now)) return 'global';
+    return undefined;
+  }
+
+  private limited(domain: string, clientIp: string | undefined, scope: LimitScope, now: number): void {
+    this.opts.onLimited?.(scope);
+    this.logLimited(domain, clientIp, scope, now);
   }
 
   private logLimited(domain: string, clientIp: string | undefined, scope: LimitScope, now: number): void {

@@ -2,12 +2,17 @@
 // cache. An on-demand attempt (obtain), top to bottom:
 //   1. one attempt per name in this process: concurrent callers share its promise;
 //   2. a denial remembered in memory → denied (gates.ts, gate 1);
-//   3. storage: a usable stored certificate → into the memory cache, served;
+//   3. storage: a usable stored certificate → into the memory cache, served; skipped for a name
+//      the stored-names filter (stored-names.ts) says is certainly not stored, so a flood of
+//      random names costs no storage reads. A certificate stored by a writer not heard of yet is
+//      still found: after a policy denial (read then), and by 5 before any order; only a client
+//      over the abuse limits is refused without the read;
 //   4. the gates: abuse limits, policy, the name's backoff, pre-flight (gates.ts);
 //   5. one issuance per name across processes: a CA slot, then the name's lock (lock.ts), then
 //      storage once more (another process may just have issued it);
 //   6. the order, from each configured issuer in turn within the rate-limit budgets (failover.ts);
-//   7. stored (store.ts), cached, the name's failures cleared, and announced to every other
+//   7. stored (store.ts), added to the stored-names filter, cached, the name's failures cleared,
+//      and announced to every other
 //      process's cache (onCacheInvalidation: tls/cache-sync.ts puts it on the bus);
 //   on failure: logged, recorded for backoff unless the name is not at fault (failures.ts).
 // A renewal (renew) skips 2-4 but for the backoff; an admin renewal skips the backoff too.
@@ -37,6 +42,7 @@ import { underIssueLock } from './lock.ts';
 import { certificateCovers, type ManagedCertificates, type ManagedOrder } from './managed.ts';
 import type { CacheInvalidation, CachedCertificate, CertificateMemory } from './memory.ts';
 import type { Preflight } from './preflight.ts';
+import type { StoredNames } from './stored-names.ts';
 import { IssuancePriority, IssuanceQueue } from './queue.ts';
 import { deleteCertificate, findCertificate, isUsable, loadCertificate, saveCertificate, storageRetrier, type CertificateBundle, type RetryStorage, type StoredCertificate } from './store.ts';
 
@@ -93,6 +99,11 @@ export interface CertificateManagerDeps {
    * stored certificate is served for `domain` ahead of everything else in obtain().
    */
   wildcardFor?: (domain: string) => Promise<string | undefined>;
+  /**
+   * Names certainly not stored (stored-names.ts): step 3 reads storage only for the others.
+   * None: every on-demand attempt reads storage. The manager adds every certificate it stores.
+   */
+  storedNames?: Pick<StoredNames, 'mightBeStored' | 'add'>;
 }
 
 /** How renew() orders: why, with which ACME profile, and which certificate an ARI renewal replaces. */
@@ -341,6 +352,21 @@ export class CertificateManager {
     this.failures.forget(domain);
   }
 
+  /**
+   * Whether an on-demand attempt for `domain` from `clientIp` would certainly be refused, known
+   * now without waiting, as steps 1-4 would decide it: no attempt running, no wildcard bindings
+   * to ask, then a remembered denial (step 2), or certainly not stored (the stored-names filter)
+   * and full abuse limits (a refusal is counted and logged; an admission takes no token). false
+   * whenever unsure. For refusing a connection before its TLS handshake (tls/early-refusal.ts);
+   * the memory cache is the caller's to check first.
+   */
+  certainlyRefused(domain: string, clientIp: string | undefined): boolean {
+    if (this.deps.wildcardFor || this.inflight.has(domain)) return false;
+    if (this.gates.remembered(domain)) return true;
+    if (this.deps.storedNames?.mightBeStored(domain) !== false) return false;
+    return clientIp !== undefined && this.deps.limits?.refuses(domain, clientIp) === true;
+  }
+
   /** Step 1: one attempt per name; the entry is dropped when the attempt settles. */
   private once(domain: string, work: () => Promise<ObtainOutcome>): Promise<ObtainOutcome> {
     let attempt = this.inflight.get(domain);
@@ -358,14 +384,30 @@ export class CertificateManager {
     const denied = this.gates.remembered(domain);
     if (denied) return denied;
     try {
-      const stored = await this.loadStored(domain);
+      const skipped = this.deps.storedNames?.mightBeStored(domain) === false;
+      const stored = skipped ? null : await this.loadStored(domain);
       if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
       const verdict = await this.gates.pass(domain, request);
+      if (verdict.kind === 'denied' && skipped && !verdict.rateLimited) return this.storedAfterDenial(domain, verdict);
       if (verdict.kind !== 'approved') return verdict;
       return await this.issueUnderLock(domain, verdict.approvedBy, 'on-demand', { orderOptions: { clientIp: request?.clientIp } });
     } catch (err) {
       return await this.failed(domain, err, false);
     }
+  }
+
+  /**
+   * Step 3 after all for a name policy denied whose storage read the filter skipped: one stored
+   * by a writer not heard of (e.g. `certgate import` into file storage) is served, as before the
+   * filter, and its remembered denial dropped. A policy answer (an `ask` call) costs more than
+   * this read; names refused by the abuse limits do not get it (a flood's).
+   */
+  private async storedAfterDenial(domain: string, denial: Refusal): Promise<ObtainOutcome> {
+    const stored = await this.loadStored(domain);
+    if (!stored) return denial;
+    this.gates.forget(domain);
+    this.deps.storedNames?.add(domain);
+    return { kind: 'ready', certificate: stored, source: 'storage' };
   }
 
   /** The stored certificate of the active wildcard binding covering `domain`, loaded into memory; null when none. */
@@ -421,6 +463,7 @@ export class CertificateManager {
     const { from, replaced: _replaced, ...certificate } = issued;
     const bundle = await this.retryStorage(domain, 'store', () => saveCertificate(storage, { domain, ca: from.ca, directory: from.directory, ...certificate }), 300_000);
     release();
+    this.deps.storedNames?.add(domain);
     const entry = this.deps.cache.add(bundle);
     await this.failures.clear(domain).catch((err: unknown) => logger.warn({ domain, step: 'retry-state', err }, 'could not clear the retry state'));
     await this.deps.budgets?.recordIssued(from.ca, domain, { exempt: issued.replaced !== undefined }).catch((err: unknown) => logger.warn({ domain, step: 'budget', err }, 'could not count the certificate in the budgets'));

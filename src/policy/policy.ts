@@ -9,6 +9,7 @@ import { undici } from '../util/undici.ts';
 import type { LimitsConfig, OnDemandConfig } from '../config/schema.ts';
 import type { Logger } from '../util/log.ts';
 import { LruCache } from '../util/lru.ts';
+import { LogSampler } from '../util/log-sampler.ts';
 import type { DnsOwnershipCheck } from './dns.ts';
 import { HostPatternSet } from '../net/patterns.ts';
 
@@ -49,6 +50,8 @@ export class OnDemandPolicy {
   private allow: HostPatternSet;
   private readonly decisions: LruCache<string, PolicyDecision>;
   private readonly pending = new Map<string, Promise<PolicyDecision>>();
+  /** `ask` denials are what a flood of random names makes: sampled (every approval is logged). */
+  private readonly askDeniedLog = new LogSampler({ maxPerInterval: 10, intervalMs: 10_000 });
 
   constructor(
     private config: PolicyConfig,
@@ -133,7 +136,11 @@ export class OnDemandPolicy {
       decision = { allowed: false, reason };
     }
     const ms = Math.round(performance.now() - started);
-    this.deps.logger.info({ domain: name, step: 'policy-ask', allowed: decision.allowed, ...(decision.allowed ? {} : { reason: decision.reason }), ms }, 'on-demand policy asked');
+    const suppressed = decision.allowed ? 0 : this.askDeniedLog.sample();
+    if (suppressed !== undefined) {
+      const fields = decision.allowed ? {} : { reason: decision.reason, suppressedSinceLastLine: suppressed };
+      this.deps.logger.info({ domain: name, step: 'policy-ask', allowed: decision.allowed, ...fields, ms }, 'on-demand policy asked');
+    }
     this.decisions.set(name, decision, decision.allowed ? this.config.askCacheTtl : this.config.askDenyCacheTtl);
     return decision;
   }

@@ -1,10 +1,13 @@
 // Keeps every process's memory cache in step with storage: each change the manager makes
 // (issued, renewed, deleted) goes out on the cluster bus as a CacheInvalidation (channel
 // `cache-invalidation`); every other process drops its copy and loads the new one. The bus is
-// at most once, so after a reconnect every cached certificate is compared with storage.
+// at most once, so after a reconnect every cached certificate is compared with storage. Every
+// certificate another process stored goes into this process's stored-names filter, which is
+// filled again from storage after a reconnect (issuance/stored-names.ts).
 import { isUsable } from '../issuance/store.ts';
 import type { CertificateManager } from '../issuance/manager.ts';
 import type { CacheInvalidation, CertificateMemory } from '../issuance/memory.ts';
+import type { StoredNames } from '../issuance/stored-names.ts';
 import type { Logger } from '../util/log.ts';
 import type { ClusterBus } from '../storage/bus.ts';
 import { forEachConcurrently } from '../util/concurrency.ts';
@@ -18,6 +21,8 @@ export interface CacheSyncOptions {
   cache: CertificateMemory;
   manager: Pick<CertificateManager, 'onCacheInvalidation' | 'forgetDecision' | 'loadStored' | 'readStored'>;
   logger: Logger;
+  /** The stored-names filter the manager consults; told of every certificate stored elsewhere. */
+  storedNames?: Pick<StoredNames, 'add' | 'refill'>;
 }
 
 /** Cache coherence across processes (see the header); attach() once, close() on shutdown. */
@@ -37,7 +42,10 @@ export class CacheSync {
       }),
     );
     // Messages published while we were cut off are lost: re-check what we serve.
-    const stopReconnect = bus.onReconnect?.(() => void this.revalidate());
+    const stopReconnect = bus.onReconnect?.(() => {
+      void this.revalidate();
+      void this.opts.storedNames?.refill();
+    });
     if (stopReconnect) this.stops.push(stopReconnect);
   }
 
@@ -76,6 +84,7 @@ export class CacheSync {
   private onRemote(change: CacheInvalidation): void {
     const { cache, manager, logger } = this.opts;
     manager.forgetDecision(change.domain);
+    if (change.event === 'updated') this.opts.storedNames?.add(change.domain);
     const cached = cache.peek(change.domain);
     if (!cached || (change.event === 'updated' && cached.fingerprint256 === change.fingerprint256)) return;
     cache.delete(change.domain);

@@ -10,6 +10,9 @@
 //      answered (the TLS session is freed with the socket). node:tls still reports the closed
 //      socket as a `tlsClientError` (ECONNRESET, "socket hang up"), logged at debug only.
 //   Without a raw socket to write to, the socket is just destroyed (the client sees an EOF).
+//   4. Before node:tls has seen the connection at all (tls/early-refusal.ts), the same record goes
+//      onto the accepted socket itself (alertRawSocket).
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 /** TLS alert description `unrecognized_name` (RFC 6066 §3). */
@@ -29,7 +32,18 @@ interface RawSocket {
  * throws.
  */
 export function refuseWithAlert(socket: TLSSocket): void {
-  const raw = (socket as unknown as { _parent?: RawSocket | null })._parent;
+  writeAlert((socket as unknown as { _parent?: RawSocket | null })._parent, socket);
+}
+
+/**
+ * Step 4: answers a connection whose ClientHello node:tls has not seen with the same alert, on
+ * the accepted socket, and destroys it. Never throws.
+ */
+export function alertRawSocket(socket: Socket): void {
+  writeAlert(socket, socket);
+}
+
+function writeAlert(raw: RawSocket | null | undefined, socket: { destroy(): void }): void {
   const close = (): void => {
     socket.destroy();
   };

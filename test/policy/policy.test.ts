@@ -6,6 +6,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import { HostPatternSet } from '../../src/net/patterns.ts';
 import { OnDemandPolicy } from '../../src/policy/policy.ts';
 import { onDemandSection } from '../support/config.ts';
+import { capturingLogger } from '../support/log-lines.ts';
 
 test('host patterns: exact, *.suffix (one label) and **.suffix (any depth)', () => {
   const set = new HostPatternSet(['shop.example.com', '*.customers.test', '**.deep.test', '*.both.test', '**.both.test', '*.bücher.test']);
@@ -80,6 +81,16 @@ describe('ask endpoint', () => {
     await p.decide('no.cache.com');
     await p.decide('no.cache.com');
     assert.deepEqual(hits, ['yes.cache.com', 'no.cache.com']);
+  });
+
+  test('a flood of denied asks logs a few sampled lines with the count left out; every approval is logged', async () => {
+    const { logger, lines } = capturingLogger();
+    const p = new OnDemandPolicy(onDemandSection({ ask: url, askTimeout: 30_000, askCacheTtl: 60_000, askDenyCacheTtl: 60_000 }), { logger });
+    for (let i = 0; i < 30; i++) assert.equal((await p.decide(`r${i}.flood.example`)).allowed, false);
+    for (let i = 0; i < 3; i++) assert.equal((await p.decide(`yes.${i}.example.com`)).allowed, true);
+    const asked = lines.filter((l) => l.step === 'policy-ask');
+    assert.equal(asked.filter((l) => l.allowed === false).length, 10, 'ten denials per 10 s');
+    assert.deepEqual(asked.filter((l) => l.allowed === true).map((l) => l.domain), ['yes.0.example.com', 'yes.1.example.com', 'yes.2.example.com']);
   });
 
   test('no policy at all denies everything', async () => {

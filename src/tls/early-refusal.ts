@@ -1,0 +1,136 @@
+// Refusing a flood of names that get no certificate before node:tls builds anything for them
+// (`tls.denied: alert` only). Node's per-connection TLS set-up and teardown (TLSSocket, the SSL
+// object, the SNI round trip through JS, the error of the reset socket) is most of what a refused
+// handshake costs; a real client's handshakes wait behind those in the one event loop.
+//   1. wire(): the HTTPS server's own 'connection' listeners (node:tls's) are taken off and
+//      called by ours instead (as net/proxy-protocol-listener.ts does). Listeners added after
+//      wire() (the gateway's drain and handshake deadline) see every connection at its accept;
+//      the PROXY header reading, wired after it, comes before all of them
+//   2. the first bytes are read in paused mode and peeked at (net/client-hello.ts); anything but
+//      one whole ClientHello in the first read (more bytes needed, not TLS, no SNI) is put back
+//      (unshift) and handed over untouched: node:tls then sees the connection as always
+//   3. a ClientHello whose answer is known now and is "refuse": an invalid server name, or a name
+//      not in memory, not covered by a managed certificate, that the manager certainly refuses
+//      now (CertificateManager.certainlyRefused: a remembered denial, or certainly not stored and
+//      over the abuse limits). Anything offering acme-tls/1 (a CA validating) or offering only
+//      protocols we do not speak (node:tls answers those with its own alert) is handed over.
+//   4. refused: the same unrecognized_name alert the SNI callback sends (tls/denied-alert.ts),
+//      the socket destroyed, the `refused` outcome reported; no TLSSocket is ever made for it
+//   5. a connection that sends nothing within `firstBytesMs` is handed over unread (the
+//      gateway's handshake deadline runs from the accept all along); close() destroys those
+//      still waiting
+import type { Server, Socket } from 'node:net';
+import { peekClientHello } from '../net/client-hello.ts';
+import { clientAddress } from '../net/client-address.ts';
+import { normalizeServerName } from '../net/names.ts';
+import type { CertificateManager } from '../issuance/manager.ts';
+import type { ManagedCertificates } from '../issuance/managed.ts';
+import type { CertificateCache } from './cache.ts';
+import { alertRawSocket } from './denied-alert.ts';
+import { ACME_TLS_ALPN, type HandshakeOutcome } from './handshake.ts';
+
+/** How long a connection may stay silent before it is handed over to node:tls unread (step 5). */
+const FIRST_BYTES_MS = 10_000;
+
+/** What the early refusal asks (step 3). */
+export interface EarlyRefusalOptions {
+  cache: Pick<CertificateCache, 'peek'>;
+  manager: Pick<CertificateManager, 'certainlyRefused'>;
+  managed?: Pick<ManagedCertificates, 'lookup'>;
+  /** Application protocols we speak (`tls.alpn`). */
+  protocols: readonly string[];
+  /** Reports each refusal, as the SNI callback reports its own (metrics, tests). */
+  onOutcome?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
+  /** Step 5; default 10 s. */
+  firstBytesMs?: number;
+}
+
+type ConnectionListener = (this: Server, socket: Socket) => void;
+
+/** Steps 1-5 of the header for one HTTPS server. */
+export class EarlyRefusal {
+  readonly #pending = new Set<Socket>();
+
+  /** See EarlyRefusalOptions. */
+  constructor(private readonly opts: EarlyRefusalOptions) {}
+
+  /** Step 1: call once, after the server's own listeners are on and before it listens. */
+  wire(server: Server): void {
+    const own = server.listeners('connection') as ConnectionListener[];
+    server.removeAllListeners('connection');
+    const handOver = (socket: Socket): void => {
+      for (const l of own) l.call(server, socket);
+    };
+    server.on('connection', (socket: Socket) => this.#peek(socket, handOver));
+  }
+
+  /** Step 5: destroys connections whose first bytes have not come. */
+  close(): void {
+    for (const socket of this.#pending) socket.destroy();
+    this.#pending.clear();
+  }
+
+  /**
+   * Step 3: whether a ClientHello naming `serverName` and offering `alpn` from `clientIp` is
+   * certainly refused now.
+   */
+  refuses(serverName: string | undefined, alpn: string[] | undefined, clientIp: string | undefined): { refuse: boolean; domain: string | undefined } {
+    const { cache, manager, managed, protocols } = this.opts;
+    // No SNI: Node serves the fallback. acme-tls/1 or no protocol of ours: the handshake decides.
+    if (serverName === undefined || (alpn && (alpn.includes(ACME_TLS_ALPN) || !alpn.some((p) => protocols.includes(p))))) return { refuse: false, domain: undefined };
+    const domain = normalizeServerName(serverName);
+    if (domain === undefined) return { refuse: true, domain };
+    if (managed?.lookup(domain) || cache.peek(domain) || wildcardCached(cache, domain)) return { refuse: false, domain };
+    return { refuse: manager.certainlyRefused(domain, clientIp), domain };
+  }
+
+  /** Steps 2-5 for one connection. */
+  #peek(socket: Socket, handOver: (socket: Socket) => void): void {
+    const finish = (): void => {
+      this.#pending.delete(socket);
+      socket.setTimeout(0);
+      socket.off('readable', onReadable);
+      socket.off('error', finish);
+      socket.off('close', finish);
+      socket.off('timeout', onTimeout);
+    };
+    const onTimeout = (): void => {
+      finish();
+      handOver(socket);
+    };
+    const onReadable = (): void => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) return;
+      finish();
+      const peeked = peekClientHello(chunk);
+      if (peeked.kind === 'hello') {
+        const { refuse, domain } = this.refuses(peeked.serverName, peeked.alpn, clientAddress(socket));
+        if (refuse) {
+          // The client may reset while the alert is written: never an unhandled 'error'.
+          socket.on('error', ignore);
+          this.opts.onOutcome?.('refused', domain);
+          alertRawSocket(socket);
+          return;
+        }
+      }
+      socket.unshift(chunk);
+      handOver(socket);
+    };
+    this.#pending.add(socket);
+    socket.setTimeout(this.opts.firstBytesMs ?? FIRST_BYTES_MS);
+    socket.on('timeout', onTimeout);
+    socket.on('readable', onReadable);
+    // A reset before the first bytes: node:tls never saw the socket; nothing else to do.
+    socket.on('error', finish);
+    socket.on('close', finish);
+  }
+}
+
+function ignore(): void {}
+
+/** The cached certificate of a wildcard binding one label above `domain` (handshake.ts step 4). */
+function wildcardCached(cache: Pick<CertificateCache, 'peek'>, domain: string): boolean {
+  const dot = domain.indexOf('.');
+  if (dot < 0 || domain.indexOf('.', dot + 1) < 0) return false;
+  return cache.peek(`*.${domain.slice(dot + 1)}`) !== undefined;
+}
