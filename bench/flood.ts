@@ -31,7 +31,10 @@ interface FloodRound {
 /** The flood section: see the header. */
 export async function flood(ctx: Ctx): Promise<void> {
   const s = ctx.settings;
-  const set = await startSet(ctx, { label: 'flood' });
+  // certgate with its default `onDemand.limits` (perClient: 5/s, burst 100): the flood comes
+  // from one client address, as an attacker's would; the other sections raise the bucket only
+  // because all their "customers" share the loopback address.
+  const set = await startSet(ctx, { label: 'flood', spec: () => ({ defaultLimits: true }) });
   let fallback: ExtraGateway | undefined;
   const raw: Record<string, unknown> = { realName: REAL_NAME, names: s.floodNames, concurrency: s.floodConcurrency };
   ctx.raw.flood = raw;
@@ -42,7 +45,7 @@ export async function flood(ctx: Ctx): Promise<void> {
       // Its own ports, which certgate's Pebble does not validate against: it starts with a copy
       // of certgate's certificates instead of ordering.
       const copy = (dir: string) => cp(join(set.storage.get('certgate')!, 'certificates'), join(dir, 'certificates'), { recursive: true });
-      fallback = await startExtraCertgate(ctx, 'flood-fallback', { certgateExtra: { tls: { denied: 'fallback' } } }, copy);
+      fallback = await startExtraCertgate(ctx, 'flood-fallback', { defaultLimits: true, certgateExtra: { tls: { denied: 'fallback' } } }, copy);
       await waitUntilServing(fallback.gw, REAL_NAME, { timeoutMs: 30_000, intervalMs: 50 });
     }
     const targets: Target[] = [

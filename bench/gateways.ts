@@ -38,6 +38,11 @@ export interface GatewaySpec {
   /** Extra certgate config keys (merged at top level). */
   certgateExtra?: Record<string, unknown>;
   logLevel?: string;
+  /**
+   * certgate: keep the default `onDemand.limits` (the flood section: the issue measures with the
+   * default config) instead of the burst section's raised per-client bucket.
+   */
+  defaultLimits?: boolean;
 }
 
 export interface RunningGateway {
@@ -66,7 +71,7 @@ async function writeCertgateConfig(spec: GatewaySpec): Promise<string> {
   // The burst section stands for many customers' first visits at once, yet all come from the
   // one loopback client: give it the pre-issue-13 per-client bucket, not the stricter default,
   // and room for all 300 in the issuance queue (Caddy has no such bound).
-  onDemand.limits = { perClient: { rate: 20, burst: 500 }, maxQueuedIssuances: 1000 };
+  if (!spec.defaultLimits) onDemand.limits = { perClient: { rate: 20, burst: 500 }, maxQueuedIssuances: 1000 };
   const config: Record<string, unknown> = {
     listen: { https: `127.0.0.1:${spec.httpsPort}`, http: `127.0.0.1:${spec.httpPort}` },
     storage: { file: { path: spec.storageDir } },
