@@ -4,7 +4,7 @@
 // directory under the OS temp dir, keyed by a hash of the sources, with a node_modules symlink
 // so the packages loaded at run time (undici) resolve.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from './services.ts';
 import { buildBundle } from '../scripts/build.ts';
@@ -43,16 +43,29 @@ export async function buildCertgate(): Promise<CertgateBuild> {
   const dir = join(BUILD_ROOT, sourceHash());
   const entry = join(dir, 'cli.js');
   if (existsSync(join(dir, '.done'))) return { entry, kind: 'compiled', ms: now() - started, note: 'cached build' };
+  // Built beside it and renamed into place: two benches started at once (npm test runs the
+  // bench's and the soak's smoke runs side by side) each build their own copy, and the second
+  // rename finds the first one's finished build there and uses it.
+  const building = `${dir}.building-${process.pid}`;
   try {
-    await buildBundle(dir);
+    rmSync(building, { recursive: true, force: true });
+    await buildBundle(building);
+    symlinkSync(join(PROJECT_ROOT, 'node_modules'), join(building, 'node_modules'), 'dir');
+    writeFileSync(join(building, '.done'), '');
+    try {
+      renameSync(building, dir);
+    } catch (err) {
+      rmSync(building, { recursive: true, force: true });
+      if (!existsSync(join(dir, '.done'))) throw err;
+    }
   } catch (err) {
+    rmSync(building, { recursive: true, force: true });
     log(`build failed, running certgate from sources (tsx): ${(err as Error).message.slice(0, 2000)}`);
     return { entry: tsxEntry, kind: 'tsx', ms: now() - started, note: 'build failed' };
   }
-  symlinkSync(join(PROJECT_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  writeFileSync(join(dir, '.done'), '');
   // Keep the three newest builds.
   const old = readdirSync(BUILD_ROOT)
+    .filter((name) => !name.includes('.building-'))
     .map((name) => ({ name, t: statSync(join(BUILD_ROOT, name)).mtimeMs }))
     .sort((a, b) => b.t - a.t)
     .slice(3);

@@ -4,9 +4,9 @@
 //   2. a denial remembered in memory → denied (gates.ts, gate 1);
 //   3. storage: a usable stored certificate → into the memory cache, served; skipped for a name
 //      the stored-names filter (stored-names.ts) says is certainly not stored, so a flood of
-//      random names costs no storage reads. A certificate stored by a writer not heard of yet is
-//      still found: after a policy denial (read then), and by 5 before any order; only a client
-//      over the abuse limits is refused without the read;
+//      random names costs no storage read before the gates refuse it. A certificate stored by a
+//      writer not heard of yet is still found: read after a refusal (policy or abuse limits),
+//      and by 5 before any order;
 //   4. the gates: abuse limits, policy, the name's backoff, pre-flight (gates.ts);
 //   5. one issuance per name across processes: a CA slot, then the name's lock (lock.ts), then
 //      storage once more (another process may just have issued it);
@@ -353,18 +353,30 @@ export class CertificateManager {
   }
 
   /**
-   * Whether an on-demand attempt for `domain` from `clientIp` would certainly be refused, known
-   * now without waiting, as steps 1-4 would decide it: no attempt running, no wildcard bindings
-   * to ask, then a remembered denial (step 2), or certainly not stored (the stored-names filter)
-   * and full abuse limits (a refusal is counted and logged; an admission takes no token). false
-   * whenever unsure. For refusing a connection before its TLS handshake (tls/early-refusal.ts);
-   * the memory cache is the caller's to check first.
+   * How an on-demand attempt for `domain` from `clientIp` would end, as far as is known now
+   * without waiting, as steps 1-4 would decide it (for refusing a connection before its TLS
+   * handshake, tls/early-refusal.ts; the memory cache is the caller's to check first):
+   * `refused` a remembered denial (step 2); `unless-stored` certainly not in the stored-names
+   * filter and the client over its abuse limits (a refusal is counted and logged; an admission
+   * takes no token), so refused unless a writer this process has not heard of stored it (the
+   * caller then reads storage: loadIfStored); undefined whenever unsure (an attempt running,
+   * wildcard bindings to ask, maybe stored, within the limits).
    */
-  certainlyRefused(domain: string, clientIp: string | undefined): boolean {
-    if (this.deps.wildcardFor || this.inflight.has(domain)) return false;
-    if (this.gates.remembered(domain)) return true;
-    if (this.deps.storedNames?.mightBeStored(domain) !== false) return false;
-    return clientIp !== undefined && this.deps.limits?.refuses(domain, clientIp) === true;
+  refusalNow(domain: string, clientIp: string | undefined): 'refused' | 'unless-stored' | undefined {
+    if (this.deps.wildcardFor || this.inflight.has(domain)) return undefined;
+    if (this.gates.remembered(domain)) return 'refused';
+    if (this.deps.storedNames?.mightBeStored(domain) !== false) return undefined;
+    return clientIp !== undefined && this.deps.limits?.refuses(domain, clientIp) === true ? 'unless-stored' : undefined;
+  }
+
+  /**
+   * Step 3 alone: the stored certificate for `domain` into the memory cache (and the filter),
+   * true when there is a usable one. For `unless-stored` above; storage errors reject.
+   */
+  async loadIfStored(domain: string): Promise<boolean> {
+    if (!(await this.loadStored(domain))) return false;
+    this.deps.storedNames?.add(domain);
+    return true;
   }
 
   /** Step 1: one attempt per name; the entry is dropped when the attempt settles. */
@@ -388,7 +400,7 @@ export class CertificateManager {
       const stored = skipped ? null : await this.loadStored(domain);
       if (stored) return { kind: 'ready', certificate: stored, source: 'storage' };
       const verdict = await this.gates.pass(domain, request);
-      if (verdict.kind === 'denied' && skipped && !verdict.rateLimited) return this.storedAfterDenial(domain, verdict);
+      if (verdict.kind === 'denied' && skipped) return this.storedAfterDenial(domain, verdict);
       if (verdict.kind !== 'approved') return verdict;
       return await this.issueUnderLock(domain, verdict.approvedBy, 'on-demand', { orderOptions: { clientIp: request?.clientIp } });
     } catch (err) {
@@ -399,8 +411,10 @@ export class CertificateManager {
   /**
    * Step 3 after all for a name policy denied whose storage read the filter skipped: one stored
    * by a writer not heard of (e.g. `certgate import` into file storage) is served, as before the
-   * filter, and its remembered denial dropped. A policy answer (an `ask` call) costs more than
-   * this read; names refused by the abuse limits do not get it (a flood's).
+   * filter, and its remembered denial dropped: a stored certificate is served whatever the
+   * policy or the client's abuse limits say now (a client over its limits, e.g. many users
+   * behind one address, still gets the names another instance on shared file storage issued).
+   * The read comes after the gates, so a flood's names cost it only once they are refused.
    */
   private async storedAfterDenial(domain: string, denial: Refusal): Promise<ObtainOutcome> {
     const stored = await this.loadStored(domain);

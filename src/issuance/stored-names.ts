@@ -16,8 +16,9 @@
 //      added meanwhile go into both.
 //   4. A false negative (a certificate stored by a writer not heard of yet) never costs an order:
 //      an approved name is looked up in storage again under its lock before any order (step 5),
-//      and a name policy denies is read after the denial (the manager's storedAfterDenial). Only
-//      a client over the abuse limits is refused without the read, until the next fill.
+//      and a name the gates refuse (policy or abuse limits) is read after the refusal (the
+//      manager's storedAfterDenial; tls/early-refusal.ts reads before its alert), so a stored
+//      certificate is served whatever the client's limits say.
 //   5. Deleted names stay in the filter (a Bloom filter cannot forget): a storage read, as before.
 import { GrowingBloomFilter } from '../util/bloom.ts';
 import type { Logger } from '../util/log.ts';

@@ -10,10 +10,14 @@
 //      one whole ClientHello in the first read (more bytes needed, not TLS, no SNI) is put back
 //      (unshift) and handed over untouched: node:tls then sees the connection as always
 //   3. a ClientHello whose answer is known now and is "refuse": an invalid server name, or a name
-//      not in memory, not covered by a managed certificate, that the manager certainly refuses
-//      now (CertificateManager.certainlyRefused: a remembered denial, or certainly not stored and
-//      over the abuse limits). Anything offering acme-tls/1 (a CA validating) or offering only
-//      protocols we do not speak (node:tls answers those with its own alert) is handed over.
+//      not in memory, not covered by a managed certificate, that the manager refuses now
+//      (CertificateManager.refusalNow: a remembered denial), or refuses unless it is stored
+//      (not in the stored-names filter and the client over the abuse limits): then storage is
+//      read first (loadIfStored; the connection waits, paused): a certificate a writer this
+//      process has not heard of stored is loaded and the connection handed over, to be served.
+//      Anything offering acme-tls/1 (a CA validating) or offering only protocols we do not
+//      speak (node:tls answers those with its own alert) is handed over; so is a connection
+//      whose storage read failed (the SNI callback decides as always).
 //   4. refused: the same unrecognized_name alert the SNI callback sends (tls/denied-alert.ts),
 //      the socket destroyed, the `refused` outcome reported; no TLSSocket is ever made for it
 //   5. a connection that sends nothing within `firstBytesMs` is handed over unread (the
@@ -35,7 +39,7 @@ const FIRST_BYTES_MS = 10_000;
 /** What the early refusal asks (step 3). */
 export interface EarlyRefusalOptions {
   cache: Pick<CertificateCache, 'peek'>;
-  manager: Pick<CertificateManager, 'certainlyRefused'>;
+  manager: Pick<CertificateManager, 'refusalNow' | 'loadIfStored'>;
   managed?: Pick<ManagedCertificates, 'lookup'>;
   /** Application protocols we speak (`tls.alpn`). */
   protocols: readonly string[];
@@ -64,24 +68,50 @@ export class EarlyRefusal {
     server.on('connection', (socket: Socket) => this.#peek(socket, handOver));
   }
 
-  /** Step 5: destroys connections whose first bytes have not come. */
+  /** Step 5: destroys connections whose first bytes have not come, or waiting for a storage read. */
   close(): void {
     for (const socket of this.#pending) socket.destroy();
     this.#pending.clear();
   }
 
+  /** Step 4. */
+  #refuse(socket: Socket, domain: string | undefined): void {
+    // The client may reset while the alert is written: never an unhandled 'error'.
+    socket.on('error', ignore);
+    this.opts.onOutcome?.('refused', domain);
+    alertRawSocket(socket);
+  }
+
+  /** Step 3's storage read, the connection paused meanwhile: found → handed over, else refused. */
+  #refuseUnlessStored(socket: Socket, domain: string, chunk: Buffer, handOver: (socket: Socket) => void): void {
+    this.#pending.add(socket);
+    socket.on('error', ignore);
+    const settle = (found: boolean): void => {
+      this.#pending.delete(socket);
+      if (socket.destroyed) return;
+      if (!found) return this.#refuse(socket, domain);
+      socket.off('error', ignore);
+      socket.unshift(chunk);
+      handOver(socket);
+    };
+    // A failed read: handed over, the SNI callback decides (and reads again) as always.
+    this.opts.manager.loadIfStored(domain).then(settle, () => settle(true));
+  }
+
   /**
    * Step 3: whether a ClientHello naming `serverName` and offering `alpn` from `clientIp` is
-   * certainly refused now.
+   * refused now (`refuse`), refused unless storage holds its certificate (`unless-stored`), or
+   * left to the TLS handshake (`hand-over`).
    */
-  refuses(serverName: string | undefined, alpn: string[] | undefined, clientIp: string | undefined): { refuse: boolean; domain: string | undefined } {
+  refuses(serverName: string | undefined, alpn: string[] | undefined, clientIp: string | undefined): { answer: 'refuse' | 'unless-stored' | 'hand-over'; domain: string | undefined } {
     const { cache, manager, managed, protocols } = this.opts;
     // No SNI: Node serves the fallback. acme-tls/1 or no protocol of ours: the handshake decides.
-    if (serverName === undefined || (alpn && (alpn.includes(ACME_TLS_ALPN) || !alpn.some((p) => protocols.includes(p))))) return { refuse: false, domain: undefined };
+    if (serverName === undefined || (alpn && (alpn.includes(ACME_TLS_ALPN) || !alpn.some((p) => protocols.includes(p))))) return { answer: 'hand-over', domain: undefined };
     const domain = normalizeServerName(serverName);
-    if (domain === undefined) return { refuse: true, domain };
-    if (managed?.lookup(domain) || cache.peek(domain) || wildcardCached(cache, domain)) return { refuse: false, domain };
-    return { refuse: manager.certainlyRefused(domain, clientIp), domain };
+    if (domain === undefined) return { answer: 'refuse', domain };
+    if (managed?.lookup(domain) || cache.peek(domain) || wildcardCached(cache, domain)) return { answer: 'hand-over', domain };
+    const refusal = manager.refusalNow(domain, clientIp);
+    return { answer: refusal === 'refused' ? 'refuse' : (refusal ?? 'hand-over'), domain };
   }
 
   /** Steps 2-5 for one connection. */
@@ -103,16 +133,9 @@ export class EarlyRefusal {
       if (chunk === null) return;
       finish();
       const peeked = peekClientHello(chunk);
-      if (peeked.kind === 'hello') {
-        const { refuse, domain } = this.refuses(peeked.serverName, peeked.alpn, clientAddress(socket));
-        if (refuse) {
-          // The client may reset while the alert is written: never an unhandled 'error'.
-          socket.on('error', ignore);
-          this.opts.onOutcome?.('refused', domain);
-          alertRawSocket(socket);
-          return;
-        }
-      }
+      const { answer, domain } = peeked.kind === 'hello' ? this.refuses(peeked.serverName, peeked.alpn, clientAddress(socket)) : { answer: 'hand-over' as const, domain: undefined };
+      if (answer === 'refuse') return this.#refuse(socket, domain);
+      if (answer === 'unless-stored' && domain !== undefined) return this.#refuseUnlessStored(socket, domain, chunk, handOver);
       socket.unshift(chunk);
       handOver(socket);
     };

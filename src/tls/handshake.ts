@@ -29,8 +29,9 @@
 //        without SNI never gets here (Node serves the fallback, the server's default certificate);
 //        an approved name still waiting (handshakeWait) or whose issuance failed gets the fallback.
 //        With `alert`, a ClientHello whose refusal is certain before any of this (an invalid
-//        name; a remembered denial; not stored and over the abuse limits) is answered by
-//        tls/early-refusal.ts before node:tls builds a TLSSocket: same alert, same `refused`.
+//        name; a remembered denial; not stored, per the filter and then a storage read, and over
+//        the abuse limits) is answered by tls/early-refusal.ts before node:tls builds a
+//        TLSSocket: same alert, same `refused`.
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../util/log.ts';

@@ -1,6 +1,6 @@
 // The stored-names filter (src/issuance/stored-names.ts) with the manager, on real file storage:
-// once filled, a refused random name costs no storage read; a stored name the policy refuses now
-// is still served from storage; a name another instance stored without telling us is found under
+// once filled, a random name costs no storage read before the gates refuse it (one after); a
+// stored name the policy or the abuse limits refuse now is still served from storage; a name another instance stored without telling us is found under
 // the lock before any order (no second order); one another process announces on the bus is added.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -64,7 +64,7 @@ describe('StoredNames with the CertificateManager', () => {
     await saveCertificate(storage, { domain, ca: 'test-ca', directory: 'https://ca.test/dir', keyType: 'ecdsa-p256', ...pem });
   }
 
-  test('filled: a random name refused by the abuse limits costs no storage read; a stored name the policy refuses is still served', async () => {
+  test('filled: a random name is read only after the gates refused it; a stored name the policy refuses, or asked for over the limits, is still served', async () => {
     const limits = new IssuanceLimits(managerConfig({ onDemand: { limits: { perClient: { rate: 0.001, burst: 1 } } } }).onDemand.limits, { logger: silentLogger() });
     const a = await instance(['**.ok.test'], 'one', limits);
     await store(a.storage, 'imported.elsewhere.test'); // e.g. `certgate import`: policy would not approve it now
@@ -74,12 +74,22 @@ describe('StoredNames with the CertificateManager', () => {
 
     const ip = '192.0.2.1';
     assert.equal((await a.m.obtain('r0.flood.example', { clientIp: ip })).kind, 'denied', 'the one token: policy denies');
-    const reads = a.storage.counts.get;
-    for (let i = 1; i <= 50; i++) assert.equal((await a.m.obtain(`r${i}.flood.example`, { clientIp: ip })).kind, 'denied');
-    assert.equal(a.storage.counts.get, reads, 'no storage reads for 50 random names over the limits');
+    // Which keys the attempt reads (certificate reads as 'read').
+    const realGet = a.storage.get.bind(a.storage);
+    const order: string[] = [];
+    a.storage.get = async (key: string) => {
+      order.push(key.startsWith('certificates/') ? 'read' : key);
+      return realGet(key);
+    };
+    const limited = await a.m.obtain('r1.flood.example', { clientIp: ip });
+    assert.equal(limited.kind === 'denied' && (limited as { rateLimited?: true }).rateLimited, true, 'over the limits');
+    assert.ok(order.includes('read'), 'read after the refusal: a writer not heard of may have stored it');
 
     const imported = await a.m.obtain('imported.elsewhere.test', { clientIp: '192.0.2.2' });
     assert.equal(imported.kind === 'ready' && imported.source, 'storage', 'the stored certificate is served although the policy refuses the name');
+    a.cache.delete('imported.elsewhere.test');
+    const overLimit = await a.m.obtain('imported.elsewhere.test', { clientIp: ip });
+    assert.equal(overLimit.kind === 'ready' && overLimit.source, 'storage', 'and to a client over its limits');
     assert.deepEqual(a.issuer.calls, []);
   });
 
@@ -151,21 +161,27 @@ describe('StoredNames with the CertificateManager', () => {
     assert.equal(a.storedNames.mightBeStored('new.ok.test'), true);
   });
 
-  test('certainlyRefused: only a remembered denial, or a name certainly not stored over the limits; an admission takes no token', async () => {
+  test('refusalNow: refused on a remembered denial, unless-stored for a name not in the filter over the limits; loadIfStored finds one a writer not heard of stored', async () => {
     const limits = new IssuanceLimits(managerConfig({ onDemand: { limits: { perClient: { rate: 0.001, burst: 1 } } } }).onDemand.limits, { logger: silentLogger() });
     const a = await instance(['**.ok.test'], 'six', limits);
     await store(a.storage, 'kept.elsewhere.test');
     const ip = '192.0.2.7';
-    assert.equal(a.m.certainlyRefused('r1.flood.example', ip), false, 'before the first fill: unsure');
+    assert.equal(a.m.refusalNow('r1.flood.example', ip), undefined, 'before the first fill: unsure');
     await a.storedNames.refill();
-    assert.equal(a.m.certainlyRefused('r1.flood.example', ip), false, 'within the limits: policy decides');
-    assert.equal(a.m.certainlyRefused('r1.flood.example', ip), false, 'asking took no token');
+    assert.equal(a.m.refusalNow('r1.flood.example', ip), undefined, 'within the limits: policy decides');
+    assert.equal(a.m.refusalNow('r1.flood.example', ip), undefined, 'asking took no token');
     const first = await a.m.obtain('r1.flood.example', { clientIp: ip });
     assert.equal(first.kind, 'denied');
     assert.ok(!(first as { rateLimited?: true }).rateLimited, 'the one token was still there for the attempt');
-    assert.equal(a.m.certainlyRefused('r1.flood.example', ip), true, 'a remembered denial');
-    assert.equal(a.m.certainlyRefused('r2.flood.example', ip), true, 'not stored, and the client is over its limit');
-    assert.equal(a.m.certainlyRefused('kept.elsewhere.test', ip), false, 'stored: served whatever the limits');
-    assert.equal(a.m.certainlyRefused('r2.flood.example', '192.0.2.8'), false, 'another client has its own bucket');
+    assert.equal(a.m.refusalNow('r1.flood.example', ip), 'refused', 'a remembered denial');
+    assert.equal(a.m.refusalNow('r2.flood.example', ip), 'unless-stored', 'not stored, and the client is over its limit');
+    assert.equal(a.m.refusalNow('kept.elsewhere.test', ip), undefined, 'stored: served whatever the limits');
+    assert.equal(a.m.refusalNow('r2.flood.example', '192.0.2.8'), undefined, 'another client has its own bucket');
+    assert.equal(await a.m.loadIfStored('r2.flood.example'), false);
+    await store(a.storage, 'late.flood.example'); // after the listing, announced nowhere
+    assert.equal(a.m.refusalNow('late.flood.example', ip), 'unless-stored');
+    assert.equal(await a.m.loadIfStored('late.flood.example'), true, 'found: loaded into memory');
+    assert.ok(a.cache.peek('late.flood.example'));
+    assert.equal(a.m.refusalNow('late.flood.example', ip), undefined, 'now in the filter');
   });
 });

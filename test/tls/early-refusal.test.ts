@@ -34,6 +34,7 @@ describe('EarlyRefusal', () => {
   const tlsErrors: string[] = [];
   const outcomes: Array<[HandshakeOutcome, string | undefined]> = [];
   const cached = new Set<string>(['cached-but-refused.example.com']);
+  const storageReads: string[] = [];
 
   before(async () => {
     const { certPem, keyPem } = await createSelfSignedCertificate('early.test');
@@ -50,7 +51,15 @@ describe('EarlyRefusal', () => {
     server.on('tlsClientError', (err) => tlsErrors.push(err.message));
     early = new EarlyRefusal({
       cache: { peek: (d: string) => (cached.has(d) ? ({} as never) : undefined) },
-      manager: { certainlyRefused: (d: string) => d.startsWith('refused') || d.startsWith('cached-but-refused') },
+      manager: {
+        // refused-*: a remembered denial; unstored-*: not in the filter, the client over its limits.
+        refusalNow: (d: string) => (d.startsWith('refused') || d.startsWith('cached-but-refused') ? 'refused' : d.startsWith('unstored') ? 'unless-stored' : undefined),
+        loadIfStored: async (d: string) => {
+          storageReads.push(d);
+          if (d.startsWith('unstored-broken')) throw new Error('storage down');
+          return d.startsWith('unstored-but-stored');
+        },
+      },
       protocols: ['http/1.1'],
       onOutcome: (o, d) => outcomes.push([o, d]),
       firstBytesMs: 50,
@@ -84,6 +93,16 @@ describe('EarlyRefusal', () => {
     assert.equal(await handshake(port, undefined), 'connected http/1.1', 'no SNI');
     assert.deepEqual(sniCalls.slice(-3), ['shop.example.com', 'cached-but-refused.example.com', 'refused-2.flood.example']);
     assert.ok(!outcomes.some(([, d]) => d === 'refused-2.flood.example'));
+  });
+
+  test('not in the filter and over the limits: storage is read first; stored (a writer not heard of) or unreadable → handed over, else the alert', async () => {
+    assert.equal(await handshake(port, 'unstored-1.flood.example'), 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME');
+    assert.equal(await handshake(port, 'unstored-but-stored.example.com'), 'connected http/1.1', 'stored elsewhere: served');
+    assert.equal(await handshake(port, 'unstored-broken.example.com'), 'connected http/1.1', 'storage failed: the SNI callback decides');
+    assert.deepEqual(storageReads.slice(-3), ['unstored-1.flood.example', 'unstored-but-stored.example.com', 'unstored-broken.example.com']);
+    assert.ok(!sniCalls.includes('unstored-1.flood.example'), 'refused before node:tls');
+    assert.deepEqual(sniCalls.slice(-2), ['unstored-but-stored.example.com', 'unstored-broken.example.com']);
+    assert.deepEqual(outcomes.at(-1), ['refused', 'unstored-1.flood.example']);
   });
 
   test('a ClientHello that comes after firstBytesMs goes to node:tls (its own handshake timeout applies)', async () => {
