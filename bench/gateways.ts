@@ -3,8 +3,7 @@
 // file-storage directory, an ACME directory + the root that signed its TLS certificate, an
 // on-demand policy, and one upstream.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { appendFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
@@ -174,19 +173,21 @@ export async function startGateway(spec: GatewaySpec): Promise<RunningGateway> {
   // setpriv execs the program with PR_SET_PDEATHSIG (same PID): it dies with the bench, even on SIGKILL.
   const useSetpriv = existsSync(SETPRIV);
   const spawnedAt = now();
-  const child: ChildProcess = useSetpriv
-    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(cmd, args, { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
+  // Output straight into the log file, as a service manager would take it: read through a pipe,
+  // the bench's own process (busy, with a large heap, in the full run) fell behind an access
+  // log's ~1.5 MB/s, and the gateway then paid for a full pipe.
   const logFile = join(spec.workDir, `${spec.kind}.log`);
-  const keep = (chunk: Buffer): void => {
-    out += chunk.toString('utf8');
-    appendFileSync(logFile, chunk);
-    // Keep memory bounded on long runs: the head (start-up) and a recent tail.
-    if (out.length > 4_000_000) out = out.slice(0, 1_000_000) + '\n[...]\n' + out.slice(-2_000_000);
+  const logFd = openSync(logFile, 'a');
+  const stdio: ['ignore', number, number] = ['ignore', logFd, logFd];
+  const child: ChildProcess = useSetpriv
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args], { cwd: PROJECT_ROOT, env, stdio })
+    : spawn(cmd, args, { cwd: PROJECT_ROOT, env, stdio });
+  closeSync(logFd);
+  // The head (start-up) and a recent tail, for error messages and Caddy's storage-clean line.
+  const out = (): string => {
+    const text = readFileSync(logFile, 'utf8');
+    return text.length > 4_000_000 ? text.slice(0, 1_000_000) + '\n[...]\n' + text.slice(-2_000_000) : text;
   };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const pid = child.pid!;
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
@@ -195,7 +196,7 @@ export async function startGateway(spec: GatewaySpec): Promise<RunningGateway> {
     spec,
     pid,
     spawnedAt,
-    output: () => out,
+    output: out,
     memory: () => memoryOf(pid),
     cpuMs: () => cpuMsOf(pid),
     alive,
