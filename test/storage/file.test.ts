@@ -19,6 +19,25 @@ async function newStorage(t: TestContext): Promise<{ storage: FileStorage; root:
 
 const rootOf = (storage: Storage): string => storage.description.slice('file:'.length);
 
+/** How many FileHandle.sync() calls (file and directory fsyncs) `work` makes; `probeFile` is any existing file. */
+async function fsyncsDuring(probeFile: string, work: () => Promise<unknown>): Promise<number> {
+  const probe = await open(probeFile, 'r');
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+  await probe.close();
+  const realSync = proto.sync;
+  let syncs = 0;
+  proto.sync = function (this: unknown) {
+    syncs++;
+    return realSync.call(this);
+  };
+  try {
+    await work();
+  } finally {
+    proto.sync = realSync;
+  }
+  return syncs;
+}
+
 async function mode(path: string): Promise<number> {
   return (await stat(path)).mode & 0o777;
 }
@@ -191,23 +210,9 @@ describe('FileStorage: durability', () => {
   test('a put is fsynced (file and directory) unless it says durable: false (challenge tokens)', { timeout: 10_000 }, async (t) => {
     const { storage, root } = await newStorage(t);
     await storage.put('challenges/http-01/warm', 'x'); // directories exist from here on
-    const probe = await open(join(root, 'challenges/http-01/warm'), 'r');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
-    await probe.close();
-    const realSync = proto.sync;
-    let syncs = 0;
-    proto.sync = function (this: unknown) {
-      syncs++;
-      return realSync.call(this);
-    };
-    try {
-      await storage.put('challenges/http-01/tok1', 'key-authorization', { durable: false });
-      assert.equal(syncs, 0, 'no fsync for a non-durable put');
-      await storage.put('challenges/http-01/tok2', 'key-authorization');
-      assert.equal(syncs, 2, 'a durable put fsyncs the file and its directory');
-    } finally {
-      proto.sync = realSync;
-    }
+    const probe = join(root, 'challenges/http-01/warm');
+    assert.equal(await fsyncsDuring(probe, () => storage.put('challenges/http-01/tok1', 'key-authorization', { durable: false })), 0, 'no fsync for a non-durable put');
+    assert.equal(await fsyncsDuring(probe, () => storage.put('challenges/http-01/tok2', 'key-authorization')), 2, 'a durable put fsyncs the file and its directory');
     // Visible to every process at once all the same.
     assert.equal((await new FileStorage(root).get('challenges/http-01/tok1'))?.toString(), 'key-authorization');
     await storage.close();
@@ -228,21 +233,8 @@ describe('FileStorage: putMany (a certificate bundle and its index entries)', ()
     await storage.putMany(bundle('a.test')); // directories exist from here on
     assert.equal(await mode(join(root, 'certificates/ca/a.test/key.pem')), 0o600);
     assert.equal(await mode(join(root, 'certificates/ca/a.test/cert.pem')), 0o644);
-    const probe = await open(join(root, 'certificates/ca/a.test/cert.pem'), 'r');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
-    await probe.close();
-    const realSync = proto.sync;
-    let syncs = 0;
-    proto.sync = function (this: unknown) {
-      syncs++;
-      return realSync.call(this);
-    };
-    try {
-      await storage.putMany(bundle('a.test'));
-      assert.equal(syncs, 5 + 3, 'one fsync per file, one per directory');
-    } finally {
-      proto.sync = realSync;
-    }
+    const syncs = await fsyncsDuring(join(root, 'certificates/ca/a.test/cert.pem'), () => storage.putMany(bundle('a.test')));
+    assert.equal(syncs, 5 + 3, 'one fsync per file, one per directory');
     assert.equal((await storage.get('index/renewal/h/a.test'))?.toString(), 'renewal a.test');
   });
 
