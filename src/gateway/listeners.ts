@@ -75,10 +75,11 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   const proxy = new ReverseProxy(config.proxy, { logger, dynamicRoutes: deps.policy.registry, fallbackCert: fallback.certPem, upstreamAllow, onResponse: deps.metrics.proxied });
   stack.defer(() => proxy.close());
   const guards = slowClientGuards(config, deps);
+  const early = config.tls.denied === 'alert' ? new EarlyRefusal({ cache: issuance.cache, manager: issuance.manager, managed: issuance.managed, protocols: config.tls.alpn, onOutcome: handshakeOutcome(deps) }) : undefined;
   const https = createHttpsListenerServer(
     // The fallback is also served when the client sends no SNI at all.
     { cert: fallback.certPem, key: fallback.keyPem, ...tlsServerOptions(config.tls) },
-    guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context)),
+    guards.tlsOptions(handshakeCallbacks(config, deps, fallback.context, early)),
     proxy,
     logger,
   );
@@ -91,7 +92,6 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   // It takes over node:tls's 'connection' listener only: the drain, the guards (handshake deadline
   // from the accept, connection cap) listen after it and see every connection at once; the PROXY
   // header reading below comes before all of them.
-  const early = config.tls.denied === 'alert' ? new EarlyRefusal({ cache: issuance.cache, manager: issuance.manager, managed: issuance.managed, protocols: config.tls.alpn, onOutcome: handshakeOutcome(deps) }) : undefined;
   early?.wire(https);
   // Session tickets every worker and instance on this storage can decrypt.
   stack.defer(rotateTicketKeys([https], await loadTicketSecret(storage), config.tls.ticketKeyRotation, logger));
@@ -130,7 +130,8 @@ export async function openListeners(config: Config, deps: ListenersDeps, stack: 
   };
 }
 
-function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: import('node:tls').SecureContext) {
+function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: import('node:tls').SecureContext, early: EarlyRefusal | undefined) {
+  const report = handshakeOutcome(deps);
   const { registry, limits } = deps.policy;
   const { SNICallback, ALPNCallback } = createHandshakeCallbacks({
     cache: deps.issuance.cache,
@@ -144,7 +145,13 @@ function handshakeCallbacks(config: Config, deps: ListenersDeps, fallback: impor
     logger: deps.logger,
     limits,
     isDisabled: async (domain) => (await registry.get(domain))?.enabled === false,
-    onOutcome: handshakeOutcome(deps),
+    // The SNI callback's refusals turn the early refusal on under a flood (its step 0).
+    onOutcome: early
+      ? (outcome, domain) => {
+          if (outcome === 'refused') early.noteRefusal();
+          report(outcome, domain);
+        }
+      : report,
   });
   return { SNICallback, ALPNCallback };
 }

@@ -2,6 +2,11 @@
 // (`tls.denied: alert` only). Node's per-connection TLS set-up and teardown (TLSSocket, the SSL
 // object, the SNI round trip through JS, the error of the reset socket) is most of what a refused
 // handshake costs; a real client's handshakes wait behind those in the one event loop.
+//   0. only under a flood: peeking costs every connection ~0.1 ms of CPU (a JS read of the
+//      first bytes, the parse, unshift; measured ~20% of a warm full handshake), so connections
+//      are handed over at once unless at least `refusalsPerSecond` handshakes (default 20) were
+//      refused within one second (here, or by the SNI callback: noteRefusal), and for `holdMs`
+//      (10 s) after the last such second
 //   1. wire(): the HTTPS server's own 'connection' listeners (node:tls's) are taken off and
 //      called by ours instead (as net/proxy-protocol-listener.ts does). Listeners added after
 //      wire() (the gateway's drain and handshake deadline) see every connection at its accept;
@@ -35,6 +40,9 @@ import { ACME_TLS_ALPN, type HandshakeOutcome } from './handshake.ts';
 
 /** How long a connection may stay silent before it is handed over to node:tls unread (step 5). */
 const FIRST_BYTES_MS = 10_000;
+/** Step 0: refused handshakes within one second that start peeking, and how long it lasts. */
+const REFUSALS_PER_SECOND = 20;
+const HOLD_MS = 10_000;
 
 /** What the early refusal asks (step 3). */
 export interface EarlyRefusalOptions {
@@ -47,6 +55,10 @@ export interface EarlyRefusalOptions {
   onOutcome?: (outcome: HandshakeOutcome, domain: string | undefined) => void;
   /** Step 5; default 10 s. */
   firstBytesMs?: number;
+  /** Step 0; default 20. 0: every connection is peeked. */
+  refusalsPerSecond?: number;
+  /** Step 0; default 10 s. */
+  holdMs?: number;
 }
 
 type ConnectionListener = (this: Server, socket: Socket) => void;
@@ -54,9 +66,27 @@ type ConnectionListener = (this: Server, socket: Socket) => void;
 /** Steps 1-5 of the header for one HTTPS server. */
 export class EarlyRefusal {
   readonly #pending = new Set<Socket>();
+  #second = 0;
+  #refusedThisSecond = 0;
+  #peekUntil = 0;
 
   /** See EarlyRefusalOptions. */
   constructor(private readonly opts: EarlyRefusalOptions) {}
+
+  /** Step 0: one handshake was refused (by the SNI callback, or here). */
+  noteRefusal(now = Date.now()): void {
+    const second = Math.floor(now / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#refusedThisSecond = 0;
+    }
+    if (++this.#refusedThisSecond >= (this.opts.refusalsPerSecond ?? REFUSALS_PER_SECOND)) this.#peekUntil = now + (this.opts.holdMs ?? HOLD_MS);
+  }
+
+  /** Step 0: whether new connections are peeked at now. */
+  get peeking(): boolean {
+    return this.opts.refusalsPerSecond === 0 || Date.now() < this.#peekUntil;
+  }
 
   /** Step 1: call once, after the server's own listeners are on and before it listens. */
   wire(server: Server): void {
@@ -65,7 +95,7 @@ export class EarlyRefusal {
     const handOver = (socket: Socket): void => {
       for (const l of own) l.call(server, socket);
     };
-    server.on('connection', (socket: Socket) => this.#peek(socket, handOver));
+    server.on('connection', (socket: Socket) => (this.peeking ? this.#peek(socket, handOver) : handOver(socket)));
   }
 
   /** Step 5: destroys connections whose first bytes have not come, or waiting for a storage read. */
@@ -78,6 +108,7 @@ export class EarlyRefusal {
   #refuse(socket: Socket, domain: string | undefined): void {
     // The client may reset while the alert is written: never an unhandled 'error'.
     socket.on('error', ignore);
+    this.noteRefusal();
     this.opts.onOutcome?.('refused', domain);
     alertRawSocket(socket);
   }

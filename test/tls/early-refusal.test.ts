@@ -30,6 +30,7 @@ describe('EarlyRefusal', () => {
   let port: number;
   let early: EarlyRefusal;
   let context: SecureContext;
+  let pems: { certPem: string; keyPem: string };
   const sniCalls: string[] = [];
   const tlsErrors: string[] = [];
   const outcomes: Array<[HandshakeOutcome, string | undefined]> = [];
@@ -37,7 +38,8 @@ describe('EarlyRefusal', () => {
   const storageReads: string[] = [];
 
   before(async () => {
-    const { certPem, keyPem } = await createSelfSignedCertificate('early.test');
+    pems = await createSelfSignedCertificate('early.test');
+    const { certPem, keyPem } = pems;
     context = createSecureContext({ cert: certPem, key: keyPem });
     server = createServer({
       cert: certPem,
@@ -63,6 +65,7 @@ describe('EarlyRefusal', () => {
       protocols: ['http/1.1'],
       onOutcome: (o, d) => outcomes.push([o, d]),
       firstBytesMs: 50,
+      refusalsPerSecond: 0, // always peeking; step 0 has its own test below
     });
     early.wire(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -129,5 +132,44 @@ describe('EarlyRefusal', () => {
     for (let i = 0; i < 1_000 && !sniCalls.includes('split.example.com'); i++) await sleep(10);
     socket.destroy();
     assert.ok(sniCalls.includes('split.example.com'));
+  });
+
+  test('step 0: connections are peeked only once refusals reach refusalsPerSecond within a second, for holdMs', async () => {
+    const sni: string[] = [];
+    const plain = createServer({
+      cert: pems.certPem,
+      key: pems.keyPem,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (name, cb) => {
+        sni.push(name);
+        cb(null, context);
+      },
+    });
+    plain.on('tlsClientError', () => {});
+    const shield = new EarlyRefusal({
+      cache: { peek: () => undefined },
+      manager: { refusalNow: () => 'refused', loadIfStored: async () => false },
+      protocols: ['http/1.1'],
+      refusalsPerSecond: 3,
+      holdMs: 60_000,
+    });
+    shield.wire(plain);
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const p = (plain.address() as AddressInfo).port;
+    try {
+      assert.equal(shield.peeking, false);
+      assert.equal(await handshake(p, 'refused-a.flood.example'), 'connected http/1.1', 'not peeked: node:tls and its SNI callback answer');
+      assert.deepEqual(sni, ['refused-a.flood.example']);
+      // Three refusals within one second (the SNI callback's, as the gateway reports them).
+      const now = Date.now();
+      const second = Math.floor(now / 1000) * 1000;
+      for (let i = 0; i < 3; i++) shield.noteRefusal(second + 10 * i);
+      assert.equal(shield.peeking, true);
+      assert.equal(await handshake(p, 'refused-b.flood.example'), 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME', 'peeked: refused before node:tls');
+      assert.deepEqual(sni, ['refused-a.flood.example']);
+    } finally {
+      shield.close();
+      plain.close();
+    }
   });
 });
