@@ -31,7 +31,7 @@
 //        With `alert`, a ClientHello whose refusal is certain before any of this (an invalid
 //        name; a remembered denial; not stored, per the filter and then a storage read, and over
 //        the abuse limits) is answered by tls/early-refusal.ts before node:tls builds a
-//        TLSSocket: same alert, same `refused`.
+//        TLSSocket: same alert, same `refused` (only under a flood: its step 0).
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { TlsAlpn01Solver } from '../acme/solvers.ts';
 import type { Logger } from '../util/log.ts';
