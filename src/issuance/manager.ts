@@ -307,14 +307,16 @@ export class CertificateManager {
 
   /**
    * Loads a usable stored certificate for `domain` into the memory cache and returns it; null
-   * when none is stored, it expired, or it does not name every one of `names` (when given).
-   * Storage errors are retried, then reject.
+   * when none is stored, it expired, or it does not name every one of `names` (when given). A
+   * certificate found goes into the stored-names filter. Storage errors are retried, then reject.
    */
   async loadStored(domain: string, names?: readonly string[]): Promise<CachedCertificate | null> {
     const started = performance.now();
     const bundle = await this.retryStorage(domain, 'storage-load', () => loadCertificate(this.deps.storage, this.cas, domain));
     if (!bundle || !isUsable(bundle) || (names && !certificateCovers(bundle.certPem, names))) return null;
     const entry = this.deps.cache.add(bundle);
+    // Whoever wrote it (a writer this process had not heard of, too), the filter knows it now.
+    this.deps.storedNames?.add(domain);
     this.deps.onStorageLoad?.(bundle);
     this.deps.logger.debug({ domain, step: 'storage-load', ca: bundle.ca, ms: Math.round(performance.now() - started) }, 'certificate loaded from storage');
     return entry;
@@ -374,9 +376,7 @@ export class CertificateManager {
    * true when there is a usable one. For `unless-stored` above; storage errors reject.
    */
   async loadIfStored(domain: string): Promise<boolean> {
-    if (!(await this.loadStored(domain))) return false;
-    this.deps.storedNames?.add(domain);
-    return true;
+    return (await this.loadStored(domain)) !== null;
   }
 
   /** Step 1: one attempt per name; the entry is dropped when the attempt settles. */
@@ -420,7 +420,6 @@ export class CertificateManager {
     const stored = await this.loadStored(domain);
     if (!stored) return denial;
     this.gates.forget(domain);
-    this.deps.storedNames?.add(domain);
     return { kind: 'ready', certificate: stored, source: 'storage' };
   }
 
