@@ -1,16 +1,13 @@
 // The measurements. Each section starts its gateways (fresh storage), lets them take turns at
 // the same load, stops them, and records raw data plus table rows.
-import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { freePort } from '../test/support/ports.ts';
 import { domainTimings } from './acme-timings.ts';
 import { TSX_ENTRY } from './build.ts';
 import { httpsGet, type RequestResult } from './clients.ts';
 import { row, saveAcmeEvidence, settle, startSet, turn, type Ctx, type GatewaySet } from './context.ts';
-import { startGateway, waitUntilServing, type GatewayKind, type RunningGateway } from './gateways.ts';
+import { type GatewayKind } from './gateways.ts';
 import { h2loadRun, handshakeLoad, wrk, type H2loadRun, type HandshakeRun, type WrkRun } from './loadgen.ts';
-import { startExtraCertgate } from './extra-gateway.ts';
+import { startExtraCertgate, startExtraGateway, type ExtraGateway } from './extra-gateway.ts';
 import { localhostCertificate, seedCaddyLocalhost, seedStorage, type Seeded } from './seed.ts';
 import { startNodeReference, startOpensslReference, type TlsReference } from './tls-reference.ts';
 import { haveCommand, log, median, now, percentile, round, run, seededName, sleep } from './util.ts';
@@ -415,35 +412,13 @@ export async function handshakes(ctx: Ctx): Promise<void> {
 }
 
 /** Caddy with a single stored certificate on its own ports (no ACME needed: nothing is issued). */
-async function startCaddyReference(ctx: Ctx): Promise<{ port: number; gw: RunningGateway; stop(): Promise<void> }> {
-  const rig = ctx.rigs.get('caddy')!;
-  const dir = join(ctx.workRoot, 'hs-reference-caddy');
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(join(dir, 'storage'), { recursive: true, mode: 0o700 });
-  await seedStorage('caddy', join(dir, 'storage'), rig.acme.directoryUrl, 1);
-  const httpsPort = await freePort();
-  let httpPort = await freePort();
-  while (httpPort === httpsPort) httpPort = await freePort();
-  const gw = await startGateway({
-    kind: 'caddy',
-    httpsPort,
-    httpPort,
-    storageDir: join(dir, 'storage'),
-    workDir: dir,
-    acmeDirectory: rig.acme.directoryUrl,
-    acmeRootPath: rig.pebble.listenerCaPath,
-    ask: ctx.ask.url,
-    upstreamPort: ctx.upstream.port,
-    certgateEntry: ctx.certgate.entry,
-  });
-  try {
-    await waitUntilServing(gw, seededName(0), { timeoutMs: 30_000 });
-  } catch (err) {
-    await gw.stop();
-    throw err;
-  }
-  log(`reference: Caddy with 1 certificate up on 127.0.0.1:${httpsPort} (pid ${gw.pid})`);
-  return { port: httpsPort, gw, stop: () => gw.stop() };
+async function startCaddyReference(ctx: Ctx): Promise<ExtraGateway> {
+  const prepare = async (storageDir: string): Promise<void> => {
+    await seedStorage('caddy', storageDir, ctx.rigs.get('caddy')!.acme.directoryUrl, 1);
+  };
+  const extra = await startExtraGateway(ctx, 'caddy', 'hs-reference', {}, { prepare, readyName: seededName(0), timeoutMs: 30_000 });
+  log(`reference: Caddy with 1 certificate up on 127.0.0.1:${extra.port} (pid ${extra.gw.pid})`);
+  return extra;
 }
 
 /** CPU time (user + system, whole process tree) the gateway spent per handshake: steadier than rates on a noisy machine. */
