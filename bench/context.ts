@@ -76,8 +76,8 @@ export const FULL: Settings = {
   coldMaxNames: 20_000,
   warmSet: 1_000,
   warmPrepasses: 3,
-  rounds: 2,
-  roundMs: 4_000,
+  rounds: 6,
+  roundMs: 3_000,
   h2loadConnections: 3_000,
   wrkSeconds: 5,
   wrkRounds: 2,
@@ -108,8 +108,8 @@ export const QUICK: Settings = {
   coldMaxNames: 10_000,
   warmSet: 500,
   warmPrepasses: 2,
-  rounds: 1,
-  roundMs: 3_000,
+  rounds: 3,
+  roundMs: 2_000,
   h2loadConnections: 0,
   wrkSeconds: 3,
   wrkRounds: 1,
@@ -168,6 +168,11 @@ export interface Row {
   caddy?: number;
   /** certgate / caddy unless given. */
   ratio?: number;
+  /**
+   * 'paired-rounds': `ratio` is the median over rounds of certgate's figure ÷ Caddy's in the same
+   * round, and each column a median too, so ratio ≠ certgate / caddy in general.
+   */
+  ratioOf?: 'paired-rounds';
   better?: Better;
   target?: string;
   pass?: boolean;

@@ -1,0 +1,206 @@
+// What each of Node's layers costs per warm full TLS 1.3 handshake, against openssl s_server:
+// `node --import tsx bench/tls-layers.ts [rounds] [seconds] [variants] [concurrency]` (default 5
+// rounds of 4 s, 8 handshakes at a time).
+// Every variant serves one self-signed ECDSA P-256 certificate through an SNICallback that is a
+// Map lookup (as certgate's cache hit is), to hs-client.ts (X25519, no resumption, no request):
+//   openssl      `openssl s_server -www -tls1_3`: OpenSSL alone, no SNI callback
+//   tls          node:tls Server: TLSWrap + the JS TLSSocket, nothing above it
+//   https        node:https Server: + node:http's per-connection set-up
+//   http2        node:http2 secure server with allowHTTP1 and an ALPNCallback (certgate's server)
+//   *-semi16     the same under --max-semi-space-size=16 (certgate's young-generation cap)
+//   caddy        Caddy (/usr/bin/caddy) with the certificate loaded from files, a static response
+//   certgate     the compiled gateway (bench/build.ts), default config, the certificate stored on
+//                its file storage for the name (served from its memory cache: a cache hit)
+// With TLS_LAYERS_PROFILE=<dir>, each Node server writes a CPU profile into <dir>/<variant>
+// (summarise with bench/profile.ts). Variants take turns within each round; server CPU is read from /proc. Prints one line per
+// variant: median µs of server CPU per handshake, and its ratio to openssl's median.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { createSecureServer } from 'node:http2';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { handshakeLoad } from './loadgen.ts';
+import { cpuMsOf, median, sleep } from './util.ts';
+import { spawnAnnouncingPort } from './services.ts';
+import { freePort } from '../test/support/ports.ts';
+
+// TLS_LAYERS_SEEDED=1: the bench's seeded certificate 0 (leaf + the bench CA, bench/seed.ts)
+// instead of a self-signed one, as the bench's handshake section serves.
+const SEEDED = process.env.TLS_LAYERS_SEEDED === '1';
+const NAME = SEEDED ? 's0000000.bench.test' : 'layers.bench.test';
+type Layer = 'tls' | 'https' | 'http2';
+
+/** A self-signed ECDSA P-256 certificate for NAME in `dir` (openssl CLI). */
+function makeCertificate(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-days', '90', '-keyout', key, '-out', cert], { stdio: 'pipe' });
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
+  return { cert, key };
+}
+
+/** The bench's seeded certificate 0 (built by an earlier `npm run bench` or seed.ts). */
+async function seededCertificate(): Promise<{ cert: string; key: string }> {
+  const { CACHE_ROOT, prepareSeed } = await import('./seed.ts');
+  await prepareSeed(10_000);
+  const d = join(CACHE_ROOT, 'chunks', '0', 'certgate', NAME);
+  return { cert: join(d, 'cert.pem'), key: join(d, 'key.pem') };
+}
+
+/** Server side (this file run with `serve <layer> <cert> <key>`). */
+function serve(layer: Layer, certFile: string, keyFile: string): void {
+  const cert = readFileSync(certFile);
+  const key = readFileSync(keyFile);
+  const contexts = new Map([[NAME, createSecureContext({ cert, key })]]);
+  const SNICallback = (name: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void) => cb(null, contexts.get(name));
+  const body = Buffer.from('ok\n');
+  const answer = (_req: unknown, res: { writeHead(s: number, h: object): { end(b: Buffer): void } }) => res.writeHead(200, { 'content-length': body.length }).end(body);
+  let server: Server;
+  if (layer === 'tls') server = createTlsServer({ cert, key, SNICallback }, (socket) => socket.resume());
+  else if (layer === 'https') server = createHttpsServer({ cert, key, SNICallback }, answer as never);
+  else server = createSecureServer({ cert, key, SNICallback, allowHTTP1: true, ALPNCallback: ({ protocols }) => (protocols.includes('h2') ? 'h2' : protocols.includes('http/1.1') ? 'http/1.1' : undefined) }, answer as never);
+  server.listen({ host: '127.0.0.1', port: 0 }, () => process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n'));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+interface Running {
+  port: number;
+  pid: number;
+  child: ChildProcess;
+}
+
+/** node flags writing a CPU profile of `variant` when TLS_LAYERS_PROFILE is set. */
+function profileFlags(variant: string): string[] {
+  const dir = process.env.TLS_LAYERS_PROFILE;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, variant)}`] : [];
+}
+
+/** The compiled gateway with the certificate stored for NAME (see the header). */
+async function startCertgate(dir: string, files: { cert: string; key: string }): Promise<Running> {
+  const { buildCertgate } = await import('./build.ts');
+  const { openStorage } = await import('../src/storage/open.ts');
+  const { saveCertificate } = await import('../src/issuance/store.ts');
+  const { caIdFromDirectory } = await import('../src/storage/keys.ts');
+  const { silentLogger } = await import('../src/util/log.ts');
+  const directory = 'https://127.0.0.1:9/dir';
+  const storageDir = join(dir, 'storage');
+  const { storage } = await openStorage({ file: { path: storageDir } } as never, silentLogger());
+  const [certPem, keyPem] = [readFileSync(files.cert, 'utf8'), readFileSync(files.key, 'utf8')];
+  await saveCertificate(storage, { domain: NAME, ca: caIdFromDirectory(directory), directory, certPem, keyPem, keyType: 'ecdsa-p256' });
+  await storage.close();
+  const [https, http] = [await freePort(), await freePort()];
+  const config = {
+    listen: { https: `127.0.0.1:${https}`, http: `127.0.0.1:${http}`, admin: false },
+    storage: { file: { path: storageDir } },
+    acme: { directory },
+    onDemand: { allow: [NAME] },
+    proxy: { upstream: 'http://127.0.0.1:9' },
+    log: { level: 'warn' },
+  };
+  const configFile = join(dir, 'certgate.json');
+  writeFileSync(configFile, JSON.stringify(config));
+  const build = await buildCertgate();
+  const child = spawn(process.execPath, [...profileFlags('certgate'), build.entry, 'run', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  await waitServing(https, child, 'certgate');
+  return { port: https, pid: child.pid!, child };
+}
+
+/** Caddy serving the certificate from files on a free port (no ACME, no admin API, no logs). */
+async function startCaddy(dir: string, files: { cert: string; key: string }): Promise<Running> {
+  const port = await freePort();
+  const config = {
+    admin: { disabled: true, config: { persist: false } },
+    logging: { logs: { default: { level: 'ERROR' } } },
+    apps: {
+      http: { servers: { s: { listen: [`127.0.0.1:${port}`], protocols: ['h1', 'h2'], routes: [{ handle: [{ handler: 'static_response', body: 'ok' }] }], tls_connection_policies: [{}], automatic_https: { disable: true } } } },
+      tls: { certificates: { load_files: [{ certificate: files.cert, key: files.key }] } },
+    },
+  };
+  const configFile = join(dir, 'caddy.json');
+  writeFileSync(configFile, JSON.stringify(config));
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, XDG_CONFIG_HOME: join(dir, 'xdg-config'), XDG_DATA_HOME: join(dir, 'xdg-data') };
+  const child = spawn('/usr/bin/caddy', ['run', '--config', configFile], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitServing(port, child, 'caddy');
+  return { port, pid: child.pid!, child };
+}
+
+/** Resolves once `port` completes a handshake for NAME; throws when `child` exits or after ~10 s. */
+async function waitServing(port: number, child: ChildProcess, what: string): Promise<void> {
+  const { handshakeOnce } = await import('./gateways.ts');
+  for (let i = 0; ; i++) {
+    try {
+      await handshakeOnce(port, NAME, 2000);
+      return;
+    } catch (err) {
+      if (i > 100 || child.exitCode !== null) throw new Error(`${what} did not serve ${NAME}: ${String(err)}`, { cause: err });
+      await sleep(100);
+    }
+  }
+}
+
+async function startVariant(variant: string, files: { cert: string; key: string }, dir: string): Promise<Running> {
+  if (variant === 'certgate') return startCertgate(dir, files);
+  if (variant === 'caddy') return startCaddy(dir, files);
+  if (variant === 'openssl') {
+    const port = await freePort();
+    const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', files.cert, '-key', files.key, '-www', '-quiet', '-tls1_3'], { stdio: 'ignore' });
+    await sleep(500);
+    return { port, pid: child.pid!, child };
+  }
+  const [layer, flag] = variant.split('-') as [Layer, string | undefined];
+  const script = fileURLToPath(import.meta.url);
+  const args = [...(flag === 'semi16' ? ['--max-semi-space-size=16'] : []), ...profileFlags(variant)];
+  // spawnAnnouncingPort runs `node --import tsx script`; the V8 flag goes in NODE_OPTIONS.
+  process.env.NODE_OPTIONS = args.join(' ');
+  try {
+    const { child, port } = await spawnAnnouncingPort(script, ['serve', layer, files.cert, files.key], variant, 30_000);
+    return { port, pid: child.pid!, child };
+  } finally {
+    delete process.env.NODE_OPTIONS;
+  }
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(process.argv[2] ?? 5);
+  const seconds = Number(process.argv[3] ?? 4);
+  const variants = (process.argv[4] ?? 'openssl,tls,https,http2,http2-semi16').split(',');
+  const concurrency = Number(process.argv[5] ?? 8);
+  const dir = mkdtempSync(join(tmpdir(), 'certgate-tls-layers-'));
+  const files = SEEDED ? await seededCertificate() : makeCertificate(dir);
+  const running = new Map<string, Running>();
+  try {
+    for (const v of variants) running.set(v, await startVariant(v, files, dir));
+    const perHandshakeUs = new Map<string, number[]>(variants.map((v) => [v, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const server = running.get(v)!;
+        const before = cpuMsOf(server.pid);
+        const run = await handshakeLoad({ port: server.port, names: [NAME], mode: 'loop', concurrency, durationMs: seconds * 1000 });
+        await sleep(300); // the last closes
+        const cpuMs = cpuMsOf(server.pid) - before;
+        if (run.errors > 0) throw new Error(`${v}: ${run.errors} handshakes failed: ${run.errorSamples.join('; ')}`);
+        perHandshakeUs.get(v)!.push((cpuMs * 1000) / run.handshakes);
+      }
+    }
+    const ratios = (v: string, ref: string): string => {
+      const refs = perHandshakeUs.get(ref);
+      if (!refs) return '';
+      const r = perHandshakeUs.get(v)!.map((x, i) => x / refs[i]!);
+      return `  ${median(r).toFixed(2)}× ${ref} (${Math.min(...r).toFixed(2)}-${Math.max(...r).toFixed(2)})`;
+    };
+    for (const v of variants) {
+      const values = perHandshakeUs.get(v)!;
+      process.stdout.write(`${v.padEnd(13)} ${median(values).toFixed(0).padStart(5)} µs${ratios(v, 'openssl')}${ratios(v, 'caddy')}   rounds: ${values.map((x) => x.toFixed(0)).join(' ')}\n`);
+    }
+  } finally {
+    for (const r of running.values()) r.child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === 'serve') serve(process.argv[3] as Layer, process.argv[4]!, process.argv[5]!);
+else await main();
