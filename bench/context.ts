@@ -42,6 +42,8 @@ export interface Settings {
   /** Measured warm-handshake rounds per gateway, and the length of one. */
   rounds: number;
   roundMs: number;
+  /** Unmeasured handshakes per target before the warm rounds (see handshakeRounds). */
+  hsWarmupMs: number;
   h2loadConnections: number;
   wrkSeconds: number;
   wrkRounds: number;
@@ -78,9 +80,10 @@ export const FULL: Settings = {
   warmPrepasses: 3,
   rounds: 6,
   roundMs: 3_000,
+  hsWarmupMs: 10_000,
   h2loadConnections: 3_000,
   wrkSeconds: 5,
-  wrkRounds: 2,
+  wrkRounds: 4,
   accessLogRow: true,
   settleMaxMs: 45_000,
   floodNames: 5_000,
@@ -110,6 +113,7 @@ export const QUICK: Settings = {
   warmPrepasses: 2,
   rounds: 3,
   roundMs: 2_000,
+  hsWarmupMs: 3_000,
   h2loadConnections: 0,
   wrkSeconds: 3,
   wrkRounds: 1,
@@ -143,6 +147,7 @@ export const SMOKE: Settings = {
   warmSet: 20,
   warmPrepasses: 1,
   roundMs: 1_000,
+  hsWarmupMs: 500,
   wrkSeconds: 1,
   settleMaxMs: 10_000,
   floodNames: 300,

@@ -260,7 +260,6 @@ export async function handshakes(ctx: Ctx): Promise<void> {
         ];
         let warm: Awaited<ReturnType<typeof handshakeRounds>>;
         try {
-          for (const x of targets) await handshakeLoad({ port: x.port, names: [seededName(0)], mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 }); // warm-up
           warm = await handshakeRounds(ctx, targets, s.rounds);
         } finally {
           for (const x of refs) await x.stop();
@@ -331,7 +330,6 @@ export async function handshakes(ctx: Ctx): Promise<void> {
           const targets: RoundTarget[] = ctx.kinds.map((k) => ({ key: k, port: port(k), cpu: () => set.gateways.get(k)!.cpuMs(), names: { from: warmFrom, count: s.warmSet } }));
           if (reference) {
             targets.push({ key: 'caddy1', port: reference.port, cpu: () => reference.gw.cpuMs(), names: { from: 0, count: 1 } });
-            await handshakeLoad({ port: reference.port, from: 0, count: 1, mode: 'loop', concurrency: s.hsConcurrency, durationMs: 1000 });
           }
           for (const x of refs) targets.push({ key: x.key, port: x.port, cpu: () => x.cpuMs(), names: { from: warmFrom, count: s.warmSet } });
           const warmSum = await handshakeRounds(ctx, targets, s.rounds);
@@ -435,18 +433,22 @@ interface RoundTarget {
 
 /**
  * `rounds` rounds in which every target takes one turn at the same closed-loop load (order
- * reversed every other round). Per target: every run, the summed CPU and the CPU per handshake
- * of each round (µs), so rows can compare targets round by round (see pairedMedian).
+ * reversed every other round), after an unmeasured warm-up of `hsWarmupMs` each: a Node process
+ * spends its first tens of seconds of handshakes at up to ~1.5× its later CPU per handshake (JIT
+ * tiers, heap growth; measured with bench/tls-layers.ts), Caddy less, and "warm" means after
+ * that. Per target: every run, the summed CPU and the CPU per handshake of each round (µs), so
+ * rows can compare targets round by round (see pairedMedian).
  */
 async function handshakeRounds(ctx: Ctx, targets: RoundTarget[], rounds: number, extra: { groups?: string } = {}): Promise<Record<string, ReturnType<typeof addRuns> & { gatewayCpuMs: number; roundCpuUs: number[]; runs: HandshakeRun[] }>> {
   const s = ctx.settings;
   const runs = new Map<string, HandshakeRun[]>(targets.map((x) => [x.key, []]));
   const cpu = new Map<string, number[]>(targets.map((x) => [x.key, []]));
+  const load = (x: RoundTarget, durationMs: number) => handshakeLoad({ port: x.port, ...(x.names ?? { names: [seededName(0)] }), mode: 'loop', concurrency: s.hsConcurrency, durationMs, ...extra });
+  for (const x of targets) await load(x, s.hsWarmupMs);
   for (let r = 0; r < rounds; r++) {
     for (const x of turn(targets, r)) {
       const c0 = x.cpu();
-      const names = x.names ?? { names: [seededName(0)] };
-      runs.get(x.key)!.push(await handshakeLoad({ port: x.port, ...names, mode: 'loop', concurrency: s.hsConcurrency, durationMs: s.roundMs, ...extra }));
+      runs.get(x.key)!.push(await load(x, s.roundMs));
       cpu.get(x.key)!.push(x.cpu() - c0);
     }
   }
@@ -730,6 +732,8 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
   ];
   const runs = new Map<string, WrkRun[]>(targets.map((t) => [t.key, []]));
   const cpu = new Map<string, number>();
+  /** CPU ms of each round, per target with a process. */
+  const roundCpu = new Map<string, number[]>(targets.map((t) => [t.key, []]));
   try {
     await settle(set, 5000);
     for (const t of targets) await wrk(t.url, { threads: 2, connections: 50, seconds: 1 }); // warm-up
@@ -737,7 +741,10 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
       for (const t of turn(targets, r)) {
         const c0 = t.cpu?.() ?? 0;
         runs.get(t.key)!.push(await wrk(t.url, { threads: 2, connections: 50, seconds: s.wrkSeconds }));
-        if (t.cpu) cpu.set(t.key, (cpu.get(t.key) ?? 0) + t.cpu() - c0);
+        if (t.cpu) {
+          cpu.set(t.key, (cpu.get(t.key) ?? 0) + t.cpu() - c0);
+          roundCpu.get(t.key)!.push(t.cpu() - c0);
+        }
       }
     }
     const rps = (key: string): number | undefined => {
@@ -765,7 +772,7 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     const withCaddy = ctx.kinds.includes('caddy');
     row(ctx, { section: 'proxy', metric: 'Upstream alone, plain HTTP (ceiling)', unit: 'req/s', certgate: rps('upstream'), ...(withCaddy ? { caddy: rps('upstream'), note: 'same figure in both columns: no gateway' } : {}) });
     await h2Throughput(ctx, set, raw);
-    if (withLog) accessLogRows(ctx, rps('certgateAccessLog'), rps('certgate'), { on: cpu.get('certgateAccessLog'), off: cpu.get('certgate') }, { on: runs.get('certgateAccessLog')!, off: runs.get('certgate')! });
+    if (withLog) accessLogRows(ctx, rps('certgateAccessLog'), { on: roundCpu.get('certgateAccessLog')!, off: roundCpu.get('certgate')! }, { on: runs.get('certgateAccessLog')!, off: runs.get('certgate')! });
   } finally {
     await withLog?.stop();
     await set.stop();
@@ -775,17 +782,21 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
 /**
  * The access log's cost, from the same rounds: req/s with the log on, and on / off (the ratio
  * column holds on/off here, not a Caddy ratio: Caddy logs no access by default); CPU per request.
+ * On / off is the median over rounds of each round's pair (see pairedMedian): two gateways run
+ * side by side, so the drift between rounds cancels.
  */
-function accessLogRows(ctx: Ctx, on: number | undefined, off: number | undefined, cpuMs: { on?: number | undefined; off?: number | undefined }, runs: { on: WrkRun[]; off: WrkRun[] }): void {
+function accessLogRows(ctx: Ctx, on: number | undefined, cpuMs: { on: number[]; off: number[] }, runs: { on: WrkRun[]; off: WrkRun[] }): void {
   row(ctx, { section: 'proxy', metric: 'Keep-alive proxy req/s, certgate with its default access log on (same rounds)', unit: 'req/s', certgate: on, better: 'higher', note: 'Caddy logs no access by default' });
-  if (on === undefined || off === undefined || off === 0) return;
-  const share = on / off;
-  row(ctx, { section: 'proxy', metric: 'Access log on / off, certgate keep-alive req/s (same rounds)', unit: '×', certgate: share, ratio: share, better: 'higher', target: '≥ 0.90', pass: share >= 0.9 });
-  const requests = (list: WrkRun[]): number => list.reduce((a, w) => a + w.requests, 0);
-  const per = (ms: number | undefined, list: WrkRun[]): number | undefined => (ms === undefined || requests(list) === 0 ? undefined : (ms / requests(list)) * 1000);
-  const onUs = per(cpuMs.on, runs.on);
-  const offUs = per(cpuMs.off, runs.off);
-  if (onUs !== undefined && offUs !== undefined) {
-    row(ctx, { section: 'proxy', metric: 'certgate CPU per proxied request, access log on (same rounds)', unit: 'µs CPU', certgate: onUs, ratio: onUs / offUs, better: 'lower', note: `ratio: on / off (off: ${offUs.toFixed(1)} µs)` });
+  const rate = (list: WrkRun[]): number[] => list.map((w) => (w.durationS > 0 ? w.requests / w.durationS : Number.NaN));
+  const share = pairedMedian(rate(runs.on), rate(runs.off));
+  if (!share) return;
+  const spread = `median of ${share.n} paired rounds, ${share.min.toFixed(2)}-${share.max.toFixed(2)}`;
+  row(ctx, { section: 'proxy', metric: 'Access log on / off, certgate keep-alive req/s (same rounds)', unit: '×', certgate: share.median, ratio: share.median, better: 'higher', target: '≥ 0.90', pass: share.median >= 0.9, note: spread });
+  const perRequestUs = (ms: number[], list: WrkRun[]): number[] => ms.map((m, i) => (list[i]!.requests > 0 ? (m / list[i]!.requests) * 1000 : Number.NaN));
+  const onUs = perRequestUs(cpuMs.on, runs.on);
+  const offUs = perRequestUs(cpuMs.off, runs.off);
+  const cost = pairedMedian(onUs, offUs);
+  if (cost) {
+    row(ctx, { section: 'proxy', metric: 'certgate CPU per proxied request, access log on (same rounds)', unit: 'µs CPU', certgate: median(onUs), ratio: cost.median, better: 'lower', note: `ratio: on / off per round, median of ${cost.n} (${cost.min.toFixed(2)}-${cost.max.toFixed(2)}); off: ${median(offUs).toFixed(1)} µs` });
   }
 }

@@ -10,7 +10,12 @@
 //   *-semi16     the same under --max-semi-space-size=16 (certgate's young-generation cap)
 //   caddy        Caddy (/usr/bin/caddy) with the certificate loaded from files, a static response
 //   certgate     the compiled gateway (bench/build.ts), default config, the certificate stored on
-//                its file storage for the name (served from its memory cache: a cache hit)
+//                its file storage for the name (served from its memory cache: a cache hit), no
+//                admin API, log level warn
+//   certgate-minsemi  the same with V8's young generation at its 16 MiB cap from the start
+//                (--min-semi-space-size=16) instead of grown to it
+//   certgate-admin  the same as certgate with the admin API on (Prometheus metrics counted) and log level info,
+//                as the bench's gateways run
 // With TLS_LAYERS_PROFILE=<dir>, each Node server writes a CPU profile into <dir>/<variant>
 // (summarise with bench/profile.ts). Variants take turns within each round; server CPU is read from /proc. Prints one line per
 // variant: median µs of server CPU per handshake, and its ratio to openssl's median.
@@ -80,7 +85,8 @@ function profileFlags(variant: string): string[] {
 }
 
 /** The compiled gateway with the certificate stored for NAME (see the header). */
-async function startCertgate(dir: string, files: { cert: string; key: string }): Promise<Running> {
+async function startCertgate(parent: string, files: { cert: string; key: string }, variant: string): Promise<Running> {
+  const dir = join(parent, variant);
   const { buildCertgate } = await import('./build.ts');
   const { openStorage } = await import('../src/storage/open.ts');
   const { saveCertificate } = await import('../src/issuance/store.ts');
@@ -92,19 +98,21 @@ async function startCertgate(dir: string, files: { cert: string; key: string }):
   const [certPem, keyPem] = [readFileSync(files.cert, 'utf8'), readFileSync(files.key, 'utf8')];
   await saveCertificate(storage, { domain: NAME, ca: caIdFromDirectory(directory), directory, certPem, keyPem, keyType: 'ecdsa-p256' });
   await storage.close();
-  const [https, http] = [await freePort(), await freePort()];
+  const [https, http, admin] = [await freePort(), await freePort(), await freePort()];
+  const withAdmin = variant === 'certgate-admin';
   const config = {
-    listen: { https: `127.0.0.1:${https}`, http: `127.0.0.1:${http}`, admin: false },
+    listen: { https: `127.0.0.1:${https}`, http: `127.0.0.1:${http}`, admin: withAdmin ? `127.0.0.1:${admin}` : false },
     storage: { file: { path: storageDir } },
     acme: { directory },
     onDemand: { allow: [NAME] },
     proxy: { upstream: 'http://127.0.0.1:9' },
-    log: { level: 'warn' },
+    log: { level: withAdmin ? 'info' : 'warn' },
   };
   const configFile = join(dir, 'certgate.json');
   writeFileSync(configFile, JSON.stringify(config));
   const build = await buildCertgate();
-  const child = spawn(process.execPath, [...profileFlags('certgate'), build.entry, 'run', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const v8 = variant === 'certgate-minsemi' ? ['--max-semi-space-size=16', '--min-semi-space-size=16'] : [];
+  const child = spawn(process.execPath, [...v8, ...profileFlags(variant), build.entry, 'run', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
   await waitServing(https, child, 'certgate');
   return { port: https, pid: child.pid!, child };
 }
@@ -143,7 +151,7 @@ async function waitServing(port: number, child: ChildProcess, what: string): Pro
 }
 
 async function startVariant(variant: string, files: { cert: string; key: string }, dir: string): Promise<Running> {
-  if (variant === 'certgate') return startCertgate(dir, files);
+  if (variant.startsWith('certgate')) return startCertgate(dir, files, variant);
   if (variant === 'caddy') return startCaddy(dir, files);
   if (variant === 'openssl') {
     const port = await freePort();
