@@ -2,7 +2,11 @@
 // `node --import tsx bench/tls-layers.ts [rounds] [seconds] [variants] [concurrency]` (default 5
 // rounds of 4 s, 8 handshakes at a time).
 // Every variant serves one self-signed ECDSA P-256 certificate through an SNICallback that is a
-// Map lookup (as certgate's cache hit is), to hs-client.ts (X25519, no resumption, no request):
+// Map lookup (as certgate's cache hit is), to hs-client.ts (X25519, no resumption, no request).
+// TLS_LAYERS_SEEDED=1 serves the bench's seeded leaf + CA instead (bench/seed.ts), and with
+// TLS_LAYERS_NAMES=<n> the first n seeded names, handshaken round-robin (openssl serves name 0's
+// certificate whatever the SNI, as in the bench). Each variant gets `seconds` × 3 of unmeasured
+// handshakes first.
 //   openssl      `openssl s_server -www -tls1_3`: OpenSSL alone, no SNI callback
 //   tls          node:tls Server: TLSWrap + the JS TLSSocket, nothing above it
 //   https        node:https Server: + node:http's per-connection set-up
@@ -29,38 +33,48 @@ import { join } from 'node:path';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { handshakeLoad } from './loadgen.ts';
-import { cpuMsOf, median, sleep } from './util.ts';
+import { cpuMsOf, median, seededName, sleep } from './util.ts';
 import { spawnAnnouncingPort } from './services.ts';
 import { freePort } from '../test/support/ports.ts';
 
 // TLS_LAYERS_SEEDED=1: the bench's seeded certificate 0 (leaf + the bench CA, bench/seed.ts)
 // instead of a self-signed one, as the bench's handshake section serves.
-const SEEDED = process.env.TLS_LAYERS_SEEDED === '1';
-const NAME = SEEDED ? 's0000000.bench.test' : 'layers.bench.test';
+const SEEDED = process.env.TLS_LAYERS_SEEDED === '1' || process.env.TLS_LAYERS_NAMES !== undefined;
+const NAME_COUNT = Number(process.env.TLS_LAYERS_NAMES ?? 1);
+const NAME = SEEDED ? seededName(0) : 'layers.bench.test';
+
+/** A certificate served for `name`: PEM files. */
+interface CertFiles {
+  name: string;
+  cert: string;
+  key: string;
+}
 type Layer = 'tls' | 'https' | 'http2';
 
 /** A self-signed ECDSA P-256 certificate for NAME in `dir` (openssl CLI). */
-function makeCertificate(dir: string): { cert: string; key: string } {
+function makeCertificate(dir: string): CertFiles[] {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-days', '90', '-keyout', key, '-out', cert], { stdio: 'pipe' });
   if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
-  return { cert, key };
+  return [{ name: NAME, cert, key }];
 }
 
-/** The bench's seeded certificate 0 (built by an earlier `npm run bench` or seed.ts). */
-async function seededCertificate(): Promise<{ cert: string; key: string }> {
+/** The bench's first NAME_COUNT seeded certificates (built by an earlier `npm run bench` or here). */
+async function seededCertificates(): Promise<CertFiles[]> {
   const { CACHE_ROOT, prepareSeed } = await import('./seed.ts');
   await prepareSeed(10_000);
-  const d = join(CACHE_ROOT, 'chunks', '0', 'certgate', NAME);
-  return { cert: join(d, 'cert.pem'), key: join(d, 'key.pem') };
+  return Array.from({ length: NAME_COUNT }, (_, i) => {
+    const d = join(CACHE_ROOT, 'chunks', '0', 'certgate', seededName(i));
+    return { name: seededName(i), cert: join(d, 'cert.pem'), key: join(d, 'key.pem') };
+  });
 }
 
-/** Server side (this file run with `serve <layer> <cert> <key>`). */
-function serve(layer: Layer, certFile: string, keyFile: string): void {
-  const cert = readFileSync(certFile);
-  const key = readFileSync(keyFile);
-  const contexts = new Map([[NAME, createSecureContext({ cert, key })]]);
+/** Server side (this file run with `serve <layer> <JSON file of CertFiles[]>`). */
+function serve(layer: Layer, listFile: string): void {
+  const list = JSON.parse(readFileSync(listFile, 'utf8')) as CertFiles[];
+  const contexts = new Map(list.map((f) => [f.name, createSecureContext({ cert: readFileSync(f.cert), key: readFileSync(f.key) })]));
+  const [cert, key] = [readFileSync(list[0]!.cert), readFileSync(list[0]!.key)];
   const SNICallback = (name: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void) => cb(null, contexts.get(name));
   const body = Buffer.from('ok\n');
   const answer = (_req: unknown, res: { writeHead(s: number, h: object): { end(b: Buffer): void } }) => res.writeHead(200, { 'content-length': body.length }).end(body);
@@ -85,7 +99,7 @@ function profileFlags(variant: string): string[] {
 }
 
 /** The compiled gateway with the certificate stored for NAME (see the header). */
-async function startCertgate(parent: string, files: { cert: string; key: string }, variant: string): Promise<Running> {
+async function startCertgate(parent: string, files: CertFiles[], variant: string): Promise<Running> {
   const dir = join(parent, variant);
   const { buildCertgate } = await import('./build.ts');
   const { openStorage } = await import('../src/storage/open.ts');
@@ -95,8 +109,10 @@ async function startCertgate(parent: string, files: { cert: string; key: string 
   const directory = 'https://127.0.0.1:9/dir';
   const storageDir = join(dir, 'storage');
   const { storage } = await openStorage({ file: { path: storageDir } } as never, silentLogger());
-  const [certPem, keyPem] = [readFileSync(files.cert, 'utf8'), readFileSync(files.key, 'utf8')];
-  await saveCertificate(storage, { domain: NAME, ca: caIdFromDirectory(directory), directory, certPem, keyPem, keyType: 'ecdsa-p256' });
+  for (const f of files) {
+    const [certPem, keyPem] = [readFileSync(f.cert, 'utf8'), readFileSync(f.key, 'utf8')];
+    await saveCertificate(storage, { domain: f.name, ca: caIdFromDirectory(directory), directory, certPem, keyPem, keyType: 'ecdsa-p256' });
+  }
   await storage.close();
   const [https, http, admin] = [await freePort(), await freePort(), await freePort()];
   const withAdmin = variant === 'certgate-admin';
@@ -104,7 +120,7 @@ async function startCertgate(parent: string, files: { cert: string; key: string 
     listen: { https: `127.0.0.1:${https}`, http: `127.0.0.1:${http}`, admin: withAdmin ? `127.0.0.1:${admin}` : false },
     storage: { file: { path: storageDir } },
     acme: { directory },
-    onDemand: { allow: [NAME] },
+    onDemand: { allow: files.map((f) => f.name) },
     proxy: { upstream: 'http://127.0.0.1:9' },
     log: { level: withAdmin ? 'info' : 'warn' },
   };
@@ -118,14 +134,14 @@ async function startCertgate(parent: string, files: { cert: string; key: string 
 }
 
 /** Caddy serving the certificate from files on a free port (no ACME, no admin API, no logs). */
-async function startCaddy(dir: string, files: { cert: string; key: string }): Promise<Running> {
+async function startCaddy(dir: string, files: CertFiles[]): Promise<Running> {
   const port = await freePort();
   const config = {
     admin: { disabled: true, config: { persist: false } },
     logging: { logs: { default: { level: 'ERROR' } } },
     apps: {
       http: { servers: { s: { listen: [`127.0.0.1:${port}`], protocols: ['h1', 'h2'], routes: [{ handle: [{ handler: 'static_response', body: 'ok' }] }], tls_connection_policies: [{}], automatic_https: { disable: true } } } },
-      tls: { certificates: { load_files: [{ certificate: files.cert, key: files.key }] } },
+      tls: { certificates: { load_files: files.map((f) => ({ certificate: f.cert, key: f.key })) } },
     },
   };
   const configFile = join(dir, 'caddy.json');
@@ -150,12 +166,12 @@ async function waitServing(port: number, child: ChildProcess, what: string): Pro
   }
 }
 
-async function startVariant(variant: string, files: { cert: string; key: string }, dir: string): Promise<Running> {
+async function startVariant(variant: string, files: CertFiles[], dir: string): Promise<Running> {
   if (variant.startsWith('certgate')) return startCertgate(dir, files, variant);
   if (variant === 'caddy') return startCaddy(dir, files);
   if (variant === 'openssl') {
     const port = await freePort();
-    const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', files.cert, '-key', files.key, '-www', '-quiet', '-tls1_3'], { stdio: 'ignore' });
+    const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', files[0]!.cert, '-key', files[0]!.key, '-www', '-quiet', '-tls1_3'], { stdio: 'ignore' });
     await sleep(500);
     return { port, pid: child.pid!, child };
   }
@@ -165,7 +181,9 @@ async function startVariant(variant: string, files: { cert: string; key: string 
   // spawnAnnouncingPort runs `node --import tsx script`; the V8 flag goes in NODE_OPTIONS.
   process.env.NODE_OPTIONS = args.join(' ');
   try {
-    const { child, port } = await spawnAnnouncingPort(script, ['serve', layer, files.cert, files.key], variant, 30_000);
+    const listFile = join(dir, 'certificates.json');
+    writeFileSync(listFile, JSON.stringify(files));
+    const { child, port } = await spawnAnnouncingPort(script, ['serve', layer, listFile], variant, 60_000);
     return { port, pid: child.pid!, child };
   } finally {
     delete process.env.NODE_OPTIONS;
@@ -178,16 +196,18 @@ async function main(): Promise<void> {
   const variants = (process.argv[4] ?? 'openssl,tls,https,http2,http2-semi16').split(',');
   const concurrency = Number(process.argv[5] ?? 8);
   const dir = mkdtempSync(join(tmpdir(), 'certgate-tls-layers-'));
-  const files = SEEDED ? await seededCertificate() : makeCertificate(dir);
+  const files = SEEDED ? await seededCertificates() : makeCertificate(dir);
+  const load = (port: number, durationMs: number) => handshakeLoad({ port, ...(SEEDED ? { from: 0, count: NAME_COUNT } : { names: [NAME] }), mode: 'loop', concurrency, durationMs });
   const running = new Map<string, Running>();
   try {
     for (const v of variants) running.set(v, await startVariant(v, files, dir));
+    for (const v of variants) await load(running.get(v)!.port, seconds * 3000); // warm-up
     const perHandshakeUs = new Map<string, number[]>(variants.map((v) => [v, []]));
     for (let round = 0; round < rounds; round++) {
       for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
         const server = running.get(v)!;
         const before = cpuMsOf(server.pid);
-        const run = await handshakeLoad({ port: server.port, names: [NAME], mode: 'loop', concurrency, durationMs: seconds * 1000 });
+        const run = await load(server.port, seconds * 1000);
         await sleep(300); // the last closes
         const cpuMs = cpuMsOf(server.pid) - before;
         if (run.errors > 0) throw new Error(`${v}: ${run.errors} handshakes failed: ${run.errorSamples.join('; ')}`);
@@ -210,5 +230,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === 'serve') serve(process.argv[3] as Layer, process.argv[4]!, process.argv[5]!);
+if (process.argv[2] === 'serve') serve(process.argv[3] as Layer, process.argv[4]!);
 else await main();
