@@ -401,13 +401,18 @@ async function startCaddyReference(ctx: Ctx): Promise<ExtraGateway> {
   return extra;
 }
 
+/** Summed rounds of one target, as the CPU rows read them. */
+type CpuSums = Record<string, { handshakes: number; gatewayCpuMs?: number | undefined }>;
+
+/** `key`'s CPU ms per handshake over all its rounds; undefined without CPU figures or handshakes. */
+function cpuPerHandshake(sums: CpuSums, key: string): number | undefined {
+  const x = sums[key];
+  return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
+}
+
 /** CPU time (user + system, whole process tree) the gateway spent per handshake: steadier than rates on a noisy machine. */
-function cpuRow(ctx: Ctx, metric: string, sums: Record<string, { handshakes: number; gatewayCpuMs?: number | undefined }>): void {
-  const per = (k: string): number | undefined => {
-    const x = sums[k];
-    return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
-  };
-  row(ctx, { section: 'handshakes', metric, unit: 'ms CPU', certgate: per('certgate'), caddy: per('caddy'), better: 'lower' });
+function cpuRow(ctx: Ctx, metric: string, sums: CpuSums, note?: string): void {
+  row(ctx, { section: 'handshakes', metric, unit: 'ms CPU', certgate: cpuPerHandshake(sums, 'certgate'), caddy: cpuPerHandshake(sums, 'caddy'), better: 'lower', ...(note ? { note } : {}) });
 }
 
 /**
@@ -417,9 +422,8 @@ function cpuRow(ctx: Ctx, metric: string, sums: Record<string, { handshakes: num
  */
 async function defaultGroupsRow(ctx: Ctx, targets: { key: string; port: number; cpu: () => number }[], label: string): Promise<Record<string, unknown>> {
   const sums = await handshakeRounds(ctx, targets, ctx.settings.rounds, { groups: 'default' });
-  const per = (k: string): number | undefined => (sums[k] && sums[k].handshakes > 0 && sums[k].gatewayCpuMs !== undefined ? sums[k].gatewayCpuMs / sums[k].handshakes : undefined);
   const note = `the client offers its default groups; negotiated: ${targets.map((x) => `${x.key} ${Object.keys(sums[x.key]?.groups ?? {}).join('/') || '—'}`).join(', ')}; the rows above offer X25519 only`;
-  row(ctx, { section: 'handshakes', metric: `Gateway CPU per handshake, ${label} (warm), client's default key exchange`, unit: 'ms CPU', certgate: per('certgate'), caddy: per('caddy'), better: 'lower', note });
+  cpuRow(ctx, `Gateway CPU per handshake, ${label} (warm), client's default key exchange`, sums, note);
   return sums;
 }
 
@@ -493,10 +497,7 @@ async function startReferences(names: number): Promise<TlsReference[]> {
  * The references' own figures are in the note.
  */
 function normalisedCpuRows(ctx: Ctx, label: string, sums: Record<string, { handshakes: number; gatewayCpuMs?: number | undefined; groups?: Record<string, number>; roundCpuUs?: number[] }>): void {
-  const per = (k: string): number | undefined => {
-    const x = sums[k];
-    return x && x.gatewayCpuMs !== undefined && x.handshakes > 0 ? x.gatewayCpuMs / x.handshakes : undefined;
-  };
+  const per = (k: string): number | undefined => cpuPerHandshake(sums, k);
   const rounds = (k: string): number[] | undefined => sums[k]?.roundCpuUs;
   // certgate ÷ Caddy round by round: the same for both normalisations (the reference cancels).
   const head = pairedMedian(rounds('certgate'), rounds('caddy'));
@@ -731,8 +732,7 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     ...(withLog ? [{ key: 'certgateAccessLog', url: `https://localhost:${withLog.port}/`, cpu: () => withLog.gw.cpuMs() }] : []),
   ];
   const runs = new Map<string, WrkRun[]>(targets.map((t) => [t.key, []]));
-  const cpu = new Map<string, number>();
-  /** CPU ms of each round, per target with a process. */
+  /** CPU ms of each round, per target with a process (none for the upstream alone). */
   const roundCpu = new Map<string, number[]>(targets.map((t) => [t.key, []]));
   try {
     await settle(set, 5000);
@@ -741,10 +741,7 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
       for (const t of turn(targets, r)) {
         const c0 = t.cpu?.() ?? 0;
         runs.get(t.key)!.push(await wrk(t.url, { threads: 2, connections: 50, seconds: s.wrkSeconds }));
-        if (t.cpu) {
-          cpu.set(t.key, (cpu.get(t.key) ?? 0) + t.cpu() - c0);
-          roundCpu.get(t.key)!.push(t.cpu() - c0);
-        }
+        if (t.cpu) roundCpu.get(t.key)!.push(t.cpu() - c0);
       }
     }
     const rps = (key: string): number | undefined => {
@@ -754,7 +751,7 @@ export async function proxyThroughput(ctx: Ctx): Promise<void> {
     };
     for (const t of targets) {
       const gw = t.key === 'certgateAccessLog' ? withLog?.gw : set.gateways.get(t.key as GatewayKind);
-      raw[t.key] = { requestsPerSecond: rps(t.key), gatewayCpuMs: cpu.get(t.key), processes: gw?.memory().processes, runs: runs.get(t.key)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(0, 1500) })) };
+      raw[t.key] = { requestsPerSecond: rps(t.key), gatewayCpuMs: t.cpu ? roundCpu.get(t.key)!.reduce((a, b) => a + b, 0) : undefined, processes: gw?.memory().processes, runs: runs.get(t.key)!.map(({ raw: text, ...rest }) => ({ ...rest, raw: text.slice(0, 1500) })) };
     }
     const errs = ctx.kinds.map((k) => runs.get(k)!.map((w) => [w.errors, w.non2xx ? `${w.non2xx} non-2xx` : ''].filter(Boolean).join(' ')).filter(Boolean).map((e) => `${k}: ${e}`)).flat();
     row(ctx, {
