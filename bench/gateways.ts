@@ -241,11 +241,14 @@ export function handshakeOnce(port: number, servername: string, timeoutMs = 5000
   });
 }
 
+/** What waitUntilServing reads of a gateway (any server process with an HTTPS port will do). */
+export type ServingTarget = Pick<RunningGateway, 'kind' | 'spawnedAt' | 'output' | 'alive'> & { spec: Pick<GatewaySpec, 'httpsPort'> };
+
 /**
  * Polls handshakes for `servername` until one serves a certificate naming it (or any
  * certificate when `anyCertificate`); resolves with the time since spawn in ms.
  */
-export async function waitUntilServing(gw: RunningGateway, servername: string, opts: { timeoutMs: number; anyCertificate?: boolean; intervalMs?: number }): Promise<number> {
+export async function waitUntilServing(gw: ServingTarget, servername: string, opts: { timeoutMs: number; anyCertificate?: boolean; intervalMs?: number }): Promise<number> {
   const deadline = now() + opts.timeoutMs;
   let lastErr = '';
   while (now() < deadline) {

@@ -12,29 +12,28 @@
 //   https        node:https Server: + node:http's per-connection set-up
 //   http2        node:http2 secure server with allowHTTP1 and an ALPNCallback (certgate's server)
 //   *-semi16     the same under --max-semi-space-size=16 (certgate's young-generation cap)
+//                (openssl and the Node servers are tls-reference.ts's, as the bench runs them)
 //   caddy        Caddy (/usr/bin/caddy) with the certificate loaded from files, a static response
 //   certgate     the compiled gateway (bench/build.ts), default config, the certificate stored on
 //                its file storage for the name (served from its memory cache: a cache hit), no
 //                admin API, log level warn
 //   certgate-minsemi  the same with V8's young generation at its 16 MiB cap from the start
 //                (--min-semi-space-size=16) instead of grown to it
-//   certgate-admin  the same as certgate with the admin API on (Prometheus metrics counted) and log level info,
-//                as the bench's gateways run
+//   certgate-admin  the same as certgate with the admin API on (Prometheus metrics counted) and
+//                log level info, as the bench's gateways run
 // With TLS_LAYERS_PROFILE=<dir>, each Node server writes a CPU profile into <dir>/<variant>
-// (summarise with bench/profile.ts). Variants take turns within each round; server CPU is read from /proc. Prints one line per
-// variant: median µs of server CPU per handshake, and its ratio to openssl's median.
+// (summarise with bench/profile.ts). Variants take turns within each round (order reversed every
+// other round); server CPU is read from /proc. Prints one line per variant: the median µs of
+// server CPU per handshake, and the median and range of its per-round ratio to openssl and to
+// Caddy (figures of one round were measured seconds apart, so the ratios cancel most drift).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
-import { createSecureServer } from 'node:http2';
-import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, createServer as createTlsServer } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { handshakeLoad } from './loadgen.ts';
-import { cpuMsOf, median, seededName, sleep } from './util.ts';
-import { spawnAnnouncingPort } from './services.ts';
+import { cpuMsOf, median, now, seededName, sleep } from './util.ts';
+import { waitUntilServing, type GatewayKind } from './gateways.ts';
+import { seededCertificateFiles, startNodeServer, startOpensslReference, type CertFiles, type NodeLayer } from './tls-reference.ts';
 import { freePort } from '../test/support/ports.ts';
 
 // TLS_LAYERS_SEEDED=1: the bench's seeded certificate 0 (leaf + the bench CA, bench/seed.ts)
@@ -43,13 +42,6 @@ const SEEDED = process.env.TLS_LAYERS_SEEDED === '1' || process.env.TLS_LAYERS_N
 const NAME_COUNT = Number(process.env.TLS_LAYERS_NAMES ?? 1);
 const NAME = SEEDED ? seededName(0) : 'layers.bench.test';
 
-/** A certificate served for `name`: PEM files. */
-interface CertFiles {
-  name: string;
-  cert: string;
-  key: string;
-}
-type Layer = 'tls' | 'https' | 'http2';
 
 /** A self-signed ECDSA P-256 certificate for NAME in `dir` (openssl CLI). */
 function makeCertificate(dir: string): CertFiles[] {
@@ -60,36 +52,18 @@ function makeCertificate(dir: string): CertFiles[] {
   return [{ name: NAME, cert, key }];
 }
 
-/** The bench's first NAME_COUNT seeded certificates (built by an earlier `npm run bench` or here). */
+/** The bench's first NAME_COUNT seeded certificates (seeded here unless an earlier `npm run bench` did). */
 async function seededCertificates(): Promise<CertFiles[]> {
-  const { CACHE_ROOT, prepareSeed } = await import('./seed.ts');
+  const { prepareSeed } = await import('./seed.ts');
   await prepareSeed(10_000);
-  return Array.from({ length: NAME_COUNT }, (_, i) => {
-    const d = join(CACHE_ROOT, 'chunks', '0', 'certgate', seededName(i));
-    return { name: seededName(i), cert: join(d, 'cert.pem'), key: join(d, 'key.pem') };
-  });
+  return seededCertificateFiles(NAME_COUNT);
 }
 
-/** Server side (this file run with `serve <layer> <JSON file of CertFiles[]>`). */
-function serve(layer: Layer, listFile: string): void {
-  const list = JSON.parse(readFileSync(listFile, 'utf8')) as CertFiles[];
-  const contexts = new Map(list.map((f) => [f.name, createSecureContext({ cert: readFileSync(f.cert), key: readFileSync(f.key) })]));
-  const [cert, key] = [readFileSync(list[0]!.cert), readFileSync(list[0]!.key)];
-  const SNICallback = (name: string, cb: (err: Error | null, ctx?: import('node:tls').SecureContext) => void) => cb(null, contexts.get(name));
-  const body = Buffer.from('ok\n');
-  const answer = (_req: unknown, res: { writeHead(s: number, h: object): { end(b: Buffer): void } }) => res.writeHead(200, { 'content-length': body.length }).end(body);
-  let server: Server;
-  if (layer === 'tls') server = createTlsServer({ cert, key, SNICallback }, (socket) => socket.resume());
-  else if (layer === 'https') server = createHttpsServer({ cert, key, SNICallback }, answer as never);
-  else server = createSecureServer({ cert, key, SNICallback, allowHTTP1: true, ALPNCallback: ({ protocols }) => (protocols.includes('h2') ? 'h2' : protocols.includes('http/1.1') ? 'http/1.1' : undefined) }, answer as never);
-  server.listen({ host: '127.0.0.1', port: 0 }, () => process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n'));
-  process.on('SIGTERM', () => process.exit(0));
-}
-
+/** A started variant: where it listens, the process whose CPU is read, and how to stop it. */
 interface Running {
   port: number;
   pid: number;
-  child: ChildProcess;
+  stop(): unknown;
 }
 
 /** node flags writing a CPU profile of `variant` when TLS_LAYERS_PROFILE is set. */
@@ -130,7 +104,7 @@ async function startCertgate(parent: string, files: CertFiles[], variant: string
   const v8 = variant === 'certgate-minsemi' ? ['--max-semi-space-size=16', '--min-semi-space-size=16'] : [];
   const child = spawn(process.execPath, [...v8, ...profileFlags(variant), build.entry, 'run', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
   await waitServing(https, child, 'certgate');
-  return { port: https, pid: child.pid!, child };
+  return { port: https, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
 
 /** Caddy serving the certificate from files on a free port (no ACME, no admin API, no logs). */
@@ -149,45 +123,21 @@ async function startCaddy(dir: string, files: CertFiles[]): Promise<Running> {
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, XDG_CONFIG_HOME: join(dir, 'xdg-config'), XDG_DATA_HOME: join(dir, 'xdg-data') };
   const child = spawn('/usr/bin/caddy', ['run', '--config', configFile], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   await waitServing(port, child, 'caddy');
-  return { port, pid: child.pid!, child };
+  return { port, pid: child.pid!, stop: () => child.kill('SIGTERM') };
 }
 
-/** Resolves once `port` completes a handshake for NAME; throws when `child` exits or after ~10 s. */
-async function waitServing(port: number, child: ChildProcess, what: string): Promise<void> {
-  const { handshakeOnce } = await import('./gateways.ts');
-  for (let i = 0; ; i++) {
-    try {
-      await handshakeOnce(port, NAME, 2000);
-      return;
-    } catch (err) {
-      if (i > 100 || child.exitCode !== null) throw new Error(`${what} did not serve ${NAME}: ${String(err)}`, { cause: err });
-      await sleep(100);
-    }
-  }
+/** Resolves once `port` serves NAME's certificate; throws when `child` exits or after 10 s. */
+async function waitServing(port: number, child: ChildProcess, kind: GatewayKind): Promise<void> {
+  const target = { kind, spec: { httpsPort: port }, spawnedAt: now(), output: () => '(its output is this script\'s)', alive: () => child.exitCode === null && child.signalCode === null };
+  await waitUntilServing(target, NAME, { timeoutMs: 10_000, intervalMs: 100 });
 }
 
 async function startVariant(variant: string, files: CertFiles[], dir: string): Promise<Running> {
   if (variant.startsWith('certgate')) return startCertgate(dir, files, variant);
   if (variant === 'caddy') return startCaddy(dir, files);
-  if (variant === 'openssl') {
-    const port = await freePort();
-    const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', files[0]!.cert, '-key', files[0]!.key, '-www', '-quiet', '-tls1_3'], { stdio: 'ignore' });
-    await sleep(500);
-    return { port, pid: child.pid!, child };
-  }
-  const [layer, flag] = variant.split('-') as [Layer, string | undefined];
-  const script = fileURLToPath(import.meta.url);
-  const args = [...(flag === 'semi16' ? ['--max-semi-space-size=16'] : []), ...profileFlags(variant)];
-  // spawnAnnouncingPort runs `node --import tsx script`; the V8 flag goes in NODE_OPTIONS.
-  process.env.NODE_OPTIONS = args.join(' ');
-  try {
-    const listFile = join(dir, 'certificates.json');
-    writeFileSync(listFile, JSON.stringify(files));
-    const { child, port } = await spawnAnnouncingPort(script, ['serve', layer, listFile], variant, 60_000);
-    return { port, pid: child.pid!, child };
-  } finally {
-    delete process.env.NODE_OPTIONS;
-  }
+  if (variant === 'openssl') return startOpensslReference(files[0]);
+  const [layer, flag] = variant.split('-') as [NodeLayer, string | undefined];
+  return startNodeServer(files, { layer, nodeFlags: [...(flag === 'semi16' ? ['--max-semi-space-size=16'] : []), ...profileFlags(variant)] });
 }
 
 async function main(): Promise<void> {
@@ -225,10 +175,9 @@ async function main(): Promise<void> {
       process.stdout.write(`${v.padEnd(13)} ${median(values).toFixed(0).padStart(5)} µs${ratios(v, 'openssl')}${ratios(v, 'caddy')}   rounds: ${values.map((x) => x.toFixed(0)).join(' ')}\n`);
     }
   } finally {
-    for (const r of running.values()) r.child.kill('SIGTERM');
+    for (const r of running.values()) await r.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-if (process.argv[2] === 'serve') serve(process.argv[3] as Layer, process.argv[4]!);
-else await main();
+await main();

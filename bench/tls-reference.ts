@@ -6,13 +6,16 @@
 //            The same Node TLS + HTTP server layers certgate has, without certgate's code: the
 //            difference to certgate is ours, the difference to openssl is Node's.
 // Both read the seeded certificates from the bench's cache (seed.ts), so they serve the same
-// leaf (ECDSA P-256) and chain as the gateways.
+// leaf (ECDSA P-256) and chain as the gateways. tls-layers.ts starts the same servers with other
+// certificates, and the Node one on other layers (node:tls alone, node:http2).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSecureServer } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/ports.ts';
 import { spawnAnnouncingPort } from './services.ts';
@@ -32,10 +35,20 @@ async function cacheRoot(): Promise<string> {
   return (await import('./seed.ts')).CACHE_ROOT;
 }
 
-/** certgate-layout files of seeded name `i` in the cache (chunk 0 holds the first 10,000). */
-function seededFiles(root: string, i: number): { cert: string; key: string } {
-  const dir = join(root, 'chunks', '0', 'certgate', seededName(i));
-  return { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+/** A certificate a reference server serves for `name`: its PEM files. */
+export interface CertFiles {
+  name: string;
+  cert: string;
+  key: string;
+}
+
+/** certgate-layout files of seeded names 0..count-1 in the cache (chunk 0 holds the first 10,000). */
+export async function seededCertificateFiles(count: number): Promise<CertFiles[]> {
+  const root = await cacheRoot();
+  return Array.from({ length: count }, (_, i) => {
+    const dir = join(root, 'chunks', '0', 'certgate', seededName(i));
+    return { name: seededName(i), cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+  });
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {
@@ -48,10 +61,10 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
-/** `openssl s_server` serving seeded certificate 0 on a free loopback port. */
-export async function startOpensslReference(): Promise<TlsReference> {
+/** `openssl s_server` serving `file` (default: seeded certificate 0) on a free loopback port. */
+export async function startOpensslReference(file?: CertFiles): Promise<TlsReference> {
   const port = await freePort();
-  const { cert, key } = seededFiles(await cacheRoot(), 0);
+  const { cert, key } = file ?? (await seededCertificateFiles(1))[0]!;
   const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', cert, '-key', key, '-www', '-quiet', '-tls1_3'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
@@ -67,10 +80,36 @@ export async function startOpensslReference(): Promise<TlsReference> {
 
 /** A bare node:https server with SecureContexts for seeded names 0..names-1 (see the header). */
 export async function startNodeReference(names: number): Promise<TlsReference> {
-  const script = fileURLToPath(import.meta.url);
-  const { child, port } = await spawnAnnouncingPort(script, [String(names), await cacheRoot()], 'node reference', 60_000);
-  log(`reference: bare node:https server, ${names} contexts, on 127.0.0.1:${port} (pid ${child.pid})`);
-  return { key: 'node', port, pid: child.pid!, cpuMs: () => cpuMsOf(child.pid!), stop: stopper(child) };
+  const ref = await startNodeServer(await seededCertificateFiles(names));
+  log(`reference: bare node:https server, ${names} contexts, on 127.0.0.1:${ref.port} (pid ${ref.pid})`);
+  return ref;
+}
+
+/** The Node server layer a reference runs on: node:tls alone, node:https, or node:http2 with allowHTTP1 and an ALPNCallback (certgate's server). */
+export type NodeLayer = 'tls' | 'https' | 'http2';
+
+/**
+ * The bare Node server of the header (this file as a script) with a SecureContext for each of
+ * `files`, on `layer` (default https); `nodeFlags` go to its Node through NODE_OPTIONS.
+ */
+export async function startNodeServer(files: CertFiles[], opts: { layer?: NodeLayer; nodeFlags?: string[] } = {}): Promise<TlsReference> {
+  const dir = mkdtempSync(join(tmpdir(), 'certgate-node-reference-'));
+  const listFile = join(dir, 'certificates.json');
+  writeFileSync(listFile, JSON.stringify(files));
+  const env = process.env.NODE_OPTIONS;
+  // spawnAnnouncingPort runs `node --import tsx script` with this process's environment.
+  if (opts.nodeFlags?.length) process.env.NODE_OPTIONS = opts.nodeFlags.join(' ');
+  try {
+    const { child, port } = await spawnAnnouncingPort(fileURLToPath(import.meta.url), [opts.layer ?? 'https', listFile], 'node reference', 60_000);
+    const stop = stopper(child);
+    return { key: 'node', port, pid: child.pid!, cpuMs: () => cpuMsOf(child.pid!), stop: () => stop().finally(() => rmSync(dir, { recursive: true, force: true })) };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  } finally {
+    if (env === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = env;
+  }
 }
 
 async function accepts(port: number): Promise<boolean> {
@@ -84,26 +123,21 @@ async function accepts(port: number): Promise<boolean> {
   });
 }
 
-function serve(names: number, root: string): void {
-  const contexts = new Map<string, SecureContext>();
-  for (let i = 0; i < names; i++) {
-    const f = seededFiles(root, i);
-    contexts.set(seededName(i), createSecureContext({ cert: readFileSync(f.cert), key: readFileSync(f.key) }));
-  }
-  const first = seededFiles(root, 0);
+/** Server side: `<layer> <JSON file of CertFiles[]>` (startNodeServer). */
+function serve(layer: NodeLayer, listFile: string): void {
+  const files = JSON.parse(readFileSync(listFile, 'utf8')) as CertFiles[];
+  const contexts = new Map<string, SecureContext>(files.map((f) => [f.name, createSecureContext({ cert: readFileSync(f.cert), key: readFileSync(f.key) })]));
+  const [cert, key] = [readFileSync(files[0]!.cert), readFileSync(files[0]!.key)];
+  const SNICallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => cb(null, contexts.get(name));
   const body = Buffer.from('ok\n');
-  const server = createServer(
-    {
-      cert: readFileSync(first.cert),
-      key: readFileSync(first.key),
-      SNICallback: (name, cb) => cb(null, contexts.get(name)),
-    },
-    (req, res) => {
-      req.resume();
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-      res.end(body);
-    },
-  );
+  const answer = (req: { resume(): void }, res: { writeHead(status: number, headers: Record<string, string | number>): { end(body: Buffer): void } }): void => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length }).end(body);
+  };
+  let server: Server;
+  if (layer === 'tls') server = createTlsServer({ cert, key, SNICallback }, (socket) => socket.resume());
+  else if (layer === 'https') server = createHttpsServer({ cert, key, SNICallback }, answer);
+  else server = createSecureServer({ cert, key, SNICallback, allowHTTP1: true, ALPNCallback: ({ protocols }) => ['h2', 'http/1.1'].find((p) => protocols.includes(p)) }, answer as never);
   server.listen({ host: '127.0.0.1', port: 0 }, () => {
     process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
   });
@@ -112,4 +146,4 @@ function serve(names: number, root: string): void {
   process.on('SIGTERM', () => process.exit(0));
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) serve(Number(process.argv[2] ?? 1), process.argv[3]!);
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) serve(process.argv[2] as NodeLayer, process.argv[3]!);
