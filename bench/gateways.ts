@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { NODE, PROJECT_ROOT } from './services.ts';
-import { cpuMsOf, memoryOf, now, sleep, type MemoryReading } from './util.ts';
+import { cpuMsOf, cpuPreciseMsOf, memoryOf, now, sleep, type MemoryReading } from './util.ts';
 
 export type GatewayKind = 'certgate' | 'caddy';
 
@@ -53,6 +53,8 @@ export interface RunningGateway {
   output(): string;
   memory(): MemoryReading;
   cpuMs(): number;
+  /** The same to the nanosecond, live threads only (cpuPreciseMsOf). */
+  cpuPreciseMs(): number;
   alive(): boolean;
   stop(): Promise<void>;
 }
@@ -199,6 +201,7 @@ export async function startGateway(spec: GatewaySpec): Promise<RunningGateway> {
     output: out,
     memory: () => memoryOf(pid),
     cpuMs: () => cpuMsOf(pid),
+    cpuPreciseMs: () => cpuPreciseMsOf(pid),
     alive,
     async stop() {
       if (!alive()) return;

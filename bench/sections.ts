@@ -32,6 +32,13 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
     }
     const results = new Map<GatewayKind, RequestResult[]>(ctx.kinds.map((k) => [k, []]));
     const lastStart = new Map<GatewayKind, number>();
+    // CPU per issued certificate at a pace both gateways keep, one new name at a time on a mostly
+    // idle machine (the burst measures certgate at ~20 names/s on a saturated one, Caddy at ~1/s):
+    // each request's window runs from its start to TAIL_MS after its response (the storing and
+    // logging that follow it), minus each process's idle CPU rate over as long.
+    const idleRate = await idleCpuRates(set, ctx.kinds, 3000);
+    const cpuWindows = new Map<GatewayKind, { cpuMs: number; ms: number }[]>(ctx.kinds.map((k) => [k, []]));
+    const pendingWindows: Promise<void>[] = [];
     for (let i = 0; i < s.firstCount; i++) {
       for (const kind of turn(ctx.kinds, i)) {
         // Caddy 2.6 (certmagic 0.17) lets at most 10 orders start per 10 s per CA and account;
@@ -39,12 +46,17 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
         const wait = (lastStart.get(kind) ?? -Infinity) + s.paceMs - now();
         if (wait > 0) await sleep(wait);
         lastStart.set(kind, now());
+        const gw = set.gateways.get(kind)!;
+        const [c0, t0] = [gw.cpuPreciseMs(), now()];
         results.get(kind)!.push(await httpsGet(ctx.rigs.get(kind)!.httpsPort, `f${i}-${RUN_TAG}.first.bench.test`, 60_000));
+        pendingWindows.push(sleep(FIRST_CPU_TAIL_MS).then(() => void cpuWindows.get(kind)!.push({ cpuMs: gw.cpuPreciseMs() - c0, ms: now() - t0 })));
       }
     }
+    await Promise.all(pendingWindows);
     const summary: Record<string, Record<string, number>> = {};
     for (const kind of ctx.kinds) {
       const list = results.get(kind)!;
+      const cpu = cpuWindows.get(kind)!;
       const timings = domainTimings(ctx.rigs.get(kind)!.acme.exchanges());
       const ok = list.filter((r) => r.ok);
       const windows: number[] = [];
@@ -69,8 +81,11 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
         pebbleBusyMedianMs: median(busy),
         overheadMedianMs: median(overhead),
         overheadP90Ms: percentile(overhead, 90),
+        idleCpuMsPerS: idleRate.get(kind)!,
+        cpuPerCertificateMs: cpu.reduce((a, w) => a + w.cpuMs - (idleRate.get(kind)! * w.ms) / 1000, 0) / cpu.length,
+        cpuPerCertificateMedianMs: median(cpu.map((w) => w.cpuMs - (idleRate.get(kind)! * w.ms) / 1000)),
       };
-      raw[kind] = { warmups: warmups.get(kind), results: list, ca: list.map((r) => timings.get(r.name) ?? null) };
+      raw[kind] = { warmups: warmups.get(kind), cpuWindows: cpuWindows.get(kind), results: list, ca: list.map((r) => timings.get(r.name) ?? null) };
     }
     raw.summary = summary;
     const v = (kind: GatewayKind, k: string): number | undefined => summary[kind]?.[k];
@@ -83,12 +98,29 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
     row(ctx, { ...fr, metric: 'CA share: Pebble newOrder→cert download, median', certgate: v('certgate', 'caWindowMedianMs'), caddy: v('caddy', 'caWindowMedianMs'), note: 'includes the client poll waits' });
     row(ctx, { ...fr, metric: 'CA share: Pebble answer time per order, median', certgate: v('certgate', 'pebbleBusyMedianMs'), caddy: v('caddy', 'pebbleBusyMedianMs'), note: 'sum of Pebble response times' });
     row(ctx, { ...fr, metric: 'Gateway overhead (first request − CA window), median', certgate: v('certgate', 'overheadMedianMs'), caddy: v('caddy', 'overheadMedianMs') });
+    const paced = { section: 'first request', unit: 'ms CPU', better: 'lower' as const };
+    row(ctx, { ...paced, metric: 'CPU per issued certificate, one at a time (paced), mean', certgate: v('certgate', 'cpuPerCertificateMs'), caddy: v('caddy', 'cpuPerCertificateMs'), note: `request start → response + ${FIRST_CPU_TAIL_MS} ms, live threads to the ns, minus each process's idle CPU (row below)` });
+    row(ctx, { section: 'first request', metric: 'Idle CPU (listening, nothing asked, 3 s)', unit: 'ms CPU/s', certgate: v('certgate', 'idleCpuMsPerS'), caddy: v('caddy', 'idleCpuMsPerS'), better: 'lower' });
+    row(ctx, { ...paced, metric: 'CPU per issued certificate, one at a time (paced), median', certgate: v('certgate', 'cpuPerCertificateMedianMs'), caddy: v('caddy', 'cpuPerCertificateMedianMs') });
     const failed = ctx.kinds.filter((k) => (summary[k]?.ok ?? 0) < s.firstCount);
     if (failed.length) row(ctx, { section: 'first request', metric: 'First request failures', unit: 'count', certgate: s.firstCount - (summary.certgate?.ok ?? s.firstCount), caddy: s.firstCount - (summary.caddy?.ok ?? s.firstCount) });
   } finally {
     await set.stop();
     ctx.raw.first = raw;
   }
+}
+
+/** How long after a first request's response its CPU window stays open. */
+const FIRST_CPU_TAIL_MS = 400;
+
+/** Each gateway's CPU ms per second while nothing is asked of it, over `ms` (all measured at once). */
+async function idleCpuRates(set: GatewaySet, kinds: readonly GatewayKind[], ms: number): Promise<Map<GatewayKind, number>> {
+  await sleep(500);
+  const before = kinds.map((k) => set.gateways.get(k)!.cpuPreciseMs());
+  const t0 = now();
+  await sleep(ms);
+  const elapsed = now() - t0;
+  return new Map(kinds.map((k, i) => [k, ((set.gateways.get(k)!.cpuPreciseMs() - before[i]!) / elapsed) * 1000]));
 }
 
 // -------------------------------------------------------------------------------------------------

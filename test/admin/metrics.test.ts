@@ -4,6 +4,8 @@
 // proxied request, a rate-limited handshake. The admin server (issue 6 part A) serves the same
 // render() at GET /metrics.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { register as globalRegistry } from 'prom-client';
 import { GatewayMetrics, wireMetrics } from '../../src/admin/metrics.ts';
@@ -12,6 +14,7 @@ import { CertificateCache } from '../../src/tls/cache.ts';
 import { httpsGet, peerCertificate } from '../support/clients.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { startPebbleOnFreePorts, type PebbleHandle } from '../support/pebble.ts';
+import { runProcess } from '../support/process.ts';
 import { parsePrometheusText, sampleValue, type Family } from '../support/prometheus.ts';
 import { echoHandler, startUpstream, type FakeUpstream } from '../support/upstream.ts';
 
@@ -104,6 +107,32 @@ describe('GatewayMetrics before prom-client is loaded', () => {
     const metrics = new GatewayMetrics({ enabled: false });
     metrics.handshake('cache-hit');
     await assert.rejects(metrics.render(), /not kept in this process/);
+  });
+});
+
+describe('GatewayMetrics in an idle process', () => {
+  test('an idle process is not woken 100 times a second by the event-loop delay sampler', async () => {
+    // Its own process: the test runner's timers would wake this one. Voluntary context switches
+    // of the main thread count its wake-ups; at prom-client's 10 ms default they were ~150 in 1.5 s.
+    const script = [
+      "const { GatewayMetrics } = await import('./src/admin/metrics.ts');",
+      'await new GatewayMetrics().start();',
+      "process.stdout.write('ready\\n');",
+      'setTimeout(() => {}, 10_000);',
+    ].join('\n');
+    const child = runProcess(['--import', 'tsx', '--input-type=module', '-e', script]);
+    try {
+      await child.waitFor(/ready/, 30_000);
+      await sleep(500);
+      const pid = child.child.pid!;
+      const switches = (): number => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1]);
+      const before = switches();
+      await sleep(1500);
+      const woken = switches() - before;
+      assert.ok(woken < 50, `main thread woken ${woken} times in 1.5 s while idle`);
+    } finally {
+      await child.stop();
+    }
   });
 });
 

@@ -138,6 +138,10 @@ describe('npm run bench (--smoke)', () => {
 
   test('CPU: per issued certificate, and per handshake normalised to openssl s_server and to a bare node:https server', () => {
     both(/^Burst: gateway CPU per issued certificate$/);
+    // The same at a pace both keep (one new name at a time), and what each costs doing nothing.
+    both(/^CPU per issued certificate, one at a time \(paced\), median$/);
+    const idle = row(/^Idle CPU \(listening, nothing asked, 3 s\)$/);
+    for (const kind of ['certgate', 'caddy'] as const) assert.ok(typeof idle[kind] === 'number' && idle[kind] >= 0, `${idle.metric}: ${kind} = ${idle[kind]}`);
     for (const ref of ['openssl s_server', 'a bare node:https server']) {
       both(new RegExp(`^Gateway CPU per handshake, 1 cert \\(warm\\), normalised to ${ref}$`));
       both(new RegExp(`^Gateway CPU per handshake, .* stored, warm \\(\\d+ names\\), normalised to ${ref}$`));

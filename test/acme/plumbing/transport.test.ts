@@ -51,6 +51,26 @@ describe('TLS to the CA', () => {
     assert.equal(connections, 4);
     assert.ok(built <= 1, `${built} TLS contexts built for 4 connections`);
   });
+
+  test('HTTP/1.1 to a CA that offers HTTP/2: each request costs less CPU, and a few requests per order gain nothing from streams', async () => {
+    const pair = await createSelfSignedCertificate('127.0.0.1');
+    // Offers h2 first, as Go's servers (Pebble, Boulder) and Let's Encrypt's front end do; a
+    // node:https server answers HTTP/1.1 only, so a client that took h2 fails the request.
+    const server = createServer({ cert: pair.certPem, key: pair.keyPem, ALPNProtocols: ['h2', 'http/1.1'] }, (_req, res) => res.writeHead(200).end('{}'));
+    const negotiated: Array<string | false | null> = [];
+    server.prependListener('secureConnection', (socket) => negotiated.push(socket.alpnProtocol));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/directory`;
+    const transport = new AcmeTransport({ directoryUrl: url, trustedRoots: [pair.certPem] });
+    try {
+      assert.equal((await transport.request('GET', url, { step: 'directory' })).status, 200);
+    } finally {
+      await transport.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    assert.deepEqual(negotiated, ['http/1.1']);
+  });
 });
 
 describe('badNonce', () => {
