@@ -85,7 +85,9 @@ export const ACCESS_BATCH_MS = 100;
  *      turn, which also spares whatever reads the log (a pipe to journald or a collector);
  *   3. flush() writes the batch out synchronously (the proxy's close() calls it on a graceful
  *      stop; an asynchronous write still in flight when the process exits would be lost), and
- *      an 'exit' listener does the same for a process that exits without a close.
+ *      an 'exit' listener does the same for a process that exits without a close (a batch
+ *      already in an asynchronous write then may land after those lines: it cannot be waited
+ *      for there).
  * Loggers not made by createLogger go through pino, line by line.
  */
 export function createAccessLog(logger: Logger, bindings: Record<string, unknown>): AccessLog {
