@@ -34,8 +34,8 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
     const lastStart = new Map<GatewayKind, number>();
     // CPU per issued certificate at a pace both gateways keep, one new name at a time on a mostly
     // idle machine (the burst measures certgate at ~20 names/s on a saturated one, Caddy at ~1/s):
-    // each request's window runs from its start to TAIL_MS after its response (the storing and
-    // logging that follow it), minus each process's idle CPU rate over as long.
+    // each request's window runs from its start to FIRST_CPU_TAIL_MS after its response (the
+    // storing and logging that follow it), minus each process's idle CPU rate over as long.
     const idleRate = await idleCpuRates(set, ctx.kinds, 3000);
     const cpuWindows = new Map<GatewayKind, { cpuMs: number; ms: number }[]>(ctx.kinds.map((k) => [k, []]));
     const pendingWindows: Promise<void>[] = [];
@@ -56,7 +56,8 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
     const summary: Record<string, Record<string, number>> = {};
     for (const kind of ctx.kinds) {
       const list = results.get(kind)!;
-      const cpu = cpuWindows.get(kind)!;
+      // Each window's CPU less the process's idle CPU over as long.
+      const perCertificate = cpuWindows.get(kind)!.map((w) => w.cpuMs - (idleRate.get(kind)! * w.ms) / 1000);
       const timings = domainTimings(ctx.rigs.get(kind)!.acme.exchanges());
       const ok = list.filter((r) => r.ok);
       const windows: number[] = [];
@@ -82,8 +83,8 @@ export async function firstRequest(ctx: Ctx): Promise<void> {
         overheadMedianMs: median(overhead),
         overheadP90Ms: percentile(overhead, 90),
         idleCpuMsPerS: idleRate.get(kind)!,
-        cpuPerCertificateMs: cpu.reduce((a, w) => a + w.cpuMs - (idleRate.get(kind)! * w.ms) / 1000, 0) / cpu.length,
-        cpuPerCertificateMedianMs: median(cpu.map((w) => w.cpuMs - (idleRate.get(kind)! * w.ms) / 1000)),
+        cpuPerCertificateMs: perCertificate.reduce((a, b) => a + b, 0) / perCertificate.length,
+        cpuPerCertificateMedianMs: median(perCertificate),
       };
       raw[kind] = { warmups: warmups.get(kind), cpuWindows: cpuWindows.get(kind), results: list, ca: list.map((r) => timings.get(r.name) ?? null) };
     }
