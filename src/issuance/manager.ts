@@ -117,6 +117,13 @@ export interface RenewOptions {
    * only in an order to the CA that issued it; orders to other issuers are plain new orders.
    */
   replaces?: ReplacedCertificate;
+  /**
+   * The SHA-256 fingerprint of the certificate the caller found due. Under the name's lock a
+   * stored certificate with another fingerprint is returned (`source: 'storage'`) and nothing is
+   * ordered: someone renewed it since the caller looked. Without it, whatever is current now is
+   * replaced (an admin renewal).
+   */
+  replacing?: string;
 }
 
 /** What obtain() and renew() resolve to: a certificate ready to serve, or why there is none. */
@@ -184,13 +191,14 @@ export class CertificateManager {
   }
 
   /**
-   * Replaces the certificate now, whatever storage holds (renewal, admin action). Renewals wait
+   * Replaces the certificate now (renewal, admin action): the one `opts.replacing` names, else
+   * whatever storage holds; a stored one other than that is returned, unordered. Renewals wait
    * behind on-demand work in the ACME queue and respect the name's backoff; an admin renewal
    * does not (it is the operator's way to retry a name that was given up). Never rejects.
    */
   renew(domain: string, opts: RenewOptions = {}): Promise<ObtainOutcome> {
     return this.once(domain, async () => {
-      const { reason = 'renewal', ...orderOptions } = opts;
+      const { reason = 'renewal', replacing, ...orderOptions } = opts;
       try {
         if (reason === 'admin') {
           await this.retryStorage(domain, 'retry-state', () => this.failures.clear(domain));
@@ -199,8 +207,8 @@ export class CertificateManager {
           if (backoff) return { kind: 'failed', reason: backoff };
         }
         const managed = this.deps.managed?.orderFor(domain);
-        const current = this.deps.cache.peek(domain) ?? (await this.loadStored(domain));
-        return await this.issueUnderLock(domain, reason, reason, { replacing: current?.fingerprint256 ?? 'none', orderOptions: { ...orderOptions, ...managed } });
+        const current = replacing === undefined ? (this.deps.cache.peek(domain) ?? (await this.loadStored(domain))) : undefined;
+        return await this.issueUnderLock(domain, reason, reason, { replacing: replacing ?? current?.fingerprint256 ?? 'none', orderOptions: { ...orderOptions, ...managed } });
       } catch (err) {
         return await this.failed(domain, err, true);
       }

@@ -274,6 +274,7 @@ export class RenewalScheduler {
         reason: 'renewal',
         ...(replaces ? { replaces } : {}),
         ...(this.opts.profile ? { profile: this.opts.profile } : {}),
+        replacing: oldFingerprint,
       });
       if (outcome.kind === 'ready' && outcome.certificate.fingerprint256 === oldFingerprint) {
         // renew() joined a handshake's load of the same name and got the old certificate back:
@@ -281,6 +282,14 @@ export class RenewalScheduler {
         this.stats.started--;
         logger.debug({ domain, step: 'renewal-start' }, 'renewal met a concurrent load of the same name; retrying');
         return false;
+      }
+      if (outcome.kind === 'ready' && outcome.source === 'storage') {
+        // Storage already held a newer certificate under the lock (the handshake's renewal and a
+        // scheduler pass both found this one due; or another instance's): nothing was ordered.
+        this.stats.started--;
+        logger.debug({ domain, step: 'renewal-start' }, 'already renewed meanwhile; nothing ordered');
+        if (from) await this.dropIfUnchanged(from.key, from.entry);
+        return true;
       }
       if (outcome.kind === 'ready') {
         this.stats.renewed++;

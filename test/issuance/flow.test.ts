@@ -224,6 +224,25 @@ describe('CertificateManager issuance flow', () => {
     assert.equal(calls.indexOf('ca-queue:new-customer.ok.test'), 1, `order was ${calls.join(' ')}`);
   });
 
+  test('a renewal of a certificate someone has renewed since the caller found it due orders nothing: the newer one is returned', async () => {
+    const calls: string[] = [];
+    const m = manager([{ production: new StandInIssuer('ca-once', calls) }]);
+    const name = 'renewed-twice.ok.test';
+    const first = await m.obtain(name);
+    assert.ok(first.kind === 'ready');
+    const due = first.certificate.fingerprint256;
+    // Two renewals of that certificate one after the other: the handshake's and the scheduler's.
+    const renewed = await m.renew(name, { replacing: due });
+    assert.ok(renewed.kind === 'ready' && renewed.source === 'issued' && renewed.certificate.fingerprint256 !== due);
+    const late = await m.renew(name, { replacing: due });
+    assert.ok(late.kind === 'ready' && late.source === 'storage', late.kind === 'ready' ? late.source : late.kind);
+    assert.equal(late.certificate.fingerprint256, renewed.certificate.fingerprint256);
+    assert.deepEqual(calls, [`ca-once:${name}`, `ca-once:${name}`], 'one order for the renewal');
+    // Without `replacing` (an admin renewal) the current certificate is replaced, as before.
+    const admin = await m.renew(name, { reason: 'admin' });
+    assert.ok(admin.kind === 'ready' && admin.source === 'issued' && admin.certificate.fingerprint256 !== renewed.certificate.fingerprint256);
+  });
+
   test('an ARI renewal sends `replaces` only to the CA that issued the certificate; orders to others are plain and budgeted', async () => {
     const calls: string[] = [];
     const first = new StandInIssuer('ca-preferred', calls);

@@ -9,6 +9,7 @@ import { renewalBackoffMs, RenewalScheduler } from '../../src/maintain/scheduler
 import { FileStorage } from '../../src/storage/file/store.ts';
 import { getJson } from '../../src/storage/storage.ts';
 import type { ObtainOutcome } from '../../src/issuance/manager.ts';
+import type { CachedCertificate } from '../../src/issuance/memory.ts';
 import { tmpDir } from '../support/tmp.ts';
 import { seedCertificates } from './seed.ts';
 
@@ -59,4 +60,36 @@ test('without a shared backoff (budget spent, CA paused) the scheduler’s own s
   const { entry, now } = await failOnce(t, undefined);
   assert.ok(entry);
   assert.equal(entry.checkAt, now + 60_000);
+});
+
+test('a due certificate someone renewed meanwhile: the renewal names the one it found due, and storage’s newer one is not counted as renewed', async (t) => {
+  const storage = await FileStorage.open(await tmpDir(t, 'certgate-scheduler-'));
+  const domain = 'twice.scheduler.test';
+  const seeded = await seedCertificates({ storage, ca: 'test-ca', directory: 'https://ca.test/dir', domains: [domain], notBefore: new Date(Date.now() - 80 * DAY), notAfter: new Date(Date.now() + 10 * DAY) });
+  const due = seeded.get(domain)!;
+  const now = Date.now() + 1000;
+  const asked: Array<string | undefined> = [];
+  const scheduler = new RenewalScheduler({
+    storage,
+    manager: {
+      // The manager found another certificate in storage under the lock: no order.
+      renew: async (_domain, opts): Promise<ObtainOutcome> => {
+        asked.push(opts?.replacing);
+        return { kind: 'ready', source: 'storage', certificate: { domain, fingerprint256: 'newer', notAfter: now + 90 * DAY } as CachedCertificate };
+      },
+      delete: async () => {},
+    },
+    policy: { decide: async () => ({ allowed: true, source: 'allow' }) },
+    fraction: 0.33,
+    jitterMs: 0,
+    concurrency: 1,
+    logger: silentLogger(),
+    now: () => now,
+  });
+  await scheduler.tick();
+  await scheduler.idle();
+  assert.deepEqual(asked, [due], 'the renewal named the certificate it found due');
+  assert.equal(scheduler.stats.renewed, 0);
+  assert.equal(scheduler.stats.started, 0);
+  assert.deepEqual(await storage.list('index/renewal/'), [], 'the old certificate’s entry is dropped');
 });
